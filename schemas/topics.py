@@ -1,0 +1,61 @@
+"""Every topic, declared once: name, partitions, key, value model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from schemas.envelope import Envelope
+from schemas.events import (
+    CaseEvent,
+    ComplaintRegistered,
+    ComplaintRouted,
+    DeadLetterEvent,
+    InboundReceived,
+    NotificationEvent,
+    SlaEvent,
+)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    key: str
+    value: type[Envelope]
+    description: str
+
+
+PARTITIONS = 6
+
+INBOUND = TopicSpec(
+    "complaints.inbound", PARTITIONS, "channel message id (or none)", InboundReceived,
+    "Raw channel payloads, as received, in an envelope with channel and payload.",
+)
+REGISTERED = TopicSpec(
+    "complaints.registered", PARTITIONS, "complaint id", ComplaintRegistered,
+    "Canonical, registered complaints.",
+)
+ROUTED = TopicSpec(
+    "complaints.routed", PARTITIONS, "complaint id", ComplaintRouted,
+    "Routing and escalation decisions.",
+)
+LIFECYCLE = TopicSpec(
+    "complaints.lifecycle", PARTITIONS, "complaint id", CaseEvent,
+    "Case events from handlers and customers.",
+)
+SLA = TopicSpec(
+    "complaints.sla", PARTITIONS, "complaint id", SlaEvent,
+    "Deadline warnings, breaches and milestones met.",
+)
+NOTIFICATIONS = TopicSpec(
+    "complaints.notifications", PARTITIONS, "complaint id", NotificationEvent,
+    "What was sent, to whom, how.",
+)
+DEADLETTER = TopicSpec(
+    "complaints.deadletter", PARTITIONS, "complaint id when known, else none", DeadLetterEvent,
+    "Rejected input: original bytes, source, service, reason.",
+)
+
+ALL_TOPICS: tuple[TopicSpec, ...] = (
+    INBOUND, REGISTERED, ROUTED, LIFECYCLE, SLA, NOTIFICATIONS, DEADLETTER,
+)

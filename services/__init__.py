@@ -1,0 +1,1 @@
+"""The pipeline's services: intake, router, sla_monitor, notifier."""

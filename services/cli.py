@@ -1,0 +1,98 @@
+"""The `complaints` command: run services, the embedded stack, tooling."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+from services.common.errors import ConfigError
+
+SERVICES = {
+    "intake": ("services.intake.app", "services.intake.settings", "IntakeSettings"),
+    "router": ("services.router.app", "services.router.settings", "RouterSettings"),
+    "sla-monitor": ("services.sla_monitor.app", "services.sla_monitor.settings", "SlaMonitorSettings"),
+    "notifier": ("services.notifier.app", "services.notifier.settings", "NotifierSettings"),
+}
+
+
+def _run(args: argparse.Namespace) -> int:
+    from services.common.runtime import serve
+
+    app_mod, settings_mod, settings_cls = SERVICES[args.service]
+    serve(importlib.import_module(app_mod).build,
+          getattr(importlib.import_module(settings_mod), settings_cls))
+    return 0
+
+
+def _topics(args: argparse.Namespace) -> int:
+    from services.common.kafka import ensure_topics
+    from services.common.settings import CommonSettings, load_settings
+
+    settings = load_settings(CommonSettings)
+    created = ensure_topics(settings.bootstrap_list())
+    print(f"topics: created {len(created)} ({', '.join(created) or 'all existed'})")
+    return 0
+
+
+def _schemas_export(args: argparse.Namespace) -> int:
+    from schemas.export import export
+
+    for path in export(Path(args.out)) if args.out else export():
+        print(path)
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    from services.embedded import up
+
+    return up(demo=args.demo, sla_scale=args.sla_scale)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from services.bench import bench
+
+    return bench(count=args.count, timeout=args.timeout)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="complaints", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run one service in this process")
+    run.add_argument("service", choices=sorted(SERVICES))
+    run.set_defaults(func=_run)
+
+    sub.add_parser("topics", help="create the topics (idempotent)").set_defaults(func=_topics)
+
+    schemas = sub.add_parser("schemas", help="message contracts")
+    ssub = schemas.add_subparsers(dest="schemas_command", required=True)
+    exp = ssub.add_parser("export", help="write JSON Schema files")
+    exp.add_argument("--out", help="directory (default: the package's schemas/json)")
+    exp.set_defaults(func=_schemas_export)
+
+    upp = sub.add_parser("up", help="run the whole stack; embedded broker and Redis if none answer")
+    upp.add_argument("--demo", action="store_true", help="feed sample complaints, print their way")
+    upp.add_argument("--sla-scale", type=float, default=1.0, metavar="N",
+                     help="divide every time limit by N (demos and tests)")
+    upp.set_defaults(func=_up)
+
+    b = sub.add_parser("bench", help="drive complaints through the running stack, print figures")
+    b.add_argument("--count", type=int, default=2000)
+    b.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the stack")
+    b.set_defaults(func=_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"complaints: configuration error:\n{exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

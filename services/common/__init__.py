@@ -1,0 +1,1 @@
+"""What every service shares: settings, policy, the Kafka boundary, the web endpoints."""

@@ -1,0 +1,23 @@
+"""Ports every service uses: publishing events and reading the clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Protocol
+
+from schemas.envelope import Envelope
+from schemas.topics import TopicSpec
+
+Clock = Callable[[], datetime]
+"""Returns the current time, timezone-aware (UTC)."""
+
+
+class Publisher(Protocol):
+    """Publishes an event to a topic and returns once the broker has it.
+
+    Keyed by the event's complaint id. Publishing the same event twice is
+    allowed (at-least-once); consumers de-duplicate on the event id.
+    """
+
+    async def publish(self, topic: TopicSpec, event: Envelope) -> None: ...

@@ -1,0 +1,231 @@
+"""Faust wiring shared by every service: app factory, publisher, consumer boundary, web."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+import redis.asyncio as aioredis
+from faust.types import EventT
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from pydantic import ValidationError
+
+from schemas.envelope import Envelope, derived_id
+from schemas.events import DeadLetter, DeadLetterEvent
+from schemas.topics import DEADLETTER, PARTITIONS, TopicSpec
+from services.common.errors import Rejected, Retry
+from services.common.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[bytes | None, bytes], Awaitable[None]]
+
+# Errors that mean "this input is bad": dead-letter at once.
+PERMANENT = (ValidationError, Rejected, UnicodeDecodeError, json.JSONDecodeError, binascii.Error)
+# Errors that mean "a dependency is not answering": wait and try again, never skip.
+TRANSIENT = (Retry, aioredis.ConnectionError, aioredis.TimeoutError, ConnectionError,
+             asyncio.TimeoutError, OSError)
+
+
+def make_app(service: str, settings: CommonSettings, *, web_port: int) -> faust.App:
+    """Build the service's faust app; one consumer group per service."""
+    timeout = settings.kafka_rebalance_timeout
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return faust.App(
+        f"complaints-{service}",
+        broker=settings.kafka_urls(),
+        store="memory://",
+        autodiscover=False,
+        topic_partitions=PARTITIONS,
+        topic_disable_leader=True,
+        processing_guarantee=settings.kafka_processing_guarantee,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        broker_rebalance_timeout=timeout,
+        broker_session_timeout=timeout,
+        broker_heartbeat_interval=max(timeout / 10, 0.3),
+        broker_max_poll_interval=max(timeout, 30.0) if timeout >= 30 else timeout * 3,
+        web_port=web_port,
+        web_bind="0.0.0.0",  # noqa: S104 - metrics and health must be reachable by scrapers
+        web_host="127.0.0.1",
+        datadir=str(settings.data_dir / f"{service}-{web_port}"),
+        web_cors_options=None,
+    )
+
+
+def raw_topic(app: faust.App, *specs: TopicSpec) -> faust.TopicT:
+    """A faust topic (or several) carrying raw key and value bytes."""
+    return app.topic(
+        *(s.name for s in specs), key_type=bytes, value_type=bytes,
+        key_serializer="raw", value_serializer="raw",
+    )
+
+
+class FaustPublisher:
+    """Publisher over the faust producer; waits for the broker's acknowledgement."""
+
+    def __init__(self, app: faust.App) -> None:
+        self._app = app
+        self._topics: dict[str, faust.TopicT] = {}
+
+    async def publish(self, topic: TopicSpec, event: Envelope) -> None:
+        t = self._topics.get(topic.name)
+        if t is None:
+            t = self._topics[topic.name] = raw_topic(self._app, topic)
+        # force=True: send now, not when the consumed event is acked, so the
+        # effect is on the broker before the input offset can be committed.
+        fut = await t.send(key=event.key(), value=event.to_bytes(), force=True)
+        await fut
+
+
+class Boundary:
+    """The one place per service where any error of a record is caught and classified."""
+
+    def __init__(
+        self, *, service: str, publisher: Any, registry: CollectorRegistry,
+        max_retries: int = 20, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.service = service
+        self.publisher = publisher
+        self.max_retries = max_retries
+        self.clock = clock
+        self.dead_lettered = Counter(
+            "complaints_deadlettered_total", "Records sent to the dead-letter topic.",
+            ["service", "topic", "error"], registry=registry,
+        )
+        self.processed = Counter(
+            "complaints_records_processed_total", "Input records handled.",
+            ["service", "topic"], registry=registry,
+        )
+
+    async def run(self, handler: Handler, *, topic: str, partition: int, offset: int,
+                  key: bytes | None, value: bytes) -> None:
+        """Handle one record: retry transient errors, dead-letter bad input, never raise."""
+        where = f"{topic}:{partition}:{offset}"
+        attempt = 0
+        while True:
+            try:
+                await handler(key, value)
+                self.processed.labels(self.service, topic).inc()
+                return
+            except PERMANENT as exc:
+                await self.dead_letter(where, topic, key, value, exc)
+                return
+            except TRANSIENT as exc:
+                attempt += 1
+                delay = exc.delay if isinstance(exc, Retry) else min(0.2 * 2**attempt, 10.0)
+                if isinstance(exc, Retry) and attempt > self.max_retries:
+                    await self.dead_letter(where, topic, key, value, exc)
+                    return
+                log.warning("%s %s: transient %s (attempt %d), retrying in %.1fs",
+                            self.service, where, type(exc).__name__, attempt, delay)
+                await asyncio.sleep(delay)
+            except Exception as exc:  # the service's only broad except: a bug must not stop the stream
+                log.exception("%s %s: unexpected error", self.service, where)
+                await self.dead_letter(where, topic, key, value, exc)
+                return
+
+    async def dead_letter(self, where: str, topic: str, key: bytes | None, value: bytes,
+                          exc: BaseException) -> None:
+        """Publish the original bytes with the reason to the dead-letter topic."""
+        reason = _reason(exc)
+        subject = _subject_of(value)
+        event = DeadLetterEvent.new(
+            DeadLetter(
+                service=self.service, source=where, reason=reason, error_type=type(exc).__name__,
+                original_key=base64.b64encode(key).decode() if key else None,
+                original=base64.b64encode(value).decode(), failed_at=self.clock(),
+            ),
+            id=derived_id("deadletter", self.service, where),
+            source=self.service, time=self.clock(), subject=subject,
+        )
+        while True:
+            try:
+                await self.publisher.publish(DEADLETTER, event)
+                break
+            except TRANSIENT:
+                log.warning("%s %s: dead-letter publish failed; retrying", self.service, where)
+                await asyncio.sleep(1.0)
+        self.dead_lettered.labels(self.service, topic, type(exc).__name__).inc()
+        log.warning("%s %s: dead-lettered (%s) subject=%s", self.service, where,
+                    type(exc).__name__, subject)
+
+    async def guard(self, name: str, job: Callable[[], Awaitable[None]]) -> None:
+        """Run a periodic job; an error is logged and the next run tries again."""
+        try:
+            await job()
+        except TRANSIENT as exc:
+            log.warning("%s %s: transient %s; next run retries", self.service, name,
+                        type(exc).__name__)
+        except Exception:  # a periodic job's bug must not stop the worker
+            log.exception("%s %s: unexpected error", self.service, name)
+
+    async def consume(self, stream: faust.StreamT, handler: Handler) -> None:
+        """Drive a faust stream through ``handler``; the offset is acked after the effect."""
+        event: EventT
+        async for event in stream.events():
+            msg = event.message
+            await self.run(handler, topic=msg.topic, partition=msg.partition, offset=msg.offset,
+                           key=msg.key, value=msg.value)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ValidationError):
+        parts = [f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()]
+        return "schema: " + "; ".join(parts)[:900]
+    return f"{type(exc).__name__}: {exc}"[:900]
+
+
+def _subject_of(value: bytes) -> str | None:
+    try:
+        subject = json.loads(value).get("subject")
+    except (ValueError, AttributeError):
+        return None
+    return subject if isinstance(subject, str) else None
+
+
+def add_web(app: faust.App, *, service: str, registry: CollectorRegistry,
+            check: Callable[[], Awaitable[None]]) -> None:
+    """Serve /healthz (200 when dependencies answer) and /metrics (Prometheus)."""
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        try:
+            await asyncio.wait_for(check(), timeout=2.0)
+        except Exception as exc:  # health reports every failure, whatever its kind
+            return web.json({"status": "unavailable", "service": service,
+                             "error": type(exc).__name__}, status=503)
+        return web.json({"status": "ok", "service": service})
+
+    @app.page("/metrics")
+    async def metrics(web: Any, request: Any) -> Any:
+        return web.bytes(generate_latest(registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+
+def redis_client(settings: CommonSettings) -> aioredis.Redis:
+    """An asyncio Redis client (connections are made lazily, on first use)."""
+    return aioredis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+
+
+def run_worker(app: faust.App, *, log_level: str) -> None:
+    """Run the faust worker until SIGINT / SIGTERM."""
+    from faust.worker import Worker
+
+    Worker(app, loglevel=log_level, quiet=True).execute_from_commandline()
+
+
+def serve(build: Callable[..., faust.App], settings_cls: type[CommonSettings]) -> None:
+    """A service's start-up: read settings and policy (validated), build, run."""
+    from services.common.policy import load_policy
+    from services.common.settings import load_settings
+
+    settings = load_settings(settings_cls)
+    logging.basicConfig(level=settings.log_level.upper())
+    run_worker(build(settings, load_policy(settings.policy_file)), log_level=settings.log_level)

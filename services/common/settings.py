@@ -1,0 +1,72 @@
+"""Settings every service shares, read from the environment and validated at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.common.errors import ConfigError
+
+
+class CommonSettings(BaseSettings):
+    """Shared settings. Environment variables:
+
+    KAFKA_BOOTSTRAP_SERVERS     comma-separated host:port list (default 127.0.0.1:9092)
+    KAFKA_REBALANCE_TIMEOUT     seconds; keep at a few seconds on tansu (default 60)
+    KAFKA_PROCESSING_GUARANTEE  at_least_once | exactly_once (exactly_once needs real Kafka)
+    REDIS_URL                   redis://host:port/db (default redis://127.0.0.1:6379/0)
+    REDIS_PREFIX                key prefix for every key this deployment writes (default complaints:)
+    COMPLAINTS_POLICY_FILE      YAML policy file; the shipped default when unset
+    COMPLAINTS_SLA_SCALE        divide every time limit by this, for demos and tests (default 1)
+    COMPLAINTS_DATA_DIR         working directory for stream-processor files (default .complaints)
+    LOG_LEVEL                   debug | info | warning | error (default info)
+    """
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
+
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092", validation_alias="KAFKA_BOOTSTRAP_SERVERS", min_length=3
+    )
+    kafka_rebalance_timeout: float = Field(
+        default=60.0, gt=0, le=600, validation_alias="KAFKA_REBALANCE_TIMEOUT"
+    )
+    kafka_processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        default="at_least_once", validation_alias="KAFKA_PROCESSING_GUARANTEE"
+    )
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", validation_alias="REDIS_URL")
+    redis_prefix: str = Field(
+        default="complaints:", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$",
+        validation_alias="REDIS_PREFIX",
+    )
+    policy_file: Path | None = Field(default=None, validation_alias="COMPLAINTS_POLICY_FILE")
+    sla_scale: float = Field(default=1.0, gt=0, le=1_000_000, validation_alias="COMPLAINTS_SLA_SCALE")
+    data_dir: Path = Field(default=Path(".complaints"), validation_alias="COMPLAINTS_DATA_DIR")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", validation_alias="LOG_LEVEL"
+    )
+
+    def kafka_urls(self) -> list[str]:
+        """Broker URLs in faust's spelling."""
+        return [f"kafka://{h.strip()}" for h in self.kafka_bootstrap_servers.split(",") if h.strip()]
+
+    def bootstrap_list(self) -> list[str]:
+        """Broker host:port list in kafka-python's spelling."""
+        return [h.strip() for h in self.kafka_bootstrap_servers.split(",") if h.strip()]
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load_settings(cls: type[S]) -> S:
+    """Read ``cls`` from the environment; on error name every bad variable and why."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "?"
+            problems.append(f"environment: {field.upper()}: {err['msg']} (got {err.get('input')!r})")
+        raise ConfigError("\n".join(problems)) from None

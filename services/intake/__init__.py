@@ -1,0 +1,1 @@
+"""Intake: every channel in, one canonical, registered complaint out."""

@@ -1,0 +1,166 @@
+"""Intake wiring: the faust app, its agents and its HTTP API."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
+
+from schemas.events import Channel, InboundMessage, InboundReceived
+from schemas.topics import INBOUND, LIFECYCLE, NOTIFICATIONS, REGISTERED, ROUTED, SLA
+from services.common.errors import Rejected
+from services.common.policy import Policy
+from services.common.ports import Clock, Publisher
+from services.common.runtime import (
+    TRANSIENT, Boundary, FaustPublisher, add_web, make_app, raw_topic, redis_client,
+)
+from services.intake.adapters import RedisRegistrations, RedisTimelines
+from services.intake.handlers import SERVICE, Intake, UnknownComplaint
+from services.intake.metrics import IntakeMetrics
+from services.intake.ports import Registrations, Timelines
+from services.intake.settings import IntakeSettings
+
+PROBLEM = "application/problem+json"
+
+
+def build(
+    settings: IntakeSettings, policy: Policy, *, publisher: Publisher | None = None,
+    registrations: Registrations | None = None, timelines: Timelines | None = None,
+    clock: Clock | None = None, registry: CollectorRegistry | None = None,
+) -> faust.App:
+    """Wire intake: Kafka agents, HTTP API, /metrics, /healthz."""
+    app = make_app(SERVICE, settings, web_port=settings.http_port)
+    registry = registry or CollectorRegistry()
+    redis = redis_client(settings)
+    publisher = publisher or FaustPublisher(app)
+    intake = Intake(
+        policy=policy, publisher=publisher,
+        registrations=registrations or RedisRegistrations(redis, prefix=settings.redis_prefix),
+        timelines=timelines or RedisTimelines(redis, prefix=settings.redis_prefix),
+        clock=clock or (lambda: datetime.now(UTC)), random_bits=lambda: secrets.randbits(23),
+        identity_secret=settings.identity_key.get_secret_value().encode(),
+        metrics=IntakeMetrics.create(registry),
+    )
+    boundary = Boundary(service=SERVICE, publisher=publisher, registry=registry)
+
+    async def on_inbound(key: bytes | None, value: bytes) -> None:
+        if len(value) > settings.max_body_bytes:
+            raise Rejected(f"record of {len(value)} bytes exceeds {settings.max_body_bytes}")
+        await intake.register(InboundReceived.model_validate_json(value), via="kafka")
+
+    @app.agent(raw_topic(app, INBOUND))
+    async def inbound(stream: faust.StreamT) -> None:
+        await boundary.consume(stream, on_inbound)
+
+    @app.agent(raw_topic(app, REGISTERED, ROUTED, LIFECYCLE, SLA, NOTIFICATIONS))
+    async def timeline(stream: faust.StreamT) -> None:
+        await boundary.consume(stream, intake.project)
+
+    add_web(app, service=SERVICE, registry=registry, check=redis.ping)
+    _add_http_api(app, intake, max_body=settings.max_body_bytes)
+    return app
+
+
+def problem(view: View, status: int, title: str, detail: str, **extra: Any) -> Response:
+    """An RFC 9457 problem document."""
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return view.bytes(json.dumps(body, ensure_ascii=False).encode(), status=status,
+                      content_type=PROBLEM)
+
+
+def _field_errors(exc: ValidationError) -> list[dict[str, str]]:
+    return [{"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]}
+            for e in exc.errors()]
+
+
+async def _read_body(view: View, request: Request, max_body: int) -> bytes | Response:
+    size = request.content_length
+    if size is not None and size > max_body:
+        return problem(view, 413, "Payload too large", f"body of {size} bytes exceeds {max_body}")
+    body: bytes = await request.read()
+    if len(body) > max_body:
+        return problem(view, 413, "Payload too large", f"body exceeds {max_body} bytes")
+    return body
+
+
+def _add_http_api(app: faust.App, intake: Intake, *, max_body: int) -> None:
+    @app.page("/v1/inbound/{channel}")
+    class InboundView(View):
+        async def post(self, request: Request, channel: str) -> Response:
+            if channel not in Channel.__members__:
+                return problem(self, 404, "Unknown channel", f"channel {channel!r} is not served",
+                               field="channel")
+            body = await _read_body(self, request, max_body)
+            if isinstance(body, Response):
+                return body
+            try:
+                payload: dict[str, Any] | str
+                if request.content_type in ("application/json", ""):
+                    payload = json.loads(body)
+                else:
+                    payload = body.decode("utf-8")
+                message_id = request.headers.get("Idempotency-Key") or (
+                    payload.get("message_id") if isinstance(payload, dict) else None)
+                inbound = InboundReceived.new(
+                    InboundMessage(channel=Channel(channel), message_id=message_id, payload=payload),
+                    source=f"{SERVICE}.http", time=datetime.now(UTC), subject=None,
+                    id=str(uuid.uuid4()),
+                )
+                complaint_id, duplicate = await intake.register(inbound, via="http")
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                intake.metrics.rejected.labels(channel, "http").inc()
+                return problem(self, 400, "Malformed body", str(exc), field="(body)")
+            except ValidationError as exc:
+                intake.metrics.rejected.labels(channel, "http").inc()
+                return problem(self, 422, "Invalid complaint", "the payload violates the schema",
+                               errors=_field_errors(exc))
+            except Rejected as exc:
+                intake.metrics.rejected.labels(channel, "http").inc()
+                return problem(self, 422, "Invalid complaint", str(exc))
+            except TRANSIENT as exc:
+                return problem(self, 503, "Temporarily unavailable", type(exc).__name__)
+            return self.json(
+                {"complaint_id": complaint_id, "duplicate": duplicate,
+                 "links": {"self": f"/v1/complaints/{complaint_id}"}},
+                status=202, headers={"Location": f"/v1/complaints/{complaint_id}"},
+            )
+
+    @app.page("/v1/complaints/{complaint_id}/events")
+    class CaseEventsView(View):
+        async def post(self, request: Request, complaint_id: str) -> Response:
+            body = await _read_body(self, request, max_body)
+            if isinstance(body, Response):
+                return body
+            try:
+                fields = json.loads(body)
+                if not isinstance(fields, dict):
+                    return problem(self, 422, "Invalid event", "body must be a JSON object")
+                event = await intake.record_case_event(
+                    complaint_id, fields, idempotency_key=request.headers.get("Idempotency-Key"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                return problem(self, 400, "Malformed body", str(exc), field="(body)")
+            except UnknownComplaint:
+                return problem(self, 404, "Unknown complaint", f"no complaint {complaint_id!r}")
+            except ValidationError as exc:
+                return problem(self, 422, "Invalid event", "the event violates the schema",
+                               errors=_field_errors(exc))
+            except TRANSIENT as exc:
+                return problem(self, 503, "Temporarily unavailable", type(exc).__name__)
+            return self.json({"event_id": event.id, "complaint_id": complaint_id}, status=202)
+
+    @app.page("/v1/complaints/{complaint_id}")
+    class ComplaintView(View):
+        async def get(self, request: Request, complaint_id: str) -> Response:
+            try:
+                return self.json(await intake.state(complaint_id))
+            except UnknownComplaint:
+                return problem(self, 404, "Unknown complaint", f"no complaint {complaint_id!r}")
+            except TRANSIENT as exc:
+                return problem(self, 503, "Temporarily unavailable", type(exc).__name__)

@@ -1,0 +1,108 @@
+"""Intake's use cases, shared by the HTTP and the Kafka path: parse, apply the rules, publish."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from schemas.envelope import Envelope, derived_id
+from schemas.events import CaseEvent, CaseUpdate, ComplaintRegistered, InboundReceived
+from schemas.topics import LIFECYCLE, REGISTERED
+from services.common.policy import Policy
+from services.common.ports import Clock, Publisher
+from services.intake import logic
+from services.intake.metrics import IntakeMetrics
+from services.intake.ports import Registrations, Timelines
+
+log = logging.getLogger(__name__)
+SERVICE = "intake"
+
+
+class UnknownComplaint(LookupError):
+    """No complaint with this id has been registered."""
+
+
+class Intake:
+    def __init__(
+        self, *, policy: Policy, publisher: Publisher, registrations: Registrations,
+        timelines: Timelines, clock: Clock, random_bits: Callable[[], int],
+        identity_secret: bytes, metrics: IntakeMetrics,
+    ) -> None:
+        self.policy = policy
+        self.publisher = publisher
+        self.registrations = registrations
+        self.timelines = timelines
+        self.clock = clock
+        self.random_bits = random_bits
+        self.identity_secret = identity_secret
+        self.metrics = metrics
+
+    async def register(self, inbound: InboundReceived, *, via: str) -> tuple[str, bool]:
+        """Register one channel message; return (complaint id, whether it was a duplicate)."""
+        msg = inbound.data
+        self.metrics.received.labels(msg.channel.value, via).inc()
+        started = time.perf_counter()
+        now = self.clock()
+        complaint_id = logic.complaint_number(now, self.random_bits())
+        key = logic.dedupe_key(msg.channel, msg.message_id, msg.payload)
+        complaint = logic.normalise(
+            msg.channel, msg.payload, complaint_id=complaint_id, message_id=key, received_at=now,
+            desks=self.policy.router.channel_desks, identity_secret=self.identity_secret,
+        )
+        self.metrics.parse_seconds.labels(msg.channel.value).observe(time.perf_counter() - started)
+        event = ComplaintRegistered.new(
+            complaint, id=derived_id("registered", complaint_id), source=SERVICE, time=now,
+            subject=complaint_id, cause=inbound,
+        )
+        stored = await self.registrations.claim(key, event.to_bytes())
+        duplicate = stored is not None
+        if stored is not None:
+            # Re-publish the first registration (same event id): if the first
+            # attempt died before its publish, this one completes it.
+            event = ComplaintRegistered.model_validate_json(stored)
+            self.metrics.duplicates.labels(msg.channel.value).inc()
+        await self.publisher.publish(REGISTERED, event)
+        await self.timelines.add(event.data.complaint_id, event.id, event.to_bytes())
+        if not duplicate:
+            self.metrics.registered.labels(msg.channel.value, complaint.nature.value).inc()
+        log.info("registered complaint=%s event=%s channel=%s duplicate=%s",
+                 event.subject, event.id, msg.channel.value, duplicate)
+        return event.data.complaint_id, duplicate
+
+    async def record_case_event(
+        self, complaint_id: str, body: dict[str, Any], *, idempotency_key: str | None
+    ) -> CaseEvent:
+        """Record a handler's or customer's step on an existing complaint."""
+        registered = await self._registered(complaint_id)
+        update = CaseUpdate.model_validate({**body, "complaint_id": complaint_id})
+        now = self.clock()
+        event_id = derived_id("case", complaint_id, idempotency_key) if idempotency_key else None
+        event = CaseEvent.new(update, id=event_id, source=SERVICE, time=now,
+                              subject=complaint_id, cause=registered)
+        await self.publisher.publish(LIFECYCLE, event)
+        await self.timelines.add(complaint_id, event.id, event.to_bytes())
+        log.info("case event complaint=%s event=%s action=%s", complaint_id, event.id,
+                 update.action.value)
+        return event
+
+    async def state(self, complaint_id: str) -> dict[str, Any]:
+        """The complaint's current state and its timeline."""
+        events = [json.loads(raw) for raw in await self.timelines.get(complaint_id)]
+        if not any(e["type"] == ComplaintRegistered.EVENT_TYPE for e in events):
+            raise UnknownComplaint(complaint_id)
+        return logic.case_state(events)
+
+    async def project(self, key: bytes | None, value: bytes) -> None:
+        """Add one event from any complaint topic to that complaint's timeline."""
+        event = Envelope.model_validate_json(value)
+        if event.subject:
+            await self.timelines.add(event.subject, event.id, value)
+
+    async def _registered(self, complaint_id: str) -> ComplaintRegistered:
+        for raw in await self.timelines.get(complaint_id):
+            if b'"complaint.registered"' in raw:
+                return ComplaintRegistered.model_validate_json(raw)
+        raise UnknownComplaint(complaint_id)

@@ -1,0 +1,1 @@
+"""Notifier: tells the customer (acknowledgement, result) and records every send."""

@@ -1,0 +1,1 @@
+"""Router: severity, department, level and first-contact ownership of every complaint."""

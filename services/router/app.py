@@ -1,0 +1,64 @@
+"""Router wiring: the faust app and its agent."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import faust
+from prometheus_client import CollectorRegistry
+
+from schemas.envelope import derived_id
+from schemas.events import ComplaintRegistered, ComplaintRouted
+from schemas.topics import REGISTERED, ROUTED
+from services.common.policy import Policy
+from services.common.runtime import Boundary, FaustPublisher, add_web, make_app, raw_topic
+from services.router.logic import route
+from services.router.metrics import RouterMetrics
+from services.router.ports import Clock, Publisher
+from services.router.settings import RouterSettings
+
+log = logging.getLogger(__name__)
+SERVICE = "router"
+
+
+class Router:
+    def __init__(self, *, policy: Policy, publisher: Publisher, clock: Clock,
+                 metrics: RouterMetrics) -> None:
+        self.policy, self.publisher, self.clock, self.metrics = policy, publisher, clock, metrics
+
+    async def on_registered(self, key: bytes | None, value: bytes) -> None:
+        """Route one registered complaint; the decision's id derives from the registration's."""
+        registered = ComplaintRegistered.model_validate_json(value)
+        decision = route(registered.data, rules=self.policy.router)
+        event = ComplaintRouted.new(
+            decision, id=derived_id("routed", registered.id), source=SERVICE, time=self.clock(),
+            subject=decision.complaint_id, cause=registered,
+        )
+        await self.publisher.publish(ROUTED, event)
+        self.metrics.routed.labels(decision.severity.value, decision.level.value,
+                                   decision.department).inc()
+        log.info("routed complaint=%s event=%s severity=%s level=%s department=%s",
+                 event.subject, event.id, decision.severity.value, decision.level.value,
+                 decision.department)
+
+
+def build(settings: RouterSettings, policy: Policy, *, publisher: Publisher | None = None,
+          clock: Clock | None = None, registry: CollectorRegistry | None = None) -> faust.App:
+    """Wire the router: one agent over complaints.registered, /metrics, /healthz."""
+    app = make_app(SERVICE, settings, web_port=settings.http_port)
+    registry = registry or CollectorRegistry()
+    publisher = publisher or FaustPublisher(app)
+    router = Router(policy=policy, publisher=publisher,
+                    clock=clock or (lambda: datetime.now(UTC)), metrics=RouterMetrics.create(registry))
+    boundary = Boundary(service=SERVICE, publisher=publisher, registry=registry)
+
+    @app.agent(raw_topic(app, REGISTERED))
+    async def registered(stream: faust.StreamT) -> None:
+        await boundary.consume(stream, router.on_registered)
+
+    async def healthy() -> None:
+        return None
+
+    add_web(app, service=SERVICE, registry=registry, check=healthy)
+    return app

@@ -1,0 +1,40 @@
+"""Routing rules: severity, department, level and owner of a complaint. No I/O."""
+
+from __future__ import annotations
+
+from schemas.events import Complaint, RoutingDecision, Severity
+from services.common.policy import KeywordRule, RouterPolicy
+
+
+def _matches(rule: KeywordRule, text: str) -> list[str]:
+    return [k for k in rule.keywords if k.lower() in text]
+
+
+def route(complaint: Complaint, *, rules: RouterPolicy) -> RoutingDecision:
+    """Decide severity, handling department, level and first-contact owner, with reasons."""
+    text = f"{complaint.subject}\n{complaint.description}".lower()
+    reasons: list[str] = []
+    severity = Severity.general
+    for srule in rules.severity_rules:
+        if hits := _matches(srule, text):
+            severity = srule.severity
+            reasons.append(f"severity {severity.value}: matched {', '.join(hits[:5])}")
+            break
+    else:
+        reasons.append("severity general: no severity rule matched")
+    department = rules.default_department
+    for drule in rules.department_rules:
+        if hits := _matches(drule, text):
+            department = drule.department
+            reasons.append(f"department {department}: matched {', '.join(hits[:5])}")
+            break
+    else:
+        reasons.append(f"department {department}: default, no department rule matched")
+    level = rules.levels[severity]
+    reasons.append(f"level {level.value}: by severity {severity.value}")
+    reasons.append(f"first-contact owner {complaint.first_contact}: received it first")
+    return RoutingDecision(
+        complaint_id=complaint.complaint_id, received_at=complaint.received_at, severity=severity,
+        department=department, level=level, first_contact_owner=complaint.first_contact,
+        reasons=reasons,
+    )

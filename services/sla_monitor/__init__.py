@@ -1,0 +1,1 @@
+"""SLA monitor: watches every deadline, reports milestones met and breaches, once each."""
