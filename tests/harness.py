@@ -1,0 +1,139 @@
+"""Test harness: an embedded broker, a Redis, the services as processes, topic readers."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.1) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def http(method: str, url: str, body: Any = None, *, headers: dict[str, str] | None = None,
+         content_type: str = "application/json") -> tuple[int, Any]:
+    """A small HTTP client: returns (status, parsed JSON body or text)."""
+    data = None
+    if body is not None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": content_type, **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback only
+            raw = resp.read()
+            status = resp.status
+    except urllib.error.HTTPError as err:
+        raw, status = err.read(), err.code
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode(errors="replace")
+
+
+class Service:
+    """One service running as a child process, as deployments run it."""
+
+    def __init__(self, name: str, env: dict[str, str], port: int, log_dir: Path) -> None:
+        self.name, self.port = name, port
+        self.log_path = log_dir / f"{name}-{port}.log"
+        with self.log_path.open("ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [sys.executable, "-m", "services.cli", "run", name],
+                env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+            )
+
+    def healthy(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
+        try:
+            return http("GET", f"http://127.0.0.1:{self.port}/healthz")[0] == 200
+        except OSError:
+            return False
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, *, kill: bool = False) -> None:
+        if self.proc.poll() is None:
+            if kill:
+                self.proc.kill()
+            else:
+                self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+
+class TopicReader:
+    """Reads whole topics from the start (no consumer group), keeping every event seen."""
+
+    def __init__(self, bootstrap: str, *topics: str) -> None:
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                      consumer_timeout_ms=200)
+        parts = [TopicPartition(t, p) for t in topics
+                 for p in sorted(self.consumer.partitions_for_topic(t) or [])]
+        self.consumer.assign(parts)
+        self.consumer.seek_to_beginning(*parts)
+        self.events: list[dict[str, Any]] = []
+        self.raw: list[tuple[str, bytes | None, bytes]] = []
+
+    def poll(self) -> None:
+        for batch in self.consumer.poll(timeout_ms=200, max_records=5000).values():
+            for rec in batch:
+                self.raw.append((rec.topic, rec.key, rec.value))
+                try:
+                    event = json.loads(rec.value)
+                except ValueError:
+                    continue
+                if isinstance(event, dict):
+                    event["_topic"] = rec.topic
+                    self.events.append(event)
+
+    def wait(self, match: Callable[[dict[str, Any]], bool], *, timeout: float, what: str,
+             count: int = 1) -> list[dict[str, Any]]:
+        """Poll until at least ``count`` events match; return the matches."""
+        def found() -> list[dict[str, Any]] | None:
+            self.poll()
+            hits = [e for e in self.events if match(e)]
+            return hits if len(hits) >= count else None
+
+        result: list[dict[str, Any]] = wait_for(found, timeout=timeout, what=what, interval=0.05)
+        return result
+
+    def close(self) -> None:
+        self.consumer.close()

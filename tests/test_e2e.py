@@ -1,0 +1,187 @@
+"""The whole loop through a real broker, a real Redis and the four services as processes."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kafka import KafkaProducer
+
+from schemas.events import InboundMessage, InboundReceived
+from tests.harness import Service, TopicReader, http
+
+pytestmark = pytest.mark.integration
+
+TOPICS = ("complaints.registered", "complaints.routed", "complaints.lifecycle", "complaints.sla",
+          "complaints.notifications", "complaints.deadletter")
+
+
+@pytest.fixture()
+def reader(broker: str, stack: dict[str, Service]) -> Iterator[TopicReader]:
+    r = TopicReader(broker, *TOPICS)
+    yield r
+    r.close()
+
+
+def _of(cid: str, topic: str, **data: object):  # type: ignore[no-untyped-def]
+    def match(e: dict) -> bool:  # type: ignore[type-arg]
+        return (e["_topic"] == topic and e.get("subject") == cid
+                and all(e["data"].get(k) == v for k, v in data.items()))
+    return match
+
+
+def _register(intake_url: str, description: str, **fields: object) -> str:
+    status, body = http("POST", f"{intake_url}/v1/inbound/web_form",
+                        {"description": description, "email": "Wang.Fang@Example.com", **fields})
+    assert status == 202, body
+    return str(body["complaint_id"])
+
+
+def test_a_complaint_goes_round_the_loop(intake_url: str, reader: TopicReader,
+                                         stack_env: dict[str, str]) -> None:
+    # Given a customer's web form
+    cid = _register(intake_url, "The blender I bought is broken after a week. I want a replacement.",
+                    subject="Broken blender", language="en")
+    # Then it is registered, routed with a first-contact owner, and acknowledged to the customer
+    registered = reader.wait(_of(cid, "complaints.registered"), timeout=30, what="registered")[0]
+    assert registered["data"]["customer"]["email"] == "wang.fang@example.com"
+    routed = reader.wait(_of(cid, "complaints.routed"), timeout=60, what="routed")[0]
+    assert routed["data"]["department"] == "quality"
+    assert routed["data"]["first_contact_owner"] == "web-desk"
+    assert routed["correlationid"] == registered["correlationid"]
+    assert routed["causationid"] == registered["id"]
+    ack = reader.wait(_of(cid, "complaints.notifications", kind="acknowledgement"), timeout=60,
+                      what="acknowledgement sent")[0]
+    assert ack["data"]["status"] == "sent"
+    assert ack["data"]["recipient"] == "w***@example.com"
+
+    # When the handler acknowledges and then resolves it
+    for step in ({"action": "acknowledged", "actor": "agent-7"},
+                 {"action": "resolved", "actor": "agent-7", "result": "Blender replaced"}):
+        status, body = http("POST", f"{intake_url}/v1/complaints/{cid}/events", step)
+        assert status == 202, body
+
+    # Then the customer is told the result, through the outbox
+    result = reader.wait(_of(cid, "complaints.notifications", kind="result"), timeout=60,
+                         what="result sent")[0]
+    assert result["data"]["status"] == "sent"
+    sent = json.loads((Path(stack_env["NOTIFIER_OUTBOX_DIR"]) /
+                       f"{result['data']['notification_id']}.json").read_text())
+    assert "Blender replaced" in sent["body"] and cid in sent["subject"]
+    # And the resolve milestone is met on time, and the state shows it all
+    reader.wait(_of(cid, "complaints.sla", milestone="resolve", outcome="met", on_time=True),
+                timeout=30, what="resolve met")
+    status, state = http("GET", f"{intake_url}/v1/complaints/{cid}")
+    assert status == 200
+    assert state["status"] == "resolved" and state["owner"] == "web-desk"
+    assert {n["kind"] for n in state["notifications"]} >= {"acknowledgement"}
+
+
+def test_one_breach_for_one_missed_deadline(intake_url: str, reader: TopicReader) -> None:
+    # Given one complaint nobody acknowledges and one acknowledged at once
+    late = _register(intake_url, "Nobody answers about my washing machine order.")
+    prompt = _register(intake_url, "Question about my washing machine order status.")
+    status, _ = http("POST", f"{intake_url}/v1/complaints/{prompt}/events",
+                     {"action": "acknowledged", "actor": "agent-3"})
+    assert status == 202
+    # When the acknowledge deadline (1 h / 3600 = 1 s) passes
+    reader.wait(_of(late, "complaints.sla", milestone="acknowledge", outcome="breached"),
+                timeout=60, what="acknowledge breach")
+    # and a later complaint's breach shows the monitor has moved on past it
+    sentinel = _register(intake_url, "My washing machine order is late.")
+    reader.wait(_of(sentinel, "complaints.sla", milestone="acknowledge", outcome="breached"),
+                timeout=60, what="sentinel breach")
+    # Then the missed deadline was alerted exactly once, naming who must act
+    breaches = [e for e in reader.events
+                if _of(late, "complaints.sla", milestone="acknowledge", outcome="breached")(e)]
+    assert len(breaches) == 1
+    assert breaches[0]["data"]["notify"] == ["first_contact_owner"]
+    assert breaches[0]["data"]["policy_version"]
+    # And the one acknowledged in time was met, never breached
+    reader.wait(_of(prompt, "complaints.sla", milestone="acknowledge", outcome="met", on_time=True),
+                timeout=30, what="prompt met")
+    assert not [e for e in reader.events
+                if _of(prompt, "complaints.sla", milestone="acknowledge", outcome="breached")(e)]
+
+
+def test_bad_kafka_input_is_dead_lettered_and_the_rest_flows(broker: str, reader: TopicReader) -> None:
+    # Given a producer pushing a broken record, a schema-violating one and a good one
+    producer = KafkaProducer(bootstrap_servers=broker)
+    garbage = b"\xff\xfe not json at all"
+    wrong = json.dumps({"type": "inbound.received", "data": {"channel": "pigeon"}}).encode()
+    marker = f"kafka-{uuid.uuid4()}"
+    good = InboundReceived.new(
+        InboundMessage(channel="sms", message_id=marker, payload={"text": "Charged twice for one bill",
+                                                                  "phone": "+8613800138000"}),
+        source="test", time=__import__("datetime").datetime.now(__import__("datetime").UTC),
+        subject=None)
+    for value in (garbage, wrong, good.to_bytes()):
+        producer.send("complaints.inbound", key=b"k", value=value)
+    producer.flush()
+    producer.close()
+    # Then both bad records land in the dead-letter topic with their bytes and a reason
+    originals = {base64.b64encode(v).decode() for v in (garbage, wrong)}
+    dead = reader.wait(lambda e: e["_topic"] == "complaints.deadletter"
+                       and e["data"]["original"] in originals, count=2, timeout=60,
+                       what="two dead letters")
+    for letter in dead:
+        assert letter["data"]["service"] == "intake"
+        assert letter["data"]["source"].startswith("complaints.inbound:")
+        assert letter["data"]["reason"]
+    # And the good record after them is registered
+    reader.wait(lambda e: e["_topic"] == "complaints.registered"
+                and e["data"]["source_message_id"] == f"sms:id:{marker}", timeout=60,
+                what="good record registered")
+
+
+def test_the_same_message_twice_registers_once(intake_url: str, reader: TopicReader) -> None:
+    # Given a webhook that retries with the same idempotency key
+    key = str(uuid.uuid4())
+    body = {"description": "Rude staff at the counter", "phone": "13900139000"}
+    first = http("POST", f"{intake_url}/v1/inbound/web_form", body, headers={"Idempotency-Key": key})
+    second = http("POST", f"{intake_url}/v1/inbound/web_form", body, headers={"Idempotency-Key": key})
+    # Then the second answer carries the first number and says it was a duplicate
+    assert first[0] == second[0] == 202
+    assert second[1]["complaint_id"] == first[1]["complaint_id"]
+    assert (first[1]["duplicate"], second[1]["duplicate"]) == (False, True)
+    cid = first[1]["complaint_id"]
+    reader.wait(_of(cid, "complaints.notifications", kind="acknowledgement"), timeout=60,
+                what="acknowledgement")
+    # And one registration (one event id) and one acknowledgement exist
+    assert len({e["id"] for e in reader.events if _of(cid, "complaints.registered")(e)}) == 1
+    assert len({e["id"] for e in reader.events
+                if _of(cid, "complaints.notifications", kind="acknowledgement")(e)}) == 1
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "field"), [
+    ("POST", "/v1/inbound/pigeon", {"text": "x"}, 404, "channel"),
+    ("POST", "/v1/inbound/web_form", b"{not json", 400, "(body)"),
+    ("POST", "/v1/inbound/web_form", {"subject": "no text"}, 422, None),
+    ("POST", "/v1/complaints/nope/events", {"action": "acknowledged", "actor": "a"}, 404, None),
+])
+def test_bad_http_input_gets_a_problem_document(intake_url: str, method: str, path: str,
+                                                body: object, status: int, field: str | None) -> None:
+    got, problem = http(method, intake_url + path, body)
+    assert got == status
+    assert problem["status"] == status and problem["title"] and problem["detail"]
+    if field:
+        assert problem["field"] == field
+
+
+def test_an_invalid_case_event_names_the_field(intake_url: str) -> None:
+    cid = _register(intake_url, "Delivery was late by a week")
+    got, problem = http("POST", f"{intake_url}/v1/complaints/{cid}/events",
+                        {"action": "resolved", "actor": "agent-1"})
+    assert got == 422
+    assert any("result" in e["message"] for e in problem["errors"])
+
+
+def test_every_service_serves_metrics(stack: dict[str, Service]) -> None:
+    for svc in stack.values():
+        status, text = http("GET", f"http://127.0.0.1:{svc.port}/metrics")
+        assert status == 200
+        assert "complaints_records_processed_total" in text, svc.name
