@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import re
+from functools import lru_cache
+
 from schemas.events import Complaint, RoutingDecision, Severity
 from services.common.policy import KeywordRule, RouterPolicy
 
 
+@lru_cache(maxsize=4096)
+def _pattern(keyword: str) -> re.Pattern[str]:
+    """Latin keywords match whole words ('app' not in 'happened'); CJK ones match anywhere."""
+    escaped = re.escape(keyword.lower())
+    return re.compile(rf"\b{escaped}\b" if keyword.isascii() else escaped)
+
+
 def _matches(rule: KeywordRule, text: str) -> list[str]:
-    return [k for k in rule.keywords if k.lower() in text]
+    return [k for k in rule.keywords if _pattern(k).search(text)]
 
 
 def route(complaint: Complaint, *, rules: RouterPolicy) -> RoutingDecision:

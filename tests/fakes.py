@@ -1,0 +1,63 @@
+"""One fake per port, keeping faith with the real adapters' contracts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from schemas.envelope import Envelope
+from schemas.topics import TopicSpec
+from services.notifier.logic import CustomerRecord, Notification
+
+
+class RecordingPublisher:
+    def __init__(self) -> None:
+        self.published: list[tuple[str, Envelope]] = []
+
+    async def publish(self, topic: TopicSpec, event: Envelope) -> None:
+        self.published.append((topic.name, event))
+
+    def of_type(self, event_type: str) -> list[Envelope]:
+        return [e for _, e in self.published if e.type == event_type]
+
+
+class FixedClock:
+    def __init__(self, now: datetime = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+class DictCustomers:
+    def __init__(self) -> None:
+        self.records: dict[str, CustomerRecord] = {}
+
+    async def save(self, record: CustomerRecord) -> None:
+        self.records[record.complaint_id] = record
+
+    async def get(self, complaint_id: str) -> CustomerRecord | None:
+        return self.records.get(complaint_id)
+
+
+class SetSentLog:
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+
+    async def was_sent(self, notification_id: str) -> bool:
+        return notification_id in self.ids
+
+    async def mark_sent(self, notification_id: str) -> None:
+        self.ids.add(notification_id)
+
+
+class CountingTransport:
+    name = "counting"
+
+    def __init__(self) -> None:
+        self.sent: list[Notification] = []
+
+    async def send(self, notification: Notification) -> None:
+        self.sent.append(notification)

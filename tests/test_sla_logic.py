@@ -1,0 +1,81 @@
+"""SLA rules with the time passed in: which clocks start, what a stop or a due clock owes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from schemas.events import CaseAction, Level, Milestone, RoutingDecision, Severity, SlaOutcome
+from services.common.policy import load_policy
+from services.sla_monitor import logic
+
+POLICY = load_policy()
+T0 = datetime(2026, 11, 23, 9, tzinfo=UTC)
+
+
+def clocks(severity: Severity, scale: float = 1) -> dict[Milestone, logic.MilestoneClock]:
+    decision = RoutingDecision(complaint_id="C", received_at=T0, severity=severity, department="q",
+                               level=Level.L1, first_contact_owner="o", reasons=[])
+    return {c.milestone: c for c in logic.start_clocks(
+        decision, policy=POLICY.sla, version="v1", scale=scale, correlationid="c", causationid="r")}
+
+
+@pytest.mark.parametrize(("severity", "scale", "ack", "resolve"), [
+    (Severity.general, 1, timedelta(hours=1), timedelta(hours=72)),
+    (Severity.urgent, 1, timedelta(minutes=30), timedelta(hours=48)),
+    (Severity.major, 1, timedelta(minutes=10), timedelta(hours=24)),
+    (Severity.general, 3600, timedelta(seconds=1), timedelta(seconds=72)),
+])
+def test_deadlines_follow_the_policy_and_the_scale(severity: Severity, scale: float,
+                                                   ack: timedelta, resolve: timedelta) -> None:
+    got = clocks(severity, scale)
+    assert got[Milestone.acknowledge].deadline - T0 == ack
+    assert got[Milestone.resolve].deadline - T0 == resolve
+    assert got[Milestone.acknowledge].policy_version == "v1"
+
+
+@pytest.mark.parametrize(("action", "milestones"), [
+    (CaseAction.acknowledged, [Milestone.acknowledge]),
+    (CaseAction.resolved, [Milestone.acknowledge, Milestone.resolve]),
+    (CaseAction.note, []),
+])
+def test_which_actions_meet_which_milestones(action: CaseAction, milestones: list[Milestone]) -> None:
+    assert logic.milestones_stopped_by(action, policy=POLICY.sla) == milestones
+
+
+def _outcomes(alerts: list) -> list[tuple[SlaOutcome, bool | None]]:  # type: ignore[type-arg]
+    return [(a.outcome, a.on_time) for a in alerts]
+
+
+ACK = clocks(Severity.general)[Milestone.acknowledge]
+
+
+@pytest.mark.parametrize(("state", "owed"), [
+    (logic.ClockState(clock=ACK), [(SlaOutcome.started, None)]),
+    (logic.ClockState(clock=ACK, sent=frozenset({SlaOutcome.started})), []),
+    (logic.ClockState(clock=ACK, stopped_at=T0 + timedelta(minutes=5), sent=frozenset({SlaOutcome.started})),
+     [(SlaOutcome.met, True)]),
+    (logic.ClockState(clock=ACK, stopped_at=T0 + timedelta(hours=2),
+                      sent=frozenset({SlaOutcome.started, SlaOutcome.breached})),
+     [(SlaOutcome.met, False)]),
+    (logic.ClockState(clock=ACK, stopped_at=T0, sent=frozenset({SlaOutcome.started, SlaOutcome.met})), []),
+    (logic.ClockState(clock=None, stopped_at=T0), []),  # stopped before its clock started
+    (logic.ClockState(clock=ACK, stopped_at=T0), [(SlaOutcome.started, None), (SlaOutcome.met, True)]),
+])
+def test_alerts_after_a_start_or_a_stop(state: logic.ClockState, owed: list) -> None:  # type: ignore[type-arg]
+    assert _outcomes(logic.alerts_after_change(state)) == owed
+
+
+@pytest.mark.parametrize(("state", "now", "owed"), [
+    (logic.ClockState(clock=ACK), T0 + timedelta(minutes=59), []),
+    (logic.ClockState(clock=ACK), T0 + timedelta(hours=1), [(SlaOutcome.breached, False)]),
+    (logic.ClockState(clock=ACK, sent=frozenset({SlaOutcome.breached})), T0 + timedelta(hours=2), []),
+    (logic.ClockState(clock=ACK, stopped_at=T0), T0 + timedelta(hours=2), []),
+])
+def test_a_due_clock_owes_one_breach_unless_met(state: logic.ClockState, now: datetime,
+                                                owed: list) -> None:  # type: ignore[type-arg]
+    alerts = logic.alerts_when_due(state, now=now)
+    assert _outcomes(alerts) == owed
+    if alerts:
+        assert alerts[0].notify == ["first_contact_owner"] and alerts[0].observed_at == now
