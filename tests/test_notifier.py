@@ -9,7 +9,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from schemas.events import (
-    CaseEvent, CaseUpdate, Channel, Complaint, ComplaintRegistered, Contact, NotificationKind,
+    CaseEvent,
+    CaseUpdate,
+    Channel,
+    Complaint,
+    ComplaintRegistered,
+    Contact,
+    NotificationKind,
 )
 from services.common.errors import Retry
 from services.common.policy import load_policy

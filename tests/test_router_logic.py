@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from prometheus_client import CollectorRegistry
 
-from schemas.events import Channel, ComplaintRegistered, Complaint, Contact, Level, Severity
+from schemas.events import Channel, Complaint, ComplaintRegistered, Contact, Level, Severity
 from services.common.policy import load_policy
 from services.router.app import Router
 from services.router.logic import route

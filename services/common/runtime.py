@@ -167,13 +167,13 @@ class Boundary:
         except Exception:  # a periodic job's bug must not stop the worker
             log.exception("%s %s: unexpected error", self.service, name)
 
-    async def consume(self, stream: faust.StreamT, handler: Handler) -> None:
+    async def consume(self, stream: faust.StreamT[bytes], handler: Handler) -> None:
         """Drive a faust stream through ``handler``; the offset is acked after the effect."""
-        event: EventT
+        event: EventT[bytes]
         async for event in stream.events():
             msg = event.message
             await self.run(handler, topic=msg.topic, partition=msg.partition, offset=msg.offset,
-                           key=msg.key, value=msg.value)
+                           key=msg.key, value=msg.value or b"")
 
 
 def _reason(exc: BaseException) -> str:
@@ -192,7 +192,7 @@ def _subject_of(value: bytes) -> str | None:
 
 
 def add_web(app: faust.App, *, service: str, registry: CollectorRegistry,
-            check: Callable[[], Awaitable[None]]) -> None:
+            check: Callable[[], Awaitable[object]]) -> None:
     """Serve /healthz (200 when dependencies answer) and /metrics (Prometheus)."""
 
     @app.page("/healthz")

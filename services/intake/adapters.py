@@ -15,8 +15,10 @@ class RedisRegistrations:
         key = self._prefix + dedupe_key
         if await self._r.set(key, registered_event, nx=True, ex=self._ttl):
             return None
-        stored: bytes | None = await self._r.get(key)
-        return stored if stored is not None else await self.claim(dedupe_key, registered_event)
+        stored = await self._r.get(key)
+        if stored is None:  # expired between the two calls: claim again
+            return await self.claim(dedupe_key, registered_event)
+        return stored if isinstance(stored, bytes) else stored.encode()
 
 
 class RedisTimelines:
@@ -33,4 +35,5 @@ class RedisTimelines:
             await pipe.execute()
 
     async def get(self, complaint_id: str) -> list[bytes]:
-        return list((await self._r.hgetall(self._prefix + complaint_id)).values())
+        values = (await self._r.hgetall(self._prefix + complaint_id)).values()
+        return [v if isinstance(v, bytes) else v.encode() for v in values]

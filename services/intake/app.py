@@ -19,7 +19,13 @@ from services.common.errors import Rejected
 from services.common.policy import Policy
 from services.common.ports import Clock, Publisher
 from services.common.runtime import (
-    TRANSIENT, Boundary, FaustPublisher, add_web, make_app, raw_topic, redis_client,
+    TRANSIENT,
+    Boundary,
+    FaustPublisher,
+    add_web,
+    make_app,
+    raw_topic,
+    redis_client,
 )
 from services.intake.adapters import RedisRegistrations, RedisTimelines
 from services.intake.handlers import SERVICE, Intake, UnknownComplaint
@@ -56,11 +62,11 @@ def build(
         await intake.register(InboundReceived.model_validate_json(value), via="kafka")
 
     @app.agent(raw_topic(app, INBOUND))
-    async def inbound(stream: faust.StreamT) -> None:
+    async def inbound(stream: faust.StreamT[bytes]) -> None:
         await boundary.consume(stream, on_inbound)
 
     @app.agent(raw_topic(app, REGISTERED, ROUTED, LIFECYCLE, SLA, NOTIFICATIONS))
-    async def timeline(stream: faust.StreamT) -> None:
+    async def timeline(stream: faust.StreamT[bytes]) -> None:
         await boundary.consume(stream, intake.project)
 
     add_web(app, service=SERVICE, registry=registry, check=redis.ping)
@@ -81,7 +87,7 @@ def _field_errors(exc: ValidationError) -> list[dict[str, str]]:
 
 
 async def _read_body(view: View, request: Request, max_body: int) -> bytes | Response:
-    size = request.content_length
+    size = request.content_length  # type: ignore[attr-defined]  # faust passes aiohttp's request
     if size is not None and size > max_body:
         return problem(view, 413, "Payload too large", f"body of {size} bytes exceeds {max_body}")
     body: bytes = await request.read()
@@ -102,7 +108,7 @@ def _add_http_api(app: faust.App, intake: Intake, *, max_body: int) -> None:
                 return body
             try:
                 payload: dict[str, Any] | str
-                if request.content_type in ("application/json", ""):
+                if request.content_type in ("application/json", ""):  # type: ignore[attr-defined]
                     payload = json.loads(body)
                 else:
                     payload = body.decode("utf-8")

@@ -9,7 +9,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from schemas.events import Channel, Complaint, Contact, Nature
 from services.common.errors import Rejected
@@ -83,12 +83,13 @@ def normalise(
         raise Rejected(f"payload: no complaint text in any of {', '.join(_TEXT_FIELDS)}")
     description = clean_text(raw_text)
     subject = clean_text(_first(fields, _SUBJECT_FIELDS) or description.split("\n", 1)[0])[:120]
-    language = fields.get("language")
+    language: Literal["zh", "en"] | None = (
+        "zh" if fields.get("language") == "zh" else "en" if fields.get("language") == "en" else None)
     contact = Contact(
         name=_first(fields, ("name", "customer_name")),
         phone=_first(fields, ("phone", "caller", "sender")),
         email=(_first(fields, ("email",)) or "").lower() or None,
-        language=language if language in ("zh", "en") else detect_language(description),
+        language=language or ("zh" if detect_language(description) == "zh" else "en"),
     )
     nature = fields.get("nature", Nature.complaint.value)
     if nature not in Nature.__members__:

@@ -4,20 +4,30 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import Literal
 
 import faust
 from prometheus_client import CollectorRegistry
 
 from schemas.envelope import Envelope
 from schemas.events import (
-    CaseAction, CaseEvent, ComplaintRegistered, NotificationEvent, NotificationKind,
+    CaseAction,
+    CaseEvent,
+    ComplaintRegistered,
+    NotificationEvent,
+    NotificationKind,
     NotificationRecord,
 )
 from schemas.topics import LIFECYCLE, NOTIFICATIONS, REGISTERED
 from services.common.errors import Retry
 from services.common.policy import Policy
 from services.common.runtime import (
-    Boundary, FaustPublisher, add_web, make_app, raw_topic, redis_client,
+    Boundary,
+    FaustPublisher,
+    add_web,
+    make_app,
+    raw_topic,
+    redis_client,
 )
 from services.notifier import logic
 from services.notifier.adapters import FileOutbox, RedisCustomers, RedisSentLog
@@ -57,7 +67,8 @@ class Notifier:
             templates=self.policy.notifier, result=event.data.result), event)
 
     async def _deliver(self, note: logic.Notification, cause: Envelope) -> None:
-        status, detail = "sent", None
+        status: Literal["sent", "failed"] = "sent"
+        detail = None
         if note.transport == "none":
             status, detail = "failed", "no contact address"
             self.metrics.failed.labels(note.kind.value, self.transport.name, "no_address").inc()
@@ -101,11 +112,11 @@ def build(settings: NotifierSettings, policy: Policy, *, publisher: Publisher | 
                         max_retries=settings.missing_contact_retries)
 
     @app.agent(raw_topic(app, REGISTERED))
-    async def registered(stream: faust.StreamT) -> None:
+    async def registered(stream: faust.StreamT[bytes]) -> None:
         await boundary.consume(stream, notifier.on_registered)
 
     @app.agent(raw_topic(app, LIFECYCLE))
-    async def lifecycle(stream: faust.StreamT) -> None:
+    async def lifecycle(stream: faust.StreamT[bytes]) -> None:
         await boundary.consume(stream, notifier.on_case_event)
 
     add_web(app, service=SERVICE, registry=registry, check=redis.ping)

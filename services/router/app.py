@@ -43,6 +43,10 @@ class Router:
                  decision.department)
 
 
+async def _always_ok() -> None:
+    """The router keeps no outside state yet: running means healthy."""
+
+
 def build(settings: RouterSettings, policy: Policy, *, publisher: Publisher | None = None,
           clock: Clock | None = None, registry: CollectorRegistry | None = None) -> faust.App:
     """Wire the router: one agent over complaints.registered, /metrics, /healthz."""
@@ -54,11 +58,8 @@ def build(settings: RouterSettings, policy: Policy, *, publisher: Publisher | No
     boundary = Boundary(service=SERVICE, publisher=publisher, registry=registry)
 
     @app.agent(raw_topic(app, REGISTERED))
-    async def registered(stream: faust.StreamT) -> None:
+    async def registered(stream: faust.StreamT[bytes]) -> None:
         await boundary.consume(stream, router.on_registered)
 
-    async def healthy() -> None:
-        return None
-
-    add_web(app, service=SERVICE, registry=registry, check=healthy)
+    add_web(app, service=SERVICE, registry=registry, check=_always_ok)
     return app

@@ -13,7 +13,12 @@ from schemas.events import CaseEvent, ComplaintRouted, SlaAlert, SlaEvent
 from schemas.topics import LIFECYCLE, ROUTED, SLA
 from services.common.policy import Policy
 from services.common.runtime import (
-    Boundary, FaustPublisher, add_web, make_app, raw_topic, redis_client,
+    Boundary,
+    FaustPublisher,
+    add_web,
+    make_app,
+    raw_topic,
+    redis_client,
 )
 from services.sla_monitor import logic
 from services.sla_monitor.adapters import RedisClocks
@@ -98,14 +103,14 @@ def build(settings: SlaMonitorSettings, policy: Policy, *, publisher: Publisher 
     boundary = Boundary(service=SERVICE, publisher=publisher, registry=registry)
 
     @app.agent(raw_topic(app, ROUTED))
-    async def routed(stream: faust.StreamT) -> None:
+    async def routed(stream: faust.StreamT[bytes]) -> None:
         await boundary.consume(stream, monitor.on_routed)
 
     @app.agent(raw_topic(app, LIFECYCLE))
-    async def lifecycle(stream: faust.StreamT) -> None:
+    async def lifecycle(stream: faust.StreamT[bytes]) -> None:
         await boundary.consume(stream, monitor.on_case_event)
 
-    @app.timer(interval=settings.tick_interval)
+    @app.timer(interval=settings.tick_interval)  # type: ignore[untyped-decorator]
     async def due() -> None:
         await boundary.guard("tick", monitor.tick)
 
