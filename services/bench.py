@@ -1,17 +1,12 @@
 """`complaints bench`: drive complaints through the running stack and print figures.
 
-One client (kafka-python) does both halves of the run, in this order:
-
-1. broker baseline: N records of the same size through one topic of its own
-   (``complaints.bench-baseline``), produced and flushed, then consumed back;
-2. pipeline: N ``inbound.received`` events to ``complaints.inbound`` while a
-   watcher thread reads ``complaints.routed`` and ``complaints.notifications``
-   (every partition, from the end offsets taken before producing, no group)
-   and matches events to inputs by ``correlationid``.
-
-Latencies are ``time.perf_counter`` differences in this one process: from the
-send call of an inbound event to the poll that returned its routed event or its
-``acknowledgement``/``sent`` notification. Nothing personal is printed.
+One client (kafka-python), in this order: (1) broker baseline, N records of the same
+size produced and flushed to ``complaints.bench-baseline``, then consumed back; (2) the
+pipeline, N ``inbound.received`` events to ``complaints.inbound`` while a watcher thread
+reads ``complaints.routed`` and ``complaints.notifications`` (all partitions, from the
+end offsets taken before producing, no group) and matches them by ``correlationid``.
+Latencies are ``perf_counter`` spans in this process, from the send call to the poll
+that returned the event. Nothing personal is printed.
 """
 
 from __future__ import annotations
@@ -27,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
 
 from schemas.events import Channel, InboundMessage, InboundReceived
 from schemas.topics import INBOUND, NOTIFICATIONS, PARTITIONS, ROUTED, TopicSpec
@@ -46,6 +42,10 @@ TEXTS = (
     "收到的商品有质量问题，屏幕有裂纹，希望尽快处理。",
 )
 Record = tuple[str, bytes, bytes]  # (event id, key, value)
+
+
+class BenchError(RuntimeError):
+    """The run cannot go on: topics missing, records not acknowledged or not read back."""
 
 
 # ---- pure figures ------------------------------------------------------------------
@@ -80,13 +80,15 @@ def latencies_ms(sent: Mapping[str, float], seen: Mapping[str, float]) -> list[f
 
 @dataclass(frozen=True)
 class Figures:
+    """What one run measured; rates in records (or complaints) per second."""
+
     count: int
     run_id: str
     partitions: int
-    base_produce: float  # records/s
-    base_consume: float  # records/s
-    inbound_produce: float  # records/s
-    end_to_end: float  # complaints/s, first inbound sent -> last acknowledgement seen
+    base_produce: float
+    base_consume: float
+    inbound_produce: float
+    end_to_end: float  # first inbound sent -> last acknowledgement seen
     seconds: float  # that span
     routed_ms: Sequence[float]
     acked_ms: Sequence[float]
@@ -151,12 +153,12 @@ def _produce(producer: KafkaProducer, topic: str, records: Sequence[Record]
     elapsed = time.perf_counter() - start
     failed = sum(1 for fut in futures if fut.failed())
     if failed:
-        raise RuntimeError(f"{failed} of {len(records)} records to {topic} were not acknowledged")
+        raise BenchError(f"{failed} of {len(records)} records to {topic} were not acknowledged")
     return sent, elapsed
 
 
-def _partitions(consumer: KafkaConsumer, topic: str) -> list[TopicPartition]:
-    return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+def _partitions(consumer: KafkaConsumer, *topics: str) -> list[TopicPartition]:
+    return [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t))]
 
 
 def _start_at_end(consumer: KafkaConsumer, tps: list[TopicPartition]) -> None:
@@ -178,7 +180,7 @@ def _baseline(producer: KafkaProducer, consumer: KafkaConsumer, records: Sequenc
         if n:
             got, last = got + n, time.perf_counter()
     if got < len(records):
-        raise RuntimeError(f"baseline: consumed {got} of {len(records)} within {timeout} s")
+        raise BenchError(f"baseline: consumed {got} of {len(records)} within {timeout} s")
     return rate(len(records), produce_s), rate(got, last - start), len(tps)
 
 
@@ -223,14 +225,20 @@ class _Watcher(threading.Thread):
 
 
 def bench(*, count: int, timeout: float) -> int:
-    """Run the baseline and the pipeline; print the figures. 0 when complete, else 1 or 2."""
+    """Run the baseline, then the pipeline; print the figures. 0 complete, 1 timed out, 2 error."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("kafka").setLevel(logging.WARNING)
+    logging.getLogger("kafka").setLevel(logging.ERROR)
     if count < 1:
         print("complaints bench: --count must be at least 1")
         return 2
-    settings = load_settings(CommonSettings)
-    bootstrap = settings.bootstrap_list()
+    try:
+        return _run(load_settings(CommonSettings).bootstrap_list(), count, timeout)
+    except (KafkaError, BenchError) as exc:
+        print(f"complaints bench: {exc}")
+        return 2
+
+
+def _run(bootstrap: list[str], count: int, timeout: float) -> int:
     run_id = uuid.uuid4().hex[:8]
     ensure_topics(bootstrap, (BASELINE,))
     producer = KafkaProducer(bootstrap_servers=bootstrap, client_id="complaints-bench",
@@ -238,16 +246,12 @@ def bench(*, count: int, timeout: float) -> int:
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="complaints-bench",
                              group_id=None, enable_auto_commit=False, fetch_max_wait_ms=100)
     try:
-        pipeline_tps = [tp for t in (ROUTED.name, NOTIFICATIONS.name)
-                        for tp in _partitions(consumer, t)]
+        pipeline_tps = _partitions(consumer, ROUTED.name, NOTIFICATIONS.name)
         if not _partitions(consumer, INBOUND.name) or not pipeline_tps:
-            print("complaints bench: pipeline topics missing; run `complaints topics` "
-                  "and start the services")
-            return 2
+            raise BenchError("pipeline topics missing; run `complaints topics`, start the services")
         log.info("bench %s: baseline, %d records", run_id, count)
         base_p, base_c, parts = _baseline(
             producer, consumer, inbound_records(f"{run_id}-base", count), timeout)
-
         records = inbound_records(run_id, count)
         _start_at_end(consumer, pipeline_tps)
         watcher = _Watcher(consumer, frozenset(r[0] for r in records))

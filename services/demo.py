@@ -90,10 +90,13 @@ def describe(event: dict[str, Any]) -> str:
 
 
 def _clock(iso: str) -> str:
+    """Local time of day; with the date when it is not today."""
     try:
-        return datetime.fromisoformat(iso).astimezone().strftime("%H:%M:%S.%f")[:-3]
+        when = datetime.fromisoformat(iso).astimezone()
     except ValueError:
         return iso
+    day = "" if when.date() == datetime.now().astimezone().date() else f"{when:%Y-%m-%d} "
+    return f"{day}{when:%H:%M:%S}.{when.microsecond // 1000:03d}"
 
 
 class Printer:
@@ -112,6 +115,7 @@ class Printer:
         self._labels: dict[str, str] = {}  # complaint id -> channel
         self._held: dict[str, list[dict[str, Any]]] = {}  # events seen before their id was known
         self._facts: set[tuple[str, str]] = set()
+        self._ids: set[str] = set()  # events are redelivered at least once: print each once
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="demo-printer", daemon=True)
 
@@ -164,6 +168,9 @@ class Printer:
             return
         data = event.get("data") or {}
         with self._cond:
+            if event.get("id") in self._ids:
+                return
+            self._ids.add(str(event.get("id")))
             self._facts.add((subject, str(event.get("type"))))
             if event.get("type") == "notification.recorded":
                 self._facts.add((subject, f"notification:{data.get('kind')}"))

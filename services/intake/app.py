@@ -24,7 +24,6 @@ from services.common.runtime import (
     FaustPublisher,
     add_web,
     make_app,
-    raw_topic,
     redis_client,
 )
 from services.intake.adapters import RedisRegistrations, RedisTimelines
@@ -61,13 +60,10 @@ def build(
             raise Rejected(f"record of {len(value)} bytes exceeds {settings.max_body_bytes}")
         await intake.register(InboundReceived.model_validate_json(value), via="kafka")
 
-    @app.agent(raw_topic(app, INBOUND))
-    async def inbound(stream: faust.StreamT[bytes]) -> None:
-        await boundary.consume(stream, on_inbound)
-
-    @app.agent(raw_topic(app, REGISTERED, ROUTED, LIFECYCLE, SLA, NOTIFICATIONS))
-    async def timeline(stream: faust.StreamT[bytes]) -> None:
-        await boundary.consume(stream, intake.project)
+    n = settings.agent_concurrency
+    boundary.subscribe(app, "inbound", on_inbound, INBOUND, concurrency=n)
+    boundary.subscribe(app, "timeline", intake.project, REGISTERED, ROUTED, LIFECYCLE, SLA,
+                       NOTIFICATIONS, concurrency=n)
 
     add_web(app, service=SERVICE, registry=registry, check=redis.ping)
     _add_http_api(app, intake, max_body=settings.max_body_bytes)

@@ -26,7 +26,6 @@ from services.common.runtime import (
     FaustPublisher,
     add_web,
     make_app,
-    raw_topic,
     redis_client,
 )
 from services.notifier import logic
@@ -111,13 +110,9 @@ def build(settings: NotifierSettings, policy: Policy, *, publisher: Publisher | 
     boundary = Boundary(service=SERVICE, publisher=publisher, registry=registry,
                         max_retries=settings.missing_contact_retries)
 
-    @app.agent(raw_topic(app, REGISTERED))
-    async def registered(stream: faust.StreamT[bytes]) -> None:
-        await boundary.consume(stream, notifier.on_registered)
-
-    @app.agent(raw_topic(app, LIFECYCLE))
-    async def lifecycle(stream: faust.StreamT[bytes]) -> None:
-        await boundary.consume(stream, notifier.on_case_event)
+    n = settings.agent_concurrency
+    boundary.subscribe(app, "registered", notifier.on_registered, REGISTERED, concurrency=n)
+    boundary.subscribe(app, "lifecycle", notifier.on_case_event, LIFECYCLE, concurrency=n)
 
     add_web(app, service=SERVICE, registry=registry, check=redis.ping)
     return app

@@ -12,7 +12,7 @@ from schemas.envelope import derived_id
 from schemas.events import ComplaintRegistered, ComplaintRouted
 from schemas.topics import REGISTERED, ROUTED
 from services.common.policy import Policy
-from services.common.runtime import Boundary, FaustPublisher, add_web, make_app, raw_topic
+from services.common.runtime import Boundary, FaustPublisher, add_web, make_app
 from services.router.logic import route
 from services.router.metrics import RouterMetrics
 from services.router.ports import Clock, Publisher
@@ -57,9 +57,8 @@ def build(settings: RouterSettings, policy: Policy, *, publisher: Publisher | No
                     clock=clock or (lambda: datetime.now(UTC)), metrics=RouterMetrics.create(registry))
     boundary = Boundary(service=SERVICE, publisher=publisher, registry=registry)
 
-    @app.agent(raw_topic(app, REGISTERED))
-    async def registered(stream: faust.StreamT[bytes]) -> None:
-        await boundary.consume(stream, router.on_registered)
+    boundary.subscribe(app, "registered", router.on_registered, REGISTERED,
+                       concurrency=settings.agent_concurrency)
 
     add_web(app, service=SERVICE, registry=registry, check=_always_ok)
     return app

@@ -17,7 +17,6 @@ from services.common.runtime import (
     FaustPublisher,
     add_web,
     make_app,
-    raw_topic,
     redis_client,
 )
 from services.sla_monitor import logic
@@ -45,7 +44,7 @@ class Monitor:
             causationid=routed.id,
         ):
             state = await self.clocks.start(clock)
-            await self._emit(logic.alerts_after_change(state), correlationid=routed.correlationid,
+            await self._emit(logic.alerts_after_start(state), correlationid=routed.correlationid,
                              causationid=routed.id)
 
     async def on_case_event(self, key: bytes | None, value: bytes) -> None:
@@ -53,7 +52,7 @@ class Monitor:
         event = CaseEvent.model_validate_json(value)
         for milestone in logic.milestones_stopped_by(event.data.action, policy=self.policy.sla):
             state = await self.clocks.stop(event.data.complaint_id, milestone, event.time)
-            await self._emit(logic.alerts_after_change(state), correlationid=event.correlationid,
+            await self._emit(logic.alerts_after_stop(state), correlationid=event.correlationid,
                              causationid=event.id)
 
     async def tick(self) -> None:
@@ -102,13 +101,9 @@ def build(settings: SlaMonitorSettings, policy: Policy, *, publisher: Publisher 
                       clock=clock or (lambda: datetime.now(UTC)), metrics=SlaMetrics.create(registry))
     boundary = Boundary(service=SERVICE, publisher=publisher, registry=registry)
 
-    @app.agent(raw_topic(app, ROUTED))
-    async def routed(stream: faust.StreamT[bytes]) -> None:
-        await boundary.consume(stream, monitor.on_routed)
-
-    @app.agent(raw_topic(app, LIFECYCLE))
-    async def lifecycle(stream: faust.StreamT[bytes]) -> None:
-        await boundary.consume(stream, monitor.on_case_event)
+    n = settings.agent_concurrency
+    boundary.subscribe(app, "routed", monitor.on_routed, ROUTED, concurrency=n)
+    boundary.subscribe(app, "lifecycle", monitor.on_case_event, LIFECYCLE, concurrency=n)
 
     @app.timer(interval=settings.tick_interval)  # type: ignore[untyped-decorator]
     async def due() -> None:

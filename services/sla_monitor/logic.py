@@ -65,18 +65,20 @@ def _alert(clock: MilestoneClock, outcome: SlaOutcome, at: datetime, on_time: bo
     )
 
 
-def alerts_after_change(state: ClockState) -> list[SlaAlert]:
-    """Alerts owed after a start or a stop: started, and met once stopped."""
+def alerts_after_start(state: ClockState) -> list[SlaAlert]:
+    """Alerts owed after a start: started, and met if a stop came first."""
     clock = state.clock
-    if clock is None:
+    if clock is None or SlaOutcome.started in state.sent:
         return []
-    alerts = []
-    if SlaOutcome.started not in state.sent:
-        alerts.append(_alert(clock, SlaOutcome.started, clock.started_at, None))
-    if state.stopped_at is not None and SlaOutcome.met not in state.sent:
-        alerts.append(_alert(clock, SlaOutcome.met, state.stopped_at,
-                             state.stopped_at <= clock.deadline))
-    return alerts
+    return [_alert(clock, SlaOutcome.started, clock.started_at, None), *alerts_after_stop(state)]
+
+
+def alerts_after_stop(state: ClockState) -> list[SlaAlert]:
+    """Alerts owed after a stop: met (on time or late), once the clock is known."""
+    clock = state.clock
+    if clock is None or state.stopped_at is None or SlaOutcome.met in state.sent:
+        return []
+    return [_alert(clock, SlaOutcome.met, state.stopped_at, state.stopped_at <= clock.deadline)]
 
 
 def alerts_when_due(state: ClockState, *, now: datetime) -> list[SlaAlert]:
