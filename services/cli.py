@@ -27,11 +27,18 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _topics(args: argparse.Namespace) -> int:
+    from kafka.errors import KafkaError
+
     from services.common.kafka import ensure_topics
     from services.common.settings import CommonSettings, load_settings
 
     settings = load_settings(CommonSettings)
-    created = ensure_topics(settings.bootstrap_list())
+    try:
+        created = ensure_topics(settings.bootstrap_list())
+    except KafkaError as exc:
+        print(f"complaints: cannot create topics on {settings.kafka_bootstrap_servers}: {exc}",
+              file=sys.stderr)
+        return 1
     print(f"topics: created {len(created)} ({', '.join(created) or 'all existed'})")
     return 0
 

@@ -51,7 +51,9 @@ def make_app(service: str, settings: CommonSettings, *, web_port: int) -> faust.
         broker_rebalance_timeout=timeout,
         broker_session_timeout=timeout,
         broker_heartbeat_interval=max(timeout / 10, 0.3),
-        broker_max_poll_interval=max(timeout, 30.0) if timeout >= 30 else timeout * 3,
+        # Separate from the rebalance timeout: a burst that fills faust's buffers may
+        # keep the fetcher from polling for a while, and must not evict the member.
+        broker_max_poll_interval=settings.kafka_max_poll_interval,
         web_port=web_port,
         web_bind="0.0.0.0",  # noqa: S104 - metrics and health must be reachable by scrapers
         web_host="127.0.0.1",

@@ -16,6 +16,8 @@ class CommonSettings(BaseSettings):
 
     KAFKA_BOOTSTRAP_SERVERS     comma-separated host:port list (default 127.0.0.1:9092)
     KAFKA_REBALANCE_TIMEOUT     seconds; keep at a few seconds on tansu (default 60)
+    KAFKA_MAX_POLL_INTERVAL     seconds a member may go without polling before it is evicted
+                                (default 300)
     KAFKA_PROCESSING_GUARANTEE  at_least_once | exactly_once (exactly_once needs real Kafka)
     REDIS_URL                   redis://host:port/db (default redis://127.0.0.1:6379/0)
     REDIS_PREFIX                key prefix for every key this deployment writes (default complaints:)
@@ -35,6 +37,9 @@ class CommonSettings(BaseSettings):
     )
     kafka_rebalance_timeout: float = Field(
         default=60.0, gt=0, le=600, validation_alias="KAFKA_REBALANCE_TIMEOUT"
+    )
+    kafka_max_poll_interval: float = Field(
+        default=300.0, gt=0, le=3600, validation_alias="KAFKA_MAX_POLL_INTERVAL"
     )
     kafka_processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
         default="at_least_once", validation_alias="KAFKA_PROCESSING_GUARANTEE"

@@ -68,7 +68,7 @@ class Intake:
         await self.timelines.add(event.data.complaint_id, event.id, event.to_bytes())
         if not duplicate:
             self.metrics.registered.labels(msg.channel.value, complaint.nature.value).inc()
-        log.info("registered complaint=%s event=%s channel=%s duplicate=%s",
+        log.debug("registered complaint=%s event=%s channel=%s duplicate=%s",
                  event.subject, event.id, msg.channel.value, duplicate)
         return event.data.complaint_id, duplicate
 

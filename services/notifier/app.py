@@ -86,7 +86,7 @@ class Notifier:
         event = NotificationEvent.new(record, id=note.notification_id, source=SERVICE,
                                       time=self.now(), subject=note.complaint_id, cause=cause)
         await self.publisher.publish(NOTIFICATIONS, event)
-        log.info("notification complaint=%s event=%s kind=%s status=%s", note.complaint_id,
+        log.debug("notification complaint=%s event=%s kind=%s status=%s", note.complaint_id,
                  event.id, note.kind.value, status)
 
 

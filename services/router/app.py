@@ -38,7 +38,7 @@ class Router:
         await self.publisher.publish(ROUTED, event)
         self.metrics.routed.labels(decision.severity.value, decision.level.value,
                                    decision.department).inc()
-        log.info("routed complaint=%s event=%s severity=%s level=%s department=%s",
+        log.debug("routed complaint=%s event=%s severity=%s level=%s department=%s",
                  event.subject, event.id, decision.severity.value, decision.level.value,
                  decision.department)
 

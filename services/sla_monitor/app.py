@@ -9,7 +9,7 @@ import faust
 from prometheus_client import CollectorRegistry
 
 from schemas.envelope import derived_id
-from schemas.events import CaseEvent, ComplaintRouted, SlaAlert, SlaEvent
+from schemas.events import CaseEvent, ComplaintRouted, SlaAlert, SlaEvent, SlaOutcome
 from schemas.topics import LIFECYCLE, ROUTED, SLA
 from services.common.policy import Policy
 from services.common.runtime import (
@@ -81,9 +81,10 @@ class Monitor:
             await self.clocks.mark_sent(alert.complaint_id, alert.milestone, alert.outcome)
             self.metrics.alerts.labels(alert.milestone.value, alert.severity.value,
                                        alert.outcome.value).inc()
-            if alert.outcome == "breached":
+            if alert.outcome is SlaOutcome.breached:
                 self.metrics.lateness.observe((alert.observed_at - alert.deadline).total_seconds())
-            log.info("sla complaint=%s event=%s milestone=%s outcome=%s on_time=%s",
+            level = logging.WARNING if alert.outcome is SlaOutcome.breached else logging.DEBUG
+            log.log(level, "sla complaint=%s event=%s milestone=%s outcome=%s on_time=%s",
                      alert.complaint_id, event.id, alert.milestone.value, alert.outcome.value,
                      alert.on_time)
 
