@@ -23,6 +23,7 @@ class Channel(StrEnum):
     review_platform = "review_platform"
     survey_reply = "survey_reply"
     partner = "partner"
+    letter = "letter"
 
 
 class Nature(StrEnum):
@@ -65,6 +66,27 @@ class InboundReceived(Envelope):
 # ---- complaints.registered ---------------------------------------------------------
 
 
+class Demand(StrEnum):
+    """What the customer asks for (诉求)."""
+
+    refund = "refund"
+    replacement = "replacement"
+    repair = "repair"
+    apology = "apology"
+    compensation = "compensation"
+    explanation = "explanation"
+
+
+class Evidence(Model):
+    """A reference to an attachment, screenshot or recording; never the bytes themselves."""
+
+    name: str = Field(max_length=300)
+    media_type: str | None = Field(default=None, max_length=200)
+    size: int | None = Field(default=None, ge=0)
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    url: str | None = Field(default=None, max_length=2000)
+
+
 class Contact(Model):
     """Complainant identity and contact details (personal data: never logged)."""
 
@@ -87,10 +109,18 @@ class Complaint(Model):
     first_contact: str = Field(description="Agent, desk or store that received it first.")
     subject: str = Field(max_length=500)
     description: str = Field(max_length=20_000)
-    demand: str | None = None
+    demand: Demand | None = None
     product: str | None = None
     order_id: str | None = None
     store_id: str | None = None
+    occurred_at: AwareDatetime | None = Field(
+        default=None, description="When the channel says it happened, in UTC.")
+    occurred_utc_offset: str | None = Field(
+        default=None, pattern=r"^[+-]\d{2}:\d{2}$", description="The original offset, e.g. +08:00.")
+    purchase_time: AwareDatetime | None = None
+    evidence: list[Evidence] = Field(default_factory=list)
+    details: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="Channel specifics: audience, rating, url, app version ...")
 
 
 class ComplaintRegistered(Envelope):
@@ -104,6 +134,8 @@ class ComplaintRegistered(Envelope):
 
 class RoutingDecision(Model):
     complaint_id: str
+    nature: Nature = Field(default=Nature.complaint,
+                           description="Praise and suggestions are routed but start no deadlines.")
     received_at: AwareDatetime
     severity: Severity
     department: str

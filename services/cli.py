@@ -57,10 +57,29 @@ def _up(args: argparse.Namespace) -> int:
     return up(demo=args.demo, sla_scale=args.sla_scale)
 
 
+def _post(args: argparse.Namespace) -> int:
+    import json
+
+    from services.common.settings import CommonSettings, load_settings
+    from services.signing import post_file
+
+    status, answer = post_file(args.url, args.channel, Path(args.file),
+                               data_dir=load_settings(CommonSettings).data_dir)
+    print(status, json.dumps(answer, ensure_ascii=False, indent=2))
+    return 0 if status < 400 else 1
+
+
 def _bench(args: argparse.Namespace) -> int:
     from services.bench import bench
 
     return bench(count=args.count, timeout=args.timeout)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from services.replay import main
+
+    return main(args.file, channel=args.channel, fmt=args.format, limit=args.limit,
+                timeout=args.timeout, wait=not args.no_wait)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -85,10 +104,28 @@ def parser() -> argparse.ArgumentParser:
                      help="divide every time limit by N (demos and tests)")
     upp.set_defaults(func=_up)
 
+    post = sub.add_parser("post", help="post a payload file to intake, signed like an integration")
+    post.add_argument("channel")
+    post.add_argument("file", help=".json, .eml, .xml or .txt")
+    post.add_argument("--url", default="http://127.0.0.1:8080", help="intake base URL")
+    post.set_defaults(func=_post)
+
     b = sub.add_parser("bench", help="drive complaints through the running stack, print figures")
     b.add_argument("--count", type=int, default=2000)
     b.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the stack")
     b.set_defaults(func=_bench)
+
+    r = sub.add_parser("replay", help="feed a CSV or JSONL export through intake, account for every row")
+    r.add_argument("file", help=".csv, .jsonl or .ndjson")
+    how = r.add_mutually_exclusive_group(required=True)
+    how.add_argument("--channel", metavar="C",
+                     help="rows are this channel's own payloads (web_form, phone, email ...)")
+    how.add_argument("--format", choices=["cfpb"], help="rows are a CFPB complaint export")
+    r.add_argument("--limit", type=int, metavar="N", help="only the first N rows")
+    r.add_argument("--timeout", type=float, default=120.0, metavar="S",
+                   help="seconds to wait for intake after producing (default 120)")
+    r.add_argument("--no-wait", action="store_true", help="produce only; do not account")
+    r.set_defaults(func=_replay)
     return p
 
 

@@ -6,16 +6,18 @@ import json
 import logging
 import threading
 import urllib.error
-import urllib.request
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, timezone
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from schemas.topics import LIFECYCLE, NOTIFICATIONS, REGISTERED, ROUTED, SLA
+from services.signing import signed_post
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +39,17 @@ FACTS = {
 @dataclass(frozen=True)
 class Sample:
     channel: str
-    payload: dict[str, Any]
+    payload: dict[str, Any] | str  # a JSON object, or a raw message (e-mail)
     steps: tuple[dict[str, str], ...]  # handler steps recorded after the acknowledgement
+
+
+def _email(subject: str, body: str, sender: str) -> str:
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = sender, "service@example.com", subject
+    msg["Date"] = format_datetime(datetime.now(UTC).astimezone(timezone(timedelta(hours=8))))
+    msg["Message-ID"] = make_msgid(domain="demo.example.com")
+    msg.set_content(body, charset="gb18030")
+    return msg.as_string()
 
 
 def _resolved(result: str) -> dict[str, str]:
@@ -58,15 +69,16 @@ SAMPLES = (
                        "still faulty and flickers, and I was charged a fee nobody explained. "
                        "I want a replacement."},
         (ACK, _resolved("Replaced the device and refunded the repair fee"))),
-    Sample("email", {
-        "email": "zhang.demo@example.com", "subject": "维修周期太长",
-        "body": "手机送修已经三周，维修一直没有进展，客服电话也打不通。请尽快处理并说明原因。"},
+    Sample("email", _email(
+        "维修周期太长", "手机送修已经三周，维修一直没有进展，客服电话也打不通。请尽快处理并说明原因。",
+        "张先生 <zhang.demo@example.com>"),
         (ACK, _resolved("已加急维修并寄回，免除维修费用"))),
     Sample("store", {
         "store_id": "store-sh-01", "staff_id": "staff-12", "phone": "+8613700137000",
         "description": "顾客反映在门店等了一个多小时无人接待，店员态度冷淡，要求店长道歉。"},
         (ACK,)),
     Sample("social", {
+        "platform": "weibo", "author_handle": "@demo_user", "audience": 52000, "public": True,
         "text": "@brand your washing machine flooded my kitchen twice and nobody answers. "
                 "My lawyer will be in touch if this is not fixed this week."},
         ()),  # left unacknowledged: its acknowledge deadline is breached
@@ -189,8 +201,10 @@ class Printer:
 class Demo:
     """Feeds the samples through intake and records handler steps, printing the events."""
 
-    def __init__(self, *, bootstrap: list[str], intake_port: int, sla_scale: float) -> None:
+    def __init__(self, *, bootstrap: list[str], intake_port: int, sla_scale: float,
+                 secrets: dict[str, bytes]) -> None:
         self.base = f"http://127.0.0.1:{intake_port}"
+        self.secrets = secrets
         self.sla_scale = sla_scale
         self.printer = Printer(bootstrap)
         self._stopping = threading.Event()
@@ -210,13 +224,16 @@ class Demo:
         self.printer.stop()
         self._feeder.join(timeout=5.0)
 
-    def _post(self, path: str, body: dict[str, Any], *, key: str) -> dict[str, Any]:
-        request = urllib.request.Request(  # noqa: S310 - a fixed http://127.0.0.1 URL
-            self.base + path, data=json.dumps(body, ensure_ascii=False).encode(), method="POST",
-            headers={"Content-Type": "application/json", "Idempotency-Key": key})
-        with urllib.request.urlopen(request, timeout=10) as reply:  # noqa: S310
-            answer: dict[str, Any] = json.loads(reply.read())
-            return answer
+    def _post(self, path: str, body: dict[str, Any] | str, *, key: str,
+              channel: str = "") -> dict[str, Any]:
+        raw = body.encode() if isinstance(body, str) else json.dumps(body, ensure_ascii=False).encode()
+        status, answer = signed_post(
+            self.base + path, channel, raw, secrets=self.secrets,
+            content_type="message/rfc822" if isinstance(body, str) else "application/json",
+            headers={"Idempotency-Key": key})
+        if status >= 400 or not isinstance(answer, dict):
+            raise ValueError(f"intake answered {status}: {answer}")
+        return answer
 
     def _feed(self) -> None:
         try:
@@ -230,9 +247,9 @@ class Demo:
         fed: list[tuple[Sample, str]] = []
         print("demo: feeding sample complaints; their events follow", flush=True)
         for n, sample in enumerate(SAMPLES):
-            body = {**sample.payload, "message_id": f"demo-{run}-{n}"}
-            cid = str(self._post(f"/v1/inbound/{sample.channel}", body, key=body["message_id"])
-                      ["complaint_id"])
+            key = f"demo-{run}-{n}"
+            cid = str(self._post(f"/v1/inbound/{sample.channel}", sample.payload, key=key,
+                                 channel=sample.channel)["complaint_id"])
             self.printer.track(cid, sample.channel)
             fed.append((sample, cid))
         handled = [(s, c) for s, c in fed if s.steps]

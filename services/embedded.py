@@ -9,8 +9,10 @@ SIGTERM stops the services, then the embedded servers, leaving no process behind
 from __future__ import annotations
 
 import ctypes
+import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -32,6 +34,7 @@ from pydantic import Field
 from services.common.kafka import ensure_topics
 from services.common.settings import CommonSettings, load_settings
 from services.demo import Demo
+from services.signing import parse_secrets, secrets_path, write_secrets
 
 log = logging.getLogger(__name__)
 
@@ -281,6 +284,11 @@ def _service_env(settings: UpSettings, *, embedded_broker: bool, sla_scale: floa
                NOTIFIER_OUTBOX_DIR=str(outbox))
     if embedded_broker and "kafka_rebalance_timeout" not in settings.model_fields_set:
         env["KAFKA_REBALANCE_TIMEOUT"] = EMBEDDED_REBALANCE_TIMEOUT  # tansu waits this long
+    if "INTAKE_SIGNING_SECRETS" not in env:
+        # HTTP channels must be signed: give this run a secret of its own and leave it
+        # where `complaints post` (and the demo) find it.
+        env["INTAKE_SIGNING_SECRETS"] = json.dumps({"*": secrets.token_hex(24)})
+    write_secrets(settings.data_dir, env["INTAKE_SIGNING_SECRETS"])
     return env
 
 
@@ -298,13 +306,16 @@ def _report(settings: UpSettings, *, broker: bool, valkey: bool, outbox: Path,
     intake = f"http://127.0.0.1:{settings.intake_http_port}"
     lines += [f"  intake API  POST {intake}/v1/inbound/{{channel}}   "
               f"GET {intake}/v1/complaints/{{id}}   POST {intake}/v1/complaints/{{id}}/events",
+              f"  signing   HTTP channel requests are HMAC-signed; secrets in "
+              f"{secrets_path(settings.data_dir)} (`complaints post CHANNEL FILE` signs for you)",
               f"  outbox    {outbox}", f"  logs      {log_dir}/", "Press Ctrl-C to stop."]
     print("\n".join(lines), flush=True)
 
 
-def _demo(bootstrap: list[str], intake_port: int, sla_scale: float) -> Demo:
+def _demo(bootstrap: list[str], intake_port: int, sla_scale: float, signing: str) -> Demo:
     try:
-        runner = Demo(bootstrap=bootstrap, intake_port=intake_port, sla_scale=sla_scale)
+        runner = Demo(bootstrap=bootstrap, intake_port=intake_port, sla_scale=sla_scale,
+                      secrets=parse_secrets(signing))
     except KafkaError as exc:
         raise UpError(f"demo: cannot read the topics ({type(exc).__name__}: {exc})") from None
     runner.start()
@@ -328,7 +339,8 @@ def _run(sup: Supervisor, settings: UpSettings, *, demo: bool, sla_scale: float)
     for name in SERVICES:
         sup.wait_for(f"{name} /healthz", partial(_healthy, ports[name]), timeout=HEALTH_TIMEOUT)
     _report(settings, broker=broker, valkey=valkey, outbox=outbox, log_dir=sup.log_dir.resolve())
-    runner = _demo(bootstrap, ports["intake"], sla_scale) if demo else None
+    runner = (_demo(bootstrap, ports["intake"], sla_scale, env["INTAKE_SIGNING_SECRETS"])
+              if demo else None)
     try:
         while True:
             sup.check()

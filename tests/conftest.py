@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import uuid
@@ -12,7 +13,7 @@ import pytest
 import redis
 
 from services.common.kafka import ensure_topics
-from tests.harness import Service, free_port, port_open, wait_for
+from tests.harness import TEST_SECRET, Service, free_port, port_open, wait_for
 
 SLA_SCALE = 3600  # acknowledge (general): 1 h -> 1 s; resolve: 72 h -> 72 s
 
@@ -90,7 +91,7 @@ def stack_env(broker: str, redis_url: str, redis_prefix: str,
     return {
         "KAFKA_BOOTSTRAP_SERVERS": broker, "KAFKA_REBALANCE_TIMEOUT": "3",
         "REDIS_URL": redis_url, "REDIS_PREFIX": redis_prefix,
-        "COMPLAINTS_SLA_SCALE": str(SLA_SCALE), "COMPLAINTS_DATA_DIR": str(data / "data"),
+        "COMPLAINTS_SLA_SCALE": str(SLA_SCALE), "INTAKE_SIGNING_SECRETS": json.dumps({"*": TEST_SECRET}), "COMPLAINTS_DATA_DIR": str(data / "data"),
         "NOTIFIER_OUTBOX_DIR": str(data / "outbox"), "LOG_LEVEL": "info",
         "INTAKE_HTTP_PORT": str(free_port()), "ROUTER_HTTP_PORT": str(free_port()),
         "SLA_MONITOR_HTTP_PORT": str(free_port()), "NOTIFIER_HTTP_PORT": str(free_port()),

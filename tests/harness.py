@@ -16,6 +16,20 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
+TEST_SECRET = "test-signing-secret-0123456789"
+
+
+def post_inbound(intake_url: str, channel: str, body: Any, *, headers: dict[str, str] | None = None,
+                 content_type: str = "application/json", secret: str | None = TEST_SECRET,
+                 ) -> tuple[int, Any]:
+    """POST to an intake channel endpoint, signed as an integration would (unsigned: secret=None)."""
+    from services.signing import signed_post
+
+    raw = body if isinstance(body, bytes) else (
+        body.encode() if isinstance(body, str) else json.dumps(body, ensure_ascii=False).encode())
+    return signed_post(f"{intake_url}/v1/inbound/{channel}", channel, raw, content_type=content_type,
+                       secrets={"*": secret.encode()} if secret else {}, headers=headers)
+
 
 def free_port() -> int:
     with socket.socket() as s:

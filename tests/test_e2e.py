@@ -12,7 +12,7 @@ import pytest
 from kafka import KafkaProducer
 
 from schemas.events import InboundMessage, InboundReceived
-from tests.harness import Service, TopicReader, http
+from tests.harness import Service, TopicReader, http, post_inbound
 
 pytestmark = pytest.mark.integration
 
@@ -35,8 +35,8 @@ def _of(cid: str, topic: str, **data: object):  # type: ignore[no-untyped-def]
 
 
 def _register(intake_url: str, description: str, **fields: object) -> str:
-    status, body = http("POST", f"{intake_url}/v1/inbound/web_form",
-                        {"description": description, "email": "Wang.Fang@Example.com", **fields})
+    status, body = post_inbound(intake_url, "web_form",
+                                {"description": description, "email": "Wang.Fang@Example.com", **fields})
     assert status == 202, body
     return str(body["complaint_id"])
 
@@ -116,7 +116,7 @@ def test_bad_kafka_input_is_dead_lettered_and_the_rest_flows(broker: str, reader
     marker = f"kafka-{uuid.uuid4()}"
     good = InboundReceived.new(
         InboundMessage(channel="sms", message_id=marker, payload={"text": "Charged twice for one bill",
-                                                                  "phone": "+8613800138000"}),
+                                                                  "sender": "+8613800138000"}),
         source="test", time=__import__("datetime").datetime.now(__import__("datetime").UTC),
         subject=None)
     for value in (garbage, wrong, good.to_bytes()):
@@ -142,8 +142,8 @@ def test_the_same_message_twice_registers_once(intake_url: str, reader: TopicRea
     # Given a webhook that retries with the same idempotency key
     key = str(uuid.uuid4())
     body = {"description": "Rude staff at the counter", "phone": "13900139000"}
-    first = http("POST", f"{intake_url}/v1/inbound/web_form", body, headers={"Idempotency-Key": key})
-    second = http("POST", f"{intake_url}/v1/inbound/web_form", body, headers={"Idempotency-Key": key})
+    first = post_inbound(intake_url, "web_form", body, headers={"Idempotency-Key": key})
+    second = post_inbound(intake_url, "web_form", body, headers={"Idempotency-Key": key})
     # Then the second answer carries the first number and says it was a duplicate
     assert first[0] == second[0] == 202
     assert second[1]["complaint_id"] == first[1]["complaint_id"]
@@ -157,19 +157,32 @@ def test_the_same_message_twice_registers_once(intake_url: str, reader: TopicRea
                 if _of(cid, "complaints.notifications", kind="acknowledgement")(e)}) == 1
 
 
-@pytest.mark.parametrize(("method", "path", "body", "status", "field"), [
-    ("POST", "/v1/inbound/pigeon", {"text": "x"}, 404, "channel"),
-    ("POST", "/v1/inbound/web_form", b"{not json", 400, "(body)"),
-    ("POST", "/v1/inbound/web_form", {"subject": "no text"}, 422, None),
-    ("POST", "/v1/complaints/nope/events", {"action": "acknowledged", "actor": "a"}, 404, None),
+@pytest.mark.parametrize(("channel", "body", "status", "field"), [
+    ("pigeon", {"text": "x"}, 404, "channel"),
+    ("web_form", b"{not json", 400, "(body)"),
+    ("web_form", {"subject": "no text"}, 422, "description"),
+    ("review_platform", {"platform": "dianping", "rating": 9, "text": "bad"}, 422, "rating"),
+    ("survey_reply", {"complaint_id": "no-such-complaint", "score": 1}, 422, "payload.complaint_id"),
 ])
-def test_bad_http_input_gets_a_problem_document(intake_url: str, method: str, path: str,
-                                                body: object, status: int, field: str | None) -> None:
-    got, problem = http(method, intake_url + path, body)
-    assert got == status
+def test_bad_channel_input_gets_a_problem_document(intake_url: str, channel: str, body: object,
+                                                   status: int, field: str) -> None:
+    got, problem = post_inbound(intake_url, channel, body)
+    assert got == status, problem
     assert problem["status"] == status and problem["title"] and problem["detail"]
-    if field:
-        assert problem["field"] == field
+    fields = [e["field"] for e in problem.get("errors", [])] + [problem.get("field")]
+    assert field in fields
+
+
+def test_unknown_complaint_events_get_404(intake_url: str) -> None:
+    got, problem = http("POST", f"{intake_url}/v1/complaints/nope/events",
+                        {"action": "acknowledged", "actor": "a"})
+    assert got == 404 and problem["title"] == "Unknown complaint"
+
+
+@pytest.mark.parametrize("secret", [None, "the-wrong-secret-0123456789"])
+def test_unsigned_or_badly_signed_requests_get_401(intake_url: str, secret: str | None) -> None:
+    got, problem = post_inbound(intake_url, "sms", {"text": "hello"}, secret=secret)
+    assert got == 401 and problem["status"] == 401
 
 
 def test_an_invalid_case_event_names_the_field(intake_url: str) -> None:

@@ -6,18 +6,23 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import ValidationError
 
-from schemas.events import Channel, Nature
+from schemas.events import Channel, Demand, Nature
 from services.common.errors import Rejected
 from services.common.policy import load_policy
-from services.intake import logic
+from services.intake import channels, logic
 
 NOW = datetime(2026, 11, 23, 9, 30, 15, 123000, tzinfo=UTC)
 DESKS = load_policy().router.channel_desks
 
 
+RULES = load_policy().intake
+
+
 def _normalise(payload: dict | str, channel: Channel = Channel.web_form):  # type: ignore[no-untyped-def,type-arg]
-    return logic.normalise(channel, payload, complaint_id="X", message_id="m", received_at=NOW,
+    msg = channels.parse(channel, payload)
+    return logic.normalise(channel, msg, complaint_id="X", dedupe="m", received_at=NOW, rules=RULES,
                            desks=DESKS, identity_secret=b"k" * 16)
 
 
@@ -34,7 +39,8 @@ def test_same_millisecond_numbers_differ_by_their_random_bits() -> None:
 
 
 @pytest.mark.parametrize(("raw", "clean"), [
-    ("  <p>Hello&nbsp;<b>world</b></p>  ", "Hello&nbsp; world"),
+    ("  <p>Hello&nbsp;<b>world</b></p>  ", "Hello world"),
+    ("<style>p {}</style><script>alert(1)</script>text", "text"),
     ("line one\r\n\r\n   line   two ", "line one\nline two"),
     ("e\u0301", "\u00e9"),
 ])
@@ -49,10 +55,51 @@ def test_language_detection(text: str, lang: str) -> None:
 
 def test_normalise_web_form() -> None:
     c = _normalise({"name": "Li", "email": "Li@Example.COM", "subject": "Bad", "description": "<b>Broken</b> screen",
-                    "order_id": "O-1"})
+                    "order_id": "O-1", "phone": "138 0013 8000", "submitted_at": "2026-11-23T17:30:00+08:00"})
     assert (c.subject, c.description, c.order_id) == ("Bad", "Broken screen", "O-1")
     assert c.customer.email == "li@example.com" and c.customer.language == "en"
+    assert c.customer.phone == "+8613800138000"
     assert c.first_contact == "web-desk" and c.nature is Nature.complaint
+    assert c.occurred_at == datetime(2026, 11, 23, 9, 30, tzinfo=UTC) and c.occurred_utc_offset == "+08:00"
+
+
+@pytest.mark.parametrize(("raw", "e164"), [
+    ("13800138000", "+8613800138000"), ("+86 138-0013-8000", "+8613800138000"),
+    ("+1 (202) 555-0143", "+12025550143"), ("12345", None), ("call me", None), ("", None),
+])
+def test_phone_numbers_become_e164(raw: str, e164: str | None) -> None:
+    assert logic.normalise_phone(raw, region="CN") == e164
+
+
+@pytest.mark.parametrize(("raw", "clean"), [
+    ("Li.Lei@Example.COM", "li.lei@example.com"), ("not-an-email", None), ("a@b", None), (None, None),
+])
+def test_emails_are_validated_and_lower_cased(raw: str | None, clean: str | None) -> None:
+    assert logic.normalise_email(raw) == clean
+
+
+def test_unusable_contact_details_are_flagged_not_fatal() -> None:
+    c = _normalise({"description": "broken", "phone": "12", "email": "nope"})
+    assert c.customer.phone is None and c.customer.email is None
+    assert c.details == {"phone_unusable": True, "email_unusable": True}
+
+
+@pytest.mark.parametrize(("text", "demand"), [
+    ("I want a refund now", Demand.refund), ("请给我换一个新的", Demand.replacement),
+    ("需要维修", Demand.repair), ("我要求赔偿损失", Demand.compensation),
+    ("Please explain why", Demand.explanation), ("just telling you", None),
+])
+def test_demand_is_read_from_the_text(text: str, demand: Demand | None) -> None:
+    assert logic.detect_demand(text, rules=RULES) is demand
+
+
+@pytest.mark.parametrize(("text", "nature"), [
+    ("感谢小王的耐心服务，点赞！", Nature.praise), ("Thanks, great service!", Nature.praise),
+    ("建议增加夜间客服", Nature.suggestion), ("Thanks for nothing, it is broken again", Nature.complaint),
+    ("The screen cracked", Nature.complaint),
+])
+def test_nature_is_read_from_the_text(text: str, nature: Nature) -> None:
+    assert logic.detect_nature(text, rules=RULES) is nature
 
 
 def test_phone_agent_is_the_first_contact_and_text_payloads_are_accepted() -> None:
@@ -61,18 +108,25 @@ def test_phone_agent_is_the_first_contact_and_text_payloads_are_accepted() -> No
     assert sms.description == "收费不对，多扣了钱" and sms.customer.language == "zh"
 
 
-@pytest.mark.parametrize("payload", [{}, {"subject": "only a subject"}, {"text": "   "},
-                                     {"text": "fine", "nature": "rant"}])
-def test_unusable_payloads_are_rejected_with_a_reason(payload: dict) -> None:  # type: ignore[type-arg]
-    with pytest.raises(Rejected, match="payload"):
-        _normalise(payload)
+@pytest.mark.parametrize(("channel", "payload"), [
+    (Channel.web_form, {}), (Channel.web_form, {"subject": "only a subject"}),
+    (Channel.sms, {"text": ""}), (Channel.phone, {"caller": "1"}), (Channel.social, "a string"),
+])
+def test_unusable_payloads_are_refused(channel: Channel, payload: dict | str) -> None:  # type: ignore[type-arg]
+    with pytest.raises((ValidationError, Rejected)):
+        _normalise(payload, channel)
+
+
+def test_text_that_is_only_markup_is_refused() -> None:
+    with pytest.raises(Rejected, match="empty once cleaned"):
+        _normalise({"description": "<p> </p>"})
 
 
 def test_customer_key_is_keyed_and_hides_the_phone() -> None:
-    a = _normalise({"text": "x", "phone": "13800138000"}).customer_key
-    b = _normalise({"text": "y", "phone": "13800138000"}).customer_key
+    a = _normalise({"description": "x", "phone": "13800138000"}).customer_key
+    b = _normalise({"description": "y", "phone": "+86 138 0013 8000"}).customer_key
     assert a == b and "13800138000" not in a
-    other = logic.customer_key(_normalise({"text": "x", "phone": "13800138000"}).customer,
+    other = logic.customer_key(_normalise({"description": "x", "phone": "13800138000"}).customer,
                                account=None, secret=b"another-secret")
     assert other != a
 

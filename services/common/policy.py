@@ -9,12 +9,12 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from schemas.events import Channel, Level, Milestone, NotificationKind, Severity
+from schemas.events import Channel, Demand, Level, Milestone, NotificationKind, Severity
 from services.common.errors import ConfigError
 
 DEFAULT_POLICY = Path(__file__).with_name("default_policy.yaml")
@@ -104,8 +104,16 @@ class NotifierPolicy(_Frozen):
         return self
 
 
+class IntakePolicy(_Frozen):
+    default_region: str = Field(pattern=r"^[A-Z]{2}$")
+    demand_keywords: dict[Demand, list[str]]
+    nature_keywords: dict[Literal["praise", "suggestion"], list[str]]
+    complaint_keywords: list[str]
+
+
 class Policy(_Frozen):
     version: str = Field(min_length=1)
+    intake: IntakePolicy
     sla: SlaPolicy
     router: RouterPolicy
     notifier: NotifierPolicy

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +28,7 @@ from services.common.runtime import (
     make_app,
     redis_client,
 )
+from services.intake import auth
 from services.intake.adapters import RedisRegistrations, RedisTimelines
 from services.intake.handlers import SERVICE, Intake, UnknownComplaint
 from services.intake.metrics import IntakeMetrics
@@ -66,7 +69,7 @@ def build(
                        NOTIFICATIONS, concurrency=n)
 
     add_web(app, service=SERVICE, registry=registry, check=redis.ping)
-    _add_http_api(app, intake, max_body=settings.max_body_bytes)
+    _add_http_api(app, intake, settings)
     return app
 
 
@@ -92,7 +95,23 @@ async def _read_body(view: View, request: Request, max_body: int) -> bytes | Res
     return body
 
 
-def _add_http_api(app: faust.App, intake: Intake, *, max_body: int) -> None:
+def _payload(body: bytes, content_type: str) -> dict[str, Any] | str:
+    """A JSON object for JSON bodies, else the text (raw e-mail, XML, SMS)."""
+    if content_type in ("application/json", "") or content_type.endswith("+json"):
+        value: dict[str, Any] | str = json.loads(body)  # other JSON types fail validation later
+        return value
+    if content_type == "message/rfc822":
+        try:
+            return body.decode("utf-8")
+        except UnicodeDecodeError:  # 8-bit GBK and the like: let the e-mail parser decode it
+            return {"raw_base64": base64.b64encode(body).decode()}
+    return body.decode("utf-8")
+
+
+def _add_http_api(app: faust.App, intake: Intake, settings: IntakeSettings) -> None:
+    max_body = settings.max_body_bytes
+    secrets = settings.secrets()
+
     @app.page("/v1/inbound/{channel}")
     class InboundView(View):
         async def post(self, request: Request, channel: str) -> Response:
@@ -102,12 +121,15 @@ def _add_http_api(app: faust.App, intake: Intake, *, max_body: int) -> None:
             body = await _read_body(self, request, max_body)
             if isinstance(body, Response):
                 return body
+            if settings.require_signatures:
+                try:
+                    auth.verify(auth.secret_for(channel, secrets), request.headers, body,
+                                now=time.time(), max_age=settings.signature_max_age)
+                except auth.Unauthorized as exc:
+                    intake.metrics.rejected.labels(channel, "http", "Unauthorized").inc()
+                    return problem(self, 401, "Unauthorized", str(exc))
             try:
-                payload: dict[str, Any] | str
-                if request.content_type in ("application/json", ""):  # type: ignore[attr-defined]
-                    payload = json.loads(body)
-                else:
-                    payload = body.decode("utf-8")
+                payload = _payload(body, request.content_type)  # type: ignore[attr-defined]
                 message_id = request.headers.get("Idempotency-Key") or (
                     payload.get("message_id") if isinstance(payload, dict) else None)
                 inbound = InboundReceived.new(
@@ -115,23 +137,23 @@ def _add_http_api(app: faust.App, intake: Intake, *, max_body: int) -> None:
                     source=f"{SERVICE}.http", time=datetime.now(UTC), subject=None,
                     id=str(uuid.uuid4()),
                 )
-                complaint_id, duplicate = await intake.register(inbound, via="http")
+                accepted = await intake.register(inbound, via="http")
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                intake.metrics.rejected.labels(channel, "http").inc()
+                intake.metrics.rejected.labels(channel, "http", type(exc).__name__).inc()
                 return problem(self, 400, "Malformed body", str(exc), field="(body)")
             except ValidationError as exc:
-                intake.metrics.rejected.labels(channel, "http").inc()
-                return problem(self, 422, "Invalid complaint", "the payload violates the schema",
+                return problem(self, 422, "Invalid payload", f"the {channel} payload violates its format",
                                errors=_field_errors(exc))
             except Rejected as exc:
-                intake.metrics.rejected.labels(channel, "http").inc()
-                return problem(self, 422, "Invalid complaint", str(exc))
+                field = str(exc).split(":", 1)[0] if ":" in str(exc) else "(body)"
+                return problem(self, 422, "Invalid payload", str(exc), field=field)
             except TRANSIENT as exc:
                 return problem(self, 503, "Temporarily unavailable", type(exc).__name__)
+            cid = accepted.complaint_id
             return self.json(
-                {"complaint_id": complaint_id, "duplicate": duplicate,
-                 "links": {"self": f"/v1/complaints/{complaint_id}"}},
-                status=202, headers={"Location": f"/v1/complaints/{complaint_id}"},
+                {"complaint_id": cid, "duplicate": accepted.duplicate, "recorded": accepted.kind,
+                 "event_id": accepted.event_id, "links": {"self": f"/v1/complaints/{cid}"}},
+                status=202, headers={"Location": f"/v1/complaints/{cid}"},
             )
 
     @app.page("/v1/complaints/{complaint_id}/events")

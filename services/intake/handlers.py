@@ -6,23 +6,46 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from schemas.envelope import Envelope, derived_id
-from schemas.events import CaseEvent, CaseUpdate, ComplaintRegistered, InboundReceived
+from schemas.events import (
+    CaseAction,
+    CaseEvent,
+    CaseUpdate,
+    Channel,
+    ComplaintRegistered,
+    InboundReceived,
+)
 from schemas.topics import LIFECYCLE, REGISTERED
+from services.common.errors import Rejected
 from services.common.policy import Policy
 from services.common.ports import Clock, Publisher
-from services.intake import logic
+from services.intake import channels, logic
+from services.intake.channels.base import ChannelMessage
 from services.intake.metrics import IntakeMetrics
 from services.intake.ports import Registrations, Timelines
 
 log = logging.getLogger(__name__)
 SERVICE = "intake"
+PERMANENT_INPUT = (ValidationError, Rejected)
 
 
 class UnknownComplaint(LookupError):
     """No complaint with this id has been registered."""
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """What intake did with a channel message."""
+
+    complaint_id: str
+    event_id: str
+    duplicate: bool
+    kind: str  # "registered" or "case_event"
 
 
 class Intake:
@@ -40,19 +63,32 @@ class Intake:
         self.identity_secret = identity_secret
         self.metrics = metrics
 
-    async def register(self, inbound: InboundReceived, *, via: str) -> tuple[str, bool]:
-        """Register one channel message; return (complaint id, whether it was a duplicate)."""
+    async def register(self, inbound: InboundReceived, *, via: str) -> Accepted:
+        """Register one channel message (a survey reply records a case event instead)."""
         msg = inbound.data
-        self.metrics.received.labels(msg.channel.value, via).inc()
+        channel = msg.channel.value
+        self.metrics.received.labels(channel, via).inc()
         started = time.perf_counter()
+        try:
+            parsed = channels.parse(msg.channel, msg.payload)
+        except PERMANENT_INPUT as exc:
+            self.metrics.rejected.labels(channel, via, type(exc).__name__).inc()
+            raise
+        finally:
+            self.metrics.parse_seconds.labels(channel).observe(time.perf_counter() - started)
+        key = logic.dedupe_key(msg.channel, parsed.message_id or msg.message_id, msg.payload)
+        if msg.channel is Channel.survey_reply:
+            return await self._survey_reply(parsed, inbound, key, via=via)
         now = self.clock()
         complaint_id = logic.complaint_number(now, self.random_bits())
-        key = logic.dedupe_key(msg.channel, msg.message_id, msg.payload)
-        complaint = logic.normalise(
-            msg.channel, msg.payload, complaint_id=complaint_id, message_id=key, received_at=now,
-            desks=self.policy.router.channel_desks, identity_secret=self.identity_secret,
-        )
-        self.metrics.parse_seconds.labels(msg.channel.value).observe(time.perf_counter() - started)
+        try:
+            complaint = logic.normalise(
+                msg.channel, parsed, complaint_id=complaint_id, dedupe=key, received_at=now,
+                rules=self.policy.intake, desks=self.policy.router.channel_desks,
+                identity_secret=self.identity_secret)
+        except PERMANENT_INPUT as exc:
+            self.metrics.rejected.labels(channel, via, type(exc).__name__).inc()
+            raise
         event = ComplaintRegistered.new(
             complaint, id=derived_id("registered", complaint_id), source=SERVICE, time=now,
             subject=complaint_id, cause=inbound,
@@ -63,14 +99,32 @@ class Intake:
             # Re-publish the first registration (same event id): if the first
             # attempt died before its publish, this one completes it.
             event = ComplaintRegistered.model_validate_json(stored)
-            self.metrics.duplicates.labels(msg.channel.value).inc()
+            self.metrics.duplicates.labels(channel).inc()
         await self.publisher.publish(REGISTERED, event)
         await self.timelines.add(event.data.complaint_id, event.id, event.to_bytes())
         if not duplicate:
-            self.metrics.registered.labels(msg.channel.value, complaint.nature.value).inc()
+            self.metrics.registered.labels(channel, event.data.nature.value).inc()
         log.debug("registered complaint=%s event=%s channel=%s duplicate=%s",
-                 event.subject, event.id, msg.channel.value, duplicate)
-        return event.data.complaint_id, duplicate
+                  event.subject, event.id, channel, duplicate)
+        return Accepted(event.data.complaint_id, event.id, duplicate, "registered")
+
+    async def _survey_reply(self, parsed: ChannelMessage, inbound: InboundReceived, key: str, *,
+                            via: str) -> Accepted:
+        complaint_id = parsed.complaint_ref or ""
+        try:
+            registered = await self._registered(complaint_id)
+        except UnknownComplaint:
+            self.metrics.rejected.labels(Channel.survey_reply.value, via, "UnknownComplaint").inc()
+            raise Rejected(f"payload.complaint_id: no complaint {complaint_id!r}") from None
+        update = CaseUpdate(complaint_id=complaint_id, action=CaseAction.satisfaction,
+                            actor="customer", score=parsed.score, note=parsed.text)
+        event = CaseEvent.new(update, id=derived_id("survey", key), source=SERVICE,
+                              time=self.clock(), subject=complaint_id, cause=registered,
+                              causationid=inbound.id)
+        await self.publisher.publish(LIFECYCLE, event)
+        await self.timelines.add(complaint_id, event.id, event.to_bytes())
+        self.metrics.registered.labels(Channel.survey_reply.value, "satisfaction").inc()
+        return Accepted(complaint_id, event.id, False, "case_event")
 
     async def record_case_event(
         self, complaint_id: str, body: dict[str, Any], *, idempotency_key: str | None

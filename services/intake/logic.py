@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import html
 import json
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
-from datetime import datetime
-from typing import Any, Literal
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from schemas.events import Channel, Complaint, Contact, Nature
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+from schemas.events import Channel, Complaint, Contact, Demand, Nature
 from services.common.errors import Rejected
+from services.common.policy import IntakePolicy
+from services.intake.channels.base import ChannelMessage
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_TEXT_FIELDS = ("description", "text", "transcript", "notes", "content", "body", "message")
-_SUBJECT_FIELDS = ("subject", "title")
-_FIRST_CONTACT_FIELDS = ("agent_id", "agent", "staff_id", "store_id", "desk")
-_HTML_TAG = re.compile(r"<[^>]+>")
-_SPACES = re.compile(r"[ \t\r\f\v]+")
+MAX_DESCRIPTION = 20_000
+MAX_SUBJECT = 200
+_HTML_TAG = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]+>", re.IGNORECASE | re.DOTALL)
+_SPACES = re.compile(r"[ \t\r\f\v\u00a0\u3000]+")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 
 
@@ -37,8 +42,8 @@ def complaint_number(now: datetime, random_bits: int) -> str:
 
 
 def clean_text(text: str) -> str:
-    """NFC-normalise, strip HTML tags and collapse whitespace."""
-    text = unicodedata.normalize("NFC", _HTML_TAG.sub(" ", text))
+    """NFC-normalise, strip HTML tags, unescape entities and collapse whitespace."""
+    text = unicodedata.normalize("NFC", html.unescape(_HTML_TAG.sub(" ", text)))
     lines = (_SPACES.sub(" ", line).strip() for line in text.splitlines())
     return "\n".join(line for line in lines if line)
 
@@ -64,45 +69,94 @@ def dedupe_key(channel: Channel, message_id: str | None, payload: Mapping[str, A
     return f"{channel.value}:sha256:{hashlib.sha256(body.encode()).hexdigest()}"
 
 
-def _first(payload: Mapping[str, Any], names: Iterable[str]) -> str | None:
-    for name in names:
-        value = payload.get(name)
-        if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
-            return str(value).strip()
-    return None
+def normalise_phone(raw: str | None, *, region: str) -> str | None:
+    """E.164 form of a phone number, or None when it is not a valid number."""
+    if not raw:
+        return None
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+def normalise_email(raw: str | None) -> str | None:
+    """A validated, lower-cased e-mail address, or None."""
+    if not raw:
+        return None
+    try:
+        return str(validate_email(raw.strip(), check_deliverability=False).normalized).lower()
+    except EmailNotValidError:
+        return None
+
+
+def utc_offset(moment: datetime) -> str:
+    """The '+08:00' spelling of an aware datetime's offset."""
+    offset = moment.utcoffset() or timedelta(0)
+    sign = "-" if offset < timedelta(0) else "+"
+    minutes = abs(int(offset.total_seconds())) // 60
+    return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def _keyword_hit(words: list[str], text: str) -> bool:
+    return any((re.search(rf"\b{re.escape(w)}\b", text) if w.isascii() else w in text)
+               for w in (w.lower() for w in words))
+
+
+def detect_demand(text: str, *, rules: IntakePolicy) -> Demand | None:
+    """The customer's demand named in the text, first configured match wins."""
+    lowered = text.lower()
+    return next((d for d, words in rules.demand_keywords.items() if _keyword_hit(words, lowered)), None)
+
+
+def detect_nature(text: str, *, rules: IntakePolicy) -> Nature:
+    """Praise or suggestion when the text says so and no complaint word vetoes it."""
+    lowered = text.lower()
+    if _keyword_hit(rules.complaint_keywords, lowered):
+        return Nature.complaint
+    for nature in ("praise", "suggestion"):
+        if _keyword_hit(rules.nature_keywords.get(nature, []), lowered):
+            return Nature(nature)
+    return Nature.complaint
 
 
 def normalise(
-    channel: Channel, payload: Mapping[str, Any] | str, *, complaint_id: str, message_id: str,
-    received_at: datetime, desks: Mapping[Channel, str], identity_secret: bytes,
+    channel: Channel, msg: ChannelMessage, *, complaint_id: str, dedupe: str, received_at: datetime,
+    rules: IntakePolicy, desks: Mapping[Channel, str], identity_secret: bytes,
 ) -> Complaint:
-    """Turn one channel payload into the canonical complaint, or raise Rejected."""
-    fields: Mapping[str, Any] = {"text": payload} if isinstance(payload, str) else payload
-    raw_text = _first(fields, _TEXT_FIELDS)
-    if not raw_text:
-        raise Rejected(f"payload: no complaint text in any of {', '.join(_TEXT_FIELDS)}")
-    description = clean_text(raw_text)
-    subject = clean_text(_first(fields, _SUBJECT_FIELDS) or description.split("\n", 1)[0])[:120]
-    language: Literal["zh", "en"] | None = (
-        "zh" if fields.get("language") == "zh" else "en" if fields.get("language") == "en" else None)
-    contact = Contact(
-        name=_first(fields, ("name", "customer_name")),
-        phone=_first(fields, ("phone", "caller", "sender")),
-        email=(_first(fields, ("email",)) or "").lower() or None,
-        language=language or ("zh" if detect_language(description) == "zh" else "en"),
-    )
-    nature = fields.get("nature", Nature.complaint.value)
-    if nature not in Nature.__members__:
-        raise Rejected(f"payload.nature: must be one of {', '.join(Nature.__members__)}")
+    """Turn one parsed channel message into the canonical complaint, or raise Rejected."""
+    description = clean_text(msg.text)
+    if not description:
+        raise Rejected("payload: the complaint text is empty once cleaned")
+    details = dict(msg.details)
+    if len(description) > MAX_DESCRIPTION:
+        description, details["truncated"] = description[:MAX_DESCRIPTION], True
+    subject = clean_text(msg.subject or "") or description.split("\n", 1)[0]
+    phone = normalise_phone(msg.phone, region=rules.default_region)
+    email = normalise_email(msg.email)
+    if msg.phone and not phone:
+        details["phone_unusable"] = True
+    if msg.email and not email:
+        details["email_unusable"] = True
+    language = msg.language or ("zh" if detect_language(description) == "zh" else "en")
+    contact = Contact(name=clean_text(msg.name or "")[:200] or None, phone=phone, email=email,
+                      language=language)
+    occurred = msg.occurred_at
     return Complaint(
-        complaint_id=complaint_id, channel=channel, nature=Nature(nature), received_at=received_at,
-        source_message_id=message_id, customer=contact,
-        customer_key=customer_key(contact, account=_first(fields, ("account", "user_id")),
-                                  secret=identity_secret),
-        first_contact=_first(fields, _FIRST_CONTACT_FIELDS) or desks.get(channel, "intake-desk"),
-        subject=subject, description=description, demand=_first(fields, ("demand",)),
-        product=_first(fields, ("product",)), order_id=_first(fields, ("order_id", "order")),
-        store_id=_first(fields, ("store_id",)),
+        complaint_id=complaint_id, channel=channel,
+        nature=msg.nature or detect_nature(f"{subject}\n{description}", rules=rules),
+        received_at=received_at, source_message_id=dedupe, customer=contact,
+        customer_key=customer_key(contact, account=msg.account, secret=identity_secret),
+        first_contact=msg.first_contact or desks.get(channel, "intake-desk"),
+        subject=subject[:MAX_SUBJECT], description=description,
+        demand=msg.demand or detect_demand(description, rules=rules), product=msg.product,
+        order_id=msg.order_id, store_id=msg.store_id,
+        occurred_at=occurred.astimezone(UTC) if occurred else None,
+        occurred_utc_offset=utc_offset(occurred) if occurred else None,
+        purchase_time=msg.purchase_time.astimezone(UTC) if msg.purchase_time else None,
+        evidence=msg.evidence, details=details,
     )
 
 

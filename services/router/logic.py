@@ -44,7 +44,8 @@ def route(complaint: Complaint, *, rules: RouterPolicy) -> RoutingDecision:
     reasons.append(f"level {level.value}: by severity {severity.value}")
     reasons.append(f"first-contact owner {complaint.first_contact}: received it first")
     return RoutingDecision(
-        complaint_id=complaint.complaint_id, received_at=complaint.received_at, severity=severity,
+        complaint_id=complaint.complaint_id, nature=complaint.nature,
+        received_at=complaint.received_at, severity=severity,
         department=department, level=level, first_contact_owner=complaint.first_contact,
         reasons=reasons,
     )

@@ -8,7 +8,15 @@ from datetime import datetime
 from pydantic import AwareDatetime
 
 from schemas.envelope import Model
-from schemas.events import CaseAction, Milestone, RoutingDecision, Severity, SlaAlert, SlaOutcome
+from schemas.events import (
+    CaseAction,
+    Milestone,
+    Nature,
+    RoutingDecision,
+    Severity,
+    SlaAlert,
+    SlaOutcome,
+)
 from services.common.policy import SlaPolicy
 
 
@@ -39,7 +47,9 @@ def start_clocks(
     decision: RoutingDecision, *, policy: SlaPolicy, version: str, scale: float,
     correlationid: str, causationid: str,
 ) -> list[MilestoneClock]:
-    """The clocks a routing decision starts; limits are divided by ``scale``."""
+    """The clocks a routing decision starts (none for praise or suggestions), limits / ``scale``."""
+    if decision.nature is not Nature.complaint:
+        return []
     return [
         MilestoneClock(
             complaint_id=decision.complaint_id, milestone=milestone, severity=decision.severity,
