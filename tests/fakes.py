@@ -61,3 +61,25 @@ class CountingTransport:
 
     async def send(self, notification: Notification) -> None:
         self.sent.append(notification)
+
+
+class DictRegistrations:
+    def __init__(self) -> None:
+        self.claims: dict[str, bytes] = {}
+
+    async def claim(self, dedupe_key: str, registered_event: bytes) -> bytes | None:
+        if dedupe_key in self.claims:
+            return self.claims[dedupe_key]
+        self.claims[dedupe_key] = registered_event
+        return None
+
+
+class DictTimelines:
+    def __init__(self) -> None:
+        self.events: dict[str, dict[str, bytes]] = {}
+
+    async def add(self, complaint_id: str, event_id: str, event: bytes) -> None:
+        self.events.setdefault(complaint_id, {}).setdefault(event_id, event)
+
+    async def get(self, complaint_id: str) -> list[bytes]:
+        return list(self.events.get(complaint_id, {}).values())
