@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from schemas.envelope import Envelope
@@ -15,6 +16,10 @@ class RecordingPublisher:
 
     async def publish(self, topic: TopicSpec, event: Envelope) -> None:
         self.published.append((topic.name, event))
+
+    async def publish_many(self, topic: TopicSpec, events: Sequence[Envelope]) -> None:
+        for event in events:
+            await self.publish(topic, event)
 
     def of_type(self, event_type: str) -> list[Envelope]:
         return [e for _, e in self.published if e.type == event_type]
@@ -73,6 +78,9 @@ class DictRegistrations:
         self.claims[dedupe_key] = registered_event
         return None
 
+    async def claim_many(self, claims: list[tuple[str, bytes]]) -> list[bytes | None]:
+        return [await self.claim(k, v) for k, v in claims]
+
 
 class DictTimelines:
     def __init__(self) -> None:
@@ -80,6 +88,10 @@ class DictTimelines:
 
     async def add(self, complaint_id: str, event_id: str, event: bytes) -> None:
         self.events.setdefault(complaint_id, {}).setdefault(event_id, event)
+
+    async def add_many(self, entries: list[tuple[str, str, bytes]]) -> None:
+        for complaint_id, event_id, event in entries:
+            await self.add(complaint_id, event_id, event)
 
     async def get(self, complaint_id: str) -> list[bytes]:
         return list(self.events.get(complaint_id, {}).values())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -21,3 +21,7 @@ class Publisher(Protocol):
     """
 
     async def publish(self, topic: TopicSpec, event: Envelope) -> None: ...
+
+    async def publish_many(self, topic: TopicSpec, events: Sequence[Envelope]) -> None:
+        """Publish several events, sent together, returning once the broker has all."""
+        ...

@@ -7,7 +7,8 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +27,21 @@ from services.common.settings import CommonSettings
 log = logging.getLogger(__name__)
 
 Handler = Callable[[bytes | None, bytes], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Record:
+    """One consumed record, as a batch handler sees it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+BatchHandler = Callable[[list[Record]], Awaitable[list[BaseException | None]]]
+"""Handles a batch; returns each record's bad-input exception (or None); raises if all failed."""
 
 # Errors that mean "this input is bad": dead-letter at once.
 PERMANENT = (ValidationError, Rejected, UnicodeDecodeError, json.JSONDecodeError, binascii.Error)
@@ -78,13 +94,17 @@ class FaustPublisher:
         self._topics: dict[str, faust.TopicT] = {}
 
     async def publish(self, topic: TopicSpec, event: Envelope) -> None:
+        await self.publish_many(topic, [event])
+
+    async def publish_many(self, topic: TopicSpec, events: Sequence[Envelope]) -> None:
         t = self._topics.get(topic.name)
         if t is None:
             t = self._topics[topic.name] = raw_topic(self._app, topic)
         # force=True: send now, not when the consumed event is acked, so the
         # effect is on the broker before the input offset can be committed.
-        fut = await t.send(key=event.key(), value=event.to_bytes(), force=True)
-        await fut
+        # All sends go out before any is awaited: the producer batches them.
+        futures = [await t.send(key=e.key(), value=e.to_bytes(), force=True) for e in events]
+        await asyncio.gather(*futures)
 
 
 class Boundary:
@@ -178,6 +198,51 @@ class Boundary:
 
         app.agent(raw_topic(app, *specs), name=f"{self.service}.{name}",
                   concurrency=concurrency)(agent)
+
+    def subscribe_batches(self, app: faust.App, name: str, batch: BatchHandler, single: Handler,
+                          *specs: TopicSpec, size: int, within: float, concurrency: int) -> None:
+        """Like ``subscribe``, handing ``batch`` up to ``size`` records gathered within ``within`` s."""
+
+        async def agent(stream: faust.StreamT[bytes]) -> None:
+            # take_events acks the batch's offsets only after this body has run
+            async for events in stream.take_events(size, within=within):  # type: ignore[attr-defined]
+                records = [Record(e.message.topic, e.message.partition, e.message.offset,
+                                  e.message.key, e.message.value or b"") for e in events]
+                await self.run_batch(batch, single, records)
+
+        app.agent(raw_topic(app, *specs), name=f"{self.service}.{name}",
+                  concurrency=concurrency)(agent)
+
+    async def run_batch(self, batch: BatchHandler, single: Handler, records: list[Record]) -> None:
+        """Handle a batch; dead-letter its bad records; never raise.
+
+        Transient failures retry the whole batch (effects are idempotent). An unexpected
+        error falls back to record-at-a-time, so one bad record costs only itself.
+        """
+        attempt = 0
+        while True:
+            try:
+                outcomes = await batch(records)
+                break
+            except TRANSIENT as exc:
+                attempt += 1
+                delay = min(0.2 * 2**attempt, 10.0)
+                log.warning("%s batch of %d: transient %s (attempt %d), retrying in %.1fs",
+                            self.service, len(records), type(exc).__name__, attempt, delay)
+                await asyncio.sleep(delay)
+            except Exception:  # a bug in the batch path: isolate it record by record
+                log.exception("%s batch of %d failed; handling its records one by one",
+                              self.service, len(records))
+                for r in records:
+                    await self.run(single, topic=r.topic, partition=r.partition, offset=r.offset,
+                                   key=r.key, value=r.value)
+                return
+        for r, bad in zip(records, outcomes, strict=True):
+            if bad is None:
+                self.processed.labels(self.service, r.topic).inc()
+            else:
+                await self.dead_letter(f"{r.topic}:{r.partition}:{r.offset}", r.topic, r.key,
+                                       r.value, bad)
 
     async def consume(self, stream: faust.StreamT[bytes], handler: Handler) -> None:
         """Drive a faust stream through ``handler``; the offset is acked after the effect."""

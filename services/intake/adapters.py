@@ -12,13 +12,15 @@ class RedisRegistrations:
         self._ttl = ttl_seconds
 
     async def claim(self, dedupe_key: str, registered_event: bytes) -> bytes | None:
-        key = self._prefix + dedupe_key
-        if await self._r.set(key, registered_event, nx=True, ex=self._ttl):
-            return None
-        stored = await self._r.get(key)
-        if stored is None:  # expired between the two calls: claim again
-            return await self.claim(dedupe_key, registered_event)
-        return stored if isinstance(stored, bytes) else stored.encode()
+        return (await self.claim_many([(dedupe_key, registered_event)]))[0]
+
+    async def claim_many(self, claims: list[tuple[str, bytes]]) -> list[bytes | None]:
+        # SET ... NX GET (Redis >= 7): atomically store if absent, else return what is stored.
+        async with self._r.pipeline(transaction=False) as pipe:
+            for dedupe_key, event in claims:
+                pipe.set(self._prefix + dedupe_key, event, nx=True, ex=self._ttl, get=True)
+            stored = await pipe.execute()
+        return [s if s is None or isinstance(s, bytes) else s.encode() for s in stored]
 
 
 class RedisTimelines:
@@ -28,10 +30,13 @@ class RedisTimelines:
         self._ttl = ttl_seconds
 
     async def add(self, complaint_id: str, event_id: str, event: bytes) -> None:
-        key = self._prefix + complaint_id
+        await self.add_many([(complaint_id, event_id, event)])
+
+    async def add_many(self, entries: list[tuple[str, str, bytes]]) -> None:
         async with self._r.pipeline(transaction=False) as pipe:
-            pipe.hsetnx(key, event_id, event)
-            pipe.expire(key, self._ttl)
+            for complaint_id, event_id, event in entries:
+                pipe.hsetnx(self._prefix + complaint_id, event_id, event)
+                pipe.expire(self._prefix + complaint_id, self._ttl)
             await pipe.execute()
 
     async def get(self, complaint_id: str) -> list[bytes]:

@@ -21,9 +21,11 @@ from services.common.errors import Rejected
 from services.common.policy import Policy
 from services.common.ports import Clock, Publisher
 from services.common.runtime import (
+    PERMANENT,
     TRANSIENT,
     Boundary,
     FaustPublisher,
+    Record,
     add_web,
     make_app,
     redis_client,
@@ -58,13 +60,31 @@ def build(
     )
     boundary = Boundary(service=SERVICE, publisher=publisher, registry=registry)
 
-    async def on_inbound(key: bytes | None, value: bytes) -> None:
+    def decode(value: bytes) -> InboundReceived:
         if len(value) > settings.max_body_bytes:
             raise Rejected(f"record of {len(value)} bytes exceeds {settings.max_body_bytes}")
-        await intake.register(InboundReceived.model_validate_json(value), via="kafka")
+        return InboundReceived.model_validate_json(value)
+
+    async def on_inbound(key: bytes | None, value: bytes) -> None:
+        await intake.register(decode(value), via="kafka")
+
+    async def on_inbound_batch(records: list[Record]) -> list[BaseException | None]:
+        outcomes: list[BaseException | None] = [None] * len(records)
+        decoded: list[tuple[int, InboundReceived]] = []
+        for i, record in enumerate(records):
+            try:
+                decoded.append((i, decode(record.value)))
+            except PERMANENT as exc:
+                outcomes[i] = exc
+        results = await intake.register_many([d for _, d in decoded], via="kafka")
+        for (i, _), result in zip(decoded, results, strict=True):
+            if isinstance(result, BaseException):
+                outcomes[i] = result
+        return outcomes
 
     n = settings.agent_concurrency
-    boundary.subscribe(app, "inbound", on_inbound, INBOUND, concurrency=n)
+    boundary.subscribe_batches(app, "inbound", on_inbound_batch, on_inbound, INBOUND,
+                               size=settings.batch_size, within=settings.batch_within, concurrency=n)
     boundary.subscribe(app, "timeline", intake.project, REGISTERED, ROUTED, LIFECYCLE, SLA,
                        NOTIFICATIONS, concurrency=n)
 

@@ -65,23 +65,64 @@ class Intake:
 
     async def register(self, inbound: InboundReceived, *, via: str) -> Accepted:
         """Register one channel message (a survey reply records a case event instead)."""
+        (result,) = await self.register_many([inbound], via=via)
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    async def register_many(self, inbounds: list[InboundReceived], *, via: str,
+                            ) -> list[Accepted | BaseException]:
+        """Register a batch: one Redis round trip for the claims, one batched publish.
+
+        Bad input comes back as that message's exception (ValidationError or Rejected);
+        a failing dependency raises for the whole batch, which is then retried whole.
+        """
+        results: list[Accepted | BaseException | None] = [None] * len(inbounds)
+        fresh: list[tuple[int, str, ComplaintRegistered]] = []
+        for i, inbound in enumerate(inbounds):
+            try:
+                prepared = self._prepare(inbound, via=via)
+            except PERMANENT_INPUT as exc:
+                results[i] = exc
+                continue
+            if isinstance(prepared, ChannelMessage):  # a survey reply: rare, one at a time
+                try:
+                    results[i] = await self._survey_reply(prepared, inbound, via=via)
+                except PERMANENT_INPUT as exc:
+                    results[i] = exc
+                continue
+            fresh.append((i, *prepared))
+        stored = await self.registrations.claim_many([(k, e.to_bytes()) for _, k, e in fresh])
+        events: list[ComplaintRegistered] = []
+        for (i, _key, event), first in zip(fresh, stored, strict=True):
+            channel = event.data.channel.value
+            if first is not None:
+                # Re-publish the first registration (same event id): if the first
+                # attempt died before its publish, this one completes it.
+                event = ComplaintRegistered.model_validate_json(first)
+                self.metrics.duplicates.labels(channel).inc()
+            else:
+                self.metrics.registered.labels(channel, event.data.nature.value).inc()
+            events.append(event)
+            results[i] = Accepted(event.data.complaint_id, event.id, first is not None, "registered")
+        await self.publisher.publish_many(REGISTERED, events)
+        await self.timelines.add_many([(e.data.complaint_id, e.id, e.to_bytes()) for e in events])
+        return [r if r is not None else RuntimeError("unhandled") for r in results]
+
+    def _prepare(self, inbound: InboundReceived, *, via: str,
+                 ) -> tuple[str, ComplaintRegistered] | ChannelMessage:
+        """Parse and normalise: the registration to claim, or a parsed survey reply."""
         msg = inbound.data
         channel = msg.channel.value
         self.metrics.received.labels(channel, via).inc()
         started = time.perf_counter()
         try:
             parsed = channels.parse(msg.channel, msg.payload)
-        except PERMANENT_INPUT as exc:
-            self.metrics.rejected.labels(channel, via, type(exc).__name__).inc()
-            raise
-        finally:
-            self.metrics.parse_seconds.labels(channel).observe(time.perf_counter() - started)
-        key = logic.dedupe_key(msg.channel, parsed.message_id or msg.message_id, msg.payload)
-        if msg.channel is Channel.survey_reply:
-            return await self._survey_reply(parsed, inbound, key, via=via)
-        now = self.clock()
-        complaint_id = logic.complaint_number(now, self.random_bits())
-        try:
+            key = logic.dedupe_key(msg.channel, parsed.message_id or msg.message_id, msg.payload)
+            if msg.channel is Channel.survey_reply:
+                return parsed.model_copy(update={"message_id": key})
+            now = self.clock()
+            complaint_id = logic.complaint_number(now, self.random_bits())
             complaint = logic.normalise(
                 msg.channel, parsed, complaint_id=complaint_id, dedupe=key, received_at=now,
                 rules=self.policy.intake, desks=self.policy.router.channel_desks,
@@ -89,27 +130,15 @@ class Intake:
         except PERMANENT_INPUT as exc:
             self.metrics.rejected.labels(channel, via, type(exc).__name__).inc()
             raise
-        event = ComplaintRegistered.new(
+        finally:
+            self.metrics.parse_seconds.labels(channel).observe(time.perf_counter() - started)
+        return key, ComplaintRegistered.new(
             complaint, id=derived_id("registered", complaint_id), source=SERVICE, time=now,
-            subject=complaint_id, cause=inbound,
-        )
-        stored = await self.registrations.claim(key, event.to_bytes())
-        duplicate = stored is not None
-        if stored is not None:
-            # Re-publish the first registration (same event id): if the first
-            # attempt died before its publish, this one completes it.
-            event = ComplaintRegistered.model_validate_json(stored)
-            self.metrics.duplicates.labels(channel).inc()
-        await self.publisher.publish(REGISTERED, event)
-        await self.timelines.add(event.data.complaint_id, event.id, event.to_bytes())
-        if not duplicate:
-            self.metrics.registered.labels(channel, event.data.nature.value).inc()
-        log.debug("registered complaint=%s event=%s channel=%s duplicate=%s",
-                  event.subject, event.id, channel, duplicate)
-        return Accepted(event.data.complaint_id, event.id, duplicate, "registered")
+            subject=complaint_id, cause=inbound)
 
-    async def _survey_reply(self, parsed: ChannelMessage, inbound: InboundReceived, key: str, *,
+    async def _survey_reply(self, parsed: ChannelMessage, inbound: InboundReceived, *,
                             via: str) -> Accepted:
+        key = parsed.message_id or inbound.id
         complaint_id = parsed.complaint_ref or ""
         try:
             registered = await self._registered(complaint_id)

@@ -12,10 +12,18 @@ class Registrations(Protocol):
         """Store the event for the key if new and return None; else return the stored event."""
         ...
 
+    async def claim_many(self, claims: list[tuple[str, bytes]]) -> list[bytes | None]:
+        """``claim`` for many keys at once, in order (a key repeated in one call claims once)."""
+        ...
+
 
 class Timelines(Protocol):
     """Each complaint's events, de-duplicated by event id (a rebuildable projection)."""
 
     async def add(self, complaint_id: str, event_id: str, event: bytes) -> None: ...
+
+    async def add_many(self, entries: list[tuple[str, str, bytes]]) -> None:
+        """``add`` for many (complaint id, event id, event) entries at once."""
+        ...
 
     async def get(self, complaint_id: str) -> list[bytes]: ...

@@ -13,6 +13,8 @@ class IntakeSettings(CommonSettings):
     INTAKE_HTTP_PORT       port of the HTTP API, /metrics and /healthz (default 8080)
     INTAKE_MAX_BODY_BYTES  largest accepted request or record body (default 1 MiB)
     INTAKE_IDENTITY_KEY    secret key of the customer identity hash; set it in production
+    INTAKE_BATCH_SIZE      inbound records registered together from Kafka (default 200)
+    INTAKE_BATCH_WITHIN    seconds a batch waits to fill (default 0.02)
     INTAKE_SIGNING_SECRETS JSON object channel -> HMAC secret ("*" for every channel), e.g.
                            {"web_form": "...", "*": "..."}; see services/intake/auth.py
     INTAKE_REQUIRE_SIGNATURES
@@ -29,6 +31,8 @@ class IntakeSettings(CommonSettings):
         default=SecretStr("dev-only-identity-key"), min_length=8,
         validation_alias="INTAKE_IDENTITY_KEY",
     )
+    batch_size: int = Field(default=200, ge=1, le=10_000, validation_alias="INTAKE_BATCH_SIZE")
+    batch_within: float = Field(default=0.02, gt=0, le=10, validation_alias="INTAKE_BATCH_WITHIN")
     signing_secrets: dict[str, SecretStr] = Field(default_factory=dict,
                                                   validation_alias="INTAKE_SIGNING_SECRETS")
     require_signatures: bool = Field(default=True, validation_alias="INTAKE_REQUIRE_SIGNATURES")
