@@ -1,46 +1,55 @@
 """`complaints bench`: drive complaints through the running stack and print figures.
 
-One client (kafka-python), in this order: (1) broker baseline, N records of the same
-size produced and flushed to ``complaints.bench-baseline``, then consumed back; (2) the
-pipeline, N ``inbound.received`` events to ``complaints.inbound`` while a watcher thread
-reads ``complaints.routed`` and ``complaints.notifications`` (all partitions, from the
-end offsets taken before producing, no group) and matches them by ``correlationid``.
-Latencies are ``perf_counter`` spans in this process, from the send call to the poll
-that returned the event. Nothing personal is printed.
+Every run first takes a raw broker baseline with one client (kafka-python): N records of
+the same size produced and flushed to ``complaints.bench-baseline``, then consumed back.
+Then one stage (``--stage``):
+
+* ``pipeline`` (Kafka only): N ``inbound.received`` events to ``complaints.inbound`` while a
+  watcher thread reads ``complaints.routed`` and ``complaints.notifications`` and matches them
+  by ``correlationid``; figures up to the acknowledgement sent.
+* ``intake --via kafka``: the same N inbound events; the watcher reads
+  ``complaints.registered`` (and ``complaints.deadletter``, to stop early on failures);
+  registrations/s = N / (last registration seen - first inbound sent).
+* ``intake --via http``: N signed ``web_form`` POSTs over ``--concurrency`` keep-alive
+  connections (one per thread). A 202 means the registration is on the broker (intake waits
+  for the ack), so registrations/s = 202 answers / wall time of the POST phase.
+
+Watchers read all partitions from the end offsets taken before producing (no group).
+Latencies are ``perf_counter`` spans in this process. Nothing personal is printed.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import math
+import os
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from typing import NamedTuple
+from urllib.parse import urlsplit
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
 from schemas.events import Channel, InboundMessage, InboundReceived
-from schemas.topics import INBOUND, NOTIFICATIONS, PARTITIONS, ROUTED, TopicSpec
+from schemas.topics import DEADLETTER, INBOUND, NOTIFICATIONS, PARTITIONS, REGISTERED, ROUTED, TopicSpec
+from services import bench_report as rpt
 from services.common.kafka import ensure_topics
 from services.common.settings import CommonSettings, load_settings
+from services.intake import auth
+from services.signing import load_secrets
 
 log = logging.getLogger(__name__)
 
 BASELINE = TopicSpec("complaints.bench-baseline", PARTITIONS, "none", InboundReceived,
                      "Raw broker baseline of `complaints bench`; bench records only.")
 CHANNELS = (Channel.web_form, Channel.phone, Channel.email, Channel.store)
-TEXTS = (
-    "The kettle I bought last week is broken and stopped working after two days.",
-    "Your delivery was late again and nobody answered the hotline.",
-    "I was charged twice for the same order, please refund the extra fee.",
-    "The staff at the counter were rude and ignored my questions.",
-    "收到的商品有质量问题，屏幕有裂纹，希望尽快处理。",
-)
+HTTP_TIMEOUT = 30.0  # seconds one POST may take before it counts as failed
 Record = tuple[str, bytes, bytes]  # (event id, key, value)
 
 
@@ -48,96 +57,33 @@ class BenchError(RuntimeError):
     """The run cannot go on: topics missing, records not acknowledged or not read back."""
 
 
-# ---- pure figures ------------------------------------------------------------------
+class Answer(NamedTuple):
+    """One POST: HTTP status (0: no answer), perf_counter start and end, what went wrong."""
+
+    status: int
+    started: float
+    ended: float
+    detail: str
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0..100), linear between closest ranks; NaN when empty."""
-    if not 0 <= q <= 100:
-        raise ValueError(f"percentile must be within 0..100, got {q}")
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
-
-
-def rate(count: int, seconds: float) -> float:
-    """Items per second; NaN when no time has passed."""
-    return count / seconds if seconds > 0 else math.nan
-
-
-def ratio(part: float, whole: float) -> float:
-    """part / whole; NaN when whole is not a positive number."""
-    return part / whole if whole > 0 else math.nan
-
-
-def latencies_ms(sent: Mapping[str, float], seen: Mapping[str, float]) -> list[float]:
-    """Milliseconds from send to sight for every id seen that was also sent."""
-    return [(at - sent[key]) * 1000 for key, at in seen.items() if key in sent]
-
-
-@dataclass(frozen=True)
-class Figures:
-    """What one run measured; rates in records (or complaints) per second."""
-
-    count: int
-    run_id: str
-    partitions: int
-    base_produce: float
-    base_consume: float
-    inbound_produce: float
-    end_to_end: float  # first inbound sent -> last acknowledgement seen
-    seconds: float  # that span
-    routed_ms: Sequence[float]
-    acked_ms: Sequence[float]
-
-
-def _num(value: float, digits: int = 1) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
-
-
-def _pcts(values: Sequence[float]) -> str:
-    return "   ".join(f"p{q} {_num(percentile(values, q)):>8}" for q in (50, 95, 99))
-
-
-def format_report(f: Figures) -> str:
-    """The pasteable text block."""
-    rows = [
-        (f"broker baseline (kafka-python, 1 topic, {f.partitions} partitions):",
-         f"produce {_num(f.base_produce):>9} rec/s   consume {_num(f.base_consume):>9} rec/s"),
-        ("pipeline inbound produce:", f"        {_num(f.inbound_produce):>9} rec/s"),
-        ("pipeline end-to-end (inbound -> ack sent):",
-         f"        {_num(f.end_to_end):>9} complaints/s over {_num(f.seconds, 2)} s"),
-        ("latency inbound -> routed (ms):", _pcts(f.routed_ms)),
-        ("latency inbound -> acknowledged (ms):", _pcts(f.acked_ms)),
-        ("ratio end-to-end / baseline:",
-         f"produce {_num(ratio(f.end_to_end, f.base_produce), 3):>9}         "
-         f"consume {_num(ratio(f.end_to_end, f.base_consume), 3):>9}"),
-    ]
-    width = max(len(label) for label, _ in rows) + 2
-    head = (f"complaints bench: N={f.count} (run id {f.run_id}; "
-            "order: broker baseline, then pipeline)")
-    return "\n".join([head, *(f"  {label:<{width}}{value}" for label, value in rows)])
-
-
-# ---- the run --------------------------------------------------------------------
+# ---- the load (Kafka) ---------------------------------------------------------
 
 
 def inbound_records(run_id: str, count: int) -> list[Record]:
-    """N inbound events of synthetic complaints, rotating channels and texts."""
+    """N inbound events of synthetic complaints, rotating channels (own formats) and texts."""
     out: list[Record] = []
     for i in range(count):
         message_id = f"bench-{run_id}-{i}"
-        payload = {"subject": f"bench complaint {i}", "description": TEXTS[i % len(TEXTS)],
-                   "email": f"bench-{i}@example.com", "message_id": message_id}
+        channel = CHANNELS[i % len(CHANNELS)]
+        payload = rpt.channel_payload(channel.value, i, message_id)
         event = InboundReceived.new(
-            InboundMessage(channel=CHANNELS[i % len(CHANNELS)], message_id=message_id,
-                           payload=payload),
+            InboundMessage(channel=channel, message_id=message_id, payload=payload),
             source="bench", time=datetime.now(UTC), subject=None)
         out.append((event.id, message_id.encode(), event.to_bytes()))
     return out
+
+
+# ---- Kafka ----------------------------------------------------------------------
 
 
 def _produce(producer: KafkaProducer, topic: str, records: Sequence[Record]
@@ -158,7 +104,8 @@ def _produce(producer: KafkaProducer, topic: str, records: Sequence[Record]
 
 
 def _partitions(consumer: KafkaConsumer, *topics: str) -> list[TopicPartition]:
-    return [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t))]
+    return [TopicPartition(t, p) for t in topics
+            for p in sorted(consumer.partitions_for_topic(t) or ())]
 
 
 def _start_at_end(consumer: KafkaConsumer, tps: list[TopicPartition]) -> None:
@@ -173,72 +120,166 @@ def _baseline(producer: KafkaProducer, consumer: KafkaConsumer, records: Sequenc
     tps = _partitions(consumer, BASELINE.name)
     _start_at_end(consumer, tps)
     _, produce_s = _produce(producer, BASELINE.name, records)
+    keys = {key for _, key, _ in records}  # the broker's end offsets may lag: skip older records
     got, start = 0, time.perf_counter()
     last, deadline = start, start + timeout
     while got < len(records) and time.perf_counter() < deadline:
-        n = sum(len(batch) for batch in consumer.poll(timeout_ms=200).values())
+        n = sum(rec.key in keys for batch in consumer.poll(timeout_ms=200).values() for rec in batch)
         if n:
             got, last = got + n, time.perf_counter()
     if got < len(records):
         raise BenchError(f"baseline: consumed {got} of {len(records)} within {timeout} s")
-    return rate(len(records), produce_s), rate(got, last - start), len(tps)
+    return rpt.rate(len(records), produce_s), rpt.rate(got, last - start), len(tps)
 
 
 class _Watcher(threading.Thread):
-    """Polls routed and notifications; notes when each expected correlation id shows up."""
+    """Polls the watched topics; notes when each expected inbound id shows up, by kind."""
 
-    def __init__(self, consumer: KafkaConsumer, expected: frozenset[str]) -> None:
+    def __init__(self, consumer: KafkaConsumer, expected: frozenset[str], final: tuple[str, ...]
+                 ) -> None:
         super().__init__(name="bench-watcher", daemon=True)
-        self.consumer, self.expected = consumer, expected
-        self.routed: dict[str, float] = {}
-        self.acked: dict[str, float] = {}
-        self.failed_acks = 0
+        self.consumer, self.expected, self.final = consumer, expected, final
+        self.seen: dict[str, dict[str, float]] = {
+            k: {} for k in ("routed", "acked", "ack_failed", "registered", "dead")}
         self.error: BaseException | None = None
         self.done, self.stop = threading.Event(), threading.Event()
 
+    def settled(self) -> int:
+        """Expected ids with a final outcome."""
+        return len(set().union(*(self.seen[k] for k in self.final)))
+
     def run(self) -> None:
         try:
-            while not self.stop.is_set() and len(self.acked) < len(self.expected):
+            while not self.stop.is_set() and self.settled() < len(self.expected):
                 batches = self.consumer.poll(timeout_ms=100)
                 now = time.perf_counter()
                 for tp, records in batches.items():
                     for record in records:
-                        self._see(tp.topic, record.value, now)
+                        hit = rpt.classify(tp.topic, json.loads(record.value))
+                        if hit is not None and hit[1] in self.expected:
+                            self.seen[hit[0]].setdefault(hit[1], now)
         except Exception as exc:  # reported by the main thread
             self.error = exc
         finally:
             self.done.set()
 
-    def _see(self, topic: str, value: bytes, now: float) -> None:
-        event = json.loads(value)
-        cid = event.get("correlationid")
-        if cid not in self.expected:
-            return
-        data = event.get("data") or {}
-        if topic == ROUTED.name:
-            self.routed.setdefault(cid, now)
-        elif data.get("kind") == "acknowledgement":
-            if data.get("status") == "sent":
-                self.acked.setdefault(cid, now)
-            else:
-                self.failed_acks += 1
+
+def _watch(consumer: KafkaConsumer, producer: KafkaProducer, topics: Sequence[str],
+           final: tuple[str, ...], records: Sequence[Record], timeout: float
+           ) -> tuple[_Watcher, dict[str, float], float]:
+    """Produce the records to inbound and watch until each settles or the timeout passes."""
+    _start_at_end(consumer, _partitions(consumer, *topics))
+    watcher = _Watcher(consumer, frozenset(r[0] for r in records), final)
+    watcher.start()
+    try:
+        sent, produce_s = _produce(producer, INBOUND.name, records)
+        deadline = time.perf_counter() + timeout
+        while (left := deadline - time.perf_counter()) > 0 and not watcher.done.wait(min(5.0, left)):
+            log.info("  %s", ", ".join(f"{k} {len(v)}/{len(records)}" for k, v in watcher.seen.items()
+                                      if v or k in final))
+    finally:
+        watcher.stop.set()
+        watcher.join()
+    if watcher.error is not None:
+        raise watcher.error
+    return watcher, sent, produce_s
 
 
-def bench(*, count: int, timeout: float) -> int:
-    """Run the baseline, then the pipeline; print the figures. 0 complete, 1 timed out, 2 error."""
+# ---- HTTP -----------------------------------------------------------------------
+
+
+def _post_all(url: str, bodies: Sequence[bytes], secret: bytes | None, concurrency: int
+              ) -> list[Answer]:
+    """POST every body from ``concurrency`` threads, one keep-alive connection each."""
+    parts = urlsplit(url)
+    cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    work: Iterator[bytes] = iter(bodies)
+    lock = threading.Lock()
+    answers: list[Answer] = []
+
+    def worker() -> None:
+        conn = cls(parts.hostname or "127.0.0.1", parts.port, timeout=HTTP_TIMEOUT)
+        mine: list[Answer] = []
+        try:
+            while True:
+                with lock:
+                    body = next(work, None)
+                if body is None:
+                    break
+                headers = {"Content-Type": "application/json"}
+                if secret is not None:
+                    headers.update(auth.sign(secret, body, now=time.time()))
+                start = time.perf_counter()
+                try:
+                    conn.request("POST", parts.path, body=body, headers=headers)
+                    reply = conn.getresponse()
+                    raw = reply.read()
+                    mine.append(Answer(reply.status, start, time.perf_counter(),
+                                       rpt.answer_detail(reply.status, raw)))
+                except (OSError, http.client.HTTPException) as exc:
+                    conn.close()  # the next request opens a fresh connection
+                    mine.append(Answer(0, start, time.perf_counter(), type(exc).__name__))
+        finally:
+            conn.close()
+            with lock:
+                answers.extend(mine)
+
+    threads = [threading.Thread(target=worker, name=f"bench-http-{i}", daemon=True)
+               for i in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return answers
+
+
+def _healthy(base_url: str) -> None:
+    parts = urlsplit(base_url)
+    cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn = cls(parts.hostname or "127.0.0.1", parts.port, timeout=5)
+    try:
+        conn.request("GET", parts.path + "/healthz")
+        status = conn.getresponse().status
+    except (OSError, http.client.HTTPException) as exc:
+        raise BenchError(f"intake does not answer at {base_url}: {exc}") from None
+    finally:
+        conn.close()
+    if status != 200:
+        raise BenchError(f"intake at {base_url} is not healthy: /healthz answered {status}")
+
+
+# ---- the run --------------------------------------------------------------------
+
+
+def bench(*, count: int, timeout: float, stage: str = "pipeline", via: str = "kafka",
+          concurrency: int = 16, intake_url: str | None = None, intake_processes: int = 1) -> int:
+    """Run the baseline, then the stage; print the figures. 0 complete, 1 incomplete, 2 error."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("kafka").setLevel(logging.ERROR)
-    if count < 1:
-        print("complaints bench: --count must be at least 1")
+    if count < 1 or concurrency < 1 or intake_processes < 1:
+        print("complaints bench: --count, --concurrency and --intake-processes must be at least 1")
+        return 2
+    if stage == "pipeline" and via != "kafka":
+        print("complaints bench: --stage pipeline runs over Kafka only; over HTTP, measure "
+              "`--stage intake --via http` (its 202 is the registration)")
         return 2
     try:
-        return _run(load_settings(CommonSettings).bootstrap_list(), count, timeout)
+        settings = load_settings(CommonSettings)
+        url = rpt.intake_base_url(intake_url, os.environ) + "/v1/inbound/web_form"
+        secret = auth.secret_for("web_form", load_secrets(settings.data_dir))
+    except ValueError as exc:
+        print(f"complaints bench: {exc}")
+        return 2
+    try:
+        return _run(settings.bootstrap_list(), count, timeout, stage, via, concurrency, url,
+                    secret, intake_processes)
     except (KafkaError, BenchError) as exc:
         print(f"complaints bench: {exc}")
         return 2
 
 
-def _run(bootstrap: list[str], count: int, timeout: float) -> int:
+def _run(bootstrap: list[str], count: int, timeout: float, stage: str, via: str, concurrency: int,
+         url: str, secret: bytes | None, processes: int) -> int:
     run_id = uuid.uuid4().hex[:8]
     ensure_topics(bootstrap, (BASELINE,))
     producer = KafkaProducer(bootstrap_servers=bootstrap, client_id="complaints-bench",
@@ -246,41 +287,59 @@ def _run(bootstrap: list[str], count: int, timeout: float) -> int:
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="complaints-bench",
                              group_id=None, enable_auto_commit=False, fetch_max_wait_ms=100)
     try:
-        pipeline_tps = _partitions(consumer, ROUTED.name, NOTIFICATIONS.name)
-        if not _partitions(consumer, INBOUND.name) or not pipeline_tps:
-            raise BenchError("pipeline topics missing; run `complaints topics`, start the services")
+        watched = (ROUTED.name, NOTIFICATIONS.name) if stage == "pipeline" else (
+            REGISTERED.name, DEADLETTER.name)
+        if not _partitions(consumer, INBOUND.name) or not _partitions(consumer, *watched):
+            raise BenchError("complaint topics missing; run `complaints topics`, start the services")
+        if via == "http":
+            _healthy(url.rsplit("/v1/", 1)[0])
+            if secret is None:
+                log.warning("no signing secret for web_form (INTAKE_SIGNING_SECRETS or the file "
+                            "`complaints up` writes): posting unsigned")
         log.info("bench %s: baseline, %d records", run_id, count)
-        base_p, base_c, parts = _baseline(
-            producer, consumer, inbound_records(f"{run_id}-base", count), timeout)
-        records = inbound_records(run_id, count)
-        _start_at_end(consumer, pipeline_tps)
-        watcher = _Watcher(consumer, frozenset(r[0] for r in records))
-        watcher.start()
-        try:
-            log.info("bench %s: pipeline, %d complaints", run_id, count)
-            sent, produce_s = _produce(producer, INBOUND.name, records)
-            deadline = time.perf_counter() + timeout
-            while (left := deadline - time.perf_counter()) > 0 and not watcher.done.wait(
-                    min(5.0, left)):
-                log.info("  routed %d/%d, acknowledged %d/%d", len(watcher.routed), count,
-                         len(watcher.acked), count)
-        finally:
-            watcher.stop.set()
-            watcher.join()
+        base = _baseline(producer, consumer, inbound_records(f"{run_id}-base", count), timeout)
+        log.info("bench %s: %s via %s, %d complaints", run_id, stage, via, count)
+        if via == "http":
+            answers = _post_all(url, rpt.web_form_bodies(run_id, count), secret, concurrency)
+            return _http_report(run_id, count, base, answers, concurrency, processes)
+        final = ("acked",) if stage == "pipeline" else ("registered", "dead")
+        watcher, sent, produce_s = _watch(consumer, producer, watched, final,
+                                          inbound_records(run_id, count), timeout)
     finally:
         producer.close()
         consumer.close()
-    if watcher.error is not None:
-        raise watcher.error
-    if len(watcher.acked) < count:
-        print(f"complaints bench: N={count} (run id {run_id}) INCOMPLETE after {timeout:g} s: "
-              f"routed {len(watcher.routed)}/{count}, acknowledged {len(watcher.acked)}/{count} "
-              f"({count - len(watcher.acked)} missing, {watcher.failed_acks} failed)")
+    seen = watcher.seen
+    if watcher.settled() < count:
+        print(f"complaints bench: stage={stage} via=kafka N={count} (run id {run_id}) INCOMPLETE "
+              f"after {timeout:g} s: " + ", ".join(f"{k} {len(v)}/{count}" for k, v in seen.items()
+                                                   if v or k in final))
         return 1
-    seconds = max(watcher.acked.values()) - min(sent.values())
-    print(format_report(Figures(
-        count=count, run_id=run_id, partitions=parts, base_produce=base_p, base_consume=base_c,
-        inbound_produce=rate(count, produce_s), end_to_end=rate(count, seconds), seconds=seconds,
-        routed_ms=latencies_ms(sent, watcher.routed), acked_ms=latencies_ms(sent, watcher.acked),
-    )))
-    return 0
+    done = seen["acked"] if stage == "pipeline" else seen["registered"]
+    seconds = max(done.values(), default=math.nan) - min(sent.values())
+    if stage == "pipeline":
+        print(rpt.format_report(rpt.Figures(
+            count=count, run_id=run_id, partitions=base[2], base_produce=base[0],
+            base_consume=base[1], inbound_produce=rpt.rate(count, produce_s),
+            end_to_end=rpt.rate(count, seconds), seconds=seconds,
+            routed_ms=rpt.latencies_ms(sent, seen["routed"]), acked_ms=rpt.latencies_ms(sent, done))))
+        return 0
+    print(rpt.format_intake_report(rpt.IntakeFigures(
+        count=count, run_id=run_id, via="kafka", partitions=base[2], base_produce=base[0],
+        base_consume=base[1], input_rate=rpt.rate(count, produce_s), registered=len(done),
+        seconds=seconds, latency_ms=rpt.latencies_ms(sent, done), failed=len(seen["dead"]),
+        failure_note="dead-lettered" if seen["dead"] else "", processes=processes)))
+    return 1 if seen["dead"] else 0
+
+
+def _http_report(run_id: str, count: int, base: tuple[float, float, int], answers: list[Answer],
+                 concurrency: int, processes: int) -> int:
+    ok = [a for a in answers if a.status == 202 and not a.detail]
+    failures = [(a.status, a.detail) for a in answers if a.status != 202 or a.detail]
+    seconds = max(a.ended for a in answers) - min(a.started for a in answers)
+    print(rpt.format_intake_report(rpt.IntakeFigures(
+        count=count, run_id=run_id, via="http", partitions=base[2], base_produce=base[0],
+        base_consume=base[1], input_rate=rpt.rate(len(answers), seconds), registered=len(ok),
+        seconds=seconds, latency_ms=[(a.ended - a.started) * 1000 for a in ok],
+        failed=len(failures), failure_note=rpt.failure_kinds(failures), concurrency=concurrency,
+        processes=processes)))
+    return 1 if failures else 0

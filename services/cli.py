@@ -72,7 +72,9 @@ def _post(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from services.bench import bench
 
-    return bench(count=args.count, timeout=args.timeout)
+    return bench(count=args.count, timeout=args.timeout, stage=args.stage, via=args.via,
+                 concurrency=args.concurrency, intake_url=args.intake_url,
+                 intake_processes=args.intake_processes)
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -113,6 +115,16 @@ def parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="drive complaints through the running stack, print figures")
     b.add_argument("--count", type=int, default=2000)
     b.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the stack")
+    b.add_argument("--stage", choices=["pipeline", "intake"], default="pipeline",
+                   help="pipeline: inbound to acknowledgement (default); intake: to registration")
+    b.add_argument("--via", choices=["kafka", "http"], default="kafka",
+                   help="feed complaints.inbound (default) or POST web forms to intake (intake stage)")
+    b.add_argument("--concurrency", type=int, default=16, metavar="N",
+                   help="HTTP connections, one thread each (default 16)")
+    b.add_argument("--intake-url", metavar="URL",
+                   help="intake base URL (default http://127.0.0.1:$INTAKE_HTTP_PORT, port 8080)")
+    b.add_argument("--intake-processes", type=int, default=1, metavar="K",
+                   help="intake processes serving the run, to report the per-process rate (default 1)")
     b.set_defaults(func=_bench)
 
     r = sub.add_parser("replay", help="feed a CSV or JSONL export through intake, account for every row")

@@ -1,12 +1,34 @@
-"""The pure figures of `complaints bench`: percentiles, rates, ratios, the report. No broker."""
+"""The pure parts of `complaints bench`: load, event classes, percentiles, rates, ratios, reports."""
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 
 import pytest
 
-from services.bench import Figures, format_report, latencies_ms, percentile, rate, ratio
+from schemas.events import Channel
+from services.bench_report import (
+    TEXTS,
+    Figures,
+    IntakeFigures,
+    answer_detail,
+    channel_payload,
+    classify,
+    failure_kinds,
+    format_intake_report,
+    format_report,
+    intake_base_url,
+    latencies_ms,
+    per_process,
+    percentile,
+    rate,
+    ratio,
+    web_form_bodies,
+)
+from services.intake import channels
+from services.intake.channels import web_form
 
 
 @pytest.mark.parametrize(
@@ -83,7 +105,7 @@ def _figures(**overrides: object) -> Figures:
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({}, "N=2000 (run id abc12345; order: broker baseline, then pipeline)"),
+        ({}, "stage=pipeline via=kafka N=2000 (run id abc12345; order: broker baseline, then pipeline)"),
         ({}, "1 topic, 6 partitions"),
         ({}, "produce   10000.0 rec/s   consume   20000.0 rec/s"),
         ({}, "9000.0 rec/s"),
@@ -112,4 +134,187 @@ def test_report_columns_line_up() -> None:
 
 def test_report_has_no_contact_details() -> None:
     text = format_report(_figures())
+    assert "@" not in text and "bench-" not in text
+
+
+# ---- intake stage --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("total", "processes", "expected"),
+    [(900.0, 1, 900.0), (900.0, 3, 300.0), (0.0, 2, 0.0), (900.0, 0, math.nan),
+     (math.nan, 2, math.nan)],
+)
+def test_per_process(total: float, processes: int, expected: float) -> None:
+    assert per_process(total, processes) == pytest.approx(expected, nan_ok=True)
+
+
+@pytest.mark.parametrize(
+    ("failures", "expected"),
+    [
+        ([], ""),
+        ([(503, "Temporarily unavailable")], "503 x1 (Temporarily unavailable)"),
+        ([(401, "Unauthorized"), (503, "x"), (401, "Unauthorized")], "401 x2 (Unauthorized), 503 x1 (x)"),
+        ([(0, "ConnectionResetError"), (202, "duplicate")], "0 x1 (ConnectionResetError), 202 x1 (duplicate)"),
+        ([(500, "")], "500 x1"),
+        ([(s, "") for s in (500, 501, 502, 503, 504, 505)],
+         "500 x1, 501 x1, 502 x1, 503 x1, and 2 more kinds"),
+    ],
+)
+def test_failure_kinds(failures: list[tuple[int, str]], expected: str) -> None:
+    assert failure_kinds(failures) == expected
+
+
+@pytest.mark.parametrize(
+    ("status", "raw", "expected"),
+    [
+        (202, b'{"complaint_id": "C1", "duplicate": false}', ""),
+        (202, b'{"complaint_id": "C1", "duplicate": true}', "duplicate"),
+        (202, b"not json", ""),
+        (401, b'{"title": "Unauthorized", "detail": "signature does not match"}', "Unauthorized"),
+        (422, b'{"title": "Invalid payload"}', "Invalid payload"),
+        (502, b"<html>bad gateway</html>", "not JSON"),
+        (500, b"[]", ""),
+    ],
+)
+def test_answer_detail(status: int, raw: bytes, expected: str) -> None:
+    assert answer_detail(status, raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("explicit", "environ", "expected"),
+    [
+        (None, {}, "http://127.0.0.1:8080"),
+        (None, {"INTAKE_HTTP_PORT": "58080"}, "http://127.0.0.1:58080"),
+        (None, {"INTAKE_HTTP_PORT": ""}, "http://127.0.0.1:8080"),
+        ("http://intake.local:9000/", {"INTAKE_HTTP_PORT": "58080"}, "http://intake.local:9000"),
+        ("https://gw.example/intake/", {}, "https://gw.example/intake"),
+    ],
+)
+def test_intake_base_url(explicit: str | None, environ: dict[str, str], expected: str) -> None:
+    assert intake_base_url(explicit, environ) == expected
+
+
+@pytest.mark.parametrize("bad", ["127.0.0.1:8080", "ftp://host/", "http://"])
+def test_intake_base_url_rejects(bad: str) -> None:
+    with pytest.raises(ValueError, match="not an http"):
+        intake_base_url(bad, {})
+
+
+def test_web_form_bodies_are_valid_distinct_forms() -> None:
+    bodies = web_form_bodies("run1", 7)
+    parsed = [web_form.parse(json.loads(b)) for b in bodies]
+    assert len({p.message_id for p in parsed}) == 7
+    assert parsed[0].message_id == "bench-run1-0" and parsed[6].message_id == "bench-run1-6"
+    assert all(p.text for p in parsed)
+    assert "收到" in bodies[4].decode()  # UTF-8 as is, not \\u escapes
+
+
+@pytest.mark.parametrize("channel", ["web_form", "phone", "email", "store"])
+@pytest.mark.parametrize("i", [0, 4])  # an English text and the Chinese one
+def test_channel_payload_parses_in_its_channel(channel: str, i: int) -> None:
+    parsed = channels.parse(Channel(channel), channel_payload(channel, i, f"bench-r-{i}"))
+    assert TEXTS[i] in parsed.text
+    assert parsed.message_id is not None and f"bench-r-{i}" in parsed.message_id
+    assert parsed.email or parsed.phone  # the acknowledgement needs somewhere to go
+
+
+def test_channel_payload_refuses_unknown_channels() -> None:
+    with pytest.raises(ValueError, match="no payload"):
+        channel_payload("letter", 0, "x")
+
+
+def _dead(original: object) -> dict[str, object]:
+    raw = original if isinstance(original, bytes) else json.dumps(original).encode()
+    return {"correlationid": "dl-own", "data": {"original": base64.b64encode(raw).decode()}}
+
+
+@pytest.mark.parametrize(
+    ("topic", "event", "expected"),
+    [
+        ("complaints.registered", {"correlationid": "in-1", "data": {}}, ("registered", "in-1")),
+        ("complaints.routed", {"correlationid": "in-2", "data": {"desk": "x"}}, ("routed", "in-2")),
+        ("complaints.notifications",
+         {"correlationid": "in-3", "data": {"kind": "acknowledgement", "status": "sent"}}, ("acked", "in-3")),
+        ("complaints.notifications",
+         {"correlationid": "in-3", "data": {"kind": "acknowledgement", "status": "failed"}},
+         ("ack_failed", "in-3")),
+        ("complaints.notifications", {"correlationid": "in-3", "data": {"kind": "sla_warning"}}, None),
+        ("complaints.deadletter", _dead({"id": "in-4", "type": "inbound.received"}), ("dead", "in-4")),
+        ("complaints.deadletter", _dead(b"not json at all"), None),
+        ("complaints.deadletter", _dead([1, 2]), None),
+        ("complaints.deadletter", {"data": {"original": "%%% not base64"}}, None),
+        ("complaints.deadletter", {"data": {}}, None),
+        ("complaints.registered", {"data": {}}, None),  # no correlation id
+        ("complaints.registered", {"correlationid": 7}, None),
+        ("complaints.registered", ["not", "an", "object"], None),
+        ("complaints.lifecycle", {"correlationid": "in-5", "data": {}}, None),
+    ],
+)
+def test_classify(topic: str, event: object, expected: tuple[str, str] | None) -> None:
+    assert classify(topic, event) == expected
+
+
+def _intake(**overrides: object) -> IntakeFigures:
+    fields: dict[str, object] = dict(
+        count=2000, run_id="abc12345", via="http", partitions=6, base_produce=10_000.0,
+        base_consume=20_000.0, input_rate=800.0, registered=2000, seconds=2.5,
+        latency_ms=[10.0, 20.0, 30.0], concurrency=16,
+    )
+    fields.update(overrides)
+    return IntakeFigures(**fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({}, "complaints bench: stage=intake via=http N=2000 (run id abc12345; 16 HTTP connections; "
+             "order: broker baseline, then intake)"),
+        ({"via": "kafka"}, "complaints bench: stage=intake via=kafka N=2000 (run id abc12345; "
+                           "order: broker baseline, then intake)"),
+        ({}, "intake input (HTTP POST web_form):"),
+        ({}, "800.0 req/s"),
+        ({"via": "kafka"}, "intake input (inbound produce):"),
+        ({"via": "kafka"}, "800.0 rec/s"),
+        ({}, "2000 of 2000 in 2.50 s"),
+        ({}, "registrations:"),
+        ({}, "800.0 /s (per intake process: 800.0 /s; intake processes: 1)"),
+        ({"processes": 4}, "800.0 /s (per intake process: 200.0 /s; intake processes: 4)"),
+        ({"registered": 1000}, "400.0 /s (per intake process: 400.0 /s"),
+        ({}, "latency POST -> 202 (ms):"),
+        ({"via": "kafka"}, "latency inbound -> registered (ms):"),
+        ({}, "p50     20.0   p95     29.0   p99     29.8"),
+        ({}, "produce     0.080         consume     0.040"),
+        ({"processes": 4}, "produce     0.020         consume     0.010"),
+        ({"seconds": 0.0}, "n/a /s (per intake process: n/a /s; intake processes: 1)"),
+        ({"failed": 3, "failure_note": "503 x3 (Temporarily unavailable)"},
+         "3   503 x3 (Temporarily unavailable)"),
+    ],
+)
+def test_intake_report_contains(overrides: dict[str, object], expected: str) -> None:
+    assert expected in format_intake_report(_intake(**overrides))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "has_failed_row"),
+    [({}, True), ({"via": "kafka"}, False), ({"via": "kafka", "failed": 2}, True)],
+)
+def test_intake_report_failed_row(overrides: dict[str, object], has_failed_row: bool) -> None:
+    assert ("failed:" in format_intake_report(_intake(**overrides))) is has_failed_row
+
+
+@pytest.mark.parametrize("via", ["http", "kafka"])
+def test_intake_report_columns_line_up(via: str) -> None:
+    lines = format_intake_report(_intake(via=via, failed=1)).splitlines()
+    assert lines[0].startswith(f"complaints bench: stage=intake via={via} N=2000")
+    baseline, inbound, registered, registrations, latency, ratios, failed = lines[1:]
+    assert baseline.index("produce") == ratios.index("produce") == latency.index("p50")
+    assert baseline.index("consume") == ratios.index("consume")
+    assert baseline.index("/s") == inbound.index("/s")  # rec/s or req/s, one column
+    assert inbound.index(".0 ") == registrations.index(".0 ")
+    assert registered.index(" of ") == failed.index("1") + 1
+
+
+def test_intake_report_has_no_contact_details() -> None:
+    text = format_intake_report(_intake())
     assert "@" not in text and "bench-" not in text

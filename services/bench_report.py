@@ -1,0 +1,244 @@
+"""The pure parts of `complaints bench`: synthetic load, what watched events and answers say,
+percentiles, rates, ratios and the reports. No I/O."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from schemas.topics import DEADLETTER, NOTIFICATIONS, REGISTERED, ROUTED
+
+TEXTS = (
+    "The kettle I bought last week is broken and stopped working after two days.",
+    "Your delivery was late again and nobody answered the hotline.",
+    "I was charged twice for the same order, please refund the extra fee.",
+    "The staff at the counter were rude and ignored my questions.",
+    "收到的商品有质量问题，屏幕有裂纹，希望尽快处理。",
+)
+
+
+def channel_payload(channel: str, i: int, message_id: str) -> dict[str, Any] | str:
+    """Complaint ``i`` in the channel's own format (web_form, phone, email, store), own id."""
+    text, subject, mail = TEXTS[i % len(TEXTS)], f"bench complaint {i}", f"bench-{i}@example.com"
+    if channel == "phone":
+        return {"call_id": message_id, "caller": f"+86 138 {i % 10**8:08d}", "desk": "bench",
+                "notes": subject, "transcript": text}
+    if channel == "store":
+        return {"entry_id": message_id, "store_id": "bench-store", "email": mail,
+                "description": text}
+    if channel == "email":
+        return (f"From: Bench <{mail}>\nTo: service@example.com\nSubject: {subject}\n"
+                f"Message-ID: <{message_id}@bench.example>\nMIME-Version: 1.0\n"
+                "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: base64\n\n"
+                + base64.encodebytes(text.encode()).decode())
+    if channel == "web_form":
+        return {"form_id": message_id, "subject": subject, "description": text, "email": mail,
+                "consent": True}
+    raise ValueError(f"the bench has no payload for channel {channel!r}")
+
+
+def web_form_bodies(run_id: str, count: int) -> list[bytes]:
+    """N web form submissions (JSON bodies), each with its own form id, rotating texts."""
+    return [json.dumps(channel_payload("web_form", i, f"bench-{run_id}-{i}"),
+                       ensure_ascii=False).encode() for i in range(count)]
+
+
+def intake_base_url(explicit: str | None, environ: Mapping[str, str]) -> str:
+    """``--intake-url``, else http://127.0.0.1:$INTAKE_HTTP_PORT (default 8080); no trailing /."""
+    url = explicit or f"http://127.0.0.1:{environ.get('INTAKE_HTTP_PORT') or '8080'}"
+    if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    return url.rstrip("/")
+
+
+def classify(topic: str, event: Any) -> tuple[str, str] | None:
+    """(what happened, inbound event id) that one watched event tells; None if nothing.
+
+    routed / registered: by correlation id; acknowledgement: "acked" when sent, else
+    "ack_failed"; dead letter: "dead", by the id of the original (inbound) event.
+    """
+    if not isinstance(event, dict):
+        return None
+    raw_data = event.get("data")
+    data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
+    cid = event.get("correlationid")
+    if topic == DEADLETTER.name:
+        try:
+            original = json.loads(base64.b64decode(str(data.get("original") or ""), validate=True))
+        except (ValueError, binascii.Error):
+            return None
+        oid = original.get("id") if isinstance(original, dict) else None
+        return ("dead", oid) if isinstance(oid, str) else None
+    if not isinstance(cid, str):
+        return None
+    if topic in (ROUTED.name, REGISTERED.name):
+        return ("routed" if topic == ROUTED.name else "registered"), cid
+    if topic == NOTIFICATIONS.name and data.get("kind") == "acknowledgement":
+        return ("acked" if data.get("status") == "sent" else "ack_failed"), cid
+    return None
+
+
+def answer_detail(status: int, raw: bytes) -> str:
+    """"" for a fresh registration; "duplicate" for a 202 of an earlier one; else the title."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return "" if status == 202 else "not JSON"
+    if not isinstance(body, dict):
+        return ""
+    if status == 202:
+        return "duplicate" if body.get("duplicate") else ""
+    return str(body.get("title") or "")[:80]
+
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100), linear between closest ranks; NaN when empty."""
+    if not 0 <= q <= 100:
+        raise ValueError(f"percentile must be within 0..100, got {q}")
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def rate(count: int, seconds: float) -> float:
+    """Items per second; NaN when no time has passed."""
+    return count / seconds if seconds > 0 else math.nan
+
+
+def ratio(part: float, whole: float) -> float:
+    """part / whole; NaN when whole is not a positive number."""
+    return part / whole if whole > 0 else math.nan
+
+
+def per_process(total: float, processes: int) -> float:
+    """A rate measured over all processes, shared evenly; NaN for fewer than one process."""
+    return total / processes if processes >= 1 else math.nan
+
+
+def latencies_ms(sent: Mapping[str, float], seen: Mapping[str, float]) -> list[float]:
+    """Milliseconds from send to sight for every id seen that was also sent."""
+    return [(at - sent[key]) * 1000 for key, at in seen.items() if key in sent]
+
+
+def failure_kinds(failures: Sequence[tuple[int, str]], most: int = 4) -> str:
+    """"503 x2 (why), 0 x1 (ConnectionResetError)" over (HTTP status, detail) pairs, commonest
+    first, at most ``most`` kinds; status 0 means no answer (the detail names the exception)."""
+    kinds = Counter(failures).most_common()
+    parts = [f"{status} x{n}" + (f" ({detail})" if detail else "") for (status, detail), n in kinds]
+    more = f", and {len(kinds) - most} more kinds" if len(kinds) > most else ""
+    return ", ".join(parts[:most]) + more
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What one pipeline run measured; rates in records (or complaints) per second."""
+
+    count: int
+    run_id: str
+    partitions: int
+    base_produce: float
+    base_consume: float
+    inbound_produce: float
+    end_to_end: float  # first inbound sent -> last acknowledgement seen
+    seconds: float  # that span
+    routed_ms: Sequence[float]
+    acked_ms: Sequence[float]
+
+
+@dataclass(frozen=True)
+class IntakeFigures:
+    """What one intake run measured: inbound events (Kafka) or POSTs (HTTP) to registrations."""
+
+    count: int
+    run_id: str
+    via: str  # "kafka" or "http"
+    partitions: int
+    base_produce: float
+    base_consume: float
+    input_rate: float  # kafka: inbound records produced/s; http: answers/s
+    registered: int
+    seconds: float  # kafka: first inbound sent -> last registration seen; http: POST phase
+    latency_ms: Sequence[float]
+    failed: int = 0
+    failure_note: str = ""
+    concurrency: int = 1
+    processes: int = 1
+
+    @property
+    def registrations(self) -> float:
+        return rate(self.registered, self.seconds)
+
+    @property
+    def per_process(self) -> float:
+        return per_process(self.registrations, self.processes)
+
+
+def _num(value: float, digits: int = 1) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _pcts(values: Sequence[float]) -> str:
+    return "   ".join(f"p{q} {_num(percentile(values, q)):>8}" for q in (50, 95, 99))
+
+
+def _baseline_row(partitions: int, produce: float, consume: float) -> tuple[str, str]:
+    return (f"broker baseline (kafka-python, 1 topic, {partitions} partitions):",
+            f"produce {_num(produce):>9} rec/s   consume {_num(consume):>9} rec/s")
+
+
+def _ratio_row(label: str, value: float, produce: float, consume: float) -> tuple[str, str]:
+    return (label, f"produce {_num(ratio(value, produce), 3):>9}         "
+                   f"consume {_num(ratio(value, consume), 3):>9}")
+
+
+def _block(head: str, rows: Sequence[tuple[str, str]]) -> str:
+    width = max(len(label) for label, _ in rows) + 2
+    return "\n".join([head, *(f"  {label:<{width}}{value}" for label, value in rows)])
+
+
+def format_report(f: Figures) -> str:
+    """The pasteable text block of the pipeline stage."""
+    rows = [
+        _baseline_row(f.partitions, f.base_produce, f.base_consume),
+        ("pipeline inbound produce:", f"        {_num(f.inbound_produce):>9} rec/s"),
+        ("pipeline end-to-end (inbound -> ack sent):",
+         f"        {_num(f.end_to_end):>9} complaints/s over {_num(f.seconds, 2)} s"),
+        ("latency inbound -> routed (ms):", _pcts(f.routed_ms)),
+        ("latency inbound -> acknowledged (ms):", _pcts(f.acked_ms)),
+        _ratio_row("ratio end-to-end / baseline:", f.end_to_end, f.base_produce, f.base_consume),
+    ]
+    return _block(f"complaints bench: stage=pipeline via=kafka N={f.count} (run id {f.run_id}; "
+                  "order: broker baseline, then pipeline)", rows)
+
+
+def format_intake_report(f: IntakeFigures) -> str:
+    """The pasteable text block of the intake stage, over Kafka or HTTP."""
+    http = f.via == "http"
+    clients = f"{f.concurrency} HTTP connections; " if http else ""
+    rows = [
+        _baseline_row(f.partitions, f.base_produce, f.base_consume),
+        (f"intake input ({'HTTP POST web_form' if http else 'inbound produce'}):",
+         f"        {_num(f.input_rate):>9} {'req/s' if http else 'rec/s'}"),
+        (f"registered ({'first POST -> last 202' if http else 'inbound -> last registered'}):",
+         f"        {f.registered:>9} of {f.count} in {_num(f.seconds, 2)} s"),
+        ("registrations:", f"        {_num(f.registrations):>9} /s (per intake process: "
+                           f"{_num(f.per_process)} /s; intake processes: {f.processes})"),
+        (f"latency {'POST -> 202' if http else 'inbound -> registered'} (ms):", _pcts(f.latency_ms)),
+        _ratio_row("ratio per process / baseline:", f.per_process, f.base_produce, f.base_consume),
+    ]
+    if f.failed or http:
+        note = f"   {f.failure_note}" if f.failure_note else ""
+        rows.append(("failed:", f"        {f.failed:>9}{note}"))
+    return _block(f"complaints bench: stage=intake via={f.via} N={f.count} (run id {f.run_id}; "
+                  f"{clients}order: broker baseline, then intake)", rows)
