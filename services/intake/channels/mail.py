@@ -6,17 +6,17 @@ import base64
 import binascii
 import codecs
 import email
-import email.policy
 import hashlib
 import re
 from datetime import UTC, datetime
 from email.errors import MessageError
 from email.header import decode_header
 from email.message import EmailMessage, MIMEPart
+from email.policy import EmailPolicy
 from email.utils import parseaddr, parsedate_to_datetime
 from html import unescape
 from html.parser import HTMLParser
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
 
@@ -31,7 +31,25 @@ MAX_EVIDENCE = 100
 # (python/cpython has a long tail of IndexError / AttributeError parser bugs).
 _EMAIL_ERRORS = (MessageError, ValueError, LookupError, IndexError, TypeError, AttributeError,
                  KeyError, RecursionError)
+
+
+class _LenientPolicy(EmailPolicy):
+    """The default policy, but a header whose parameters crash CPython's parser loses them instead.
+
+    E.g. ``Content-Disposition: attachment; filename*`` raises IndexError in 3.11; one bad header
+    must not lose the complaint.
+    """
+
+    def header_fetch_parse(self, name: str, value: str) -> Any:
+        try:
+            return super().header_fetch_parse(name, value)
+        except _EMAIL_ERRORS:  # keep the value, drop its parameters (charset, filename, ...)
+            return super().header_fetch_parse(name, value.split(";", 1)[0])
+
+
+_POLICY = cast("EmailPolicy[EmailMessage]", _LenientPolicy())
 _GB = {"gb2312", "gbk", "x-gbk", "x-gb2312"}
+_SIGNATURES = {"application/pgp-signature", "application/pkcs7-signature", "application/x-pkcs7-signature"}
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _NO_ZONE = re.compile(r"-0000\b")
 _SKIP = frozenset({"script", "style", "title", "noscript", "template"})
@@ -41,13 +59,11 @@ _BREAK = frozenset({"br", "p", "div", "li", "tr", "table", "ul", "ol", "hr", "bl
 
 def parse(payload: Payload) -> ChannelMessage:
     """Parse a raw e-mail (text, or {"raw": ...} / {"raw_base64": ...}) into a channel message."""
-    raw = _raw_message(payload)
-    size = len(raw.encode("utf-8", "surrogatepass")) if isinstance(raw, str) else len(raw)
-    if size > MAX_BYTES:
+    raw = _raw_bytes(payload)
+    if len(raw) > MAX_BYTES:
         raise Rejected(f"email: message larger than {MAX_BYTES >> 20} MB")
     try:
-        msg = (email.message_from_bytes(raw, policy=email.policy.default) if isinstance(raw, bytes)
-               else email.message_from_string(raw, policy=email.policy.default))
+        msg = email.message_from_bytes(raw, policy=_POLICY)
         if not msg.keys():
             raise Rejected("email: not an RFC 5322 message (no header fields)")
         return _extract(msg)
@@ -57,16 +73,15 @@ def parse(payload: Payload) -> ChannelMessage:
         raise Rejected(f"email: unparseable message ({type(exc).__name__})") from exc
 
 
-def _raw_message(payload: Payload) -> str | bytes:
-    if isinstance(payload, str):
-        return payload
-    if isinstance(payload.get("raw"), str):
-        return str(payload["raw"])
-    encoded = payload.get("raw_base64")
+def _raw_bytes(payload: Payload) -> bytes:
+    text = payload if isinstance(payload, str) else payload.get("raw")
+    if isinstance(text, str):  # as bytes, so 8-bit bodies decode by their charset; lone surrogates -> "?"
+        return text.encode("utf-8", "replace")
+    encoded = payload.get("raw_base64") if isinstance(payload, dict) else None
     if not isinstance(encoded, str):
         raise Rejected("payload: the email channel expects the raw message, or an object with "
                        "a string 'raw' or 'raw_base64'")
-    if len(encoded) > MAX_BYTES * 4 // 3 + 1024:
+    if len(encoded) > 2 * MAX_BYTES:  # base64 is 4/3 of the bytes, plus line breaks
         raise Rejected(f"email: message larger than {MAX_BYTES >> 20} MB")
     try:
         return base64.b64decode("".join(encoded.split()), validate=True)
@@ -98,13 +113,8 @@ def _raw(msg: EmailMessage, name: str) -> str | None:
     """The first header of that name, unfolded, 8-bit bytes decoded; RFC 2047 words left as sent."""
     for key, value in msg.raw_items():
         if key.lower() == name:
-            text = _FOLD.sub("", str(value))
-            if not text.isascii():
-                try:  # 8-bit header bytes smuggled through the parser as surrogates
-                    text = _decode(text.encode("ascii", "surrogateescape"), None)
-                except UnicodeEncodeError:
-                    pass  # already real text (RFC 6532)
-            return text
+            text = _FOLD.sub("", str(value))  # 8-bit bytes come through the parser as surrogates
+            return text if text.isascii() else _decode(text.encode("ascii", "surrogateescape"), None)
     return None
 
 
@@ -145,14 +155,12 @@ def _decode(data: bytes, charset: str | None) -> str:
 
 
 def _date(raw: str | None) -> datetime | None:
-    if not raw:
-        return None
     try:
-        value = parsedate_to_datetime(raw)
+        value = parsedate_to_datetime(raw or "")
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if value.tzinfo is None:  # RFC 5322 3.3: -0000 is UTC with the sender's zone unknown
-        return value.replace(tzinfo=UTC) if _NO_ZONE.search(raw) else None
+        return value.replace(tzinfo=UTC) if _NO_ZONE.search(raw or "") else None
     return value
 
 
@@ -172,7 +180,7 @@ def _body(msg: EmailMessage) -> tuple[str, MIMEPart]:
 def _evidence(msg: EmailMessage, body: MIMEPart) -> list[Evidence]:
     found: list[Evidence] = []
     for part in msg.walk():
-        if part is body or part.is_multipart():
+        if part is body or part.is_multipart() or part.get_content_type() in _SIGNATURES:
             continue
         filename = part.get_filename()
         if part.get_content_maintype() == "text" and not filename and not part.is_attachment():
