@@ -198,3 +198,23 @@ def test_every_service_serves_metrics(stack: dict[str, Service]) -> None:
         status, text = http("GET", f"http://127.0.0.1:{svc.port}/metrics")
         assert status == 200
         assert "complaints_records_processed_total" in text, svc.name
+
+
+def test_no_personal_data_in_logs_or_metric_labels(stack: dict[str, Service], intake_url: str,
+                                                   reader: TopicReader) -> None:
+    # Given a complaint carrying a name, a phone number and an e-mail address
+    status, body = post_inbound(intake_url, "web_form", {
+        "name": "Zhao Minghui", "phone": "13912345678", "email": "zhao.minghui@example.com",
+        "description": "My order never arrived and nobody answers"})
+    assert status == 202
+    cid = body["complaint_id"]
+    reader.wait(_of(cid, "complaints.notifications", kind="acknowledgement"), timeout=60,
+                what="acknowledgement")
+    # Then no service wrote any of them to its log or its metrics
+    secrets = ("Zhao Minghui", "13912345678", "zhao.minghui@example.com", "+8613912345678")
+    for svc in stack.values():
+        log_text = svc.log_path.read_text(errors="replace")
+        metrics = http("GET", f"http://127.0.0.1:{svc.port}/metrics")[1]
+        for secret in secrets:
+            assert secret not in log_text, (svc.name, "log")
+            assert secret not in metrics, (svc.name, "metrics")

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from schemas.events import CaseAction, Level, Milestone, RoutingDecision, Severity, SlaOutcome
+from schemas.events import CaseAction, Level, Milestone, Nature, RoutingDecision, Severity, SlaOutcome
 from services.common.policy import load_policy
 from services.sla_monitor import logic
 
@@ -87,3 +87,11 @@ def test_a_due_clock_owes_one_breach_unless_met(state: logic.ClockState, now: da
     assert _outcomes(alerts) == owed
     if alerts:
         assert alerts[0].notify == ["first_contact_owner"] and alerts[0].observed_at == now
+
+
+@pytest.mark.parametrize("nature", [Nature.praise, Nature.suggestion])
+def test_praise_and_suggestions_start_no_deadlines(nature: Nature) -> None:
+    decision = RoutingDecision(complaint_id="C", nature=nature, received_at=T0, severity=Severity.general,
+                               department="q", level=Level.L1, first_contact_owner="o", reasons=[])
+    assert logic.start_clocks(decision, policy=POLICY.sla, version="v1", scale=1, correlationid="c",
+                              causationid="r") == []
