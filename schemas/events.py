@@ -141,6 +141,8 @@ class RoutingDecision(Model):
     department: str
     level: Level
     first_contact_owner: str
+    repeat_of: str | None = Field(
+        default=None, description="The earlier complaint of the same customer within the window.")
     reasons: list[str]
 
 

@@ -95,3 +95,16 @@ class DictTimelines:
 
     async def get(self, complaint_id: str) -> list[bytes]:
         return list(self.events.get(complaint_id, {}).values())
+
+
+class DictFirstContacts:
+    def __init__(self) -> None:
+        from services.router.ports import PriorComplaint
+
+        self.anchors: dict[str, PriorComplaint] = {}
+
+    async def claim(self, customer_key: str, prior, *, window_seconds: int):  # type: ignore[no-untyped-def]
+        if customer_key in self.anchors:
+            return self.anchors[customer_key]
+        self.anchors[customer_key] = prior
+        return None

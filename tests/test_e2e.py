@@ -35,8 +35,9 @@ def _of(cid: str, topic: str, **data: object):  # type: ignore[no-untyped-def]
 
 
 def _register(intake_url: str, description: str, **fields: object) -> str:
-    status, body = post_inbound(intake_url, "web_form",
-                                {"description": description, "email": "Wang.Fang@Example.com", **fields})
+    # a customer of its own each time: the same one twice would be a repeat complaint
+    email = f"Wang.Fang.{uuid.uuid4().hex[:8]}@Example.com"
+    status, body = post_inbound(intake_url, "web_form", {"description": description, "email": email, **fields})
     assert status == 202, body
     return str(body["complaint_id"])
 
@@ -48,7 +49,7 @@ def test_a_complaint_goes_round_the_loop(intake_url: str, reader: TopicReader,
                     subject="Broken blender", language="en")
     # Then it is registered, routed with a first-contact owner, and acknowledged to the customer
     registered = reader.wait(_of(cid, "complaints.registered"), timeout=30, what="registered")[0]
-    assert registered["data"]["customer"]["email"] == "wang.fang@example.com"
+    assert registered["data"]["customer"]["email"].startswith("wang.fang.")
     routed = reader.wait(_of(cid, "complaints.routed"), timeout=60, what="routed")[0]
     assert routed["data"]["department"] == "quality"
     assert routed["data"]["first_contact_owner"] == "web-desk"
@@ -218,3 +219,19 @@ def test_no_personal_data_in_logs_or_metric_labels(stack: dict[str, Service], in
         for secret in secrets:
             assert secret not in log_text, (svc.name, "log")
             assert secret not in metrics, (svc.name, "metrics")
+
+
+def test_a_repeat_complaint_goes_back_to_its_first_contact_owner(intake_url: str, reader: TopicReader) -> None:
+    # Given a customer who complained by phone to agent-42
+    phone = f"139{uuid.uuid4().int % 10**8:08d}"
+    status, first = post_inbound(intake_url, "phone", {"caller": phone, "agent_id": "agent-42",
+                                                       "transcript": "The fridge makes a loud noise"})
+    assert status == 202
+    # When the same customer complains again, this time through the web form
+    status, second = post_inbound(intake_url, "web_form", {"phone": phone, "description": "Fridge still noisy"})
+    assert status == 202
+    # Then the second is linked to the first and goes back to agent-42, at least urgent
+    routed = reader.wait(_of(second["complaint_id"], "complaints.routed"), timeout=60, what="routed")[0]["data"]
+    assert routed["repeat_of"] == first["complaint_id"]
+    assert routed["first_contact_owner"] == "agent-42"
+    assert routed["severity"] in ("urgent", "major")

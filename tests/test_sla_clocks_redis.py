@@ -87,3 +87,25 @@ def test_two_instances_claiming_at_once_never_share_a_deadline(redis_url: str, r
         assert not set(a) & set(b)
 
     run(redis_url, redis_prefix, scenario)
+
+
+def test_two_routers_claiming_one_customer_agree_on_one_anchor(redis_url: str, redis_prefix: str) -> None:
+    from services.router.adapters import RedisFirstContacts
+    from services.router.ports import PriorComplaint
+
+    async def main() -> list[PriorComplaint | None]:
+        client = aioredis.from_url(redis_url)
+        try:
+            store = RedisFirstContacts(client, prefix=f"{redis_prefix}{uuid.uuid4().hex[:6]}:")
+            # Given two complaints of one customer routed at the same moment by two instances
+            claims = [store.claim("cust-1", PriorComplaint(complaint_id=f"C{i}", owner=f"agent-{i}"),
+                                  window_seconds=60) for i in range(2)]
+            return list(await asyncio.gather(*claims))
+        finally:
+            await client.aclose()
+
+    # Then exactly one became the anchor and the other sees it
+    results = asyncio.run(main())
+    assert results.count(None) == 1
+    (seen,) = [r for r in results if r is not None]
+    assert seen.complaint_id in {"C0", "C1"}

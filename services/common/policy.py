@@ -73,6 +73,9 @@ class DepartmentRule(KeywordRule):
 
 class RouterPolicy(_Frozen):
     default_department: str = Field(min_length=1)
+    repeat_window: Duration = Field(description="A complaint within this time of the customer's "
+                                                "earlier one goes back to that one's owner.")
+    repeat_severity: Severity = Field(description="The least severity of a repeat complaint.")
     severity_rules: list[SeverityRule]
     department_rules: list[DepartmentRule]
     levels: dict[Severity, Level]
