@@ -7,9 +7,10 @@ shipped default (``default_policy.yaml``) follows REQUIREMENTS §7.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
@@ -122,9 +123,21 @@ class Policy(_Frozen):
     notifier: NotifierPolicy
 
 
+M = TypeVar("M", bound=BaseModel)
+FieldPath = Callable[[dict[str, Any], tuple[int | str, ...]], str]
+
+
+def _dotted(raw: dict[str, Any], loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "(top level)"
+
+
 def load_policy(path: Path | None = None) -> Policy:
     """Load and validate a policy file; errors name the file, the field and the problem."""
-    path = path or DEFAULT_POLICY
+    return load_yaml_model(path or DEFAULT_POLICY, Policy)
+
+
+def load_yaml_model(path: Path, model: type[M], *, field_path: FieldPath = _dotted) -> M:
+    """Load a YAML file into ``model``; every error names the file, the field and the problem."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -136,10 +149,7 @@ def load_policy(path: Path | None = None) -> Policy:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: (top level): expected a mapping, got {type(raw).__name__}")
     try:
-        return Policy.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
-        lines = [
-            f"{path}: {'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
-            for err in exc.errors()
-        ]
+        lines = [f"{path}: {field_path(raw, err['loc'])}: {err['msg']}" for err in exc.errors()]
         raise ConfigError("\n".join(lines)) from None

@@ -9,10 +9,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from services.common.errors import ConfigError
+from services.common.policy import load_yaml_model
 
 DEFAULT_TAXONOMY = Path(__file__).with_name("taxonomy.yaml")
 CODE = r"^[A-Z]{2}-\d{2}$"
@@ -122,22 +121,7 @@ class Taxonomy(_Frozen):
 
 def load_taxonomy(path: Path | None = None) -> Taxonomy:
     """Load and validate a taxonomy file; errors name the file, the field and the problem."""
-    path = path or DEFAULT_TAXONOMY
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "?"
-        raise ConfigError(f"{path}: {where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: (top level): expected a mapping, got {type(raw).__name__}")
-    try:
-        return Taxonomy.model_validate(raw)
-    except ValidationError as exc:
-        lines = [f"{path}: {_where(raw, err['loc'])}: {err['msg']}" for err in exc.errors()]
-        raise ConfigError("\n".join(lines)) from None
+    return load_yaml_model(path or DEFAULT_TAXONOMY, Taxonomy, field_path=_where)
 
 
 def _where(raw: object, loc: tuple[int | str, ...]) -> str:
