@@ -171,6 +171,52 @@ def test_oversized_fields_are_clipped_not_fatal() -> None:
     assert msg.details == {"truncated": True}
 
 
+def test_a_sender_the_address_parser_cannot_read_leaves_the_sender_open() -> None:
+    # Given a From header of nested comments deep enough to exhaust the stdlib's recursive parser
+    msg = parse("From: " + "(" * 1500 + "\nSubject: noisy fan\n\nThe fan rattles.")
+    # When parsed; Then the complaint stands without a sender
+    assert (msg.text, msg.subject, msg.name, msg.email) == ("The fan rattles.", "noisy fan", None, None)
+
+
+_HOSTILE = {
+    # each would take minutes to hours in CPython's own parsers (html.parser, decode_header, header
+    # parameters, multipart nesting), which are quadratic on these shapes
+    "open-tags-html": "Content-Type: text/html\n\nHi" + "<a " * 200_000,
+    "lone-lt-html": "Content-Type: text/html\n\nHi" + "<" * 1_000_000,
+    "unclosed-words": "Subject: " + "=?utf-8?q?a" * 100_000 + "\n\nbody",
+    "header-params": "Content-Type: text/plain; " + "a=b; " * 200_000 + "\n\nbody",
+    "header-at-signs": "Content-Type: text/plain; a=" + "@" * 1_000_000 + "\n\nbody",
+    "deep-comments": "From: " + "(" * 1_000_000 + "\n\nbody",
+    "many-parts": "Content-Type: multipart/mixed; boundary=b\n\n" + "--b\n\n" * 200_000,
+    "many-headers": "X-A: b\n" * 200_000 + "\nbody",
+    "many-typed-parts": "Content-Type: multipart/mixed; boundary=b\n\nbody\n"  # just inside every cap
+                        + "".join(f"--b\nContent-Type: text/plain; n{i}*0*=x'y'{'%E5' * 300}\n\nx\n" for i in range(199)),
+}
+
+
+@pytest.mark.timeout(60)  # a hang guard, not a speed goal: the stdlib parsers took minutes here
+@pytest.mark.parametrize("payload", _HOSTILE.values(), ids=_HOSTILE.keys())
+def test_hostile_shapes_are_answered_not_hung(payload: str) -> None:
+    # Given a payload shaped to trigger super-linear parsing; When parsed
+    # Then it is answered: a message, or a reason naming the channel
+    try:
+        assert parse(payload).text
+    except Rejected as exc:
+        assert str(exc).startswith("email: ")
+
+
+@pytest.mark.parametrize(("payload", "reason"), [
+    (_HOSTILE["many-parts"], "more than 1000 '--' boundary lines"),
+    (_HOSTILE["many-headers"], "more than 20000 header field lines"),
+    ("Content-Type: multipart/mixed; boundary=b\n\n" + "--b\nContent-Type: text/plain\n\nx\n" * 201,
+     "more than 200 Content-\\* header lines"),
+])
+def test_too_many_parts_or_headers_are_rejected(payload: str, reason: str) -> None:
+    # Given a message with more structure than any complaint needs; When parsed; Then Rejected
+    with pytest.raises(Rejected, match=reason):
+        parse(payload)
+
+
 @pytest.mark.parametrize(
     ("date", "expected"),
     [
@@ -222,7 +268,10 @@ def test_unusable_payloads_are_rejected_with_a_reason(payload: str | dict[str, o
     [
         ("<p>a&amp;b</p><p>c&nbsp;&lt;d&gt;</p>", "a&b\n\nc <d>"),
         ("<style>p{}</style><script>x()</script>text", "text"),
-        ("line1<br>line2<br/>line3", "line1\nline2\n\nline3"),
+        ("line1<br>line2<br/>line3", "line1\nline2\nline3"),
+        ("a<!-- hidden -->b<!--[if mso]><x>c", "ab"),
+        ("<SCRIPT>x()</script >y<a href=\"x\">link</a>", "ylink"),
+        ("1 < 2 and 3 > 2", "1 < 2 and 3 > 2"),
         ("<b>bold</b> and <i>italic</i>", "bold and italic"),
         ("<![if !supportLists]>legacy<![endif]>", "legacy"),  # Outlook conditional markup
         ("<!x[ unterminated", "<!x[ unterminated"),
@@ -237,6 +286,7 @@ def test_html_to_text(markup: str, expected: str) -> None:
 
 
 def _survives(payload: object) -> None:
+    # When parsed; Then a ChannelMessage, or Rejected / ValidationError: never any other exception
     try:
         assert isinstance(parse(payload), ChannelMessage)  # type: ignore[arg-type]
     except (Rejected, ValidationError):
@@ -262,13 +312,14 @@ _MESSAGE = st.builds(lambda headers, sep, body: "\r\n".join(headers) + sep + bod
 @FUZZ
 @given(st.text())
 def test_any_text_is_parsed_or_rejected(text: str) -> None:
+    # Given any text at all
     _survives(text)
 
 
 @FUZZ
 @given(st.binary(), st.sampled_from(["latin-1", "utf-8"]))
 def test_any_bytes_are_parsed_or_rejected(data: bytes, codec: str) -> None:
-    # bytes both through the base64 form and decoded to text
+    # Given any bytes, both through the base64 form and decoded to text
     _survives({"raw_base64": base64.b64encode(data).decode()})
     _survives(data.decode(codec, errors="replace"))
 
@@ -276,6 +327,7 @@ def test_any_bytes_are_parsed_or_rejected(data: bytes, codec: str) -> None:
 @FUZZ
 @given(_MESSAGE)
 def test_header_soup_is_parsed_or_rejected(message: str) -> None:
+    # Given headers and bodies assembled from MIME, RFC 2047 and charset fragments and random text
     _survives(message)
     _survives({"raw_base64": base64.b64encode(message.encode("utf-8", "surrogatepass")).decode()})
 
@@ -284,4 +336,5 @@ def test_header_soup_is_parsed_or_rejected(message: str) -> None:
 @given(st.dictionaries(st.sampled_from(["raw", "raw_base64", "xml", "text"]),
                        st.one_of(st.none(), st.integers(), st.text(), st.lists(st.text(max_size=3)))))
 def test_any_json_object_is_parsed_or_rejected(payload: dict[str, object]) -> None:
+    # Given any JSON-like object, with or without the expected key
     _survives(payload)

@@ -145,6 +145,7 @@ def test_unusable_pushes_are_rejected_naming_the_part(payload: str | dict[str, o
 
 
 def _survives(payload: object) -> None:
+    # When parsed; Then a ChannelMessage, or Rejected / ValidationError: never any other exception
     try:
         assert isinstance(parse(payload), ChannelMessage)  # type: ignore[arg-type]
     except (Rejected, ValidationError):
@@ -170,6 +171,7 @@ _XML = st.builds(lambda prologue, root, elements, tail: f"{prologue}<{root}>{''.
 @FUZZ
 @given(st.text())
 def test_any_text_is_parsed_or_rejected(text: str) -> None:
+    # Given any text at all
     _survives(text)
     _survives({"xml": text})
 
@@ -177,12 +179,14 @@ def test_any_text_is_parsed_or_rejected(text: str) -> None:
 @FUZZ
 @given(st.binary(), st.sampled_from(["latin-1", "utf-8", "gb18030"]))
 def test_any_bytes_are_parsed_or_rejected(data: bytes, codec: str) -> None:
+    # Given any bytes, decoded as text
     _survives(data.decode(codec, errors="replace"))
 
 
 @FUZZ
 @given(_XML)
 def test_random_xml_is_parsed_or_rejected(xml: str) -> None:
+    # Given XML assembled from push elements, CDATA, entities, DTDs and random text
     _survives(xml)
 
 
@@ -190,4 +194,5 @@ def test_random_xml_is_parsed_or_rejected(xml: str) -> None:
 @given(st.dictionaries(st.sampled_from(["xml", "raw", "Content"]),
                        st.one_of(st.none(), st.integers(), st.text(), st.lists(st.text(max_size=3)))))
 def test_any_json_object_is_parsed_or_rejected(payload: dict[str, object]) -> None:
+    # Given any JSON-like object, with or without the expected key
     _survives(payload)

@@ -152,3 +152,4 @@ def test_case_state_folds_the_timeline_in_time_order() -> None:
     assert (state["status"], state["level"], state["result"]) == ("resolved", "L2", "refunded")
     assert state["deadlines"]["resolve"]["on_time"] is True
     assert [e["id"] for e in state["timeline"]] == ["e1", "e2", "e3", "e4"]
+

@@ -23,7 +23,9 @@ from services.intake.channels.base import ChannelMessage
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 MAX_DESCRIPTION = 20_000
 MAX_SUBJECT = 200
-_HTML_TAG = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]+>", re.IGNORECASE | re.DOTALL)
+# Linear on hostile input: every attempt stops at the next "<" (an unclosed-tag flood
+# must not cost quadratic time on the consumer's hot path).
+_HTML_TAG = re.compile(r"<(script|style)\b[^<>]*>[^<]*</\1\s*>|<[^<>]*>", re.IGNORECASE)
 _SPACES = re.compile(r"[ \t\r\f\v\u00a0\u3000]+")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 

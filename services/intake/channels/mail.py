@@ -1,4 +1,9 @@
-"""The ``email`` channel: a raw RFC 5322 / MIME message, as received."""
+"""The ``email`` channel: a raw RFC 5322 / MIME message, as received.
+
+Hostile mail is bounded: CPython's MIME, header and HTML parsers take quadratic time
+on some inputs, so the message size, the number of MIME-part lines and the shape of
+structural headers are capped, and HTML and RFC 2047 words are decoded by linear scans.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +11,16 @@ import base64
 import binascii
 import codecs
 import email
+import email.policy
+import functools
 import hashlib
 import re
 from datetime import UTC, datetime
 from email.errors import MessageError
-from email.header import decode_header
 from email.message import EmailMessage, MIMEPart
-from email.policy import EmailPolicy
 from email.utils import parseaddr, parsedate_to_datetime
 from html import unescape
-from html.parser import HTMLParser
+from itertools import islice
 from typing import Any, cast
 
 from pydantic import ValidationError
@@ -27,34 +32,53 @@ from services.intake.channels.base import ChannelMessage, Payload
 MAX_BYTES = 10 * 1024 * 1024
 MAX_TEXT = 100_000
 MAX_EVIDENCE = 100
-# What the stdlib parser can still raise on hostile structure or header soup
-# (python/cpython has a long tail of IndexError / AttributeError parser bugs).
+MAX_LINES = {"Content-* header": 200, "'--' boundary": 1000, "header field": 20_000}
+# What the stdlib parser can still raise on hostile structure or header soup.
 _EMAIL_ERRORS = (MessageError, ValueError, LookupError, IndexError, TypeError, AttributeError,
                  KeyError, RecursionError)
-
-
-class _LenientPolicy(EmailPolicy):
-    """The default policy, but a header whose parameters crash CPython's parser loses them instead.
-
-    E.g. ``Content-Disposition: attachment; filename*`` raises IndexError in 3.11; one bad header
-    must not lose the complaint.
-    """
-
-    def header_fetch_parse(self, name: str, value: str) -> Any:
-        try:
-            return super().header_fetch_parse(name, value)
-        except _EMAIL_ERRORS:  # keep the value, drop its parameters (charset, filename, ...)
-            return super().header_fetch_parse(name, value.split(";", 1)[0])
-
-
-_POLICY = cast("EmailPolicy[EmailMessage]", _LenientPolicy())
+_LINES = {"Content-* header": re.compile(rb"^content-[a-z-]*[ \t]*:", re.IGNORECASE | re.MULTILINE),
+          "'--' boundary": re.compile(rb"^--", re.MULTILINE),
+          "header field": re.compile(rb"^[!-9;-~]+[ \t]*:", re.MULTILINE)}
+_SPECIALS = re.compile(r'[()<>@,;:"\\\[\]]')
 _GB = {"gb2312", "gbk", "x-gbk", "x-gb2312"}
 _SIGNATURES = {"application/pgp-signature", "application/pkcs7-signature", "application/x-pkcs7-signature"}
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _NO_ZONE = re.compile(r"-0000\b")
-_SKIP = frozenset({"script", "style", "title", "noscript", "template"})
-_BREAK = frozenset({"br", "p", "div", "li", "tr", "table", "ul", "ol", "hr", "blockquote", "section",
-                    "article", "header", "footer", "h1", "h2", "h3", "h4", "h5", "h6"})
+_WORD = re.compile(r"=\?([^?\s]{1,64})\?([bBqQ])\?([^?\s]*)\?=")
+_BETWEEN_WORDS = re.compile(r"(?<=\?=)\s+(?==\?)")
+# Linear-time HTML: a comment or hidden element runs to its end or the text's end, and a tag
+# cannot span a "<", so no match attempt rescans the text (html.parser is quadratic on "<a <a <a").
+_HIDDEN = re.compile(r"<(?=[!a-zA-Z])(?:!--.*?(?:-->|\Z)|(script|style|title|noscript)\b.*?(?:</\1\s*>|\Z))",
+                     re.IGNORECASE | re.DOTALL)
+_BREAK_TAG = re.compile(r"</?(?=[a-zA-Z])(?:br|p|div|li|tr|table|ul|ol|hr|blockquote|section|article"
+                        r"|header|footer|h[1-6])\b[^<>]*+>", re.IGNORECASE)
+_ANY_TAG = re.compile(r"<[a-zA-Z/!?][^<>]*+>")
+_WHITESPACE = re.compile(r"\s+")
+
+
+class _BoundedPolicy(email.policy.EmailPolicy):
+    """The default policy; structural headers of a hostile shape keep only their value, not parameters.
+
+    Many tokens make CPython's header parser quadratic, so a header over 1000 characters or 64
+    specials is parsed without its parameters; so is one the parser fails on (IndexError on
+    ``attachment; filename*`` in 3.11). Parses are cached: the stdlib re-reads them per call.
+    """
+
+    def header_fetch_parse(self, name: str, value: str) -> Any:
+        if len(value) > 1000 or len(_SPECIALS.findall(value)) > 64:
+            value = value.split(";", 1)[0][:200]
+        return _structured(name, value)
+
+
+@functools.lru_cache(maxsize=128)
+def _structured(name: str, value: str) -> Any:
+    try:
+        return email.policy.default.header_fetch_parse(name, value)
+    except _EMAIL_ERRORS:
+        return email.policy.default.header_fetch_parse(name, value.split(";", 1)[0][:200])
+
+
+_POLICY = cast("email.policy.EmailPolicy[EmailMessage]", _BoundedPolicy())
 
 
 def parse(payload: Payload) -> ChannelMessage:
@@ -62,6 +86,9 @@ def parse(payload: Payload) -> ChannelMessage:
     raw = _raw_bytes(payload)
     if len(raw) > MAX_BYTES:
         raise Rejected(f"email: message larger than {MAX_BYTES >> 20} MB")
+    for kind, limit in MAX_LINES.items():  # the parser's time grows faster than linearly in these
+        if sum(1 for _ in islice(_LINES[kind].finditer(raw), limit + 1)) > limit:
+            raise Rejected(f"email: more than {limit} {kind} lines")
     try:
         msg = email.message_from_bytes(raw, policy=_POLICY)
         if not msg.keys():
@@ -97,45 +124,49 @@ def _extract(msg: EmailMessage) -> ChannelMessage:
     evidence = _evidence(msg, body)
     if evidence:
         details["attachments"] = len(evidence)
-    name, addr = parseaddr(_raw(msg, "from") or "")
+    try:
+        name, addr = parseaddr(_raw(msg, "from", 2000))
+    except RecursionError:  # deeply nested comments: no usable sender, but the complaint stands
+        name, addr = "", ""
     name = " ".join(_words(name).split())
-    subject = " ".join(_words(_raw(msg, "subject") or "").split())
-    message_id = (_raw(msg, "message-id") or "").strip()
+    subject = " ".join(_words(_raw(msg, "subject", 20_000)).split())
+    message_id = _raw(msg, "message-id", 1000).strip()
     return ChannelMessage(
         text=text, subject=subject[:2000] or None, message_id=message_id[:300] or None,
-        occurred_at=_date(_raw(msg, "date")), name=name[:200] or None,
+        occurred_at=_date(_raw(msg, "date", 200)), name=name[:200] or None,
         email=addr if "@" in addr and len(addr) <= 320 else None,
         evidence=evidence[:MAX_EVIDENCE], details=details,
     )
 
 
-def _raw(msg: EmailMessage, name: str) -> str | None:
-    """The first header of that name, unfolded, 8-bit bytes decoded; RFC 2047 words left as sent."""
+def _raw(msg: EmailMessage, name: str, limit: int) -> str:
+    """The first header of that name, unfolded and clipped, 8-bit bytes decoded; RFC 2047 words as sent."""
     for key, value in msg.raw_items():
         if key.lower() == name:
-            text = _FOLD.sub("", str(value))  # 8-bit bytes come through the parser as surrogates
+            text = _FOLD.sub("", str(value)[: 2 * limit])[:limit]  # 8-bit bytes arrive as surrogates
             return text if text.isascii() else _decode(text.encode("ascii", "surrogateescape"), None)
-    return None
+    return ""
 
 
 def _words(text: str) -> str:
-    """Decode RFC 2047 encoded words with the same charset rules as bodies."""
+    """Decode RFC 2047 encoded words (in linear time) with the same charset rules as bodies."""
+    return _WORD.sub(_word, _BETWEEN_WORDS.sub("", text))
+
+
+def _word(match: re.Match[str]) -> str:
+    charset, encoding, data = match.groups()
     try:
-        chunks = decode_header(text)
-    except _EMAIL_ERRORS:
-        return text
-    return "".join(
-        chunk if isinstance(chunk, str)
-        else _decode(chunk, charset) if charset else chunk.decode("raw-unicode-escape", "replace")
-        for chunk, charset in chunks)
+        raw = (base64.b64decode(data + "=" * (-len(data) % 4)) if encoding in "bB"
+               else binascii.a2b_qp(data, header=True))
+    except (binascii.Error, ValueError):
+        return match.group(0)
+    return _decode(raw, charset)
 
 
 def _codec(charset: str | None) -> str | None:
-    if not charset:
-        return None
-    name = charset.split("*", 1)[0].strip().lower()
+    name = (charset or "").split("*", 1)[0].strip().lower()
     try:
-        found = name if name in _GB else codecs.lookup(name).name
+        found = name if name in _GB else codecs.lookup(name).name if name else None
     except (LookupError, ValueError, TypeError):
         return None
     return "gb18030" if found in _GB else found  # GBK text is often labelled GB2312; GB18030 covers both
@@ -154,13 +185,13 @@ def _decode(data: bytes, charset: str | None) -> str:
     return data.decode("utf-8", "replace")
 
 
-def _date(raw: str | None) -> datetime | None:
+def _date(raw: str) -> datetime | None:
     try:
-        value = parsedate_to_datetime(raw or "")
+        value = parsedate_to_datetime(raw)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if value.tzinfo is None:  # RFC 5322 3.3: -0000 is UTC with the sender's zone unknown
-        return value.replace(tzinfo=UTC) if _NO_ZONE.search(raw or "") else None
+        return value.replace(tzinfo=UTC) if _NO_ZONE.search(raw) else None
     return value
 
 
@@ -171,7 +202,9 @@ def _body(msg: EmailMessage) -> tuple[str, MIMEPart]:
         if part is None or not isinstance(data, bytes):
             continue
         text = _decode(data, part.get_content_charset())
-        text = _tidy(html_to_text(text) if kind == "html" else text)
+        text = html_to_text(text) if kind == "html" else text
+        lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+        text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
         if text:
             return text, part
     raise Rejected("email: no text body")
@@ -196,37 +229,8 @@ def _evidence(msg: EmailMessage, body: MIMEPart) -> list[Evidence]:
     return found
 
 
-def _tidy(text: str) -> str:
-    lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
-
-
-class _HtmlText(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._skipping = 0
-
-    def handle_starttag(self, tag: str, attrs: Any) -> None:
-        self._skipping += tag in _SKIP
-        self.parts.append("\n" if tag in _BREAK else "")
-
-    def handle_endtag(self, tag: str) -> None:
-        self._skipping = max(0, self._skipping - (tag in _SKIP))
-        self.parts.append("\n" if tag in _BREAK else "")
-
-    def handle_data(self, data: str) -> None:
-        if not self._skipping:
-            self.parts.append(re.sub(r"\s+", " ", data))
-
-
 def html_to_text(markup: str) -> str:
-    """Readable text of an HTML body: tags, scripts and styles dropped, entities unescaped."""
-    parser = _HtmlText()
-    try:
-        parser.feed(markup)
-        parser.close()
-        text = "".join(parser.parts)
-    except AssertionError:  # html.parser's answer to some malformed declarations
-        text = unescape(re.sub(r"<[^>]*>", " ", re.sub(r"(?is)<(script|style)\b.*?</\1\s*>", " ", markup)))
+    """Readable text of an HTML body: tags, comments, scripts and styles dropped, entities unescaped."""
+    text = _WHITESPACE.sub(" ", _HIDDEN.sub("", markup))
+    text = unescape(_ANY_TAG.sub("", _BREAK_TAG.sub("\n", text)))
     return "\n".join(" ".join(line.split()) for line in text.split("\n"))
