@@ -85,8 +85,12 @@ def build(
     n = settings.agent_concurrency
     boundary.subscribe_batches(app, "inbound", on_inbound_batch, on_inbound, INBOUND,
                                size=settings.batch_size, within=settings.batch_within, concurrency=n)
-    boundary.subscribe(app, "timeline", intake.project, REGISTERED, ROUTED, LIFECYCLE, SLA,
-                       NOTIFICATIONS, concurrency=n)
+    async def on_timeline_batch(records: list[Record]) -> list[BaseException | None]:
+        return await intake.project_many([r.value for r in records])
+
+    boundary.subscribe_batches(app, "timeline", on_timeline_batch, intake.project, REGISTERED,
+                               ROUTED, LIFECYCLE, SLA, NOTIFICATIONS, size=settings.batch_size,
+                               within=settings.batch_within, concurrency=n)
 
     add_web(app, service=SERVICE, registry=registry, check=redis.ping)
     _add_http_api(app, intake, settings)

@@ -180,9 +180,25 @@ class Intake:
 
     async def project(self, key: bytes | None, value: bytes) -> None:
         """Add one event from any complaint topic to that complaint's timeline."""
-        event = Envelope.model_validate_json(value)
-        if event.subject:
-            await self.timelines.add(event.subject, event.id, value)
+        (bad,) = await self.project_many([value])
+        if bad is not None:
+            raise bad
+
+    async def project_many(self, values: list[bytes]) -> list[BaseException | None]:
+        """Add a batch of events to their timelines in one round trip; bad ones come back."""
+        outcomes: list[BaseException | None] = []
+        entries: list[tuple[str, str, bytes]] = []
+        for value in values:
+            try:
+                event = Envelope.model_validate_json(value)
+            except ValidationError as exc:
+                outcomes.append(exc)
+                continue
+            outcomes.append(None)
+            if event.subject:
+                entries.append((event.subject, event.id, value))
+        await self.timelines.add_many(entries)
+        return outcomes
 
     async def _registered(self, complaint_id: str) -> ComplaintRegistered:
         for raw in await self.timelines.get(complaint_id):
