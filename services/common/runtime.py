@@ -142,7 +142,7 @@ class Boundary:
                 return
             except TRANSIENT as exc:
                 attempt += 1
-                delay = exc.delay if isinstance(exc, Retry) else min(0.2 * 2**attempt, 10.0)
+                delay = exc.delay if isinstance(exc, Retry) else _backoff(attempt)
                 if isinstance(exc, Retry) and attempt > self.max_retries:
                     await self.dead_letter(where, topic, key, value, exc)
                     return
@@ -226,7 +226,7 @@ class Boundary:
                 break
             except TRANSIENT as exc:
                 attempt += 1
-                delay = min(0.2 * 2**attempt, 10.0)
+                delay = _backoff(attempt)
                 log.warning("%s batch of %d: transient %s (attempt %d), retrying in %.1fs",
                             self.service, len(records), type(exc).__name__, attempt, delay)
                 await asyncio.sleep(delay)
@@ -251,6 +251,11 @@ class Boundary:
             msg = event.message
             await self.run(handler, topic=msg.topic, partition=msg.partition, offset=msg.offset,
                            key=msg.key, value=msg.value or b"")
+
+
+def _backoff(attempt: int) -> float:
+    """Seconds to wait before retry ``attempt``: exponential, capped at 10 s."""
+    return float(min(0.2 * 2**attempt, 10.0))
 
 
 def _reason(exc: BaseException) -> str:
