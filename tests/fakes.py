@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from schemas.envelope import Envelope
 from schemas.topics import TopicSpec
-from services.notifier.logic import CustomerRecord, Notification
+from services.notifier.logic import Notification
 
 
 class RecordingPublisher:
@@ -36,35 +37,22 @@ class FixedClock:
         self.now += timedelta(**delta)
 
 
-class DictCustomers:
-    def __init__(self) -> None:
-        self.records: dict[str, CustomerRecord] = {}
-
-    async def save(self, record: CustomerRecord) -> None:
-        self.records[record.complaint_id] = record
-
-    async def get(self, complaint_id: str) -> CustomerRecord | None:
-        return self.records.get(complaint_id)
-
-
-class SetSentLog:
-    def __init__(self) -> None:
-        self.ids: set[str] = set()
-
-    async def was_sent(self, notification_id: str) -> bool:
-        return notification_id in self.ids
-
-    async def mark_sent(self, notification_id: str) -> None:
-        self.ids.add(notification_id)
-
-
 class CountingTransport:
-    name = "counting"
+    """Counts deliveries; ``failures`` raise first (in order); ``delay`` stands for a slow
+    server; with ``gate``, every send waits until the test opens it."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "counting", failures: list[Exception] | None = None,
+                 delay: float = 0.0, gate: asyncio.Event | None = None) -> None:
+        self.name, self.failures, self.delay, self.gate = name, list(failures or []), delay, gate
         self.sent: list[Notification] = []
 
     async def send(self, notification: Notification) -> None:
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.failures:
+            raise self.failures.pop(0)
         self.sent.append(notification)
 
 

@@ -10,7 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,26 @@ def wait_for(predicate: Callable[[], Any], *, timeout: float, what: str, interva
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+async def wait_until(predicate: Callable[[], Any], *, timeout: float, what: str,
+                     interval: float = 0.02) -> Any:
+    """``wait_for`` inside an event loop: poll without blocking it."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while not (result := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)
+    return result
+
+
+def produce(producer: Any, topic: str, events: Iterable[Any]) -> None:
+    """Send envelopes keyed by their subject and wait until the broker has them all."""
+    for event in events:
+        producer.send(topic, key=event.key(), value=event.to_bytes())
+    producer.flush()
 
 
 def port_open(host: str, port: int) -> bool:
@@ -138,6 +158,17 @@ class TopicReader:
                     event["_topic"] = rec.topic
                     self.events.append(event)
 
+    def catch_up(self, timeout: float = 30) -> None:
+        """Poll until every partition is read up to its end offset taken now."""
+        parts = self.consumer.assignment()
+        ends = self.consumer.end_offsets(list(parts))
+
+        def done() -> bool:
+            self.poll()
+            return all(self.consumer.position(tp) >= end for tp, end in ends.items())
+
+        wait_for(done, timeout=timeout, what="the reader to catch up")
+
     def wait(self, match: Callable[[dict[str, Any]], bool], *, timeout: float, what: str,
              count: int = 1) -> list[dict[str, Any]]:
         """Poll until at least ``count`` events match; return the matches."""
@@ -151,3 +182,18 @@ class TopicReader:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+def group_lag(bootstrap: str, group: str, *topics: str) -> int:
+    """Records of ``topics`` the consumer group has not committed yet (all partitions).
+
+    A consumer carrying the group id only reads its committed offsets; it never joins.
+    """
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        parts = [TopicPartition(t, p) for t in topics
+                 for p in sorted(consumer.partitions_for_topic(t) or [])]
+        ends = consumer.end_offsets(parts)
+        return sum(max(0, ends[tp] - (consumer.committed(tp) or 0)) for tp in parts)
+    finally:
+        consumer.close()

@@ -1,9 +1,14 @@
-"""Synchronous Kafka tooling (kafka-python): topic administration."""
+"""Synchronous Kafka tooling (kafka-python): topic administration, reading a topic whole."""
 
 from __future__ import annotations
 
+import json
 import logging
+import time
+from collections.abc import Iterator
+from typing import Any
 
+from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
@@ -32,3 +37,41 @@ def ensure_topics(
         return created
     finally:
         admin.close()
+
+
+def read_topic(bootstrap: list[str], topic: str, *, idle: float = 5.0) -> Iterator[dict[str, Any]]:
+    """Every JSON event of ``topic`` from the start to the end offsets taken now (no group).
+
+    Stops early when no partition has advanced for ``idle`` seconds (a broker may report an
+    end offset it never delivers up to, e.g. after a transaction marker), saying so.
+    """
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        ends = consumer.end_offsets(parts)
+        left = {tp for tp in parts if ends[tp] > 0}
+        last = time.monotonic()
+        while left:
+            batches = consumer.poll(timeout_ms=500, max_records=5000)
+            if batches:
+                last = time.monotonic()
+            elif time.monotonic() - last > idle:
+                behind = {f"{tp.partition}": f"{consumer.position(tp)}/{ends[tp]}" for tp in left}
+                log.warning("reading %s: no progress for %.0f s at %s (position/end); stopping",
+                            topic, idle, behind)
+                return
+            for records in batches.values():
+                for rec in records:
+                    try:
+                        event = json.loads(rec.value)
+                    except (TypeError, ValueError):
+                        continue  # not an event; the services dead-lettered it
+                    if isinstance(event, dict) and isinstance(event.get("data"), dict):
+                        yield event
+            for tp in list(left):
+                if consumer.position(tp) >= ends[tp]:
+                    left.discard(tp)
+    finally:
+        consumer.close()

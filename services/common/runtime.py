@@ -15,7 +15,7 @@ from typing import Any
 import faust
 import redis.asyncio as aioredis
 from faust.types import EventT
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 from pydantic import ValidationError
 
 from schemas.envelope import Envelope, derived_id
@@ -107,6 +107,17 @@ class FaustPublisher:
         await asyncio.gather(*futures)
 
 
+def awaiting(coro: Any) -> list[str]:
+    """Where a suspended coroutine waits: each frame of its await chain, outermost first."""
+    out = []
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            out.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return out
+
+
 class Boundary:
     """The one place per service where any error of a record is caught and classified."""
 
@@ -125,6 +136,10 @@ class Boundary:
         self.processed = Counter(
             "complaints_records_processed_total", "Input records handled.",
             ["service", "topic"], registry=registry,
+        )
+        self.stuck = Counter(
+            "complaints_periodic_jobs_stuck_total", "Periodic job runs cancelled after their timeout.",
+            ["service", "job"], registry=registry,
         )
 
     async def run(self, handler: Handler, *, topic: str, partition: int, offset: int,
@@ -179,10 +194,24 @@ class Boundary:
         log.warning("%s %s: dead-lettered (%s) subject=%s", self.service, where,
                     type(exc).__name__, subject)
 
-    async def guard(self, name: str, job: Callable[[], Awaitable[None]]) -> None:
-        """Run a periodic job; an error is logged and the next run tries again."""
+    async def guard(self, name: str, job: Callable[[], Awaitable[object]], *,
+                    timeout: float | None = None) -> None:
+        """Run a periodic job; an error is logged and the next run tries again.
+
+        A job still running after ``timeout`` seconds is cancelled, and where it was stuck is
+        logged: a hung call must not stop every later run of the job.
+        """
         try:
-            await job()
+            task = asyncio.ensure_future(job())
+            done, _ = await asyncio.wait({task}, timeout=timeout)
+            if not done:
+                where = "\n".join(awaiting(task.get_coro()))
+                task.cancel()
+                self.stuck.labels(self.service, name).inc()
+                log.error("%s %s: still running after %gs, cancelled; it was waiting at:\n%s",
+                          self.service, name, timeout, where)
+                return
+            task.result()
         except TRANSIENT as exc:
             log.warning("%s %s: transient %s; next run retries", self.service, name,
                         type(exc).__name__)
@@ -273,6 +302,9 @@ def _subject_of(value: bytes) -> str | None:
     return subject if isinstance(subject, str) else None
 
 
+LAG_INTERVAL = 5.0  # seconds between consumer-lag readings
+
+
 def add_web(app: faust.App, *, service: str, registry: CollectorRegistry,
             check: Callable[[], Awaitable[object]]) -> None:
     """Serve /healthz (200 when dependencies answer) and /metrics (Prometheus)."""
@@ -289,6 +321,26 @@ def add_web(app: faust.App, *, service: str, registry: CollectorRegistry,
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
         return web.bytes(generate_latest(registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    # the scrape adds the service label (deploy/prometheus/prometheus.yml)
+    lag = Gauge("complaints_consumer_lag", "Records of an input topic not yet committed by this "
+                "instance's consumer (its assigned partitions).", ["topic"], registry=registry)
+
+    @app.timer(interval=LAG_INTERVAL)  # type: ignore[untyped-decorator]
+    async def consumer_lag() -> None:
+        try:
+            per_topic: dict[str, int] = {}
+            consumer = app.consumer
+            commits = getattr(consumer, "_committed_offset", {})  # faust's own record of commits
+            for tp in consumer.assignment():
+                high = consumer.highwater(tp)  # None until the first fetch after an assignment
+                if high is None:
+                    continue
+                per_topic[tp.topic] = per_topic.get(tp.topic, 0) + max(0, high - (commits.get(tp) or 0))
+            for topic, behind in per_topic.items():
+                lag.labels(topic).set(behind)
+        except Exception:  # a metric must never stop the service
+            log.exception("consumer lag reading failed")
 
 
 def redis_client(settings: CommonSettings) -> aioredis.Redis:

@@ -27,6 +27,9 @@ class CommonSettings(BaseSettings):
     AGENT_CONCURRENCY           records each consumer handles at once (default 8); safe because
                                 every effect is idempotent and offsets commit only past a
                                 contiguous run of finished records
+    REBUILD_LOCK_LEASE          seconds the lock of a rebuild from the topics is leased for; the
+                                rebuilder renews it, so one that dies holds the other instances
+                                up this long at most (default 10)
     LOG_LEVEL                   debug | info | warning | error (default info)
     """
 
@@ -53,6 +56,7 @@ class CommonSettings(BaseSettings):
     sla_scale: float = Field(default=1.0, gt=0, le=1_000_000, validation_alias="COMPLAINTS_SLA_SCALE")
     data_dir: Path = Field(default=Path(".complaints"), validation_alias="COMPLAINTS_DATA_DIR")
     agent_concurrency: int = Field(default=8, ge=1, le=256, validation_alias="AGENT_CONCURRENCY")
+    rebuild_lock_lease: float = Field(default=10.0, ge=1, le=600, validation_alias="REBUILD_LOCK_LEASE")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", validation_alias="LOG_LEVEL"
     )
