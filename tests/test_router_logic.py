@@ -1,65 +1,136 @@
-"""Router rules as a table: text in, severity / department / level / owner out."""
+"""Router rules as tables: text and channel facts in; code, severity, level, owner, ladder out."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry
 
-from schemas.events import Channel, Complaint, ComplaintRegistered, Contact, Level, Severity
+from schemas.events import (
+    Channel,
+    Complaint,
+    Contact,
+    DecisionKind,
+    Level,
+    Nature,
+    RoutingDecision,
+    Severity,
+)
+from services.common.errors import ConfigError, Rejected
 from services.common.policy import load_policy
-from services.router.app import Router
-from services.router.logic import route
-from services.router.metrics import RouterMetrics
+from services.router.logic import (
+    HANDLER,
+    HANDLER_REASON,
+    amounts_in,
+    assess,
+    escalate,
+    first_route,
+    reclassify,
+)
 from services.router.ports import PriorComplaint
-from tests.fakes import DictFirstContacts, FixedClock, RecordingPublisher
+from services.router.roster import Span, load_roster
+from services.router.taxonomy import load_taxonomy
 
 POLICY = load_policy()
+RULES = POLICY.router
+TAXONOMY = load_taxonomy()
 
 
-def complaint(text: str, first_contact: str = "web-desk") -> Complaint:
+def complaint(text: str, first_contact: str = "web-desk", *, nature: Nature = Nature.complaint,
+              **details: str | int | float | bool) -> Complaint:
     return Complaint(
-        complaint_id="261123-0000000001", channel=Channel.web_form,
+        complaint_id="261123-0000000001", channel=Channel.web_form, nature=nature,
         received_at=datetime(2026, 11, 23, 9, tzinfo=UTC), source_message_id="m",
         customer=Contact(), customer_key="k", first_contact=first_contact, subject=text[:40],
-        description=text)
+        description=text, details=details)
 
 
-@pytest.mark.parametrize(("text", "severity", "department", "level"), [
-    ("The screen is broken after a week", Severity.general, "quality", Level.L1),
-    ("充电器起火了，质量太差，孩子手被烫伤受伤", Severity.major, "quality", Level.L3),
-    ("I will ask my lawyer about this overcharge", Severity.major, "billing", Level.L3),
-    ("Second time I complain, urgent: you charged me twice", Severity.urgent, "billing", Level.L2),
-    ("店员态度很差", Severity.general, "service", Level.L1),
-    ("Something unclear happened", Severity.general, "customer_service", Level.L1),
+@pytest.mark.parametrize(("text", "details", "severity", "signal"), [
+    ("The screen is broken after a week", {}, Severity.general, "no severity signal"),
+    ("充电器起火了，孩子手被烫伤", {}, Severity.major, "safety"),
+    ("I will ask my lawyer about this overcharge", {}, Severity.major, "legal_action"),
+    ("已经向12315投诉了", {}, Severity.urgent, "regulator"),
+    ("I sent this to the CFPB", {}, Severity.urgent, "regulator"),
+    ("市场监管部门会处理", {}, Severity.urgent, "regulator"),
+    ("A journalist friend will hear about this", {}, Severity.urgent, "media"),
+    ("The product made my son sick", {}, Severity.urgent, "health"),
+    ("Many customers have the same problem", {}, Severity.urgent, "many_affected"),
+    ("Bad service", {"audience": 15230, "public": True}, Severity.urgent, "public exposure"),
+    ("Bad service", {"audience": 250000}, Severity.major, "public exposure (audience 250000)"),
+    ("Bad service", {"audience": 250000, "public": False}, Severity.general, "no severity signal"),
+    ("Bad service", {"affected": 30}, Severity.urgent, "many customers affected (30)"),
+    ("Bad service", {"affected": 300}, Severity.major, "many customers affected (300)"),
+    ("Bad service", {"tier": "Gold"}, Severity.urgent, "VIP customer (tier gold)"),
+    ("Bad service", {"tier": "basic"}, Severity.general, "no severity signal"),
+    ("They charged me ¥8,000 for nothing", {}, Severity.urgent, "amount 8,000 CNY"),
+    ("损失了6万元", {}, Severity.major, "amount 60,000 CNY"),
+    ("I lost $12,500.00 on this", {}, Severity.major, "amount 12,500 USD"),
+    ("I lost $120 on this", {}, Severity.general, "no severity signal"),
+    ("Bad service", {"amount": 7000}, Severity.urgent, "amount 7,000 CNY"),
+    ("Bad service", {"amount": 2000, "currency": "usd"}, Severity.urgent, "amount 2,000 USD"),
+    ("The app is slow", {}, Severity.general, "no severity signal"),
+    ("The fire alarm app is happy", {}, Severity.major, "safety (fire)"),  # fire is a word here
+    ("I feel fired up about the suedes", {}, Severity.general, "no severity signal"),  # no whole word
 ])
-def test_route_table(text: str, severity: Severity, department: str, level: Level) -> None:
-    decision = route(complaint(text), rules=POLICY.router)
-    assert (decision.severity, decision.department, decision.level) == (severity, department, level)
-    assert decision.first_contact_owner == "web-desk"
-    assert len(decision.reasons) == 4
+def test_severity_signals(text: str, details: dict[str, str | int | bool], severity: Severity,
+                          signal: str) -> None:
+    found, reasons = assess(complaint(text, **details), RULES.severity, repeat=False)
+    assert found is severity
+    assert len(reasons) == 1 and reasons[0].startswith(f"severity {severity.value}: ")
+    assert signal in reasons[0]
 
 
-def test_first_contact_owner_is_who_received_it() -> None:
-    assert route(complaint("broken", "store-sh-01"), rules=POLICY.router).first_contact_owner == "store-sh-01"
+def test_the_most_severe_signal_wins_and_every_signal_is_a_reason() -> None:
+    severity, reasons = assess(complaint("起火了, I will sue, and ¥6000 lost", tier="vip"),
+                               RULES.severity, repeat=True)
+    assert severity is Severity.major
+    for part in ("safety", "legal_action", "amount 6,000 CNY", "VIP", "repeat complaint"):
+        assert part in reasons[0]
 
 
-def test_a_redelivered_registration_yields_the_same_decision_event() -> None:
-    # Given a router with a recording publisher
-    publisher = RecordingPublisher()
-    router = Router(policy=POLICY, publisher=publisher, first_contacts=DictFirstContacts(),
-                    clock=FixedClock(),
-                    metrics=RouterMetrics.create(CollectorRegistry()))
-    registered = ComplaintRegistered.new(complaint("broken"), source="intake", time=FixedClock()(),
-                                         subject="261123-0000000001")
-    # When the same registration arrives twice
-    for _ in range(2):
-        asyncio.run(router.on_registered(None, registered.to_bytes()))
-    # Then both decisions carry one event id, so consumers apply it once
-    ids = {e.id for e in publisher.of_type("complaint.routed")}
-    assert len(ids) == 1 and len(publisher.published) == 2
+@pytest.mark.parametrize(("text", "found"), [
+    ("¥1,200 and RMB 300", {"CNY": 1200}),
+    ("3.5万元", {"CNY": 35000}),
+    ("1200元 then 99元", {"CNY": 1200}),
+    ("{$1200.00} and $5", {"USD": 1200}),
+    ("300 dollars", {"USD": 300}),
+    ("€40 or 50 euros", {"EUR": 50}),
+    ("order 12345 on 2026-11-01", {}),
+])
+def test_amounts_in_text(text: str, found: dict[str, float]) -> None:
+    assert amounts_in(text.lower()) == found
+
+
+@pytest.mark.parametrize(("text", "code", "department", "review"), [
+    ("The screen is broken and the hinge cracked, clearly a defect", "PQ-01", "quality", False),
+    ("店员态度很差，还骂人", "SA-01", "service", False),
+    ("Something unclear happened", "OT-00", "complaint_review", True),
+])
+def test_code_and_handling_department(text: str, code: str, department: str, review: bool) -> None:
+    plan = first_route(complaint(text), rules=RULES, taxonomy=TAXONOMY)
+    d = plan.decision
+    assert (d.code, d.department, d.review) == (code, department, review)
+    assert plan.booking is not None and plan.booking.department == department
+    assert d.handler == HANDLER and HANDLER_REASON in d.reasons
+    assert any(r.startswith(f"code {code}") for r in d.reasons)
+    assert d.code_name_en and d.code_name_zh
+
+
+@pytest.mark.parametrize(("text", "level", "notify"), [
+    ("The screen is broken", Level.L1, []),
+    ("Bad service, I will contact 12315", Level.L2, ["department_head"]),
+    ("The charger caught fire", Level.L3, ["executives"]),  # major: executives at once
+])
+def test_level_by_severity_and_who_is_told_at_once(text: str, level: Level, notify: list[str]) -> None:
+    d = first_route(complaint(text), rules=RULES, taxonomy=TAXONOMY).decision
+    assert (d.level, d.notify, d.decision, d.revision) == (level, notify, DecisionKind.routed, 1)
+
+
+def test_praise_is_recorded_without_booking_a_handler() -> None:
+    plan = first_route(complaint("Thank you, great service", nature=Nature.praise), rules=RULES,
+                       taxonomy=TAXONOMY)
+    assert plan.booking is None and plan.decision.handler is None
 
 
 @pytest.mark.parametrize(("text", "prior", "owner", "severity", "repeat_of"), [
@@ -74,23 +145,135 @@ def test_a_redelivered_registration_yields_the_same_decision_event() -> None:
 def test_a_repeat_complaint_goes_back_to_the_first_contact_owner(
         text: str, prior: PriorComplaint | None, owner: str, severity: Severity,
         repeat_of: str | None) -> None:
-    decision = route(complaint(text, "store-sh-01"), rules=POLICY.router, prior=prior)
-    assert (decision.first_contact_owner, decision.severity, decision.repeat_of) == (owner, severity, repeat_of)
-    assert decision.level == POLICY.router.levels[severity]
+    d = first_route(complaint(text, "store-sh-01"), rules=RULES, taxonomy=TAXONOMY, prior=prior).decision
+    assert (d.first_contact_owner, d.severity, d.repeat_of) == (owner, severity, repeat_of)
+    assert d.level == RULES.levels[severity]
 
 
-def test_the_same_customer_twice_is_linked_and_keeps_its_owner() -> None:
-    # Given a router whose first-contact memory is empty
-    publisher, contacts = RecordingPublisher(), DictFirstContacts()
-    router = Router(policy=POLICY, publisher=publisher, first_contacts=contacts, clock=FixedClock(),
-                    metrics=RouterMetrics.create(CollectorRegistry()))
-    first = complaint("broken", "agent-1")
-    second = first.model_copy(update={"complaint_id": "261123-0000000002", "first_contact": "web-desk"})
-    # When the customer complains twice, through different channels
-    for c in (first, second):
-        event = ComplaintRegistered.new(c, source="intake", time=FixedClock()(), subject=c.complaint_id)
-        asyncio.run(router.on_registered(None, event.to_bytes()))
-    # Then the second goes back to the first one's owner and is linked to it
-    decisions = [e.data for e in publisher.of_type("complaint.routed")]
-    assert [d.first_contact_owner for d in decisions] == ["agent-1", "agent-1"]
-    assert decisions[1].repeat_of == first.complaint_id and decisions[0].repeat_of is None
+def _routed(level: Level, **extra: object) -> RoutingDecision:
+    base = first_route(complaint("The screen is broken"), rules=RULES, taxonomy=TAXONOMY).decision
+    return base.model_copy(update={"level": level, "handler": "quality-l1-01", "department": "quality",
+                                   "review": False, **extra})
+
+
+@pytest.mark.parametrize(("level", "kind", "after", "notify"), [
+    (Level.L1, DecisionKind.escalated, Level.L2, ["department_head"]),
+    (Level.L2, DecisionKind.escalated, Level.L3, ["executives"]),
+    (Level.L3, DecisionKind.at_ceiling, Level.L3, ["executives"]),  # the ceiling: notify only
+])
+def test_the_escalation_ladder(level: Level, kind: DecisionKind, after: Level, notify: list[str]) -> None:
+    plan = escalate(_routed(level), trigger="dissatisfied", why="customer dissatisfied", rules=RULES)
+    d = plan.decision
+    assert (d.decision, d.level, d.notify, d.revision, d.trigger) == (kind, after, notify, 2, "dissatisfied")
+    assert plan.booking is not None and plan.booking.level is after
+    assert plan.booking.keep is (kind is DecisionKind.at_ceiling)
+    assert "customer dissatisfied" in d.reasons[0]
+    assert d.severity is Severity.general and d.code == "PQ-01"  # the rest of the snapshot stays
+
+
+def test_reclassification_moves_the_case_to_the_codes_department_at_its_level() -> None:
+    current = _routed(Level.L2, review=True, department="complaint_review", code="OT-00")
+    plan = reclassify(current, code="PB-01", actor="reviewer-7", taxonomy=TAXONOMY)
+    d = plan.decision
+    assert (d.decision, d.code, d.department, d.review, d.level) == (
+        DecisionKind.reclassified, "PB-01", TAXONOMY.get("PB-01").department, False, Level.L2)
+    assert plan.booking is not None and plan.booking.department == d.department
+    assert not plan.booking.keep
+    assert "reviewer-7" in d.reasons[0]
+
+
+def test_reclassification_within_the_department_keeps_the_handler() -> None:
+    plan = reclassify(_routed(Level.L1), code="PQ-02", actor="reviewer-7", taxonomy=TAXONOMY)
+    assert plan.booking is not None and plan.booking.keep and plan.booking.department == "quality"
+
+
+def test_an_unknown_code_is_rejected_with_the_field() -> None:
+    with pytest.raises(Rejected, match="data.code: ZZ-99"):
+        reclassify(_routed(Level.L1), code="ZZ-99", actor="reviewer-7", taxonomy=TAXONOMY)
+
+
+# ---- roster ---------------------------------------------------------------------------
+
+SH = 8  # Asia/Shanghai = UTC+8, no DST
+
+
+@pytest.mark.parametrize(("span", "weekday", "hour", "covered"), [
+    ("mon-fri 09:00-18:00", 0, 9, True),
+    ("mon-fri 09:00-18:00", 0, 18, False),
+    ("mon-fri 09:00-18:00", 5, 10, False),
+    ("mon-sun 20:00-08:00", 2, 23, True),
+    ("mon-sun 20:00-08:00", 3, 7, True),   # the morning after
+    ("fri 20:00-08:00", 5, 7, True),       # Saturday morning after Friday night
+    ("fri 20:00-08:00", 4, 7, False),      # Friday morning belongs to Thursday's night
+    ("sat,sun 00:00-24:00", 6, 23, True),
+    ("fri-mon 10:00-11:00", 0, 10, True),  # a range across the week's end
+    ("fri-mon 10:00-11:00", 2, 10, False),
+])
+def test_shift_spans(span: str, weekday: int, hour: int, covered: bool) -> None:
+    assert Span.parse(span).covers(weekday, hour * 60) is covered
+
+
+def test_on_duty_handlers_follow_shifts_in_the_rosters_time_zone() -> None:
+    roster = load_roster()
+    monday_10_shanghai = datetime(2026, 11, 23, 10 - SH, tzinfo=UTC)
+    monday_23_shanghai = datetime(2026, 11, 23, 23 - SH, tzinfo=UTC)
+    day = [h.id for h in roster.on_duty("quality", Level.L1, monday_10_shanghai)]
+    night = [h.id for h in roster.on_duty("quality", Level.L1, monday_23_shanghai)]
+    assert day == ["quality-l1-01", "quality-l1-02"] and night == ["quality-l1-03"]
+    assert [h.id for h in roster.on_duty("quality", Level.L2, monday_23_shanghai)] == ["quality-l2-02"]
+
+
+@pytest.mark.parametrize(("body", "problem"), [
+    ("timezone: Mars/Olympus", "timezone: Value error, unknown time zone"),
+    ("shifts: {day: ['mon-xyz 09:00-18:00']}", "unknown day"),
+    ("shifts: {day: ['mon 25:00-26:00']}", "not a time of day"),
+    ("departments: {quality: [{id: a, level: L1, shift: evening}]}", "unknown shift 'evening'"),
+    ("departments: {quality: [{id: Alice Smith, level: L1, shift: day}]}", "departments.quality.0.id"),
+])
+def test_a_bad_roster_names_file_field_and_problem(tmp_path: Path, body: str, problem: str) -> None:
+    base = {"version": "'t'", "timezone": "Asia/Shanghai", "shifts": "{day: ['mon-sun 00:00-24:00']}",
+            "departments": "{quality: [{id: q1, level: L1, shift: day}]}"}
+    key = body.split(":", 1)[0]
+    base[key] = body.split(":", 1)[1].strip()
+    path = tmp_path / "roster.yaml"
+    path.write_text("\n".join(f"{k}: {v}" for k, v in base.items()))
+    with pytest.raises(ConfigError) as err:
+        load_roster(path)
+    assert str(path) in str(err.value) and problem in str(err.value)
+
+
+def test_every_department_of_the_taxonomy_must_be_staffed_at_every_level(tmp_path: Path) -> None:
+    path = tmp_path / "roster.yaml"
+    path.write_text("version: t\ntimezone: UTC\nshifts: {all: ['mon-sun 00:00-24:00']}\n"
+                    "departments: {quality: [{id: q1, level: L1, shift: all}]}\n")
+    with pytest.raises(ConfigError) as err:
+        load_roster(path, departments={"quality", "billing"})
+    assert f"{path}: departments.billing: missing" in str(err.value)
+    assert f"{path}: departments.quality: no handler at L2, L3" in str(err.value)
+
+
+def test_the_shipped_roster_staffs_every_department_of_the_shipped_taxonomy() -> None:
+    departments = {t.department for t in TAXONOMY.types} | {RULES.review_department}
+    assert load_roster(departments=departments).gaps(departments) == []
+
+
+@pytest.mark.parametrize(("channel", "payload", "severity", "signal"), [
+    (Channel.web_form, {"description": "The blender is broken", "amount": 60000, "currency": "cny"},
+     Severity.major, "amount 60,000 CNY"),
+    (Channel.store, {"store_id": "s1", "description": "店员态度差", "customer_tier": "VIP"},
+     Severity.urgent, "VIP customer (tier vip)"),
+    (Channel.partner, {"reporter": "regulator-desk", "description": "Many reports of the same fault",
+                       "affected_customers": 250}, Severity.major, "many customers affected (250)"),
+    (Channel.phone, {"transcript": "The kettle is broken", "amount": 20, "currency": "USD"},
+     Severity.general, "no severity signal"),
+])
+def test_channel_signals_reach_the_severity_rules(channel: Channel, payload: dict[str, object],
+                                                  severity: Severity, signal: str) -> None:
+    from services.intake import channels
+    from services.intake.logic import normalise
+
+    msg = channels.parse(channel, payload)
+    c = normalise(channel, msg, complaint_id="X", dedupe="m", received_at=datetime(2026, 11, 23, tzinfo=UTC),
+                  rules=POLICY.intake, desks=RULES.channel_desks, identity_secret=b"k" * 16)
+    found, reasons = assess(c, RULES.severity, repeat=False)
+    assert found is severity and signal in reasons[0]

@@ -174,8 +174,12 @@ def case_state(events: list[dict[str, Any]]) -> dict[str, Any]:
                          received_at=data["received_at"], first_contact=data["first_contact"],
                          subject=data["subject"])
         elif kind == "complaint.routed":
-            state.update(severity=data["severity"], department=data["department"],
-                         level=data["level"], owner=data["first_contact_owner"])
+            revision = data.get("revision", 1)
+            if revision >= state.get("revision", 0):  # a snapshot: the newest revision wins
+                state.update(revision=revision, severity=data["severity"],
+                             department=data["department"], level=data["level"],
+                             owner=data["first_contact_owner"], handler=data.get("handler"),
+                             code=data.get("code"), review=data.get("review", False))
             if state["status"] == "registered":
                 state["status"] = "routed"
         elif kind == "case.updated" and data["action"] not in ("note", "satisfaction"):

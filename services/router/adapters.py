@@ -1,10 +1,28 @@
-"""Redis implementation of the router's first-contact memory."""
+"""Redis state of the router: first-contact anchors, case routing state, handler loads.
+
+All of it is derived state: it can be rebuilt from ``complaints.routed`` and
+``complaints.lifecycle``. Keys (under the configured prefix):
+
+- ``router:customer:<customer key>``  the customer's anchor complaint (repeat window TTL)
+- ``router:case:<complaint id>``      hash: ``rev`` (last revision), ``d`` (last decision
+  event, JSON), ``held`` (handler whose load this case holds, or empty), and one
+  ``t:<trigger key>`` field per applied trigger holding the event it produced
+- ``router:load``                     hash: handler id -> open cases booked
+
+A decision is committed by one Lua script: it checks that no trigger key was applied and
+that the revision is the one the decision was computed from (optimistic concurrency,
+so two router instances never both apply a decision to one case), releases the held
+handler, books the least-loaded candidate, and stores the finished event. Everything a
+script does happens atomically on the Redis server, so two instances never double-book.
+"""
 
 from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from services.router.ports import PriorComplaint
+from services.common.redis_store import text
+from services.router.logic import HANDLER, HANDLER_REASON
+from services.router.ports import CaseRead, Commit, PriorComplaint
 
 
 class RedisFirstContacts:
@@ -19,3 +37,129 @@ class RedisFirstContacts:
         if not isinstance(stored, str | bytes):  # set: this complaint is the anchor now
             return None
         return PriorComplaint.model_validate_json(stored)
+
+
+_REPLACE = """
+local function replace(s, token, value)
+  local out, pos = {}, 1
+  while true do
+    local a, b = string.find(s, token, pos, true)
+    if not a then break end
+    out[#out + 1] = string.sub(s, pos, a - 1)
+    out[#out + 1] = value
+    pos = b + 1
+  end
+  out[#out + 1] = string.sub(s, pos)
+  return table.concat(out)
+end
+"""
+
+# KEYS: case hash, loads hash
+# ARGV: expected rev, event template, ttl seconds, booking mode ("book": release the held
+#       handler and book the least loaded; "keep": keep the held one, else book; "none"),
+#       assigned reason format
+#       (%s handler, %d load), unassigned reason, n trigger keys, trigger keys...,
+#       then candidate pairs: handler id, capacity (0: none)
+_COMMIT = _REPLACE + f"""
+local n = tonumber(ARGV[7])
+for i = 1, n do
+  local done = redis.call('HGET', KEYS[1], 't:' .. ARGV[7 + i])
+  if done then return {{'duplicate', done}} end
+end
+local rev = tonumber(redis.call('HGET', KEYS[1], 'rev') or '0')
+if rev ~= tonumber(ARGV[1]) then return {{'conflict', tostring(rev)}} end
+local event = ARGV[2]
+local held = redis.call('HGET', KEYS[1], 'held') or ''
+if ARGV[4] == 'keep' and held ~= '' then
+  event = replace(event, '"{HANDLER}"', '"' .. held .. '"')
+  event = replace(event, '{HANDLER_REASON}', 'handler ' .. held .. ': keeps the case')
+elseif ARGV[4] ~= 'none' then
+  if held ~= '' then
+    if tonumber(redis.call('HINCRBY', KEYS[2], held, -1)) <= 0 then
+      redis.call('HDEL', KEYS[2], held)
+    end
+    held = ''
+  end
+  local best, bestload = nil, nil
+  for j = 8 + n, #ARGV, 2 do
+    local cap = tonumber(ARGV[j + 1])
+    local load = tonumber(redis.call('HGET', KEYS[2], ARGV[j]) or '0')
+    if (cap == 0 or load < cap) and (best == nil or load < bestload) then
+      best, bestload = ARGV[j], load
+    end
+  end
+  if best then
+    redis.call('HINCRBY', KEYS[2], best, 1)
+    held = best
+    event = replace(event, '"{HANDLER}"', '"' .. best .. '"')
+    event = replace(event, '{HANDLER_REASON}', string.format(ARGV[5], best, bestload))
+  else
+    event = replace(event, '"{HANDLER}"', 'null')
+    event = replace(event, '{HANDLER_REASON}', ARGV[6])
+  end
+end
+redis.call('HSET', KEYS[1], 'rev', rev + 1, 'd', event, 'held', held)
+for i = 1, n do redis.call('HSET', KEYS[1], 't:' .. ARGV[7 + i], event) end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+return {{'committed', event, held}}
+"""
+
+# KEYS: case hash, loads hash; ARGV: trigger key, ttl seconds
+_RELEASE = """
+if redis.call('HEXISTS', KEYS[1], 't:' .. ARGV[1]) == 1 then return {'duplicate', ''} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'unknown', ''} end
+local held = redis.call('HGET', KEYS[1], 'held') or ''
+if held ~= '' then
+  if tonumber(redis.call('HINCRBY', KEYS[2], held, -1)) <= 0 then
+    redis.call('HDEL', KEYS[2], held)
+  end
+end
+redis.call('HSET', KEYS[1], 'held', '', 't:' .. ARGV[1], 'released:' .. held)
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+return {'released', held}
+"""
+
+class RedisCases:
+    def __init__(self, client: aioredis.Redis, *, prefix: str, ttl_seconds: int) -> None:
+        self._r, self._ttl = client, ttl_seconds
+        self._case, self._loads = f"{prefix}router:case:", f"{prefix}router:load"
+        self._commit = client.register_script(_COMMIT)
+        self._release = client.register_script(_RELEASE)
+
+    async def read(self, complaint_id: str, triggers: list[str]) -> CaseRead:
+        values = await self._r.hmget(self._case + complaint_id, ["rev", "d", *[f"t:{t}" for t in triggers]])
+        rev, current, *applied = (_bytes(v) for v in values)
+        hit = next((a for a in applied if a is not None and not a.startswith(b"released:")), None)
+        return CaseRead(int(rev or 0), current, hit)
+
+    async def commit(self, complaint_id: str, *, expected: int, template: str, triggers: list[str],
+                     booking: str, candidates: list[tuple[str, int]], assigned_reason: str,
+                     unassigned_reason: str) -> Commit:
+        """Apply a planned decision unless a trigger was applied or the revision moved on."""
+        args: list[str | int] = [expected, template, self._ttl, booking,
+                                 assigned_reason, unassigned_reason,
+                                 len(triggers), *triggers]
+        for handler, capacity in candidates:
+            args += [handler, capacity]
+        result = await self._commit(keys=[self._case + complaint_id, self._loads], args=args)
+        status = text(result[0])
+        if status not in ("committed", "duplicate"):
+            return Commit("conflict", None, None)
+        held = text(result[2]) if status == "committed" and len(result) > 2 else ""
+        return Commit("committed" if status == "committed" else "duplicate", _bytes(result[1]),
+                      held or None)
+
+    async def release(self, complaint_id: str, trigger: str) -> tuple[str, str | None]:
+        """Release the case's handler load once per trigger: (status, handler released)."""
+        status, held = await self._release(keys=[self._case + complaint_id, self._loads],
+                                           args=[trigger, self._ttl])
+        return text(status), text(held) or None
+
+    async def loads(self) -> dict[str, int]:
+        """Open cases per handler."""
+        raw = await self._r.hgetall(self._loads)
+        return {text(k): int(v) for k, v in raw.items()}
+
+
+def _bytes(value: bytes | str | None) -> bytes | None:
+    return value.encode() if isinstance(value, str) else value

@@ -56,9 +56,25 @@ def pattern(term: str) -> re.Pattern[str]:
     return re.compile(rf"(?<!{_WORD}){words}" + (rf"{_WORD}*" if open_end else rf"(?!{_WORD})"))
 
 
+@lru_cache(maxsize=8192)
+def _literal(term: str) -> str:
+    """What a text must contain for ``term`` to match: a cheap test before the regex."""
+    return " ".join(normalise(term).rstrip("*").split())
+
+
 def normalise(text: str) -> str:
     """Fold full-width forms (ＡＰＰ -> app), case and curly apostrophes, for matching."""
     return unicodedata.normalize("NFKC", text).replace("\u2019", "'").lower()
+
+
+def fold(text: str) -> str:
+    """``normalise`` with every run of white space made one space: the text terms search."""
+    return " ".join(normalise(text).split())
+
+
+def found(term: str, folded: str) -> bool:
+    """Whether ``term`` occurs in ``folded`` (from ``fold``): substring test, then the regex."""
+    return _literal(term) in folded and pattern(term).search(folded) is not None
 
 
 def confidence(best: float, second: float, *, prior: float) -> float:
@@ -68,10 +84,10 @@ def confidence(best: float, second: float, *, prior: float) -> float:
 
 def classify(text: str, *, taxonomy: Taxonomy) -> Classification:
     """Classify ``text`` into a taxonomy code with a confidence and the matched terms."""
-    folded = normalise(text)
+    folded = fold(text)
     scored: list[tuple[float, int, str, list[str]]] = []
     for order, ctype in enumerate(taxonomy.types):
-        hits = [(term, weight) for term, weight in ctype.terms() if pattern(term).search(folded)]
+        hits = [(term, weight) for term, weight in ctype.weighted_terms if found(term, folded)]
         if hits:
             scored.append((sum(w for _, w in hits), order, ctype.code, [t for t, _ in hits]))
     scored.sort(key=lambda s: (-s[0], s[1]))

@@ -1,18 +1,59 @@
-"""Router's Prometheus metrics, on an injected registry."""
+"""Router's Prometheus metrics, on an injected registry. Labels carry no personal data."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 @dataclass(frozen=True)
 class RouterMetrics:
-    routed: Counter
+    decisions: Counter
+    review: Counter
+    unassigned: Counter
+    duplicates: Counter
+    ignored: Counter
+    conflicts: Counter
+    released: Counter
+    confidence: Histogram
+    load: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> RouterMetrics:
-        return cls(routed=Counter(
-            "complaints_router_routed_total", "Routing decisions published.",
-            ["severity", "level", "department"], registry=registry))
+        return cls(
+            decisions=Counter(
+                "complaints_router_decisions_total",
+                "Routing decisions published, by kind (routed, reclassified, escalated, at_ceiling).",
+                ["decision", "severity", "level", "department"], registry=registry),
+            review=Counter(
+                "complaints_router_review_total",
+                "Complaints queued for human review (classification confidence below threshold).",
+                registry=registry),
+            unassigned=Counter(
+                "complaints_router_unassigned_total",
+                "Decisions that found no on-duty handler with capacity; the case waits in the queue.",
+                ["department", "level"], registry=registry),
+            duplicates=Counter(
+                "complaints_router_duplicate_triggers_total",
+                "Triggers already applied (redelivery or the same trigger twice); republished only.",
+                ["trigger"], registry=registry),
+            ignored=Counter(
+                "complaints_router_ignored_total",
+                "Inputs that cause no decision, by reason.", ["reason"], registry=registry),
+            conflicts=Counter(
+                "complaints_router_conflicts_total",
+                "Decisions recomputed because another decision for the case committed first.",
+                registry=registry),
+            released=Counter(
+                "complaints_router_released_total",
+                "Handler loads released on resolution or closure.", registry=registry),
+            confidence=Histogram(
+                "complaints_router_classification_confidence",
+                "Confidence of automatic classifications.",
+                buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0), registry=registry),
+            load=Gauge(
+                "complaints_router_handler_open_cases",
+                "Open cases booked per handler (staff id), read from Redis.",
+                ["department", "level", "handler"], registry=registry),
+        )

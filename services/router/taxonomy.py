@@ -7,6 +7,7 @@ matching rules and the confidence formula used by ``services.router.classify``.
 from __future__ import annotations
 
 import re
+from functools import cached_property
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -76,6 +77,11 @@ class ComplaintType(_Frozen):
     def terms(self) -> list[tuple[str, float]]:
         """Every keyword (zh first, then en) with its weight."""
         return [(t, self.weights.get(t, 1.0)) for t in [*self.keywords.zh, *self.keywords.en]]
+
+    @cached_property
+    def weighted_terms(self) -> tuple[tuple[str, float], ...]:
+        """``terms()``, computed once (the classifier reads it for every complaint)."""
+        return tuple(self.terms())
 
 
 class CfpbMap(_Frozen):

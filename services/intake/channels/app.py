@@ -36,5 +36,5 @@ def parse(payload: Payload) -> ChannelMessage:
         text=fb.text, message_id=fb.feedback_id, occurred_at=fb.created_at, account=fb.user_id,
         email=fb.email, phone=fb.phone, product=fb.product, order_id=fb.order_id,
         purchase_time=fb.purchase_time, demand=fb.demand,
-        evidence=[s.evidence() for s in fb.screenshots], details=dict(details),
+        evidence=[s.evidence() for s in fb.screenshots], details={**details, **fb.signals()},
     )

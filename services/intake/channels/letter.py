@@ -37,5 +37,5 @@ def parse(payload: Payload) -> ChannelMessage:
         occurred_at=r.received_at, name=r.sender_name, phone=r.phone, email=r.email,
         first_contact=r.received_by, product=r.product, order_id=r.order_id,
         purchase_time=r.purchase_time, demand=r.demand, evidence=[s.evidence() for s in r.scans],
-        details={"medium": r.medium},
+        details={"medium": r.medium, **r.signals()},
     )

@@ -37,5 +37,5 @@ def parse(payload: Payload) -> ChannelMessage:
         message_id=f"{r.reporter}:{r.reference}" if r.reference else None,
         occurred_at=r.reported_at, name=r.customer_name, phone=r.phone, email=r.email,
         first_contact=r.reporter, language=r.language, product=r.product, order_id=r.order_id,
-        purchase_time=r.purchase_time, demand=r.demand,
+        purchase_time=r.purchase_time, demand=r.demand, details=r.signals(),
     )

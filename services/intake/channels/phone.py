@@ -48,5 +48,5 @@ def parse(payload: Payload) -> ChannelMessage:
         product=call.product, order_id=call.order_id, purchase_time=call.purchase_time,
         demand=call.demand,
         evidence=[Evidence(name="call recording", media_type="audio/*", url=call.recording_url)]
-        if call.recording_url else [],
+        if call.recording_url else [], details=call.signals(),
     )

@@ -38,5 +38,5 @@ def parse(payload: Payload) -> ChannelMessage:
         occurred_at=e.entered_at, name=e.name, phone=e.phone, email=e.email,
         first_contact=e.staff_id or e.store_id, store_id=e.store_id, language=e.language,
         product=e.product, order_id=e.order_id, purchase_time=e.purchase_time, demand=e.demand,
-        evidence=[a.evidence() for a in e.attachments],
+        evidence=[a.evidence() for a in e.attachments], details=e.signals(),
     )

@@ -41,5 +41,5 @@ def parse(payload: Payload) -> ChannelMessage:
         language=form.language, product=form.product, order_id=form.order_id,
         purchase_time=form.purchase_time, demand=form.demand,
         evidence=[a.evidence() for a in form.attachments],
-        details={} if form.consent else {"contact_consent": False},
+        details={**form.signals(), **({} if form.consent else {"contact_consent": False})},
     )

@@ -1,0 +1,105 @@
+"""Rebuild the router's Redis state from the topics (`complaints rebuild router`).
+
+Kafka is the system of record; the router's Redis keys are derived from it:
+
+- each case's last decision, revision and applied triggers: from ``complaints.routed``
+  (the highest revision per complaint; every decision's ``causationid`` is a trigger key);
+- the handler a case holds and the loads per handler: the last decision's handler, unless
+  a ``resolved`` or ``closed`` event on ``complaints.lifecycle`` came after it;
+- each customer's anchor complaint of the repeat window: from ``complaints.registered``.
+
+Stop the routers first: the rebuild replaces every ``router:`` key under the prefix.
+A breach's second trigger key (``sla:<milestone>:<cycle>``) is not in the decision and
+is not restored; the breach event's own id is, which covers every redelivery.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import redis
+from redis.typing import EncodableT, FieldT
+
+from schemas.topics import LIFECYCLE, REGISTERED, ROUTED
+from services.common.kafka import read_topic
+
+RELEASING = ("resolved", "closed")
+ANONYMOUS = "anonymous"
+
+
+@dataclass
+class Report:
+    cases: int = 0
+    held: int = 0
+    anchors: int = 0
+    records: Counter[str] = field(default_factory=Counter)
+
+    def __str__(self) -> str:
+        read = ", ".join(f"{t} {n}" for t, n in sorted(self.records.items()))
+        return (f"rebuilt router state: {self.cases} cases, {self.held} holding a handler, "
+                f"{self.anchors} customer anchors (read: {read})")
+
+
+def rebuild(bootstrap: list[str], client: redis.Redis, *, prefix: str, window: timedelta,
+            ttl: timedelta, now: datetime) -> Report:
+    """Replace the router's keys under ``prefix`` with state derived from the topics."""
+    report = Report()
+    last: dict[str, dict[str, Any]] = {}
+    triggers: dict[str, dict[FieldT, EncodableT]] = {}
+    for event in read_topic(bootstrap, ROUTED.name):
+        report.records[ROUTED.name] += 1
+        cid, data = event["subject"], event["data"]
+        raw = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+        if event.get("causationid"):
+            triggers.setdefault(cid, {})[f"t:{event['causationid']}"] = raw
+        if cid not in last or data["revision"] > last[cid]["data"]["revision"]:
+            last[cid] = event
+    released: dict[str, list[tuple[str, str]]] = {}
+    for event in read_topic(bootstrap, LIFECYCLE.name):
+        report.records[LIFECYCLE.name] += 1
+        if event["data"].get("action") in RELEASING:
+            released.setdefault(event["subject"], []).append((event["time"], event["id"]))
+    anchors: dict[str, tuple[datetime, str, str]] = {}
+    for event in sorted(read_topic(bootstrap, REGISTERED.name), key=lambda e: e["data"]["received_at"]):
+        report.records[REGISTERED.name] += 1
+        data = event["data"]
+        key, at = data["customer_key"], datetime.fromisoformat(data["received_at"])
+        current = anchors.get(key)
+        if key != ANONYMOUS and (current is None or at - current[0] >= window):
+            anchors[key] = (at, data["complaint_id"], data["first_contact"])
+
+    for key in client.scan_iter(match=f"{prefix}router:*", count=1000):
+        client.delete(key)
+    loads: Counter[str] = Counter()
+    pipe = client.pipeline(transaction=False)
+    for cid, event in last.items():
+        decided = datetime.fromisoformat(event["time"])
+        ends = [(t, i) for t, i in released.get(cid, [])]
+        holder = event["data"].get("handler") or ""
+        if holder and any(datetime.fromisoformat(t) > decided for t, _ in ends):
+            holder = ""
+        if holder:
+            loads[holder] += 1
+        fields: dict[FieldT, EncodableT] = {"rev": int(event["data"]["revision"]),
+                  "d": json.dumps(event, ensure_ascii=False, separators=(",", ":")),
+                  "held": holder, **triggers.get(cid, {}),
+                  **{f"t:{i}": "released:" for _, i in ends}}
+        case = f"{prefix}router:case:{cid}"
+        pipe.hset(case, mapping=fields)
+        pipe.expire(case, int(ttl.total_seconds()))
+    if loads:
+        load_fields: dict[FieldT, EncodableT] = {k: v for k, v in loads.items()}
+        pipe.hset(f"{prefix}router:load", mapping=load_fields)
+    for key, (at, cid, owner) in anchors.items():
+        left = at + window - now
+        if left.total_seconds() >= 1:
+            pipe.set(f"{prefix}router:customer:{key}",
+                     json.dumps({"complaint_id": cid, "owner": owner}), ex=int(left.total_seconds()))
+            report.anchors += 1
+    pipe.execute()
+    report.cases, report.held = len(last), sum(loads.values())
+    return report

@@ -1,0 +1,291 @@
+"""The Router against a real Redis: booking, release, escalation once, two instances, conflicts.
+
+Each test has a key prefix of its own, so handler loads start at zero. The publisher
+records what would go to complaints.routed; the broker path is in test_router_kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
+
+from schemas.envelope import Envelope
+from schemas.events import (
+    CaseAction,
+    CaseEvent,
+    CaseUpdate,
+    Channel,
+    Complaint,
+    ComplaintRegistered,
+    ComplaintRouted,
+    Contact,
+    DecisionKind,
+    Level,
+    Milestone,
+    RoutingDecision,
+    Severity,
+    SlaAlert,
+    SlaEvent,
+    SlaOutcome,
+)
+from services.common.policy import load_policy
+from services.router.adapters import RedisCases, RedisFirstContacts
+from services.router.app import Router
+from services.router.metrics import RouterMetrics
+from services.router.roster import load_roster
+from services.router.taxonomy import load_taxonomy
+from tests.fakes import FixedClock, RecordingPublisher
+
+POLICY = load_policy()
+TAXONOMY = load_taxonomy()
+ROSTER = load_roster()
+MONDAY_10_SHANGHAI = datetime(2026, 11, 23, 2, tzinfo=UTC)  # day shift: quality-l1-01, -02
+
+
+def make_router(client: aioredis.Redis, prefix: str) -> tuple[Router, RecordingPublisher]:
+    publisher = RecordingPublisher()
+    router = Router(policy=POLICY, taxonomy=TAXONOMY, roster=ROSTER, publisher=publisher,
+                    first_contacts=RedisFirstContacts(client, prefix=prefix),
+                    cases=RedisCases(client, prefix=prefix, ttl_seconds=3600),
+                    clock=FixedClock(MONDAY_10_SHANGHAI),
+                    metrics=RouterMetrics.create(CollectorRegistry()))
+    return router, publisher
+
+
+Scenario = Callable[[Callable[[], tuple[Router, RecordingPublisher, RedisCases]]], Awaitable[None]]
+
+
+def run(redis_url: str, redis_prefix: str, scenario: Scenario) -> None:
+    """Run ``scenario`` with a factory of router instances, each on its own connection."""
+    async def main() -> None:
+        prefix = f"{redis_prefix}{uuid.uuid4().hex[:8]}:"
+        clients: list[aioredis.Redis] = []
+
+        def instance() -> tuple[Router, RecordingPublisher, RedisCases]:
+            client = aioredis.from_url(redis_url)
+            clients.append(client)
+            router, publisher = make_router(client, prefix)
+            return router, publisher, router.cases  # type: ignore[return-value]
+
+        try:
+            await scenario(instance)
+        finally:
+            for client in clients:
+                await client.aclose()
+    asyncio.run(main())
+
+
+def registered(n: int, text: str = "The screen is broken and cracked, clearly a defect",
+               customer: str | None = None) -> ComplaintRegistered:
+    cid = f"261123-{n:010d}"
+    c = Complaint(complaint_id=cid, channel=Channel.web_form, received_at=MONDAY_10_SHANGHAI,
+                  source_message_id=f"m{n}", customer=Contact(), customer_key=customer or f"cust-{n}",
+                  first_contact="web-desk", subject=text[:40], description=text)
+    return ComplaintRegistered.new(c, source="intake", time=MONDAY_10_SHANGHAI, subject=cid)
+
+
+def case_event(cid: str, action: CaseAction, *, cause: Envelope | None = None,
+               **fields: Any) -> CaseEvent:
+    update = CaseUpdate(complaint_id=cid, action=action, actor=fields.pop("actor", "customer"), **fields)
+    return CaseEvent.new(update, source="intake", time=MONDAY_10_SHANGHAI, subject=cid, cause=cause)
+
+
+def breach(cid: str, milestone: Milestone = Milestone.respond, *, event_id: str | None = None) -> SlaEvent:
+    alert = SlaAlert(complaint_id=cid, milestone=milestone, outcome=SlaOutcome.breached,
+                     severity=Severity.general, started_at=MONDAY_10_SHANGHAI,
+                     deadline=MONDAY_10_SHANGHAI + timedelta(hours=1),
+                     observed_at=MONDAY_10_SHANGHAI + timedelta(hours=1), on_time=False,
+                     policy_version="t", notify=["first_contact_owner"])
+    return SlaEvent.new(alert, id=event_id, source="sla-monitor", time=MONDAY_10_SHANGHAI, subject=cid)
+
+
+def decisions(publisher: RecordingPublisher, cid: str) -> list[RoutingDecision]:
+    """Distinct decisions for ``cid`` in revision order (republished duplicates collapse)."""
+    seen: dict[str, RoutingDecision] = {}
+    for e in publisher.of_type("complaint.routed"):
+        if e.subject == cid:
+            seen.setdefault(e.id, e.data)
+    return sorted(seen.values(), key=lambda d: d.revision)
+
+
+def test_each_case_goes_to_the_least_loaded_on_duty_handler(redis_url: str, redis_prefix: str) -> None:
+    async def scenario(instance):  # type: ignore[no-untyped-def]
+        router, publisher, cases = instance()
+        # Given three quality complaints on Monday morning (two L1 handlers on the day shift)
+        for n in range(3):
+            await router.on_registered(None, registered(n).to_bytes())
+        handlers = [decisions(publisher, f"261123-{n:010d}")[0].handler for n in range(3)]
+        # Then they alternate between the two, and the loads say so
+        assert handlers == ["quality-l1-01", "quality-l1-02", "quality-l1-01"]
+        assert await cases.loads() == {"quality-l1-01": 2, "quality-l1-02": 1}
+        first = decisions(publisher, "261123-0000000000")[0]
+        assert "least loaded (0 open) of 2 on-duty L1 handlers of quality" in " ".join(first.reasons)
+        # When the first is resolved (twice: a redelivery) and then closed
+        resolved = case_event(first.complaint_id, CaseAction.resolved, actor="quality-l1-01", result="ok")
+        await router.on_case_event(None, resolved.to_bytes())
+        await router.on_case_event(None, resolved.to_bytes())
+        await router.on_case_event(None, case_event(first.complaint_id, CaseAction.closed,
+                                                    actor="quality-l1-01").to_bytes())
+        # Then its handler's load is released exactly once
+        assert await cases.loads() == {"quality-l1-01": 1, "quality-l1-02": 1}
+    run(redis_url, redis_prefix, scenario)
+
+
+def test_escalation_climbs_once_per_trigger_up_to_the_ceiling(redis_url: str, redis_prefix: str) -> None:
+    async def scenario(instance):  # type: ignore[no-untyped-def]
+        router, publisher, cases = instance()
+        reg = registered(1)
+        cid = reg.subject
+        await router.on_registered(None, reg.to_bytes())
+        # When the acknowledge deadline is breached: the alert redelivered, and emitted
+        # again under another id for the same deadline
+        first = breach(cid)
+        for event in (first, first, breach(cid, event_id="another-id")):
+            await router.on_sla(None, event.to_bytes())
+        # And the customer answers dissatisfied, which reopens the case (caused by that answer)
+        unhappy = case_event(cid, CaseAction.satisfaction, score=1)
+        await router.on_case_event(None, unhappy.to_bytes())
+        await router.on_case_event(None, case_event(cid, CaseAction.reopened, cause=unhappy).to_bytes())
+        # Then: routed L1, escalated to L2 (breach), to L3 (dissatisfied); the reopen was
+        # the same trigger as the answer
+        ds = decisions(publisher, cid)
+        assert [(d.revision, d.decision, d.level) for d in ds] == [
+            (1, DecisionKind.routed, Level.L1), (2, DecisionKind.escalated, Level.L2),
+            (3, DecisionKind.escalated, Level.L3)]
+        assert ds[1].trigger == "sla_breach:respond" and ds[1].notify == ["department_head"]
+        assert ds[1].handler and ds[1].handler.startswith("quality-l2-")
+        assert ds[2].trigger == "dissatisfied" and ds[2].notify == ["executives"]
+        assert ds[2].handler == "quality-l3-01"
+        # And the load moved with the case: one open case, held at L3
+        assert await cases.loads() == {"quality-l3-01": 1}
+        # When it is resolved, then reopened by the customer once more
+        await router.on_case_event(None, case_event(cid, CaseAction.resolved, actor="x", result="ok").to_bytes())
+        assert await cases.loads() == {}
+        await router.on_case_event(None, case_event(cid, CaseAction.reopened).to_bytes())
+        # Then L3 is the ceiling: executives are told, the level stays, a handler is booked again
+        last = decisions(publisher, cid)[-1]
+        assert (last.revision, last.decision, last.level, last.notify) == (
+            4, DecisionKind.at_ceiling, Level.L3, ["executives"])
+        assert last.handler == "quality-l3-01" and await cases.loads() == {"quality-l3-01": 1}
+        # And a satisfied answer escalates nothing
+        await router.on_case_event(None, case_event(cid, CaseAction.satisfaction, score=5).to_bytes())
+        assert len(decisions(publisher, cid)) == 4
+    run(redis_url, redis_prefix, scenario)
+
+
+def test_a_low_confidence_case_waits_for_review_and_reclassification_reroutes_it(
+        redis_url: str, redis_prefix: str) -> None:
+    async def scenario(instance):  # type: ignore[no-untyped-def]
+        router, publisher, cases = instance()
+        reg = registered(7, text="I am not happy with what happened last week")
+        await router.on_registered(None, reg.to_bytes())
+        first = decisions(publisher, reg.subject)[0]
+        assert first.review and first.department == "complaint_review"
+        assert first.handler and first.handler.startswith("complaint-review-l1-")
+        # When a reviewer reclassifies it (delivered twice)
+        event = case_event(reg.subject, CaseAction.reclassified, actor="reviewer-7", code="PB-01")
+        for _ in range(2):
+            await router.on_case_event(None, event.to_bytes())
+        ds = decisions(publisher, reg.subject)
+        assert [d.decision for d in ds] == [DecisionKind.routed, DecisionKind.reclassified]
+        assert (ds[1].code, ds[1].department, ds[1].review) == ("PB-01", "billing", False)
+        # Then the reviewer's queue is released and a billing handler holds the case
+        assert await cases.loads() == {ds[1].handler: 1}
+        assert ds[1].handler.startswith("billing-l1-")
+    run(redis_url, redis_prefix, scenario)
+
+
+def test_two_router_instances_never_double_book(redis_url: str, redis_prefix: str) -> None:
+    async def scenario(instance):  # type: ignore[no-untyped-def]
+        (a, pub_a, cases), (b, pub_b, _) = instance(), instance()
+        regs = [registered(n) for n in range(100)]
+        # Given every registration delivered to both instances at once (a rebalance
+        # redelivers what the other one was handling)
+        # (at most 16 at a time per instance, as with agent concurrency)
+        limits = {id(a): asyncio.Semaphore(16), id(b): asyncio.Semaphore(16)}
+
+        async def deliver(router: Router, reg: ComplaintRegistered) -> None:
+            async with limits[id(router)]:
+                await router.on_registered(None, reg.to_bytes())
+
+        await asyncio.gather(*[deliver(r, reg) for reg in regs for r in (a, b)])
+        # Then each complaint has exactly one first decision, the same from both instances
+        by_id: dict[str, set[str]] = {}
+        for _, e in pub_a.published + pub_b.published:
+            by_id.setdefault(e.subject, set()).add(e.model_dump_json())
+        assert len(by_id) == 100 and all(len(v) == 1 for v in by_id.values())
+        # And the loads count each case once, spread evenly over the two on-duty handlers
+        handlers = Counter(ComplaintRouted.model_validate_json(next(iter(v))).data.handler
+                           for v in by_id.values())
+        # up to their capacity (40 each in the shipped roster); the rest wait in the queue
+        loads = await cases.loads()
+        assert loads == {"quality-l1-01": 40, "quality-l1-02": 40}
+        assert handlers == Counter({"quality-l1-01": 40, "quality-l1-02": 40, None: 20})
+    run(redis_url, redis_prefix, scenario)
+
+
+def test_concurrent_triggers_for_one_case_on_two_instances_are_applied_in_turn(
+        redis_url: str, redis_prefix: str) -> None:
+    async def scenario(instance):  # type: ignore[no-untyped-def]
+        (a, pub_a, cases), (b, pub_b, _) = instance(), instance()
+        reg = registered(3)
+        await a.on_registered(None, reg.to_bytes())
+        # When two different escalation triggers arrive at the same moment on two instances
+        await asyncio.gather(
+            a.on_sla(None, breach(reg.subject).to_bytes()),
+            b.on_case_event(None, case_event(reg.subject, CaseAction.satisfaction, score=1).to_bytes()))
+        # Then both apply, one after the other: revisions 2 and 3, L1 -> L2 -> L3
+        ds = sorted({e.id: e.data for _, e in pub_a.published + pub_b.published}.values(),
+                    key=lambda d: d.revision)
+        assert [(d.revision, d.level) for d in ds] == [(1, Level.L1), (2, Level.L2), (3, Level.L3)]
+        assert sum((await cases.loads()).values()) == 1
+    run(redis_url, redis_prefix, scenario)
+
+
+def test_a_trigger_for_an_unknown_case_is_ignored(redis_url: str, redis_prefix: str) -> None:
+    async def scenario(instance):  # type: ignore[no-untyped-def]
+        router, publisher, _ = instance()
+        await router.on_sla(None, breach("261123-9999999999").to_bytes())
+        assert publisher.published == []
+    run(redis_url, redis_prefix, scenario)
+
+
+def test_a_repeat_complaint_keeps_the_first_contact_owner(redis_url: str, redis_prefix: str) -> None:
+    async def scenario(instance):  # type: ignore[no-untyped-def]
+        router, publisher, _ = instance()
+        first, second = registered(10, customer="same"), registered(11, customer="same")
+        await router.on_registered(None, first.to_bytes())
+        await router.on_registered(None, second.to_bytes())
+        d = decisions(publisher, second.subject)[0]
+        assert (d.repeat_of, d.first_contact_owner, d.severity) == (first.subject, "web-desk",
+                                                                     Severity.urgent)
+    run(redis_url, redis_prefix, scenario)
+
+
+def test_two_routers_claiming_one_customer_agree_on_one_anchor(redis_url: str, redis_prefix: str) -> None:
+    from services.router.adapters import RedisFirstContacts
+    from services.router.ports import PriorComplaint
+
+    async def main() -> list[PriorComplaint | None]:
+        client = aioredis.from_url(redis_url)
+        try:
+            store = RedisFirstContacts(client, prefix=f"{redis_prefix}{uuid.uuid4().hex[:6]}:")
+            # Given two complaints of one customer routed at the same moment by two instances
+            claims = [store.claim("cust-1", PriorComplaint(complaint_id=f"C{i}", owner=f"agent-{i}"),
+                                  window_seconds=60) for i in range(2)]
+            return list(await asyncio.gather(*claims))
+        finally:
+            await client.aclose()
+
+    # Then exactly one became the anchor and the other sees it
+    results = asyncio.run(main())
+    assert results.count(None) == 1
+    (seen,) = [r for r in results if r is not None]
+    assert seen.complaint_id in {"C0", "C1"}
