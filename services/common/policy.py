@@ -13,9 +13,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
-from schemas.events import Channel, Demand, Level, Milestone, NotificationKind, Severity
+from schemas.events import CaseAction, Channel, Demand, Level, Milestone, NotificationKind, Severity
 from services.common.errors import ConfigError
 
 DEFAULT_POLICY = Path(__file__).with_name("default_policy.yaml")
@@ -38,13 +46,69 @@ def parse_duration(value: Any) -> timedelta:
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 
+def _zone_name(name: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r}") from None
+    return name
+
+
+TimeZoneName = Annotated[str, AfterValidator(_zone_name)]
+"""An IANA time zone name (Asia/Shanghai), checked against the zone database."""
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+# What starts, stops, pauses, resumes or cancels a milestone's clock:
+#   routed              the first routing decision (its time is the complaint's receipt)
+#   assigned            a routing decision with a handler and no review pending
+#   <case action>       a case.updated action: acknowledged, plan_decided, resolved, ...
+#   notified:<kind>     a notification sent to the customer: acknowledgement, result, revisit
+NOTIFIED_KINDS = ("acknowledgement", "result", "revisit")
+SIGNALS = frozenset({"routed", "assigned", *(a.value for a in CaseAction),
+                     *(f"notified:{k}" for k in NOTIFIED_KINDS)})
+_CODE = re.compile(r"^[A-Z]{2}-\d{2}$")
+
+
+def _signals(values: list[str]) -> list[str]:
+    unknown = [v for v in values if v not in SIGNALS]
+    if unknown:
+        raise ValueError(f"unknown signals {unknown}; known: {', '.join(sorted(SIGNALS))}")
+    return values
+
+
+Signals = Annotated[list[str], AfterValidator(_signals)]
+
+
+def _thresholds(values: list[float] | None) -> list[float] | None:
+    if values is None:
+        return None
+    if any(not 0 < v < 1 for v in values) or values != sorted(set(values)):
+        raise ValueError(f"warning thresholds must be ascending shares between 0 and 1: {values}")
+    return values
+
+
+Thresholds = Annotated[list[float] | None, AfterValidator(_thresholds)]
+
+
 class MilestonePolicy(_Frozen):
-    stop_on: list[str] = Field(min_length=1, description="Case actions that meet the milestone.")
+    start_on: Signals = Field(min_length=1, description="Signals that start a cycle of the clock.")
+    stop_on: Signals = Field(min_length=1, description="Signals that meet the milestone.")
+    pause_on: Signals = Field(default_factory=list, description="Signals that pause the clock.")
+    resume_on: Signals = Field(default_factory=list, description="Signals that resume it.")
+    cancel_on: Signals = Field(default_factory=list,
+                               description="Signals that end it unmet without a breach.")
+    clock: Literal["calendar", "business"] = Field(
+        default="calendar", description="business: only the calendar's working hours count.")
     targets: dict[Severity, Duration]
+    by_code: dict[str, dict[Severity, Duration]] = Field(
+        default_factory=dict, description="Targets per taxonomy code, overriding the severity's.")
+    warn_at: Thresholds = Field(default=None, description="Warning shares; default: the policy's.")
     notify: dict[Severity, list[str]]
 
     @model_validator(mode="after")
@@ -53,40 +117,105 @@ class MilestonePolicy(_Frozen):
             missing = [s.value for s in Severity if s not in table]
             if missing:
                 raise ValueError(f"{name} lacks severities {missing}")
+        bad = [c for c in self.by_code if not _CODE.match(c)]
+        if bad:
+            raise ValueError(f"by_code: not taxonomy codes (like PQ-01): {bad}")
+        if bool(self.pause_on) != bool(self.resume_on):
+            raise ValueError("pause_on and resume_on go together")
         return self
+
+    def target(self, severity: Severity, code: str | None) -> timedelta:
+        """The target for a severity, or the code's own when it has one."""
+        return (self.by_code.get(code or "", {}).get(severity)) or self.targets[severity]
 
 
 class SlaPolicy(_Frozen):
-    milestones: dict[Milestone, MilestonePolicy]
+    warn_at: Thresholds = Field(default_factory=lambda: [0.5, 0.8],
+                                description="Shares of the target at which warnings go out.")
+    milestones: dict[Milestone, MilestonePolicy] = Field(min_length=1)
+
+    def thresholds(self, milestone: Milestone) -> list[float]:
+        own = self.milestones[milestone].warn_at
+        return list(own if own is not None else self.warn_at or [])
 
 
-class KeywordRule(_Frozen):
+class KeywordSignal(_Frozen):
+    """A named severity signal found by keywords in the subject or description."""
+
+    signal: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Name shown in the reasons.")
+    severity: Severity
     keywords: list[str] = Field(min_length=1)
 
 
-class SeverityRule(KeywordRule):
-    severity: Severity
+class Threshold(_Frozen):
+    """From which value a number makes a complaint urgent, and major."""
+
+    urgent: float | None = Field(default=None, gt=0)
+    major: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Threshold:
+        if self.urgent is not None and self.major is not None and self.major <= self.urgent:
+            raise ValueError(f"major ({self.major}) must be above urgent ({self.urgent})")
+        return self
+
+    def severity(self, value: float) -> Severity | None:
+        """The severity a value reaches, or None below both thresholds."""
+        if self.major is not None and value >= self.major:
+            return Severity.major
+        if self.urgent is not None and value >= self.urgent:
+            return Severity.urgent
+        return None
 
 
-class DepartmentRule(KeywordRule):
-    department: str = Field(min_length=1)
+class SeverityPolicy(_Frozen):
+    """Signals of higher severity (REQUIREMENTS §5); the most severe one found wins."""
+
+    keywords: list[KeywordSignal] = Field(min_length=1)
+    public_audience: Threshold = Field(
+        description="Followers or views of a public post (channel details: audience, public).")
+    affected_customers: Threshold = Field(description="Customers affected (details: affected).")
+    amounts: dict[str, Threshold] = Field(
+        description="Amount at stake per ISO currency (details: amount, currency; or in the text).")
+    default_currency: str = Field(pattern=r"^[A-Z]{3}$",
+                                  description="Currency of an amount that names none.")
+    vip_tiers: list[str] = Field(description="Customer tiers (details: tier) counted as VIP.")
+    vip_severity: Severity
+    repeat_severity: Severity = Field(description="The least severity of a repeat complaint.")
+
+    @model_validator(mode="after")
+    def _currencies(self) -> SeverityPolicy:
+        bad = [c for c in self.amounts if not re.fullmatch(r"[A-Z]{3}", c)]
+        if bad:
+            raise ValueError(f"amounts: currencies must be ISO codes like CNY: {bad}")
+        if self.default_currency not in self.amounts:
+            raise ValueError(f"default_currency {self.default_currency} has no amounts threshold")
+        return self
 
 
 class RouterPolicy(_Frozen):
-    default_department: str = Field(min_length=1)
     repeat_window: Duration = Field(description="A complaint within this time of the customer's "
                                                 "earlier one goes back to that one's owner.")
-    repeat_severity: Severity = Field(description="The least severity of a repeat complaint.")
-    severity_rules: list[SeverityRule]
-    department_rules: list[DepartmentRule]
+    severity: SeverityPolicy
     levels: dict[Severity, Level]
+    review_department: str = Field(pattern=r"^[a-z][a-z0-9_-]*$",
+                                   description="Roster department of the review queue (人工复核).")
+    dissatisfied_at_most: int = Field(ge=1, le=5, description="A satisfaction score up to this "
+                                                              "escalates the case.")
+    escalate_on_breach: list[Milestone] = Field(description="Milestones whose breach escalates.")
+    notify: dict[Level, list[str]] = Field(
+        description="Roles told when a case is routed at or escalated to a level.")
     channel_desks: dict[Channel, str]
 
     @model_validator(mode="after")
     def _complete(self) -> RouterPolicy:
-        missing = [s.value for s in Severity if s not in self.levels]
+        for name, table in (("levels", self.levels),):
+            missing = [s.value for s in Severity if s not in table]
+            if missing:
+                raise ValueError(f"{name} lacks severities {missing}")
+        missing = [lv.value for lv in Level if lv not in self.notify]
         if missing:
-            raise ValueError(f"levels lacks severities {missing}")
+            raise ValueError(f"notify lacks levels {missing}")
         return self
 
 
@@ -95,8 +224,39 @@ class Template(_Frozen):
     body: str
 
 
+TEMPLATE_FIELDS = frozenset({
+    "complaint_id", "result", "handler", "owner", "department", "level", "code", "code_name",
+    "milestone", "deadline", "reason", "score"})
+"""Placeholders a template may use; a missing value renders as '-'."""
+
+
+def _fields(text: str) -> set[str]:
+    import string
+
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+
+class QuietHours(_Frozen):
+    """Customer messages of these transports wait while the clock is inside [start, end)."""
+
+    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    end: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    timezone: TimeZoneName
+    transports: list[Literal["sms", "email", "chat"]] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> QuietHours:
+        if self.start == self.end:
+            raise ValueError("start and end are equal: quiet hours would be empty")
+        return self
+
+
 class NotifierPolicy(_Frozen):
     templates: dict[NotificationKind, dict[str, Template]]
+    quiet_hours: QuietHours | None = None
+    revisit_after: Duration = Field(description="How long after resolution the revisit goes out.")
+    dissatisfied_at_most: int = Field(ge=1, le=5, description="A satisfaction score up to this "
+                                                              "reopens the case.")
 
     @model_validator(mode="after")
     def _both_languages(self) -> NotifierPolicy:
@@ -105,6 +265,11 @@ class NotifierPolicy(_Frozen):
             for lang in ("zh", "en"):
                 if lang not in langs:
                     raise ValueError(f"templates.{kind.value} lacks language {lang!r}")
+                t = langs[lang]
+                unknown = sorted((_fields(t.subject) | _fields(t.body)) - TEMPLATE_FIELDS)
+                if unknown:
+                    raise ValueError(f"templates.{kind.value}.{lang}: unknown placeholders {unknown}; "
+                                     f"known: {', '.join(sorted(TEMPLATE_FIELDS))}")
         return self
 
 

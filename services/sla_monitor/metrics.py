@@ -1,4 +1,4 @@
-"""SLA monitor's Prometheus metrics, on an injected registry."""
+"""SLA monitor's Prometheus metrics, on an injected registry. Labels carry no personal data."""
 
 from __future__ import annotations
 
@@ -9,20 +9,40 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 @dataclass(frozen=True)
 class SlaMetrics:
-    alerts: Counter
+    milestones: Counter
+    warnings: Counter
     open_deadlines: Gauge
+    most_urgent: Gauge
     lateness: Histogram
+    last_tick: Gauge
+    rebuilds: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> SlaMetrics:
         return cls(
-            alerts=Counter("complaints_sla_milestones_total",
-                           "Milestones started, met and breached.",
-                           ["milestone", "severity", "outcome"], registry=registry),
-            open_deadlines=Gauge("complaints_sla_open_deadlines",
-                                 "Deadlines scheduled and not yet met or breached.",
-                                 registry=registry),
-            lateness=Histogram("complaints_sla_alert_lateness_seconds",
-                               "Breach alert emitted minus deadline.", registry=registry,
-                               buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)),
+            milestones=Counter(
+                "complaints_sla_milestones_total",
+                "Milestone clock changes: started, met_on_time, met_late, breached, paused, "
+                "resumed, cancelled.", ["milestone", "severity", "outcome"], registry=registry),
+            warnings=Counter(
+                "complaints_sla_warnings_total", "Warnings at a share of a milestone's target.",
+                ["milestone", "severity", "threshold"], registry=registry),
+            open_deadlines=Gauge(
+                "complaints_sla_open_deadlines",
+                "Complaints with at least one running deadline.", registry=registry),
+            most_urgent=Gauge(
+                "complaints_sla_most_urgent_deadline_seconds",
+                "Seconds until the earliest running deadline (negative: overdue); 0 with none.",
+                registry=registry),
+            lateness=Histogram(
+                "complaints_sla_alert_lateness_seconds",
+                "Warning or breach emitted minus the instant it became due.", ["kind"],
+                registry=registry, buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)),
+            last_tick=Gauge(
+                "complaints_sla_last_tick_timestamp_seconds",
+                "Unix time of the last completed scan for due alerts.", registry=registry),
+            rebuilds=Counter(
+                "complaints_sla_rebuilds_total",
+                "Rebuilds of the clock store from the topics (Redis lost its keys).",
+                registry=registry),
         )

@@ -1,44 +1,53 @@
-"""What the SLA monitor needs from outside: a store of clocks and due deadlines."""
+"""What the SLA monitor needs from outside: a store of facts, alert claims and the schedule."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Protocol
 
-from schemas.events import Milestone, SlaOutcome
-from services.common.ports import Clock, Publisher
-from services.sla_monitor.logic import ClockState, MilestoneClock
+from services.common.ports import Clock, Publisher, RebuildableStore
+from services.sla_monitor.logic import Fact, Plan
 
-__all__ = ["Clock", "Clocks", "Publisher"]
+__all__ = ["Clock", "Publisher", "Snapshot", "Store"]
 
 
-class Clocks(Protocol):
-    """Clock state per (complaint, milestone) plus a schedule of deadlines.
+@dataclass(frozen=True)
+class Snapshot:
+    """What the store holds of one complaint."""
 
-    Every operation is atomic, so several monitor instances can share one
-    store: a due deadline is handed to exactly one claimer until its lease ends.
+    complaint_id: str
+    version: str
+    plan: Plan | None
+    facts: list[Fact]
+    sent: frozenset[str]
+
+
+class Store(RebuildableStore, Protocol):
+    """Facts per complaint plus a schedule of when each next owes an alert.
+
+    Every operation is atomic, so several monitor instances share one store: an alert
+    is published by the instance that claims it, a due complaint is handed to one
+    instance until its lease ends. See ``services.sla_monitor.adapters.RedisFacts``.
     """
 
-    async def start(self, clock: MilestoneClock) -> ClockState:
-        """Record the clock unless one exists; schedule it unless already stopped."""
-        ...
+    async def record(self, complaint_id: str, facts: list[Fact], plan: Plan | None) -> Snapshot: ...
 
-    async def stop(self, complaint_id: str, milestone: Milestone, at: datetime) -> ClockState:
-        """Record the first stop time and unschedule the deadline."""
-        ...
+    async def snapshot(self, complaint_id: str) -> Snapshot: ...
 
-    async def claim_due(self, now: datetime, *, limit: int, lease: float) -> list[ClockState]:
-        """Take up to ``limit`` deadlines due at ``now`` (and expired leases of others)."""
-        ...
+    async def claim_alerts(self, complaint_id: str, event_ids: list[str], *, token: str,
+                           lease: float) -> dict[str, str]: ...
 
-    async def mark_sent(self, complaint_id: str, milestone: Milestone, outcome: SlaOutcome) -> None:
-        """Record that the alert was published; a claimed deadline is then done."""
-        ...
+    async def mark_sent(self, complaint_id: str, event_ids: list[str]) -> None: ...
 
-    async def release(self, complaint_id: str, milestone: Milestone) -> None:
-        """Give up a claimed deadline that owed nothing (it was met meanwhile)."""
-        ...
+    async def schedule(self, snap: Snapshot, *, next_due: float | None, deadline: float | None) -> bool: ...
 
-    async def open_count(self) -> int:
-        """Number of scheduled deadlines."""
-        ...
+    async def due_now(self, complaint_id: str, now: float) -> None: ...
+
+    async def claim_due(self, now: float, *, limit: int, lease: float) -> list[str]: ...
+
+    async def open_count(self) -> int: ...
+
+    async def earliest_deadline(self) -> float | None: ...
+
+    async def restore(self, complaint_id: str, facts: list[Fact], plan: Plan | None,
+                      sent: list[str]) -> Snapshot: ...
