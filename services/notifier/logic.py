@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from datetime import UTC, datetime, time, timedelta
+from typing import Literal, NamedTuple
+from zoneinfo import ZoneInfo
+
+from pydantic import Field
 
 from schemas.envelope import Model, derived_id
 from schemas.events import Complaint, Contact, NotificationKind
-from services.common.policy import NotifierPolicy
+from services.common.policy import NotifierPolicy, QuietHours
 
 
 class Notification(Model):
@@ -15,11 +20,21 @@ class Notification(Model):
     notification_id: str
     complaint_id: str
     kind: NotificationKind
-    transport: Literal["email", "sms", "none"]
-    address: str
+    transport: Literal["email", "sms", "chat", "none"]
+    address: str = Field(description="E-mail, phone, or (chat) the role's channel.")
     language: Literal["zh", "en"]
     subject: str
     body: str
+    role: str = "customer"
+
+
+class Queued(NamedTuple):
+    """A notification taken from a queue for one delivery attempt."""
+
+    note: Notification
+    state: str
+    attempts: int
+    meta: dict[str, str]
 
 
 class CustomerRecord(Model):
@@ -46,23 +61,77 @@ def _route(contact: Contact) -> tuple[Literal["email", "sms", "none"], str]:
     return "none", ""
 
 
+class _Blanks(dict[str, str]):
+    """Template values; a placeholder the event does not fill renders as '-'."""
+
+    def __missing__(self, key: str) -> str:
+        return "-"
+
+
+def render_text(kind: NotificationKind, language: Literal["zh", "en"], values: Mapping[str, object],
+                *, templates: NotifierPolicy) -> tuple[str, str]:
+    """(subject, body) of a kind's template in a language."""
+    template = templates.templates[kind][language]
+    filled = _Blanks({k: "-" if v is None or v == "" else str(v) for k, v in values.items()})
+    return template.subject.format_map(filled), template.body.format_map(filled)
+
+
 def render(
     kind: NotificationKind, contact: Contact, *, complaint_id: str, templates: NotifierPolicy,
-    result: str | None = None,
+    result: str | None = None, cause: str | None = None, values: Mapping[str, object] | None = None,
 ) -> Notification:
-    """Render the customer's notification of ``kind`` in their language."""
-    template = templates.templates[kind][contact.language]
-    values = {"complaint_id": complaint_id, "result": result or ""}
+    """Render the customer's notification of ``kind`` in their language.
+
+    ``cause`` (the triggering event's id) tells apart notifications of one kind that a case
+    may owe more than once (a second resolution's result); the acknowledgement has none.
+    """
+    subject, body = render_text(kind, contact.language,
+                                {**(values or {}), "complaint_id": complaint_id, "result": result},
+                                templates=templates)
     transport, address = _route(contact)
     return Notification(
-        notification_id=derived_id("notification", complaint_id, kind.value),
+        notification_id=derived_id("notification", complaint_id, kind.value, *([cause] if cause else [])),
         complaint_id=complaint_id, kind=kind, transport=transport, address=address,
-        language=contact.language, subject=template.subject.format(**values),
-        body=template.body.format(**values),
+        language=contact.language, subject=subject, body=body,
     )
+
+
+SAMPLE = {
+    "complaint_id": "261123-G8DDZ53RCF", "result": "已为您更换新机并退还维修费 / replaced and refunded",
+    "handler": "quality-l1-01", "owner": "store-sh-01", "department": "quality", "level": "L2",
+    "code": "PQ-01", "code_name": "Defective or broken product", "milestone": "resolve",
+    "deadline": "2026-11-26T18:00:00+08:00", "reason": "resolve deadline breached", "score": 2,
+}
+"""Sample values for `complaints notify preview`."""
+
+
+def quiet_until(at: datetime, quiet: QuietHours | None, transport: str) -> datetime | None:
+    """When a message of ``transport`` may go if ``at`` falls in the quiet hours; else None."""
+    if quiet is None or transport not in quiet.transports:
+        return None
+    zone = ZoneInfo(quiet.timezone)
+    local = at.astimezone(zone)
+    start, end = (time.fromisoformat(quiet.start), time.fromisoformat(quiet.end))
+    now = local.time().replace(tzinfo=None)
+    inside = start <= now < end if start < end else (now >= start or now < end)
+    if not inside:
+        return None
+    day = local.date() if (start < end or now < end) else local.date() + timedelta(days=1)
+    return datetime.combine(day, end, tzinfo=zone).astimezone(UTC)
 
 
 def acknowledgement(complaint: Complaint, *, templates: NotifierPolicy) -> Notification:
     """The acknowledgement, with the complaint number, owed on registration."""
     return render(NotificationKind.acknowledgement, complaint.customer,
                   complaint_id=complaint.complaint_id, templates=templates)
+
+
+def internal(kind: NotificationKind, roles: list[str], values: Mapping[str, object], *, complaint_id: str,
+             cause: str, language: Literal["zh", "en"], templates: NotifierPolicy) -> list[Notification]:
+    """One notice per role, to the role's chat channel, naming staff by id (never customers)."""
+    subject, body = render_text(kind, language, {**values, "complaint_id": complaint_id},
+                                templates=templates)
+    return [Notification(
+        notification_id=derived_id("notification", complaint_id, kind.value, cause, role),
+        complaint_id=complaint_id, kind=kind, transport="chat", address=role, language=language,
+        subject=subject, body=body, role=role) for role in dict.fromkeys(roles)]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from services.common.ports import Clock, Publisher
-from services.notifier.logic import CustomerRecord, Notification
+from services.common.ports import Clock, Publisher, RebuildableStore
+from services.notifier.logic import CustomerRecord, Notification, Queued
 
-__all__ = ["Clock", "Customers", "Publisher", "SentLog", "Transport"]
+__all__ = ["Clock", "Customers", "Outbox", "Publisher", "Transport"]
 
 
 class Customers(Protocol):
@@ -17,17 +17,31 @@ class Customers(Protocol):
 
     async def get(self, complaint_id: str) -> CustomerRecord | None: ...
 
+    async def remember_revisit(self, complaint_id: str, notification_id: str, queue: str) -> None: ...
 
-class SentLog(Protocol):
-    """Which notification ids a transport has accepted, so none is sent twice."""
+    async def revisits(self, complaint_id: str) -> dict[str, str]: ...
 
-    async def was_sent(self, notification_id: str) -> bool: ...
 
-    async def mark_sent(self, notification_id: str) -> None: ...
+class Outbox(RebuildableStore, Protocol):
+    """Durable delivery queues per transport; see ``services.notifier.adapters.RedisOutbox``."""
+
+    async def enqueue(self, queue: str, note: Notification, *, due: float, meta: dict[str, str]) -> bool: ...
+
+    async def claim(self, queue: str, *, now: float, limit: int, lease: float) -> list[Queued]: ...
+
+    async def settle(self, queue: str, notification_id: str, outcome: str, *,
+                     due: float = 0) -> str | int: ...
+
+    async def begin(self, queue: str, notification_id: str, *, token: str, now: float,
+                    lease: float, in_doubt: str = "resend") -> str: ...
+
+    async def release(self, queue: str, notification_id: str) -> None: ...
+
+    async def cancel(self, queue: str, notification_id: str) -> bool: ...
 
 
 class Transport(Protocol):
-    """Delivers a notification; raises on failure. Must tolerate a repeated id."""
+    """Delivers a notification; raises TransientDelivery or PermanentDelivery on failure."""
 
     name: str
 

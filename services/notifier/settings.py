@@ -2,27 +2,106 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from services.common.settings import CommonSettings
+from services.notifier.transports import ChatKind, HttpConfig, SmtpConfig
+
+
+class ChatConfig(HttpConfig):
+    kind: ChatKind
+
+
+def _json(value: Any) -> Any:
+    """JSON text from the environment, parsed; anything else as it is."""
+    if isinstance(value, str):
+        return json.loads(value) if value.strip() else None
+    return value
 
 
 class NotifierSettings(CommonSettings):
     """Notifier settings: the shared ones (see CommonSettings) plus
 
     NOTIFIER_HTTP_PORT        port of /metrics and /healthz (default 8083)
-    NOTIFIER_OUTBOX_DIR       directory of the file outbox transport (default .complaints/outbox)
-    NOTIFIER_CONTACT_TTL_DAYS how long a complaint's contact details are kept (default 120)
+    NOTIFIER_OUTBOX_DIR       directory of the file outbox, the transport of every channel that
+                              has none configured (default .complaints/outbox)
+    NOTIFIER_SMTP             JSON: e-mail over SMTP {"host", "port", "security": starttls|ssl|none,
+                              "username", "password", "sender", "sender_name", "domain", "ca_file"}
+    NOTIFIER_SMS_GATEWAY      JSON: {"url", "token"} of a JSON SMS gateway
+    NOTIFIER_CHAT             JSON: role -> {"kind": wecom|dingtalk|slack, "url", "token"} for
+                              internal notices (roles: handler, first_contact_owner,
+                              department_head, executives)
+    NOTIFIER_STAFF_LANGUAGE   language of internal notices (zh or en, default zh)
+    NOTIFIER_CONTACT_TTL_DAYS how long contacts and queued notifications are kept (default 120)
     NOTIFIER_MISSING_CONTACT_RETRIES
-                              times a result waits for its complaint's registration to arrive
-                              before it is dead-lettered (default 20, 0.5 s apart)
+                              times a customer notice waits for its complaint's registration to
+                              arrive before it is dead-lettered (default 20, 0.5 s apart)
+    NOTIFIER_DISPATCH_INTERVAL  seconds between scans of each transport's queue (default 0.2)
+    NOTIFIER_DISPATCH_BATCH   most notifications a scan takes per transport (default 200)
+    NOTIFIER_TRANSPORT_CONCURRENCY  sends in flight per transport (default 8)
+    NOTIFIER_SEND_LEASE       seconds a taken notification stays with one instance (default 60);
+                              must exceed every transport's timeout, or a slow send would be
+                              taken for a dead one
+    NOTIFIER_IN_DOUBT         what to do with a send whose sender died mid-send (the transport
+                              may or may not have it): resend (default; at least once, same
+                              Message-ID / Idempotency-Key) or hold (at most once: recorded as
+                              in_doubt and dead-lettered for a person to check)
+    NOTIFIER_MAX_ATTEMPTS     attempts before a transient failure counts as permanent (default 8)
+    NOTIFIER_RETRY_BASE, NOTIFIER_RETRY_CAP  back-off of retries in seconds: base * 2^(n-1),
+                              jittered, at most cap (defaults 1 and 300)
+    NOTIFIER_STORE_CHECK_INTERVAL  seconds between checks that Redis still holds the queues
+                              (default 2); when it lost them they are rebuilt from the topics
+    NOTIFIER_REBUILD_TIMEOUT  seconds one rebuild from the topics may run before it is cancelled
+                              and started over (default 600)
     """
 
     http_port: int = Field(default=8083, ge=1, le=65535, validation_alias="NOTIFIER_HTTP_PORT")
     outbox_dir: Path = Field(default=Path(".complaints/outbox"), validation_alias="NOTIFIER_OUTBOX_DIR")
+    smtp: SmtpConfig | None = Field(default=None, validation_alias="NOTIFIER_SMTP")
+    sms_gateway: HttpConfig | None = Field(default=None, validation_alias="NOTIFIER_SMS_GATEWAY")
+    chat: dict[str, ChatConfig] = Field(default_factory=dict, validation_alias="NOTIFIER_CHAT")
+    staff_language: Literal["zh", "en"] = Field(default="zh", validation_alias="NOTIFIER_STAFF_LANGUAGE")
     contact_ttl_days: int = Field(default=120, ge=1, le=3650,
                                   validation_alias="NOTIFIER_CONTACT_TTL_DAYS")
     missing_contact_retries: int = Field(default=20, ge=0, le=1000,
                                          validation_alias="NOTIFIER_MISSING_CONTACT_RETRIES")
+    dispatch_interval: float = Field(default=0.2, gt=0, le=60, validation_alias="NOTIFIER_DISPATCH_INTERVAL")
+    dispatch_batch: int = Field(default=200, ge=1, le=10_000, validation_alias="NOTIFIER_DISPATCH_BATCH")
+    transport_concurrency: int = Field(default=8, ge=1, le=256,
+                                       validation_alias="NOTIFIER_TRANSPORT_CONCURRENCY")
+    send_lease: float = Field(default=60.0, ge=1, le=3600, validation_alias="NOTIFIER_SEND_LEASE")
+    in_doubt: Literal["resend", "hold"] = Field(default="resend", validation_alias="NOTIFIER_IN_DOUBT")
+    max_attempts: int = Field(default=8, ge=1, le=100, validation_alias="NOTIFIER_MAX_ATTEMPTS")
+    retry_base: float = Field(default=1.0, gt=0, le=3600, validation_alias="NOTIFIER_RETRY_BASE")
+    retry_cap: float = Field(default=300.0, gt=0, le=86400, validation_alias="NOTIFIER_RETRY_CAP")
+    store_check_interval: float = Field(default=2.0, gt=0, le=3600,
+                                        validation_alias="NOTIFIER_STORE_CHECK_INTERVAL")
+    rebuild_timeout: int = Field(default=600, ge=10, le=86400, validation_alias="NOTIFIER_REBUILD_TIMEOUT")
+
+    @field_validator("smtp", "sms_gateway", mode="before")
+    @classmethod
+    def _parse_json(cls, value: Any) -> Any:
+        return _json(value)
+
+    @field_validator("chat", mode="before")
+    @classmethod
+    def _parse_chat(cls, value: Any) -> Any:
+        return _json(value) or {}
+
+    @model_validator(mode="after")
+    def _lease_outlasts_sends(self) -> NotifierSettings:
+        timeouts = {"NOTIFIER_SMTP.timeout": self.smtp.timeout if self.smtp else None,
+                    "NOTIFIER_SMS_GATEWAY.timeout": self.sms_gateway.timeout if self.sms_gateway else None,
+                    **{f"NOTIFIER_CHAT.{role}.timeout": c.timeout for role, c in self.chat.items()}}
+        for field, timeout in timeouts.items():
+            if timeout is not None and timeout >= self.send_lease:
+                raise ValueError(f"NOTIFIER_SEND_LEASE ({self.send_lease:g} s) must exceed {field} "
+                                 f"({timeout:g} s): a slow send would be taken for a dead sender's")
+        return self
+
+
+__all__ = ["ChatConfig", "NotifierSettings"]

@@ -1,0 +1,156 @@
+"""The notifier as deployed: two processes on a private broker, real SMTP and HTTP sinks
+that count what they receive, one notifier killed with SIGKILL mid-run.
+
+A notification the killed process was sending at that moment is in doubt: the sink may or
+may not have it. Under NOTIFIER_IN_DOUBT=resend (the default) every notification reaches its
+sink and only those in doubt may arrive twice, under the same id (the gateway's
+Idempotency-Key, the e-mail's Message-ID). Under NOTIFIER_IN_DOUBT=hold none arrives twice;
+each one either arrives or, in doubt, is recorded ``in_doubt`` and dead-lettered. Either way
+at most NOTIFIER_TRANSPORT_CONCURRENCY per transport are in doubt.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import threading
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import Envelope, Session
+from kafka import KafkaProducer
+
+from schemas.events import Channel, Complaint, ComplaintRegistered, Contact
+from services.common.policy import DEFAULT_POLICY
+from tests.conftest import tansu
+from tests.harness import Service, TopicReader, free_port, produce, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+class MailSink:
+    def __init__(self) -> None:
+        self.ids: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        msg = email.message_from_bytes(envelope.original_content or b"", policy=email.policy.default)  # type: ignore[arg-type]
+        with self.lock:
+            self.ids[str(msg["Message-ID"])] += 1
+        return "250 OK"
+
+
+def http_sink() -> tuple[ThreadingHTTPServer, Counter[str]]:
+    seen: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            with lock:
+                seen[self.headers["Idempotency-Key"]] += 1
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"ok": true}')
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, seen
+
+
+def registered(run: str, i: int) -> ComplaintRegistered:
+    cid = f"N{run}-{i:04d}"
+    now = datetime.now(UTC)
+    contact = Contact(email=f"c{i}@example.com") if i % 2 else Contact(phone="+8613800138000")
+    c = Complaint(complaint_id=cid, channel=Channel.web_form, received_at=now, source_message_id=cid,
+                  customer=contact, customer_key=cid, first_contact="web-desk", subject="s", description="d")
+    return ComplaintRegistered.new(c, source="tests", time=now, subject=cid)
+
+
+@pytest.mark.parametrize("in_doubt", ["resend", "hold"])
+def test_two_notifiers_one_killed_send_every_acknowledgement_once(
+        redis_url: str, redis_prefix: str, tmp_path: Path, in_doubt: str) -> None:
+    count, run = 400, uuid.uuid4().hex[:6]
+    # no quiet hours: the test must not depend on the hour it runs at
+    policy = yaml.safe_load(DEFAULT_POLICY.read_text(encoding="utf-8"))
+    policy["notifier"]["quiet_hours"] = None
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(yaml.safe_dump(policy, allow_unicode=True), encoding="utf-8")
+    mail = MailSink()
+    smtp = Controller(mail, hostname="127.0.0.1", port=free_port())
+    smtp.start()
+    server, sms = http_sink()
+    with tansu(tmp_path) as bootstrap:
+        env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_REBALANCE_TIMEOUT": "3", "REDIS_URL": redis_url,
+               "REDIS_PREFIX": f"{redis_prefix}notify-{run}:", "COMPLAINTS_POLICY_FILE": str(policy_file),
+               "COMPLAINTS_DATA_DIR": str(tmp_path / "data"), "NOTIFIER_OUTBOX_DIR": str(tmp_path / "outbox"),
+               "NOTIFIER_SMTP": json.dumps({"host": "127.0.0.1", "port": smtp.port, "security": "none",
+                                            "sender": "service@example.com", "domain": "example.com",
+                                            "timeout": 2}),
+               "NOTIFIER_SMS_GATEWAY": json.dumps({"url": f"http://127.0.0.1:{server.server_port}/sms",
+                                                   "timeout": 2}),
+               "NOTIFIER_SEND_LEASE": "3", "NOTIFIER_IN_DOUBT": in_doubt, "LOG_LEVEL": "info"}
+        ports = [free_port(), free_port(), free_port()]
+        notifiers = [Service("notifier", {**env, "NOTIFIER_HTTP_PORT": str(p)}, p, tmp_path) for p in ports[:2]]
+        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+        try:
+            for n in notifiers:
+                wait_for(n.healthy, timeout=60, what="notifier healthy")
+            produce(producer, "complaints.registered", (registered(run, i) for i in range(count)))
+
+            reader = TopicReader(bootstrap, "complaints.notifications", "complaints.deadletter")
+
+            def delivered() -> int:
+                return len(mail.ids) + len(sms)
+
+            def held() -> set[str]:
+                reader.poll()
+                return {e["data"]["notification_id"] for e in reader.events
+                        if e["type"] == "notification.recorded" and e["data"]["status"] == "in_doubt"}
+
+            # When one notifier is killed mid-run and another starts
+            wait_for(lambda: delivered() >= count // 4, timeout=60, what="a quarter delivered")
+            notifiers[0].stop(kill=True)
+            notifiers.append(Service("notifier", {**env, "NOTIFIER_HTTP_PORT": str(ports[2])}, ports[2],
+                                     tmp_path))
+            if in_doubt == "resend":
+                # Then every acknowledgement arrives; only those in doubt at the kill may repeat
+                wait_for(lambda: delivered() == count, timeout=120, what=f"{count} delivered")
+                twice = {k: n for k, n in [*mail.ids.items(), *sms.items()] if n > 1}
+                assert len(mail.ids) == count // 2 and len(sms) == count // 2
+                assert all(n == 2 for n in twice.values()) and len(twice) <= 2 * 8, twice
+                assert held() == set()
+            else:
+                # Then none arrives twice; each arrives or is held in doubt (it may have
+                # arrived: the sink took it as the sender died), with a dead letter
+                def arrived() -> set[str]:
+                    return {k.strip("<>").split("@")[0] for k in mail.ids} | set(sms)
+
+                wait_for(lambda: len(arrived() | held()) == count, timeout=120,
+                         what=f"{count} delivered or held")
+                twice = {k: n for k, n in [*mail.ids.items(), *sms.items()] if n > 1}
+                assert twice == {} and len(held()) <= 2 * 8
+                letters = {e["subject"] for e in reader.events if e["type"] == "deadletter.recorded"}
+                assert len(letters) == len(held())
+            print(json.dumps({"in_doubt": in_doubt, "notifications": count, "repeated": len(twice),
+                              "held": len(held())}))
+            reader.close()
+        finally:
+            producer.close()
+            for n in notifiers:
+                n.stop()
+            smtp.stop()
+            server.shutdown()
+            server.server_close()
