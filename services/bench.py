@@ -10,6 +10,20 @@ Then one stage (``--stage``):
 * ``intake --via kafka``: the same N inbound events; the watcher reads
   ``complaints.registered`` (and ``complaints.deadletter``, to stop early on failures);
   registrations/s = N / (last registration seen - first inbound sent).
+* ``router``: N ``complaint.registered`` events straight to ``complaints.registered``
+  (synthetic complaints, each of its own customer, rotating texts); the watcher reads
+  ``complaints.routed``; decisions/s = N / (last decision seen - first registration sent).
+  Run it with the router alone, or say which other services share the cores.
+* ``notifier``: the same N registered events, each with an e-mail contact; the watcher
+  reads ``complaints.notifications`` until every acknowledgement is recorded sent;
+  notifications/s = N / (last sent - first registration produced). Run it with the
+  notifier alone (its transports as configured: the file outbox by default).
+* ``sla``: N routed complaints straight to ``complaints.routed``, received an hour ago give
+  or take, so that their acknowledge and respond deadlines (1 h, general) fall due over
+  the next ``SLA_SPREAD`` seconds, after ``SLA_LEAD`` seconds in which the monitor takes
+  the burst of started and warning alerts. The watcher reads ``complaints.sla``; lateness
+  is each breach's emission time (``observed_at``) and its arrival here, minus its
+  deadline. Needs the monitor at scale 1 (``complaints up`` without ``--sla-scale``).
 * ``intake --via http``: N signed ``web_form`` POSTs over ``--concurrency`` keep-alive
   connections (one per thread). A 202 means the registration is on the broker (intake waits
   for the ack), so registrations/s = 202 answers / wall time of the POST phase.
@@ -29,15 +43,26 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
-from schemas.events import Channel, InboundMessage, InboundReceived
-from schemas.topics import DEADLETTER, INBOUND, NOTIFICATIONS, PARTITIONS, REGISTERED, ROUTED, TopicSpec
+from schemas.events import (
+    Channel,
+    Complaint,
+    ComplaintRegistered,
+    ComplaintRouted,
+    Contact,
+    InboundMessage,
+    InboundReceived,
+    Level,
+    RoutingDecision,
+    Severity,
+)
+from schemas.topics import DEADLETTER, INBOUND, NOTIFICATIONS, PARTITIONS, REGISTERED, ROUTED, SLA, TopicSpec
 from services import bench_report as rpt
 from services.common.kafka import ensure_topics
 from services.common.settings import CommonSettings, load_settings
@@ -49,6 +74,8 @@ log = logging.getLogger(__name__)
 BASELINE = TopicSpec("complaints.bench-baseline", PARTITIONS, "none", InboundReceived,
                      "Raw broker baseline of `complaints bench`; bench records only.")
 CHANNELS = (Channel.web_form, Channel.phone, Channel.email, Channel.store)
+SLA_LEAD, SLA_SPREAD = 10.0, 20.0  # seconds before the first deadline; over how long they fall
+SLA_BREACHED = ("acknowledge", "respond")  # the milestones that breach within the run
 HTTP_TIMEOUT = 30.0  # seconds one POST may take before it counts as failed
 Record = tuple[str, bytes, bytes]  # (event id, key, value)
 
@@ -81,6 +108,76 @@ def inbound_records(run_id: str, count: int) -> list[Record]:
             source="bench", time=datetime.now(UTC), subject=None)
         out.append((event.id, message_id.encode(), event.to_bytes()))
     return out
+
+
+def registered_records(run_id: str, count: int, *, contact: bool = False) -> list[Record]:
+    """N registered complaints for the router (or, with an e-mail contact, notifier) stage."""
+    out: list[Record] = []
+    now = datetime.now(UTC)
+    for i in range(count):
+        text = rpt.TEXTS[i % len(rpt.TEXTS)]
+        cid = f"B{run_id}-{i:07d}"
+        complaint = Complaint(
+            complaint_id=cid, channel=CHANNELS[i % len(CHANNELS)], received_at=now,
+            source_message_id=f"bench-{run_id}-{i}",
+            customer=Contact(email=f"bench-{i}@example.com", language="en") if contact else Contact(),
+            customer_key=f"bench-{run_id}-{i}", first_contact="bench-desk",
+            subject=f"bench complaint {i}", description=text)
+        event = ComplaintRegistered.new(complaint, source="bench", time=now, subject=cid)
+        out.append((event.id, cid.encode(), event.to_bytes()))
+    return out
+
+
+def routed_records(run_id: str, count: int, now: datetime) -> list[Record]:
+    """N routed complaints whose 1-hour deadlines fall due between now + lead and + spread."""
+    out: list[Record] = []
+    for i in range(count):
+        cid = f"L{run_id}-{i:07d}"
+        due = now + timedelta(seconds=SLA_LEAD + SLA_SPREAD * i / max(count - 1, 1))
+        decision = RoutingDecision(
+            complaint_id=cid, received_at=due - timedelta(hours=1), code="PQ-01",
+            severity=Severity.general, department="quality", level=Level.L1,
+            handler="quality-l1-01", first_contact_owner="bench-desk", reasons=["bench"])
+        event = ComplaintRouted.new(decision, source="bench", time=now, subject=cid)
+        out.append((event.id, cid.encode(), event.to_bytes()))
+    return out
+
+
+def _sla_run(bootstrap: list[str], count: int, timeout: float, base: tuple[float, float, int],
+             run_id: str, producer: KafkaProducer, consumer: KafkaConsumer) -> int:
+    _start_at_end(consumer, _partitions(consumer, SLA.name))
+    now = datetime.now(UTC)
+    records = routed_records(run_id, count, now)
+    prefix = f"L{run_id}-"
+    _, _produce_s = _produce(producer, ROUTED.name, records)
+    start = time.perf_counter()
+    alerts: set[str] = set()
+    emitted: dict[tuple[str, str], float] = {}
+    seen: dict[tuple[str, str], float] = {}
+    expected = count * len(SLA_BREACHED)
+    deadline = start + timeout + SLA_LEAD + SLA_SPREAD
+    last = start
+    while len(seen) < expected and time.perf_counter() < deadline:
+        for batch in consumer.poll(timeout_ms=100).values():
+            arrived = time.time()
+            for rec in batch:
+                event = json.loads(rec.value)
+                if not str(event.get("subject", "")).startswith(prefix):
+                    continue
+                alerts.add(event["id"])
+                data = event["data"]
+                if data["outcome"] == "breached" and data["milestone"] in SLA_BREACHED:
+                    key = (event["subject"], data["milestone"])
+                    due_at = datetime.fromisoformat(data["due_at"]).timestamp()
+                    emitted.setdefault(key, (datetime.fromisoformat(data["observed_at"]).timestamp()
+                                             - due_at) * 1000)
+                    seen.setdefault(key, (arrived - due_at) * 1000)
+                    last = time.perf_counter()
+    print(rpt.format_sla_report(rpt.SlaFigures(
+        count=count, run_id=run_id, partitions=base[2], base_produce=base[0], base_consume=base[1],
+        alerts=len(alerts), breaches=len(seen), expected=expected, seconds=last - start,
+        emitted_ms=list(emitted.values()), seen_ms=list(seen.values()), spread=SLA_SPREAD)))
+    return 0 if len(seen) == expected else 1
 
 
 # ---- Kafka ----------------------------------------------------------------------
@@ -140,7 +237,7 @@ class _Watcher(threading.Thread):
         super().__init__(name="bench-watcher", daemon=True)
         self.consumer, self.expected, self.final = consumer, expected, final
         self.seen: dict[str, dict[str, float]] = {
-            k: {} for k in ("routed", "acked", "ack_failed", "registered", "dead")}
+            k: {} for k in ("routed", "acked", "ack_failed", "ack_deferred", "registered", "dead")}
         self.error: BaseException | None = None
         self.done, self.stop = threading.Event(), threading.Event()
 
@@ -165,14 +262,14 @@ class _Watcher(threading.Thread):
 
 
 def _watch(consumer: KafkaConsumer, producer: KafkaProducer, topics: Sequence[str],
-           final: tuple[str, ...], records: Sequence[Record], timeout: float
-           ) -> tuple[_Watcher, dict[str, float], float]:
-    """Produce the records to inbound and watch until each settles or the timeout passes."""
+           final: tuple[str, ...], records: Sequence[Record], timeout: float,
+           into: TopicSpec = INBOUND) -> tuple[_Watcher, dict[str, float], float]:
+    """Produce the records to ``into`` and watch until each settles or the timeout passes."""
     _start_at_end(consumer, _partitions(consumer, *topics))
     watcher = _Watcher(consumer, frozenset(r[0] for r in records), final)
     watcher.start()
     try:
-        sent, produce_s = _produce(producer, INBOUND.name, records)
+        sent, produce_s = _produce(producer, into.name, records)
         deadline = time.perf_counter() + timeout
         while (left := deadline - time.perf_counter()) > 0 and not watcher.done.wait(min(5.0, left)):
             log.info("  %s", ", ".join(f"{k} {len(v)}/{len(records)}" for k, v in watcher.seen.items()
@@ -259,8 +356,8 @@ def bench(*, count: int, timeout: float, stage: str = "pipeline", via: str = "ka
     if count < 1 or concurrency < 1 or intake_processes < 1:
         print("complaints bench: --count, --concurrency and --intake-processes must be at least 1")
         return 2
-    if stage == "pipeline" and via != "kafka":
-        print("complaints bench: --stage pipeline runs over Kafka only; over HTTP, measure "
+    if stage in ("pipeline", "router", "sla", "notifier") and via != "kafka":
+        print(f"complaints bench: --stage {stage} runs over Kafka only; over HTTP, measure "
               "`--stage intake --via http` (its 202 is the registration)")
         return 2
     try:
@@ -287,8 +384,9 @@ def _run(bootstrap: list[str], count: int, timeout: float, stage: str, via: str,
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="complaints-bench",
                              group_id=None, enable_auto_commit=False, fetch_max_wait_ms=100)
     try:
-        watched = (ROUTED.name, NOTIFICATIONS.name) if stage == "pipeline" else (
-            REGISTERED.name, DEADLETTER.name)
+        watched = {"pipeline": (ROUTED.name, NOTIFICATIONS.name), "router": (ROUTED.name,),
+                   "intake": (REGISTERED.name, DEADLETTER.name), "sla": (SLA.name,),
+                   "notifier": (NOTIFICATIONS.name,)}[stage]
         if not _partitions(consumer, INBOUND.name) or not _partitions(consumer, *watched):
             raise BenchError("complaint topics missing; run `complaints topics`, start the services")
         if via == "http":
@@ -299,12 +397,18 @@ def _run(bootstrap: list[str], count: int, timeout: float, stage: str, via: str,
         log.info("bench %s: baseline, %d records", run_id, count)
         base = _baseline(producer, consumer, inbound_records(f"{run_id}-base", count), timeout)
         log.info("bench %s: %s via %s, %d complaints", run_id, stage, via, count)
+        if stage == "sla":
+            return _sla_run(bootstrap, count, timeout, base, run_id, producer, consumer)
         if via == "http":
             answers = _post_all(url, rpt.web_form_bodies(run_id, count), secret, concurrency)
             return _http_report(run_id, count, base, answers, concurrency, processes)
-        final = ("acked",) if stage == "pipeline" else ("registered", "dead")
-        watcher, sent, produce_s = _watch(consumer, producer, watched, final,
-                                          inbound_records(run_id, count), timeout)
+        # an SMS acknowledgement in the quiet hours is deferred: settled, not timed
+        final = {"pipeline": ("acked", "ack_deferred"), "router": ("routed",),
+                 "notifier": ("acked", "ack_failed"),
+                 "intake": ("registered", "dead")}[stage]
+        load, into = ((registered_records(run_id, count, contact=stage == "notifier"), REGISTERED)
+                      if stage in ("router", "notifier") else (inbound_records(run_id, count), INBOUND))
+        watcher, sent, produce_s = _watch(consumer, producer, watched, final, load, timeout, into)
     finally:
         producer.close()
         consumer.close()
@@ -314,7 +418,8 @@ def _run(bootstrap: list[str], count: int, timeout: float, stage: str, via: str,
               f"after {timeout:g} s: " + ", ".join(f"{k} {len(v)}/{count}" for k, v in seen.items()
                                                    if v or k in final))
         return 1
-    done = seen["acked"] if stage == "pipeline" else seen["registered"]
+    done = seen[{"pipeline": "acked", "router": "routed", "intake": "registered",
+                 "notifier": "acked"}[stage]]
     seconds = max(done.values(), default=math.nan) - min(sent.values())
     if stage == "pipeline":
         print(rpt.format_report(rpt.Figures(
@@ -327,7 +432,7 @@ def _run(bootstrap: list[str], count: int, timeout: float, stage: str, via: str,
         count=count, run_id=run_id, via="kafka", partitions=base[2], base_produce=base[0],
         base_consume=base[1], input_rate=rpt.rate(count, produce_s), registered=len(done),
         seconds=seconds, latency_ms=rpt.latencies_ms(sent, done), failed=len(seen["dead"]),
-        failure_note="dead-lettered" if seen["dead"] else "", processes=processes)))
+        failure_note="dead-lettered" if seen["dead"] else "", processes=processes, stage=stage)))
     return 1 if seen["dead"] else 0
 
 

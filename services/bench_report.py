@@ -81,7 +81,9 @@ def classify(topic: str, event: Any) -> tuple[str, str] | None:
     if topic in (ROUTED.name, REGISTERED.name):
         return ("routed" if topic == ROUTED.name else "registered"), cid
     if topic == NOTIFICATIONS.name and data.get("kind") == "acknowledgement":
-        return ("acked" if data.get("status") == "sent" else "ack_failed"), cid
+        status = data.get("status")
+        return {"sent": ("acked", cid), "failed": ("ack_failed", cid),
+                "deferred": ("ack_deferred", cid)}.get(str(status))
     return None
 
 
@@ -174,6 +176,7 @@ class IntakeFigures:
     failure_note: str = ""
     concurrency: int = 1
     processes: int = 1
+    stage: str = "intake"  # or "router": registered events in, routing decisions out
 
     @property
     def registrations(self) -> float:
@@ -223,22 +226,66 @@ def format_report(f: Figures) -> str:
 
 
 def format_intake_report(f: IntakeFigures) -> str:
-    """The pasteable text block of the intake stage, over Kafka or HTTP."""
+    """The pasteable text block of the intake stage (Kafka or HTTP) or the router stage."""
     http = f.via == "http"
     clients = f"{f.concurrency} HTTP connections; " if http else ""
+    if f.stage == "router":
+        produced, done, what, unit = ("registered produce", "registered -> last routed",
+                                      "routing decisions:", "router")
+    elif f.stage == "notifier":
+        produced, done, what, unit = ("registered produce", "registered -> last sent",
+                                      "notifications sent:", "notifier")
+    else:
+        produced = "HTTP POST web_form" if http else "inbound produce"
+        done = "first POST -> last 202" if http else "inbound -> last registered"
+        what, unit = "registrations:", "intake"
     rows = [
         _baseline_row(f.partitions, f.base_produce, f.base_consume),
-        (f"intake input ({'HTTP POST web_form' if http else 'inbound produce'}):",
+        (f"{f.stage} input ({produced}):",
          f"        {_num(f.input_rate):>9} {'req/s' if http else 'rec/s'}"),
-        (f"registered ({'first POST -> last 202' if http else 'inbound -> last registered'}):",
+        (f"{ {'router': 'routed', 'notifier': 'sent'}.get(f.stage, 'registered')} ({done}):",
          f"        {f.registered:>9} of {f.count} in {_num(f.seconds, 2)} s"),
-        ("registrations:", f"        {_num(f.registrations):>9} /s (per intake process: "
-                           f"{_num(f.per_process)} /s; intake processes: {f.processes})"),
-        (f"latency {'POST -> 202' if http else 'inbound -> registered'} (ms):", _pcts(f.latency_ms)),
+        (what, f"        {_num(f.registrations):>9} /s (per {unit} process: "
+               f"{_num(f.per_process)} /s; {unit} processes: {f.processes})"),
+        (f"latency {'POST -> 202' if http else done.replace(' last', '')} (ms):", _pcts(f.latency_ms)),
         _ratio_row("ratio per process / baseline:", f.per_process, f.base_produce, f.base_consume),
     ]
     if f.failed or http:
         note = f"   {f.failure_note}" if f.failure_note else ""
         rows.append(("failed:", f"        {f.failed:>9}{note}"))
-    return _block(f"complaints bench: stage=intake via={f.via} N={f.count} (run id {f.run_id}; "
-                  f"{clients}order: broker baseline, then intake)", rows)
+    return _block(f"complaints bench: stage={f.stage} via={f.via} N={f.count} (run id {f.run_id}; "
+                  f"{clients}order: broker baseline, then {f.stage})", rows)
+
+
+@dataclass(frozen=True)
+class SlaFigures:
+    """What one SLA lateness run measured: breaches due while the monitor was under load."""
+
+    count: int  # complaints
+    run_id: str
+    partitions: int
+    base_produce: float
+    base_consume: float
+    alerts: int          # every alert of the run's complaints seen on complaints.sla
+    breaches: int        # breaches seen of the expected ones
+    expected: int
+    seconds: float       # first routed produced -> last breach seen
+    emitted_ms: Sequence[float]  # observed_at (the monitor's emission) minus the deadline
+    seen_ms: Sequence[float]     # arrival at this process minus the deadline
+    spread: float        # deadlines spread over this many seconds
+
+
+def format_sla_report(f: SlaFigures) -> str:
+    """The pasteable text block of the SLA stage."""
+    rows = [
+        _baseline_row(f.partitions, f.base_produce, f.base_consume),
+        ("alerts of the run on complaints.sla:", f"        {f.alerts:>9} in {_num(f.seconds, 2)} s "
+                                                 f"({_num(rate(f.alerts, f.seconds))} /s)"),
+        ("breaches seen:", f"        {f.breaches:>9} of {f.expected} (deadlines spread over "
+                           f"{_num(f.spread, 0)} s)"),
+        ("lateness, emitted - deadline (ms):", _pcts(f.emitted_ms)),
+        ("lateness, seen here - deadline (ms):", _pcts(f.seen_ms)),
+        _ratio_row("ratio alerts/s / baseline:", rate(f.alerts, f.seconds), f.base_produce, f.base_consume),
+    ]
+    return _block(f"complaints bench: stage=sla N={f.count} complaints (run id {f.run_id}; "
+                  "order: broker baseline, then routed decisions whose deadlines fall due)", rows)

@@ -84,7 +84,44 @@ def _replay(args: argparse.Namespace) -> int:
                 timeout=args.timeout, wait=not args.no_wait)
 
 
+def _notify_preview(args: argparse.Namespace) -> int:
+    from schemas.events import NotificationKind
+    from services.common.policy import load_policy
+    from services.common.settings import CommonSettings, load_settings
+    from services.notifier.logic import SAMPLE, render_text
+
+    policy = load_policy(load_settings(CommonSettings).policy_file)
+    subject, body = render_text(NotificationKind(args.kind), args.lang, SAMPLE, templates=policy.notifier)
+    print(f"Subject: {subject}\n\n{body}")
+    return 0
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    import redis
+
+    from services.common.policy import load_policy
+    from services.common.settings import load_settings
+    from services.router.rebuild import rebuild
+    from services.router.settings import RouterSettings
+
+    settings = load_settings(RouterSettings)
+    policy = load_policy(settings.policy_file)
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        report = rebuild(settings.bootstrap_list(), client, prefix=settings.redis_prefix,
+                         window=policy.router.repeat_window,
+                         ttl=timedelta(days=settings.case_ttl_days), now=datetime.now(UTC))
+    finally:
+        client.close()
+    print(report)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
+    from schemas.events import NotificationKind
+
     p = argparse.ArgumentParser(prog="complaints", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -112,19 +149,36 @@ def parser() -> argparse.ArgumentParser:
     post.add_argument("--url", default="http://127.0.0.1:8080", help="intake base URL")
     post.set_defaults(func=_post)
 
+    notify = sub.add_parser("notify", help="notification templates")
+    nsub = notify.add_subparsers(dest="notify_command", required=True)
+    preview = nsub.add_parser("preview", help="render a kind's template from sample data")
+    preview.add_argument("kind", choices=[k.value for k in NotificationKind])
+    preview.add_argument("--lang", choices=["zh", "en"], default="zh")
+    preview.set_defaults(func=_notify_preview)
+
+    rb = sub.add_parser("rebuild", help="rebuild a service's Redis state from the topics "
+                                        "(stop its instances first)")
+    rb.add_argument("service", choices=["router"])
+    rb.set_defaults(func=_rebuild)
+
     b = sub.add_parser("bench", help="drive complaints through the running stack, print figures")
     b.add_argument("--count", type=int, default=2000)
     b.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the stack")
-    b.add_argument("--stage", choices=["pipeline", "intake"], default="pipeline",
-                   help="pipeline: inbound to acknowledgement (default); intake: to registration")
+    b.add_argument("--stage", choices=["pipeline", "intake", "router", "notifier", "sla"],
+                   default="pipeline",
+                   help="pipeline: inbound to acknowledgement (default); intake: to registration; "
+                        "router: registration to routing decision; notifier: registration to "
+                        "acknowledgement sent; sla: breach lateness")
     b.add_argument("--via", choices=["kafka", "http"], default="kafka",
                    help="feed complaints.inbound (default) or POST web forms to intake (intake stage)")
     b.add_argument("--concurrency", type=int, default=16, metavar="N",
                    help="HTTP connections, one thread each (default 16)")
     b.add_argument("--intake-url", metavar="URL",
                    help="intake base URL (default http://127.0.0.1:$INTAKE_HTTP_PORT, port 8080)")
-    b.add_argument("--intake-processes", type=int, default=1, metavar="K",
-                   help="intake processes serving the run, to report the per-process rate (default 1)")
+    b.add_argument("--processes", "--intake-processes", dest="intake_processes", type=int,
+                   default=1, metavar="K",
+                   help="processes of the measured service (intake or router) serving the run, "
+                        "to report the per-process rate (default 1)")
     b.set_defaults(func=_bench)
 
     r = sub.add_parser("replay", help="feed a CSV or JSONL export through intake, account for every row")

@@ -29,7 +29,8 @@ ACK = {"action": "acknowledged", "actor": "agent-007"}
 # The facts printed per event type; never the customer's contact details.
 FACTS = {
     "complaint.registered": ("channel", "nature", "first_contact"),
-    "complaint.routed": ("severity", "department", "level", "first_contact_owner"),
+    "complaint.routed": ("decision", "revision", "code", "severity", "department", "level", "handler",
+                         "first_contact_owner", "review", "notify"),
     "case.updated": ("action", "actor", "result"),
     "sla.alert": ("milestone", "outcome", "severity", "on_time", "deadline", "notify"),
     "notification.recorded": ("kind", "status", "transport", "language"),
@@ -186,6 +187,9 @@ class Printer:
             self._facts.add((subject, str(event.get("type"))))
             if event.get("type") == "notification.recorded":
                 self._facts.add((subject, f"notification:{data.get('kind')}"))
+                if data.get("status") == "queued":  # the sent (or failed) record follows
+                    self._cond.notify_all()
+                    return
             if subject in self._labels:
                 self._show(event)
             elif sum(len(v) for v in self._held.values()) < MAX_HELD:

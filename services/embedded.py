@@ -100,6 +100,7 @@ class Supervisor:
         self.infra: list[Child] = []
         self.services: list[Child] = []
         self.stopping = False
+        self.run_prefix: tuple[str, str] | None = None  # (Redis URL, key prefix) to delete at the end
 
     def on_signal(self, signum: int, frame: FrameType | None) -> None:
         """Signal handler: ask the main loop to stop."""
@@ -284,6 +285,11 @@ def _service_env(settings: UpSettings, *, embedded_broker: bool, sla_scale: floa
                NOTIFIER_OUTBOX_DIR=str(outbox))
     if embedded_broker and "kafka_rebalance_timeout" not in settings.model_fields_set:
         env["KAFKA_REBALANCE_TIMEOUT"] = EMBEDDED_REBALANCE_TIMEOUT  # tansu waits this long
+    if sla_scale != 1 and "SLA_MONITOR_CALENDAR_FILE" not in env:
+        # scaled-down limits would stop for the night on a working-hours calendar
+        from services.sla_monitor.calendar import ALWAYS_OPEN
+
+        env["SLA_MONITOR_CALENDAR_FILE"] = str(ALWAYS_OPEN)
     if "INTAKE_SIGNING_SECRETS" not in env:
         # HTTP channels must be signed: give this run a secret of its own and leave it
         # where `complaints post` (and the demo) find it.
@@ -333,6 +339,13 @@ def _run(sup: Supervisor, settings: UpSettings, *, demo: bool, sla_scale: float)
     _create_topics(sup, bootstrap)
     outbox = (settings.notifier_outbox_dir or settings.data_dir / "outbox").resolve()
     env = _service_env(settings, embedded_broker=broker, sla_scale=sla_scale, outbox=outbox)
+    if broker and not valkey and "redis_prefix" not in settings.model_fields_set:
+        # A fresh in-memory broker knows none of the state an earlier run left in this
+        # Redis: give the run a key prefix of its own, and delete its keys at the end.
+        settings = settings.model_copy(
+            update={"redis_prefix": f"{settings.redis_prefix}run-{secrets.token_hex(4)}:"})
+        env["REDIS_PREFIX"] = settings.redis_prefix
+        sup.run_prefix = (settings.redis_url, settings.redis_prefix)
     for name in SERVICES:
         sup.services.append(sup.spawn(name, [sys.executable, "-m", "services.cli", "run", name], env))
     print(f"complaints: started {', '.join(SERVICES)}; waiting until healthy ...", flush=True)
@@ -366,5 +379,21 @@ def up(*, demo: bool, sla_scale: float) -> int:
         return 1
     finally:
         sup.shutdown()
+        if sup.run_prefix is not None:
+            _delete_run_keys(*sup.run_prefix)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _delete_run_keys(url: str, prefix: str) -> None:
+    """Delete the keys of this run's own prefix (never anything else)."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+        for key in client.scan_iter(match=f"{prefix}*", count=1000):
+            client.delete(key)
+        client.close()
+    except redis.RedisError as exc:
+        print(f"complaints up: could not delete this run's Redis keys ({prefix}*): {exc}",
+              file=sys.stderr, flush=True)

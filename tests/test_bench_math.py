@@ -240,6 +240,8 @@ def _dead(original: object) -> dict[str, object]:
          {"correlationid": "in-3", "data": {"kind": "acknowledgement", "status": "failed"}},
          ("ack_failed", "in-3")),
         ("complaints.notifications", {"correlationid": "in-3", "data": {"kind": "sla_warning"}}, None),
+        ("complaints.notifications",
+         {"correlationid": "in-3", "data": {"kind": "acknowledgement", "status": "queued"}}, None),
         ("complaints.deadletter", _dead({"id": "in-4", "type": "inbound.received"}), ("dead", "in-4")),
         ("complaints.deadletter", _dead(b"not json at all"), None),
         ("complaints.deadletter", _dead([1, 2]), None),

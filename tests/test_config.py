@@ -37,12 +37,18 @@ def _policy_with(tmp_path: Path, old: str, new: str) -> Path:
 
 @pytest.mark.parametrize(("old", "new", "message"), [
     ("{general: 1h, urgent: 30m, major: 10m}", "{general: soon, urgent: 30m, major: 10m}",
-     "sla.milestones.acknowledge.targets.general: Value error, not a duration"),
+     "sla.milestones.respond.targets.general: Value error, not a duration"),
     ("{general: 1h, urgent: 30m, major: 10m}", "{general: 1h, urgent: 30m}",
-     "sla.milestones.acknowledge: Value error, targets lacks severities ['major']"),
+     "sla.milestones.respond: Value error, targets lacks severities ['major']"),
     ("levels: {general: L1, urgent: L2, major: L3}", "levels: {general: L1, urgent: L9, major: L3}",
      "router.levels.urgent: Input should be 'L1', 'L2' or 'L3'"),
     ('version: "2026.11-default"', "version: [", "line"),
+    ("stop_on: [acknowledged, plan_decided, resolved]", "stop_on: [acknowledgd]",
+     "sla.milestones.respond.stop_on: Value error, unknown signals ['acknowledgd']"),
+    ("warn_at: [0.5, 0.8]", "warn_at: [0.8, 0.5]",
+     "sla.warn_at: Value error, warning thresholds must be ascending shares between 0 and 1"),
+    ("SF-01: {general: 8h", "SF1: {general: 8h",
+     "sla.milestones.resolve: Value error, by_code: not taxonomy codes"),
 ])
 def test_a_bad_policy_names_file_field_and_problem(tmp_path: Path, old: str, new: str,
                                                    message: str) -> None:

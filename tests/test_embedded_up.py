@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -64,15 +65,16 @@ class Output:
 @pytest.mark.timeout(300)
 def test_up_embeds_a_broker_serves_health_and_stops_without_leftovers(tmp_path: Path) -> None:
     # Given an environment whose broker address answers nothing (so `up` must embed tansu),
-    # the session Redis under a prefix of its own, and free ports for the four services
+    # the machine's Redis with no prefix set (so the run takes one of its own), and free
+    # ports for the four services
     ports = {name: free_port() for name in SERVICE_PORTS}
-    prefix = f"test-up-{uuid.uuid4().hex[:12]}:"
     env = {**os.environ, **{name: str(port) for name, port in ports.items()},
            "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
            "REDIS_URL": "redis://127.0.0.1:6379/0",
-           "REDIS_PREFIX": prefix,
            "COMPLAINTS_DATA_DIR": str(tmp_path / "data")}
-    env.pop("KAFKA_REBALANCE_TIMEOUT", None)
+    for name in ("KAFKA_REBALANCE_TIMEOUT", "REDIS_PREFIX"):
+        env.pop(name, None)
+    prefix = f"complaints:run-{uuid.uuid4().hex[:8]}:"  # replaced by the run's own below
 
     # When `complaints up` runs until every service is healthy
     proc = subprocess.Popen(
@@ -84,6 +86,12 @@ def test_up_embeds_a_broker_serves_health_and_stops_without_leftovers(tmp_path: 
         healthy = output.wait_for("all services healthy", timeout=UP_TIMEOUT)
         assert healthy, f"not healthy within {UP_TIMEOUT} s:\n{output.text()}"
         children = psutil.Process(proc.pid).children(recursive=True)
+        # a fresh in-memory broker: the run's Redis keys live under a prefix of its own
+        found = re.search(r"key prefix (complaints:run-[0-9a-f]{8}:)", output.text())
+        assert found, output.text()
+        prefix = found.group(1)
+        with redis.Redis.from_url(env["REDIS_URL"]) as client:
+            client.set(f"{prefix}state-of-this-run", "x")
         url = f"http://127.0.0.1:{ports['INTAKE_HTTP_PORT']}/healthz"
         with urllib.request.urlopen(url, timeout=5) as reply:  # noqa: S310
             status = reply.status
@@ -99,8 +107,10 @@ def test_up_embeds_a_broker_serves_health_and_stops_without_leftovers(tmp_path: 
         for child in children:  # a failed test must not leave the stack running either
             if child.is_running():
                 child.kill()
-        with redis.Redis.from_url(env["REDIS_URL"]) as client:  # only this test's own keys
+        leftovers = []
+        with redis.Redis.from_url(env["REDIS_URL"]) as client:  # only this run's own keys
             for key in client.scan_iter(match=f"{prefix}*"):
+                leftovers.append(key)
                 client.delete(key)
 
     # Then the stack was up, it stopped cleanly, and no process is left behind
@@ -110,4 +120,5 @@ def test_up_embeds_a_broker_serves_health_and_stops_without_leftovers(tmp_path: 
     alive = [child for child in children if child.is_running()]
     assert not alive, f"left behind: {alive}"
     assert "embedded" in output.text()
+    assert leftovers == [], "the run left keys behind"
     assert (tmp_path / "data" / "logs" / "intake.log").exists()
