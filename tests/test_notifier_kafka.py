@@ -11,63 +11,23 @@ at most NOTIFIER_TRANSPORT_CONCURRENCY per transport are in doubt.
 
 from __future__ import annotations
 
-import email
-import email.policy
 import json
-import threading
 import uuid
-from collections import Counter
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import Envelope, Session
 from kafka import KafkaProducer
 
 from schemas.events import Channel, Complaint, ComplaintRegistered, Contact
 from services.common.policy import DEFAULT_POLICY
 from tests.conftest import tansu
 from tests.harness import Service, TopicReader, free_port, produce, wait_for
+from tests.sinks import MailSink, http_sink
 
 pytestmark = pytest.mark.integration
-
-
-class MailSink:
-    def __init__(self) -> None:
-        self.ids: Counter[str] = Counter()
-        self.lock = threading.Lock()
-
-    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:  # noqa: N802
-        msg = email.message_from_bytes(envelope.original_content or b"", policy=email.policy.default)  # type: ignore[arg-type]
-        with self.lock:
-            self.ids[str(msg["Message-ID"])] += 1
-        return "250 OK"
-
-
-def http_sink() -> tuple[ThreadingHTTPServer, Counter[str]]:
-    seen: Counter[str] = Counter()
-    lock = threading.Lock()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            with lock:
-                seen[self.headers["Idempotency-Key"]] += 1
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(b'{"ok": true}')
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, seen
 
 
 def registered(run: str, i: int) -> ComplaintRegistered:
