@@ -349,7 +349,8 @@ def _healthy(base_url: str) -> None:
 
 
 def bench(*, count: int, timeout: float, stage: str = "pipeline", via: str = "kafka",
-          concurrency: int = 16, intake_url: str | None = None, intake_processes: int = 1) -> int:
+          concurrency: int = 16, intake_url: str | None = None, intake_processes: int = 1,
+          redis_footprint: bool = False) -> int:
     """Run the baseline, then the stage; print the figures. 0 complete, 1 incomplete, 2 error."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("kafka").setLevel(logging.ERROR)
@@ -368,11 +369,37 @@ def bench(*, count: int, timeout: float, stage: str = "pipeline", via: str = "ka
         print(f"complaints bench: {exc}")
         return 2
     try:
-        return _run(settings.bootstrap_list(), count, timeout, stage, via, concurrency, url,
+        code = _run(settings.bootstrap_list(), count, timeout, stage, via, concurrency, url,
                     secret, intake_processes)
+        if redis_footprint and code == 0:
+            print(rpt.format_footprint(footprint(settings.redis_url, settings.redis_prefix), count,
+                                       settings.redis_prefix))
+        return code
     except (KafkaError, BenchError) as exc:
         print(f"complaints bench: {exc}")
         return 2
+
+
+def footprint(url: str, prefix: str) -> dict[str, tuple[int, int]]:
+    """Keys and bytes (Redis MEMORY USAGE, all samples) under ``prefix``, by the key's first part."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    out: dict[str, tuple[int, int]] = {}
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            pipe = client.pipeline(transaction=False)
+            for key in chunk:
+                pipe.memory_usage(key, samples=0)
+            for key, size in zip(chunk, pipe.execute(), strict=True):
+                family = key.decode()[len(prefix):].split(":", 1)[0]
+                n, total = out.get(family, (0, 0))
+                out[family] = (n + 1, total + int(size or 0))
+    finally:
+        client.close()
+    return out
 
 
 def _run(bootstrap: list[str], count: int, timeout: float, stage: str, via: str, concurrency: int,

@@ -289,3 +289,14 @@ def format_sla_report(f: SlaFigures) -> str:
     ]
     return _block(f"complaints bench: stage=sla N={f.count} complaints (run id {f.run_id}; "
                   "order: broker baseline, then routed decisions whose deadlines fall due)", rows)
+
+
+def format_footprint(families: Mapping[str, tuple[int, int]], count: int, prefix: str) -> str:
+    """The Redis memory under the run's prefix, per service and per complaint, scaled to 1M."""
+    total = sum(b for _, b in families.values())
+    lines = [f"redis footprint under {prefix!r} after {count} complaints: "
+             f"{sum(n for n, _ in families.values())} keys, {total / 2**20:.1f} MiB "
+             f"({total / count:.0f} B per complaint; {total / count * 1e6 / 2**30:.2f} GiB per million)"]
+    for family, (n, size) in sorted(families.items(), key=lambda kv: -kv[1][1]):
+        lines.append(f"  {family:<10} {n:>8} keys {size / 2**20:>8.1f} MiB  {size / count:>7.0f} B/complaint")
+    return "\n".join(lines)

@@ -74,7 +74,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     return bench(count=args.count, timeout=args.timeout, stage=args.stage, via=args.via,
                  concurrency=args.concurrency, intake_url=args.intake_url,
-                 intake_processes=args.intake_processes)
+                 intake_processes=args.intake_processes, redis_footprint=args.redis_footprint)
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -179,6 +179,10 @@ def parser() -> argparse.ArgumentParser:
                    default=1, metavar="K",
                    help="processes of the measured service (intake or router) serving the run, "
                         "to report the per-process rate (default 1)")
+    b.add_argument("--redis-footprint", action="store_true",
+                   help="after the run, measure the Redis memory of every key under REDIS_PREFIX "
+                        "(MEMORY USAGE), by service, per complaint of the run; needs a stack whose "
+                        "prefix holds this run's complaints only")
     b.set_defaults(func=_bench)
 
     r = sub.add_parser("replay", help="feed a CSV or JSONL export through intake, account for every row")
