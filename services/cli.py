@@ -101,8 +101,23 @@ def _rebuild(args: argparse.Namespace) -> int:
 
     import redis
 
+    from services.common.settings import CommonSettings, load_settings
+
+    if args.service == "intake":
+        from services.intake import rebuild as intake_rebuild
+        from services.intake.adapters import CLAIM_TTL_SECONDS, TIMELINE_TTL_SECONDS
+
+        common = load_settings(CommonSettings)
+        client = redis.Redis.from_url(common.redis_url)
+        try:
+            print(intake_rebuild.rebuild(common.bootstrap_list(), client, prefix=common.redis_prefix,
+                                         claim_ttl=timedelta(seconds=CLAIM_TTL_SECONDS),
+                                         timeline_ttl=timedelta(seconds=TIMELINE_TTL_SECONDS)))
+        finally:
+            client.close()
+        return 0
+
     from services.common.policy import load_policy
-    from services.common.settings import load_settings
     from services.router.rebuild import rebuild
     from services.router.settings import RouterSettings
 
@@ -157,8 +172,10 @@ def parser() -> argparse.ArgumentParser:
     preview.set_defaults(func=_notify_preview)
 
     rb = sub.add_parser("rebuild", help="rebuild a service's Redis state from the topics "
-                                        "(stop its instances first)")
-    rb.add_argument("service", choices=["router"])
+                                        "(router: stop its instances first; intake: may run "
+                                        "alongside; the SLA monitor and the notifier rebuild "
+                                        "themselves when their keys are gone)")
+    rb.add_argument("service", choices=["router", "intake"])
     rb.set_defaults(func=_rebuild)
 
     b = sub.add_parser("bench", help="drive complaints through the running stack, print figures")

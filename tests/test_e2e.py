@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +15,7 @@ import pytest
 from kafka import KafkaProducer
 
 from schemas.events import InboundMessage, InboundReceived
-from tests.harness import Service, TopicReader, http, post_inbound
+from tests.harness import Service, TopicReader, http, post_inbound, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -243,3 +246,37 @@ def test_a_repeat_complaint_goes_back_to_its_first_contact_owner(intake_url: str
     assert routed["repeat_of"] == first["complaint_id"]
     assert routed["first_contact_owner"] == "agent-42"
     assert routed["severity"] in ("urgent", "major")
+
+
+def test_intake_state_lost_from_redis_is_rebuilt_from_the_topics(
+        intake_url: str, reader: TopicReader, stack_env: dict[str, str]) -> None:
+    # Given a registered complaint whose timeline intake serves
+    key = str(uuid.uuid4())
+    body = {"description": "The parcel arrived crushed", "email": f"r.{key[:8]}@example.com"}
+    status, first = post_inbound(intake_url, "web_form", body, headers={"Idempotency-Key": key})
+    assert status == 202
+    cid = first["complaint_id"]
+    before = wait_for(lambda: (lambda got: got[0] == 200 and "code" in got[1] and got[1])(
+        http("GET", f"{intake_url}/v1/complaints/{cid}")), timeout=60, what="the routed timeline")
+    # When Redis loses intake's keys of it (its timeline and its message claim)
+    import redis
+    client = redis.Redis.from_url(stack_env["REDIS_URL"])
+    prefix = stack_env["REDIS_PREFIX"]
+    try:
+        lost = [k for k in client.scan_iter(match=f"{prefix}intake:msg:web_form:id:{key}")]
+        assert client.delete(f"{prefix}timeline:{cid}", *lost) == 1 + len(lost) == 2
+        assert http("GET", f"{intake_url}/v1/complaints/{cid}")[0] == 404
+        # and `complaints rebuild intake` runs beside the running intake
+        done = subprocess.run([sys.executable, "-m", "services.cli", "rebuild", "intake"],  # noqa: S603
+                              env={**os.environ, **stack_env}, capture_output=True, text=True,
+                              timeout=120, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "message claims" in done.stdout
+    finally:
+        client.close()
+    # Then the complaint is served again, and the same message is still a duplicate
+    status, after = http("GET", f"{intake_url}/v1/complaints/{cid}")
+    assert status == 200 and after["complaint_id"] == cid
+    assert (after["code"], after["department"]) == (before["code"], before["department"])
+    again = post_inbound(intake_url, "web_form", body, headers={"Idempotency-Key": key})
+    assert again[0] == 202 and again[1]["complaint_id"] == cid and again[1]["duplicate"] is True

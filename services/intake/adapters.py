@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
+CLAIM_TTL_SECONDS = 30 * 86400  # how long a channel message id stays claimed
+TIMELINE_TTL_SECONDS = 400 * 86400  # how long a complaint's timeline stays after its last event
+
 
 class RedisRegistrations:
-    def __init__(self, client: aioredis.Redis, *, prefix: str, ttl_seconds: int = 30 * 86400) -> None:
+    def __init__(self, client: aioredis.Redis, *, prefix: str, ttl_seconds: int = CLAIM_TTL_SECONDS) -> None:
         self._r = client
         self._prefix = f"{prefix}intake:msg:"
         self._ttl = ttl_seconds
@@ -24,7 +27,8 @@ class RedisRegistrations:
 
 
 class RedisTimelines:
-    def __init__(self, client: aioredis.Redis, *, prefix: str, ttl_seconds: int = 400 * 86400) -> None:
+    def __init__(self, client: aioredis.Redis, *, prefix: str,
+                 ttl_seconds: int = TIMELINE_TTL_SECONDS) -> None:
         self._r = client
         self._prefix = f"{prefix}timeline:"
         self._ttl = ttl_seconds
