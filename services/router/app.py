@@ -229,6 +229,7 @@ class Router:
         self.metrics.decisions.labels(d.decision.value, d.severity.value, d.level.value,
                                       d.department).inc()
         if d.decision.value == "routed":
+            self.metrics.codes.labels(d.code or "none").inc()
             self.metrics.confidence.observe(d.confidence)
             if d.review:
                 self.metrics.review.inc()

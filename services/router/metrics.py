@@ -18,6 +18,7 @@ class RouterMetrics:
     released: Counter
     confidence: Histogram
     load: Gauge
+    codes: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> RouterMetrics:
@@ -56,4 +57,8 @@ class RouterMetrics:
                 "complaints_router_handler_open_cases",
                 "Open cases booked per handler (staff id), read from Redis.",
                 ["department", "level", "handler"], registry=registry),
+            codes=Counter(
+                "complaints_router_classified_total",
+                "First routing decisions by complaint code (the taxonomy's codes; a bounded set).",
+                ["code"], registry=registry),
         )
