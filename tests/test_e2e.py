@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -280,3 +281,22 @@ def test_intake_state_lost_from_redis_is_rebuilt_from_the_topics(
     assert (after["code"], after["department"]) == (before["code"], before["department"])
     again = post_inbound(intake_url, "web_form", body, headers={"Idempotency-Key": key})
     assert again[0] == 202 and again[1]["complaint_id"] == cid and again[1]["duplicate"] is True
+
+
+def test_the_grafana_dashboard_reads_only_metrics_the_running_services_export(
+        stack: dict[str, Service], intake_url: str, reader: TopicReader) -> None:
+    from tests.test_deploy_compose import dashboard_metric_names
+
+    # Given traffic, so every service has exported its metric families
+    cid = _register(intake_url, "The screen cracked after one day")
+    reader.wait(_of(cid, "complaints.notifications", kind="acknowledgement"), timeout=60, what="ack")
+    # When every service's /metrics is scraped
+    exported: set[str] = set()
+    for svc in stack.values():
+        text = http("GET", f"http://127.0.0.1:{svc.port}/metrics")[1]
+        for name, kind in re.findall(r"^# TYPE (\S+) (\S+)$", str(text), re.M):
+            exported |= ({name + "_bucket", name + "_sum", name + "_count"} if kind == "histogram"
+                         else {name})  # a counter's family is named with its _total
+    # Then the dashboard names none that is not there
+    used = dashboard_metric_names()
+    assert used and used <= exported, used - exported

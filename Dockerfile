@@ -1,0 +1,29 @@
+# One image for the four services: `complaints run intake|router|sla-monitor|notifier`.
+# Build: docker build -t complaints .   (deploy/compose.yaml builds it for the stack)
+
+# ---- build: a virtualenv with the package and its dependencies --------------------------
+FROM python:3.11-slim AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+COPY pyproject.toml README.md /src/
+COPY schemas /src/schemas
+COPY services /src/services
+RUN /opt/venv/bin/pip install /src
+
+# ---- run: the virtualenv only, as an unprivileged user -----------------------------------
+FROM python:3.11-slim
+COPY --from=build /opt/venv /opt/venv
+RUN useradd --uid 10001 --no-create-home --home-dir /var/lib/complaints --shell /usr/sbin/nologin complaints \
+    && mkdir -p /var/lib/complaints && chown 10001:10001 /var/lib/complaints
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    COMPLAINTS_DATA_DIR=/var/lib/complaints \
+    NOTIFIER_OUTBOX_DIR=/var/lib/complaints/outbox \
+    SERVICE_PORT=8080
+WORKDIR /var/lib/complaints
+USER 10001
+# SERVICE_PORT: the port of the service this container runs (8080-8083)
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ['SERVICE_PORT']}/healthz\", timeout=4)"]
+ENTRYPOINT ["complaints"]
+CMD ["run", "intake"]
