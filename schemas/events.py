@@ -10,6 +10,8 @@ from pydantic import AwareDatetime, Field, model_validator
 
 from schemas.envelope import Envelope, Model
 
+ANONYMOUS_CUSTOMER = "anonymous"
+"""The ``customer_key`` of a complaint whose message names nobody (no phone, e-mail or account)."""
 
 class Channel(StrEnum):
     phone = "phone"
@@ -105,7 +107,8 @@ class Complaint(Model):
     received_at: AwareDatetime
     source_message_id: str
     customer: Contact
-    customer_key: str = Field(description="Keyed hash of the customer's identity; not PII.")
+    customer_key: str = Field(description="Keyed hash of the customer's identity; not PII; "
+                              "ANONYMOUS_CUSTOMER when the message names nobody.")
     first_contact: str = Field(description="Agent, desk or store that received it first.")
     subject: str = Field(max_length=500)
     description: str = Field(max_length=20_000)

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from schemas.events import Channel, InboundMessage, InboundReceived
+from services.common.boundary import Boundary
 from services.common.policy import load_policy
-from services.common.runtime import Boundary
 from services.intake.handlers import Intake
 from services.intake.metrics import IntakeMetrics
 from tests.fakes import DictRegistrations, DictTimelines, FixedClock, RecordingPublisher

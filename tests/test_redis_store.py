@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 
 import pytest
@@ -13,12 +12,15 @@ from services.common.redis_store import Rebuildable, rebuild_once
 
 pytestmark = pytest.mark.integration
 
+LEASE = 1.0
+
 
 def test_a_rebuilder_killed_mid_way_holds_the_others_up_for_one_lease(redis_url: str,
                                                                        redis_prefix: str) -> None:
     async def scenario() -> None:
         client = aioredis.from_url(redis_url)
-        store = Rebuildable(client, f"{redis_prefix}{uuid.uuid4().hex[:8]}:")
+        prefix = f"{redis_prefix}{uuid.uuid4().hex[:8]}:"
+        store, lock = Rebuildable(client, prefix), f"{prefix}rebuild-lock"
         try:
             # Given a rebuilder that is killed while it rebuilds (its renewals stop with it)
             started = asyncio.Event()
@@ -30,21 +32,29 @@ def test_a_rebuilder_killed_mid_way_holds_the_others_up_for_one_lease(redis_url:
             async def quick() -> None:
                 pass
 
-            dying = asyncio.create_task(rebuild_once(store, token="a", lease=1.0, rebuild=forever))
+            dying = asyncio.create_task(rebuild_once(store, token="a", lease=LEASE, rebuild=forever))
             await started.wait()
-            await asyncio.sleep(1.5)  # longer than the lease: the renewals keep the lock
-            assert not await rebuild_once(store, token="b", lease=1.0, rebuild=forever)
+            # While it runs, its renewals push the lease out again (the lock's TTL goes back up) ...
+            low = ttl = await client.pttl(lock)
+            while ttl <= low + 100:  # a renewal lifts it by a third of the lease
+                await asyncio.sleep(0.02)
+                low, ttl = min(low, ttl), await client.pttl(lock)
+            # ... and nobody else can rebuild
+            assert not await rebuild_once(store, token="b", lease=LEASE, rebuild=forever)
             dying.cancel()  # as with kill -9, nothing after this point runs its clean-up ...
             await asyncio.gather(dying, return_exceptions=True)
-            await store.lock_rebuild("a", 1.0)  # ... so the lock is still held, unrenewed
-            # When another instance keeps trying, it rebuilds once the lease has run out
-            t0, done = time.monotonic(), False
-            while not done and time.monotonic() - t0 < 10:
-                done = await rebuild_once(store, token="b", lease=1.0, rebuild=quick)
+            await store.lock_rebuild("a", LEASE)  # ... so the lock is still held, unrenewed
+            # When another instance keeps trying
+            attempts_while_held = 0
+            while await client.exists(lock):
+                # Then the dead holder's lock lapses within one lease, Redis's own expiry ...
+                assert 0 < await client.pttl(lock) <= LEASE * 1000
+                assert not await rebuild_once(store, token="b", lease=LEASE, rebuild=quick)
+                attempts_while_held += 1
                 await asyncio.sleep(0.05)
-            waited = time.monotonic() - t0
-            # Then it did, within about one lease, and the store is whole
-            assert done and 0.5 < waited < 3, waited
+            # ... after which the other instance rebuilds and the store is whole
+            assert attempts_while_held > 0
+            assert await rebuild_once(store, token="b", lease=LEASE, rebuild=quick)
             assert await store.whole()
         finally:
             await client.aclose()

@@ -200,8 +200,6 @@ class RouterPolicy(_Frozen):
     levels: dict[Severity, Level]
     review_department: str = Field(pattern=r"^[a-z][a-z0-9_-]*$",
                                    description="Roster department of the review queue (人工复核).")
-    dissatisfied_at_most: int = Field(ge=1, le=5, description="A satisfaction score up to this "
-                                                              "escalates the case.")
     escalate_on_breach: list[Milestone] = Field(description="Milestones whose breach escalates.")
     notify: dict[Level, list[str]] = Field(
         description="Roles told when a case is routed at or escalated to a level.")
@@ -255,8 +253,6 @@ class NotifierPolicy(_Frozen):
     templates: dict[NotificationKind, dict[str, Template]]
     quiet_hours: QuietHours | None = None
     revisit_after: Duration = Field(description="How long after resolution the revisit goes out.")
-    dissatisfied_at_most: int = Field(ge=1, le=5, description="A satisfaction score up to this "
-                                                              "reopens the case.")
 
     @model_validator(mode="after")
     def _both_languages(self) -> NotifierPolicy:
@@ -280,8 +276,21 @@ class IntakePolicy(_Frozen):
     complaint_keywords: list[str]
 
 
+class SatisfactionPolicy(_Frozen):
+    """What a satisfaction score (1-5) means, for every service that reads one."""
+
+    dissatisfied_at_most: int = Field(ge=1, le=5, description="A score up to this is dissatisfied: "
+                                                              "the notifier reopens the case and the "
+                                                              "router escalates it.")
+
+    def dissatisfied(self, score: int | None) -> bool:
+        """True for a score at or below the dissatisfaction threshold."""
+        return score is not None and score <= self.dissatisfied_at_most
+
+
 class Policy(_Frozen):
     version: str = Field(min_length=1)
+    satisfaction: SatisfactionPolicy
     intake: IntakePolicy
     sla: SlaPolicy
     router: RouterPolicy

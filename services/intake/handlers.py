@@ -21,6 +21,7 @@ from schemas.events import (
     InboundReceived,
 )
 from schemas.topics import LIFECYCLE, REGISTERED
+from services.common.boundary import PERMANENT, Record
 from services.common.errors import Rejected
 from services.common.policy import Policy
 from services.common.ports import Clock, Publisher
@@ -52,7 +53,7 @@ class Intake:
     def __init__(
         self, *, policy: Policy, publisher: Publisher, registrations: Registrations,
         timelines: Timelines, clock: Clock, random_bits: Callable[[], int],
-        identity_secret: bytes, metrics: IntakeMetrics,
+        identity_secret: bytes, metrics: IntakeMetrics, max_record_bytes: int = 1_000_000,
     ) -> None:
         self.policy = policy
         self.publisher = publisher
@@ -62,6 +63,40 @@ class Intake:
         self.random_bits = random_bits
         self.identity_secret = identity_secret
         self.metrics = metrics
+        self.max_record_bytes = max_record_bytes
+
+    # ---- the Kafka path: records of complaints.inbound and of every topic for the timeline ----
+
+    def decode(self, value: bytes) -> InboundReceived:
+        """Parse a complaints.inbound record; too large or malformed is bad input."""
+        if len(value) > self.max_record_bytes:
+            raise Rejected(f"record of {len(value)} bytes exceeds {self.max_record_bytes}")
+        return InboundReceived.model_validate_json(value)
+
+    async def on_inbound(self, key: bytes | None, value: bytes) -> None:
+        """Register one inbound record (the boundary's record-at-a-time fallback)."""
+        await self.register(self.decode(value), via="kafka")
+
+    async def on_inbound_batch(self, records: list[Record]) -> list[BaseException | None]:
+        """Register a batch of inbound records; each record's bad-input error, or None."""
+        outcomes: list[BaseException | None] = [None] * len(records)
+        decoded: list[tuple[int, InboundReceived]] = []
+        for i, record in enumerate(records):
+            try:
+                decoded.append((i, self.decode(record.value)))
+            except PERMANENT as exc:
+                outcomes[i] = exc
+        results = await self.register_many([d for _, d in decoded], via="kafka")
+        for (i, _), result in zip(decoded, results, strict=True):
+            if isinstance(result, BaseException):
+                outcomes[i] = result
+        return outcomes
+
+    async def on_timeline_batch(self, records: list[Record]) -> list[BaseException | None]:
+        """Project a batch of any complaint topic's records into the timelines."""
+        return await self.project_many([r.value for r in records])
+
+    # ---- registering ------------------------------------------------------------------
 
     async def register(self, inbound: InboundReceived, *, via: str) -> Accepted:
         """Register one channel message (a survey reply records a case event instead)."""

@@ -15,7 +15,7 @@ from typing import Any
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
-from schemas.events import Channel, Complaint, Contact, Demand, Nature
+from schemas.events import ANONYMOUS_CUSTOMER, Channel, Complaint, Contact, Demand, Nature
 from services.common.errors import Rejected
 from services.common.policy import IntakePolicy
 from services.intake.channels.base import ChannelMessage
@@ -59,7 +59,7 @@ def customer_key(contact: Contact, *, account: str | None, secret: bytes) -> str
     """Keyed hash (HMAC-SHA256) of the customer's strongest identifier."""
     ident = (contact.phone or contact.email or account or "").strip().lower()
     if not ident:
-        return "anonymous"
+        return ANONYMOUS_CUSTOMER
     return hmac.new(secret, ident.encode(), hashlib.sha256).hexdigest()[:32]
 
 
