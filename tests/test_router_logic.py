@@ -1,32 +1,56 @@
-"""Router rules as tables: text and channel facts in; code, severity, level, owner, ladder out."""
+"""Router rules as tables: text and channel facts in; code, severity, level, owner, ladder out;
+what each input causes; the booking rule the Redis scripts apply."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from schemas.events import (
+    CaseAction,
+    CaseEvent,
+    CaseUpdate,
     Channel,
     Complaint,
     Contact,
     DecisionKind,
     Level,
+    Milestone,
     Nature,
     RoutingDecision,
     Severity,
+    SlaAlert,
+    SlaEvent,
+    SlaOutcome,
 )
 from services.common.errors import ConfigError, Rejected
 from services.common.policy import load_policy
+from services.router.classify import amounts_in, assess
 from services.router.logic import (
     HANDLER,
     HANDLER_REASON,
-    amounts_in,
-    assess,
+    Booked,
+    Booking,
+    BookingMode,
+    Effect,
+    Escalate,
+    Ignore,
+    Reclassify,
+    Release,
+    ReleaseStatus,
+    Seat,
+    book,
+    booking_mode,
+    case_effect,
     escalate,
+    fill,
     first_route,
     reclassify,
+    release,
+    sla_effect,
 )
 from services.router.ports import PriorComplaint
 from services.router.roster import Span, load_roster
@@ -108,10 +132,10 @@ def test_amounts_in_text(text: str, found: dict[str, float]) -> None:
     ("Something unclear happened", "OT-00", "complaint_review", True),
 ])
 def test_code_and_handling_department(text: str, code: str, department: str, review: bool) -> None:
-    plan = first_route(complaint(text), rules=RULES, taxonomy=TAXONOMY)
-    d = plan.decision
+    proposal = first_route(complaint(text), rules=RULES, taxonomy=TAXONOMY)
+    d = proposal.decision
     assert (d.code, d.department, d.review) == (code, department, review)
-    assert plan.booking is not None and plan.booking.department == department
+    assert proposal.booking is not None and proposal.booking.department == department
     assert d.handler == HANDLER and HANDLER_REASON in d.reasons
     assert any(r.startswith(f"code {code}") for r in d.reasons)
     assert d.code_name_en and d.code_name_zh
@@ -128,9 +152,9 @@ def test_level_by_severity_and_who_is_told_at_once(text: str, level: Level, noti
 
 
 def test_praise_is_recorded_without_booking_a_handler() -> None:
-    plan = first_route(complaint("Thank you, great service", nature=Nature.praise), rules=RULES,
-                       taxonomy=TAXONOMY)
-    assert plan.booking is None and plan.decision.handler is None
+    proposal = first_route(complaint("Thank you, great service", nature=Nature.praise), rules=RULES,
+                           taxonomy=TAXONOMY)
+    assert proposal.booking is None and proposal.decision.handler is None
 
 
 @pytest.mark.parametrize(("text", "prior", "owner", "severity", "repeat_of"), [
@@ -162,34 +186,186 @@ def _routed(level: Level, **extra: object) -> RoutingDecision:
     (Level.L3, DecisionKind.at_ceiling, Level.L3, ["executives"]),  # the ceiling: notify only
 ])
 def test_the_escalation_ladder(level: Level, kind: DecisionKind, after: Level, notify: list[str]) -> None:
-    plan = escalate(_routed(level), trigger="dissatisfied", why="customer dissatisfied", rules=RULES)
-    d = plan.decision
+    proposal = escalate(_routed(level), trigger="dissatisfied", why="customer dissatisfied", rules=RULES)
+    d = proposal.decision
     assert (d.decision, d.level, d.notify, d.revision, d.trigger) == (kind, after, notify, 2, "dissatisfied")
-    assert plan.booking is not None and plan.booking.level is after
-    assert plan.booking.keep is (kind is DecisionKind.at_ceiling)
+    assert proposal.booking is not None and proposal.booking.level is after
+    assert proposal.booking.keep is (kind is DecisionKind.at_ceiling)
     assert "customer dissatisfied" in d.reasons[0]
     assert d.severity is Severity.general and d.code == "PQ-01"  # the rest of the snapshot stays
 
 
 def test_reclassification_moves_the_case_to_the_codes_department_at_its_level() -> None:
     current = _routed(Level.L2, review=True, department="complaint_review", code="OT-00")
-    plan = reclassify(current, code="PB-01", actor="reviewer-7", taxonomy=TAXONOMY)
-    d = plan.decision
+    proposal = reclassify(current, code="PB-01", actor="reviewer-7", taxonomy=TAXONOMY)
+    d = proposal.decision
     assert (d.decision, d.code, d.department, d.review, d.level) == (
         DecisionKind.reclassified, "PB-01", TAXONOMY.get("PB-01").department, False, Level.L2)
-    assert plan.booking is not None and plan.booking.department == d.department
-    assert not plan.booking.keep
+    assert proposal.booking is not None and proposal.booking.department == d.department
+    assert not proposal.booking.keep
     assert "reviewer-7" in d.reasons[0]
 
 
 def test_reclassification_within_the_department_keeps_the_handler() -> None:
-    plan = reclassify(_routed(Level.L1), code="PQ-02", actor="reviewer-7", taxonomy=TAXONOMY)
-    assert plan.booking is not None and plan.booking.keep and plan.booking.department == "quality"
+    proposal = reclassify(_routed(Level.L1), code="PQ-02", actor="reviewer-7", taxonomy=TAXONOMY)
+    assert proposal.booking is not None and proposal.booking.keep
+    assert proposal.booking.department == "quality"
 
 
 def test_an_unknown_code_is_rejected_with_the_field() -> None:
     with pytest.raises(Rejected, match="data.code: ZZ-99"):
         reclassify(_routed(Level.L1), code="ZZ-99", actor="reviewer-7", taxonomy=TAXONOMY)
+
+
+# ---- what an input causes --------------------------------------------------------------
+
+AT = datetime(2026, 11, 23, 2, tzinfo=UTC)
+CID = "261123-0000000001"
+ANSWER = CaseEvent.new(CaseUpdate(complaint_id=CID, action=CaseAction.satisfaction, actor="customer",
+                                  score=1), id="answer-1", source="notifier", time=AT, subject=CID)
+
+
+def lifecycle(action: CaseAction, *, cause: CaseEvent | None = None, **fields: Any) -> CaseEvent:
+    update = CaseUpdate(complaint_id=CID, action=action, actor=fields.pop("actor", "customer"), **fields)
+    return CaseEvent.new(update, id="E1", source="intake", time=AT, subject=CID, cause=cause)
+
+
+@pytest.mark.parametrize(("event", "effect"), [
+    # Given a resolution or a closure, then the handler's load is released once (per event id)
+    (lifecycle(CaseAction.resolved, result="ok"), Release("E1")),
+    (lifecycle(CaseAction.closed), Release("E1")),
+    # Given a reviewer's code, then the case is re-routed to it
+    (lifecycle(CaseAction.reclassified, code="PB-01", actor="reviewer-7"),
+     Reclassify(("E1",), "PB-01", "reviewer-7")),
+    # Given a satisfaction answer at or below the threshold (2 of 5), then it escalates
+    (lifecycle(CaseAction.satisfaction, score=1),
+     Escalate(("E1",), "dissatisfied", "customer dissatisfied (score 1 of 5)")),
+    (lifecycle(CaseAction.satisfaction, score=2),
+     Escalate(("E1",), "dissatisfied", "customer dissatisfied (score 2 of 5)")),
+    # ... above it, nothing happens
+    (lifecycle(CaseAction.satisfaction, score=3), Ignore("action_satisfaction")),
+    (lifecycle(CaseAction.satisfaction, score=5), Ignore("action_satisfaction")),
+    # Given a reopen caused by a dissatisfied answer, then the answer is a second trigger key,
+    # so the answer and its reopen escalate once between them
+    (lifecycle(CaseAction.reopened, cause=ANSWER),
+     Escalate(("E1", "answer-1"), "reopened", "case reopened by customer")),
+    (lifecycle(CaseAction.reopened, actor="agent-4"),
+     Escalate(("E1",), "reopened", "case reopened by agent-4")),
+    # Given any other step, then nothing, counted by its action
+    (lifecycle(CaseAction.acknowledged, actor="agent-1"), Ignore("action_acknowledged")),
+    (lifecycle(CaseAction.note, note="called back"), Ignore("action_note")),
+    (lifecycle(CaseAction.plan_decided, note="replace it"), Ignore("action_plan_decided")),
+    (lifecycle(CaseAction.awaiting_customer), Ignore("action_awaiting_customer")),
+    (lifecycle(CaseAction.customer_replied), Ignore("action_customer_replied")),
+])
+def test_what_a_lifecycle_event_causes(event: CaseEvent, effect: Effect) -> None:
+    # When the router reads it, Then it causes exactly this
+    assert case_effect(event, satisfaction=POLICY.satisfaction) == effect
+
+
+def sla(outcome: SlaOutcome, milestone: Milestone = Milestone.respond, *, cycle: int = 1,
+        due_at: datetime | None = None) -> SlaEvent:
+    alert = SlaAlert(complaint_id=CID, milestone=milestone, cycle=cycle, outcome=outcome,
+                     severity=Severity.general, started_at=AT, deadline=AT + timedelta(hours=1),
+                     due_at=due_at, observed_at=AT + timedelta(hours=1), on_time=None,
+                     policy_version="t", notify=[])
+    return SlaEvent.new(alert, id="S1", source="sla-monitor", time=AT, subject=CID)
+
+
+@pytest.mark.parametrize(("event", "effect"), [
+    # Given a breach of a milestone that escalates (respond, resolve), then it escalates once
+    # per milestone and cycle: the alert's id and "sla:<milestone>:<cycle>" are its trigger keys
+    (sla(SlaOutcome.breached), Escalate(("S1", "sla:respond:1"), "sla_breach:respond",
+                                        "respond deadline 2026-11-23T03:00:00+00:00 breached")),
+    # ... its due time, when the alert has one, is the one named
+    (sla(SlaOutcome.breached, Milestone.resolve, cycle=2, due_at=AT + timedelta(hours=2)),
+     Escalate(("S1", "sla:resolve:2"), "sla_breach:resolve",
+              "resolve deadline 2026-11-23T04:00:00+00:00 breached")),
+    # Given a breach of a milestone that does not escalate, then nothing
+    (sla(SlaOutcome.breached, Milestone.acknowledge), Ignore("sla_breach_not_escalating")),
+    (sla(SlaOutcome.breached, Milestone.revisit), Ignore("sla_breach_not_escalating")),
+    # Given any other outcome, then nothing, counted by the outcome
+    *[(sla(outcome), Ignore(f"sla_{outcome.value}")) for outcome in SlaOutcome
+      if outcome is not SlaOutcome.breached],
+])
+def test_what_an_sla_alert_causes(event: SlaEvent, effect: Effect) -> None:
+    assert sla_effect(event, rules=RULES) == effect
+
+
+# ---- the booking rule --------------------------------------------------------------------
+
+@pytest.mark.parametrize(("booking", "mode"), [
+    (None, BookingMode.none),                             # praise: no handler
+    (Booking("quality", Level.L2), BookingMode.book),      # escalation, first route
+    (Booking("quality", Level.L3, keep=True), BookingMode.keep),  # ceiling, same-department code
+])
+def test_the_mode_a_proposal_commits_with(booking: Booking | None, mode: BookingMode) -> None:
+    assert booking_mode(booking) is mode
+
+
+@pytest.mark.parametrize(("mode", "held", "candidates", "loads", "booked"), [
+    # Given mode none, then nothing changes, whatever the case holds
+    (BookingMode.none, "a", [("b", 0)], {"a": 1}, Booked(Seat.untouched, "a", {"a": 1})),
+    (BookingMode.none, None, [("b", 0)], {}, Booked(Seat.untouched, None, {})),
+    # Given keep and a held handler, then it stays and no load moves
+    (BookingMode.keep, "a", [("b", 0)], {"a": 1}, Booked(Seat.kept, "a", {"a": 1})),
+    # Given keep and nothing held, then it books like book
+    (BookingMode.keep, None, [("a", 0), ("b", 0)], {"a": 1},
+     Booked(Seat.booked, "b", {"a": 1, "b": 1}, load=0)),
+    # Given book, then the least loaded wins, the first listed among equals
+    (BookingMode.book, None, [("a", 0), ("b", 0)], {}, Booked(Seat.booked, "a", {"a": 1})),
+    (BookingMode.book, None, [("a", 0), ("b", 0), ("c", 0)], {"a": 3, "b": 1, "c": 1},
+     Booked(Seat.booked, "b", {"a": 3, "b": 2, "c": 1}, load=1)),
+    # ... after the held handler gave up its case (it may win again)
+    (BookingMode.book, "a", [("a", 0), ("b", 0)], {"a": 1}, Booked(Seat.booked, "a", {"a": 1})),
+    (BookingMode.book, "a", [("b", 0)], {"a": 2}, Booked(Seat.booked, "b", {"a": 1, "b": 1})),
+    # Given capacities, then a handler at its capacity is passed over; 0 means unlimited
+    (BookingMode.book, None, [("a", 2), ("b", 3)], {"a": 2, "b": 2},
+     Booked(Seat.booked, "b", {"a": 2, "b": 3}, load=2)),
+    (BookingMode.book, None, [("a", 0)], {"a": 100}, Booked(Seat.booked, "a", {"a": 101}, load=100)),
+    # Given nobody with room, then nobody is booked and the held handler is still released
+    (BookingMode.book, None, [("a", 2), ("b", 2)], {"a": 2, "b": 2},
+     Booked(Seat.unassigned, None, {"a": 2, "b": 2})),
+    (BookingMode.book, "a", [], {"a": 1}, Booked(Seat.unassigned, None, {})),
+    # Given a held handler whose load is gone (lost keys), then no load falls below zero
+    (BookingMode.book, "x", [], {}, Booked(Seat.unassigned, None, {})),
+])
+def test_the_booking_rule(mode: BookingMode, held: str | None, candidates: list[tuple[str, int]],
+                          loads: dict[str, int], booked: Booked) -> None:
+    # When a decision commits in this mode, Then this is booked and these are the loads after
+    assert book(mode, held=held, candidates=candidates, loads=loads) == booked
+
+
+TEMPLATE = f'{{"handler":"{HANDLER}","reasons":["level L1","{HANDLER_REASON}"]}}'
+
+
+@pytest.mark.parametrize(("booked", "event"), [
+    (Booked(Seat.untouched, None, {}), TEMPLATE),
+    (Booked(Seat.kept, "a", {"a": 1}), '{"handler":"a","reasons":["level L1","handler a: keeps the case"]}'),
+    (Booked(Seat.booked, "b", {"b": 3}, load=2),
+     '{"handler":"b","reasons":["level L1","handler b: least loaded (2 open)"]}'),
+    (Booked(Seat.unassigned, None, {}), '{"handler":null,"reasons":["level L1","waiting"]}'),
+])
+def test_the_booked_handler_and_its_reason_fill_the_decision(booked: Booked, event: str) -> None:
+    # Given a proposed decision with tokens, When a booking fills it, Then it reads this
+    assert fill(TEMPLATE, booked, assigned_reason="handler %s: least loaded (%d open)",
+                unassigned_reason="waiting") == event
+
+
+@pytest.mark.parametrize(("applied", "known", "held", "loads", "status", "after"), [
+    # Given a resolution already applied (a redelivery, or closed after resolved), nothing moves
+    (True, True, "a", {"a": 1}, "duplicate", {"a": 1}),
+    # Given no routing state for the case, nothing moves
+    (False, False, None, {"a": 1}, "unknown", {"a": 1}),
+    # Given a case holding a handler, its load goes down by one (and away at zero)
+    (False, True, "a", {"a": 2}, "released", {"a": 1}),
+    (False, True, "a", {"a": 1, "b": 4}, "released", {"b": 4}),
+    # Given a case holding none (released before, or nobody had room), nothing moves
+    (False, True, None, {"a": 1}, "released", {"a": 1}),
+])
+def test_the_release_rule(applied: bool, known: bool, held: str | None, loads: dict[str, int],
+                          status: ReleaseStatus, after: dict[str, int]) -> None:
+    assert release(applied=applied, known=known, held=held, loads=loads) == (status, after)
 
 
 # ---- roster ---------------------------------------------------------------------------

@@ -1,6 +1,7 @@
-"""The Router against a real Redis: booking, release, escalation once, two instances, conflicts.
+"""The Router over its ports: booking, release, escalation once, two instances, conflicts.
 
-Each test has a key prefix of its own, so handler loads start at zero. The publisher
+Every scenario runs against the fakes (tests/fakes/router.py) and against a real Redis,
+where each has a key prefix of its own, so handler loads start at zero. The publisher
 records what would go to complaints.routed; the broker path is in test_router_kafka.
 """
 
@@ -9,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
@@ -37,11 +39,12 @@ from schemas.events import (
 )
 from services.common.policy import load_policy
 from services.router.adapters import RedisCases, RedisFirstContacts
-from services.router.app import Router
+from services.router.handlers import Router
 from services.router.metrics import RouterMetrics
+from services.router.ports import Cases, FirstContacts
 from services.router.roster import load_roster
 from services.router.taxonomy import load_taxonomy
-from tests.fakes import FixedClock, RecordingPublisher
+from tests.fakes import DictCases, DictFirstContacts, FixedClock, RecordingPublisher
 
 POLICY = load_policy()
 TAXONOMY = load_taxonomy()
@@ -49,37 +52,52 @@ ROSTER = load_roster()
 MONDAY_10_SHANGHAI = datetime(2026, 11, 23, 2, tzinfo=UTC)  # day shift: quality-l1-01, -02
 
 
-def make_router(client: aioredis.Redis, prefix: str) -> tuple[Router, RecordingPublisher]:
+def make_router(first_contacts: FirstContacts, cases: Cases) -> tuple[Router, RecordingPublisher]:
     publisher = RecordingPublisher()
     router = Router(policy=POLICY, taxonomy=TAXONOMY, roster=ROSTER, publisher=publisher,
-                    first_contacts=RedisFirstContacts(client, prefix=prefix),
-                    cases=RedisCases(client, prefix=prefix, ttl_seconds=3600),
-                    clock=FixedClock(MONDAY_10_SHANGHAI),
+                    first_contacts=first_contacts, cases=cases, clock=FixedClock(MONDAY_10_SHANGHAI),
                     metrics=RouterMetrics.create(CollectorRegistry()))
     return router, publisher
 
 
-Scenario = Callable[[Callable[[], tuple[Router, RecordingPublisher, RedisCases]]], Awaitable[None]]
+Instance = Callable[[], tuple[Router, RecordingPublisher, Cases]]
+Scenario = Callable[[Instance], Coroutine[Any, Any, None]]
+Run = Callable[[Scenario], None]
 
 
-def run(redis_url: str, redis_prefix: str, scenario: Scenario) -> None:
-    """Run ``scenario`` with a factory of router instances, each on its own connection."""
-    async def main() -> None:
-        prefix = f"{redis_prefix}{uuid.uuid4().hex[:8]}:"
-        clients: list[aioredis.Redis] = []
+@pytest.fixture(params=["fake", pytest.param("redis", marks=pytest.mark.integration)])
+def run(request: pytest.FixtureRequest) -> Run:
+    """Runs a scenario with a factory of router instances sharing one state: the fakes, or
+    a Redis prefix of the scenario's own with each instance on its own connection."""
+    if request.param == "fake":
+        def run_fake(scenario: Scenario) -> None:
+            first_contacts, cases = DictFirstContacts(), DictCases()
 
-        def instance() -> tuple[Router, RecordingPublisher, RedisCases]:
-            client = aioredis.from_url(redis_url)
-            clients.append(client)
-            router, publisher = make_router(client, prefix)
-            return router, publisher, router.cases  # type: ignore[return-value]
+            def instance() -> tuple[Router, RecordingPublisher, Cases]:
+                return (*make_router(first_contacts, cases), cases)
 
-        try:
-            await scenario(instance)
-        finally:
-            for client in clients:
-                await client.aclose()
-    asyncio.run(main())
+            asyncio.run(scenario(instance))
+        return run_fake
+    redis_url, redis_prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
+
+    def run_redis(scenario: Scenario) -> None:
+        async def main() -> None:
+            prefix = f"{redis_prefix}{uuid.uuid4().hex[:8]}:"
+            clients: list[aioredis.Redis] = []
+
+            def instance() -> tuple[Router, RecordingPublisher, Cases]:
+                client = aioredis.from_url(redis_url)
+                clients.append(client)
+                cases = RedisCases(client, prefix=prefix, ttl_seconds=3600)
+                return (*make_router(RedisFirstContacts(client, prefix=prefix), cases), cases)
+
+            try:
+                await scenario(instance)
+            finally:
+                for client in clients:
+                    await client.aclose()
+        asyncio.run(main())
+    return run_redis
 
 
 def registered(n: int, text: str = "The screen is broken and cracked, clearly a defect",
@@ -115,8 +133,8 @@ def decisions(publisher: RecordingPublisher, cid: str) -> list[RoutingDecision]:
     return sorted(seen.values(), key=lambda d: d.revision)
 
 
-def test_each_case_goes_to_the_least_loaded_on_duty_handler(redis_url: str, redis_prefix: str) -> None:
-    async def scenario(instance):  # type: ignore[no-untyped-def]
+def test_each_case_goes_to_the_least_loaded_on_duty_handler(run: Run) -> None:
+    async def scenario(instance: Instance) -> None:
         router, publisher, cases = instance()
         # Given three quality complaints on Monday morning (two L1 handlers on the day shift)
         for n in range(3):
@@ -135,14 +153,14 @@ def test_each_case_goes_to_the_least_loaded_on_duty_handler(redis_url: str, redi
                                                     actor="quality-l1-01").to_bytes())
         # Then its handler's load is released exactly once
         assert await cases.loads() == {"quality-l1-01": 1, "quality-l1-02": 1}
-    run(redis_url, redis_prefix, scenario)
+    run(scenario)
 
 
-def test_escalation_climbs_once_per_trigger_up_to_the_ceiling(redis_url: str, redis_prefix: str) -> None:
-    async def scenario(instance):  # type: ignore[no-untyped-def]
+def test_escalation_climbs_once_per_trigger_up_to_the_ceiling(run: Run) -> None:
+    async def scenario(instance: Instance) -> None:
         router, publisher, cases = instance()
         reg = registered(1)
-        cid = reg.subject
+        cid = reg.data.complaint_id
         await router.on_registered(None, reg.to_bytes())
         # When the acknowledge deadline is breached: the alert redelivered, and emitted
         # again under another id for the same deadline
@@ -177,33 +195,32 @@ def test_escalation_climbs_once_per_trigger_up_to_the_ceiling(redis_url: str, re
         # And a satisfied answer escalates nothing
         await router.on_case_event(None, case_event(cid, CaseAction.satisfaction, score=5).to_bytes())
         assert len(decisions(publisher, cid)) == 4
-    run(redis_url, redis_prefix, scenario)
+    run(scenario)
 
 
-def test_a_low_confidence_case_waits_for_review_and_reclassification_reroutes_it(
-        redis_url: str, redis_prefix: str) -> None:
-    async def scenario(instance):  # type: ignore[no-untyped-def]
+def test_a_low_confidence_case_waits_for_review_and_reclassification_reroutes_it(run: Run) -> None:
+    async def scenario(instance: Instance) -> None:
         router, publisher, cases = instance()
         reg = registered(7, text="I am not happy with what happened last week")
         await router.on_registered(None, reg.to_bytes())
-        first = decisions(publisher, reg.subject)[0]
+        first = decisions(publisher, reg.data.complaint_id)[0]
         assert first.review and first.department == "complaint_review"
-        assert first.handler and first.handler.startswith("complaint-review-l1-")
+        assert first.handler is not None and first.handler.startswith("complaint-review-l1-")
         # When a reviewer reclassifies it (delivered twice)
-        event = case_event(reg.subject, CaseAction.reclassified, actor="reviewer-7", code="PB-01")
+        event = case_event(reg.data.complaint_id, CaseAction.reclassified, actor="reviewer-7", code="PB-01")
         for _ in range(2):
             await router.on_case_event(None, event.to_bytes())
-        ds = decisions(publisher, reg.subject)
+        ds = decisions(publisher, reg.data.complaint_id)
         assert [d.decision for d in ds] == [DecisionKind.routed, DecisionKind.reclassified]
         assert (ds[1].code, ds[1].department, ds[1].review) == ("PB-01", "billing", False)
         # Then the reviewer's queue is released and a billing handler holds the case
         assert await cases.loads() == {ds[1].handler: 1}
-        assert ds[1].handler.startswith("billing-l1-")
-    run(redis_url, redis_prefix, scenario)
+        assert ds[1].handler is not None and ds[1].handler.startswith("billing-l1-")
+    run(scenario)
 
 
-def test_two_router_instances_never_double_book(redis_url: str, redis_prefix: str) -> None:
-    async def scenario(instance):  # type: ignore[no-untyped-def]
+def test_two_router_instances_never_double_book(run: Run) -> None:
+    async def scenario(instance: Instance) -> None:
         (a, pub_a, cases), (b, pub_b, _) = instance(), instance()
         regs = [registered(n) for n in range(100)]
         # Given every registration delivered to both instances at once (a rebalance
@@ -219,7 +236,7 @@ def test_two_router_instances_never_double_book(redis_url: str, redis_prefix: st
         # Then each complaint has exactly one first decision, the same from both instances
         by_id: dict[str, set[str]] = {}
         for _, e in pub_a.published + pub_b.published:
-            by_id.setdefault(e.subject, set()).add(e.model_dump_json())
+            by_id.setdefault(e.subject or "", set()).add(e.model_dump_json())
         assert len(by_id) == 100 and all(len(v) == 1 for v in by_id.values())
         # And the loads count each case once, spread evenly over the two on-duty handlers
         handlers = Counter(ComplaintRouted.model_validate_json(next(iter(v))).data.handler
@@ -228,47 +245,48 @@ def test_two_router_instances_never_double_book(redis_url: str, redis_prefix: st
         loads = await cases.loads()
         assert loads == {"quality-l1-01": 40, "quality-l1-02": 40}
         assert handlers == Counter({"quality-l1-01": 40, "quality-l1-02": 40, None: 20})
-    run(redis_url, redis_prefix, scenario)
+    run(scenario)
 
 
-def test_concurrent_triggers_for_one_case_on_two_instances_are_applied_in_turn(
-        redis_url: str, redis_prefix: str) -> None:
-    async def scenario(instance):  # type: ignore[no-untyped-def]
+def test_concurrent_triggers_for_one_case_on_two_instances_are_applied_in_turn(run: Run) -> None:
+    async def scenario(instance: Instance) -> None:
         (a, pub_a, cases), (b, pub_b, _) = instance(), instance()
         reg = registered(3)
         await a.on_registered(None, reg.to_bytes())
         # When two different escalation triggers arrive at the same moment on two instances
         await asyncio.gather(
-            a.on_sla(None, breach(reg.subject).to_bytes()),
-            b.on_case_event(None, case_event(reg.subject, CaseAction.satisfaction, score=1).to_bytes()))
+            a.on_sla(None, breach(reg.data.complaint_id).to_bytes()),
+            b.on_case_event(None, case_event(reg.data.complaint_id, CaseAction.satisfaction,
+                                             score=1).to_bytes()))
         # Then both apply, one after the other: revisions 2 and 3, L1 -> L2 -> L3
         ds = sorted({e.id: e.data for _, e in pub_a.published + pub_b.published}.values(),
                     key=lambda d: d.revision)
         assert [(d.revision, d.level) for d in ds] == [(1, Level.L1), (2, Level.L2), (3, Level.L3)]
         assert sum((await cases.loads()).values()) == 1
-    run(redis_url, redis_prefix, scenario)
+    run(scenario)
 
 
-def test_a_trigger_for_an_unknown_case_is_ignored(redis_url: str, redis_prefix: str) -> None:
-    async def scenario(instance):  # type: ignore[no-untyped-def]
+def test_a_trigger_for_an_unknown_case_is_ignored(run: Run) -> None:
+    async def scenario(instance: Instance) -> None:
         router, publisher, _ = instance()
         await router.on_sla(None, breach("261123-9999999999").to_bytes())
         assert publisher.published == []
-    run(redis_url, redis_prefix, scenario)
+    run(scenario)
 
 
-def test_a_repeat_complaint_keeps_the_first_contact_owner(redis_url: str, redis_prefix: str) -> None:
-    async def scenario(instance):  # type: ignore[no-untyped-def]
+def test_a_repeat_complaint_keeps_the_first_contact_owner(run: Run) -> None:
+    async def scenario(instance: Instance) -> None:
         router, publisher, _ = instance()
         first, second = registered(10, customer="same"), registered(11, customer="same")
         await router.on_registered(None, first.to_bytes())
         await router.on_registered(None, second.to_bytes())
-        d = decisions(publisher, second.subject)[0]
-        assert (d.repeat_of, d.first_contact_owner, d.severity) == (first.subject, "web-desk",
+        d = decisions(publisher, second.data.complaint_id)[0]
+        assert (d.repeat_of, d.first_contact_owner, d.severity) == (first.data.complaint_id, "web-desk",
                                                                      Severity.urgent)
-    run(redis_url, redis_prefix, scenario)
+    run(scenario)
 
 
+@pytest.mark.integration
 def test_two_routers_claiming_one_customer_agree_on_one_anchor(redis_url: str, redis_prefix: str) -> None:
     from services.router.adapters import RedisFirstContacts
     from services.router.ports import PriorComplaint

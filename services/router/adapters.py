@@ -11,9 +11,12 @@ All of it is derived state: it can be rebuilt from ``complaints.routed`` and
 
 A decision is committed by one Lua script: it checks that no trigger key was applied and
 that the revision is the one the decision was computed from (optimistic concurrency,
-so two router instances never both apply a decision to one case), releases the held
-handler, books the least-loaded candidate, and stores the finished event. Everything a
-script does happens atomically on the Redis server, so two instances never double-book.
+so two router instances never both apply a decision to one case), applies the booking
+rule (keep the held handler, or release it and book the least-loaded candidate) and
+stores the finished event. Everything a script does happens atomically on the Redis
+server, so two instances never double-book. The scripts do what ``logic.book``,
+``logic.fill`` and ``logic.release`` state in Python; tests/test_contract_router.py
+checks that they agree.
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 from services.common.redis_store import text
-from services.router.logic import HANDLER, HANDLER_REASON
+from services.router.logic import HANDLER, HANDLER_REASON, BookingMode
 from services.router.ports import CaseRead, Commit, PriorComplaint
 
 
 class RedisFirstContacts:
+    """Anchors as ``router:customer:<key>`` strings expiring with the repeat window."""
+
     def __init__(self, client: aioredis.Redis, *, prefix: str) -> None:
         self._r, self._p = client, f"{prefix}router:customer:"
 
@@ -55,11 +60,11 @@ end
 """
 
 # KEYS: case hash, loads hash
-# ARGV: expected rev, event template, ttl seconds, booking mode ("book": release the held
-#       handler and book the least loaded; "keep": keep the held one, else book; "none"),
-#       assigned reason format
-#       (%s handler, %d load), unassigned reason, n trigger keys, trigger keys...,
-#       then candidate pairs: handler id, capacity (0: none)
+# ARGV: expected rev, event template, ttl seconds, booking mode (logic.BookingMode: "book"
+#       releases the held handler and books the least loaded; "keep" keeps the held one,
+#       else books; "none" leaves both), assigned reason format (%s handler, %d load),
+#       unassigned reason, n trigger keys, trigger keys..., then candidate pairs:
+#       handler id, capacity (0: unlimited)
 _COMMIT = _REPLACE + f"""
 local n = tonumber(ARGV[7])
 for i = 1, n do
@@ -119,7 +124,10 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
 return {'released', held}
 """
 
+
 class RedisCases:
+    """Case hashes ``router:case:<id>`` and the loads hash ``router:load``, changed by Lua."""
+
     def __init__(self, client: aioredis.Redis, *, prefix: str, ttl_seconds: int) -> None:
         self._r, self._ttl = client, ttl_seconds
         self._case, self._loads = f"{prefix}router:case:", f"{prefix}router:load"
@@ -133,10 +141,10 @@ class RedisCases:
         return CaseRead(int(rev or 0), current, hit)
 
     async def commit(self, complaint_id: str, *, expected: int, template: str, triggers: list[str],
-                     booking: str, candidates: list[tuple[str, int]], assigned_reason: str,
+                     booking: BookingMode, candidates: list[tuple[str, int]], assigned_reason: str,
                      unassigned_reason: str) -> Commit:
-        """Apply a planned decision unless a trigger was applied or the revision moved on."""
-        args: list[str | int] = [expected, template, self._ttl, booking,
+        """Apply a proposed decision unless a trigger was applied or the revision moved on."""
+        args: list[str | int] = [expected, template, self._ttl, str(booking),
                                  assigned_reason, unassigned_reason,
                                  len(triggers), *triggers]
         for handler, capacity in candidates:

@@ -1,4 +1,4 @@
-"""Explainable keyword classifier over the taxonomy: code, confidence, the terms that decided it.
+"""What a complaint says: its code (a keyword classifier over the taxonomy) and its severity signals.
 
 Score of a code = sum of the weights of its distinct keywords found in the text.
 Confidence = best / (best + second + prior), where ``prior`` is the taxonomy's
@@ -6,6 +6,9 @@ Confidence = best / (best + second + prior), where ``prior`` is the taxonomy's
 grows, falling as the runner-up closes in (a tie of two single hits gives 1/3). It is
 monotone: more weight for the winner never lowers it, more for the runner-up never raises it.
 Pure and deterministic: no I/O, no clock; ties go to the code listed first in the file.
+
+``assess`` reads the severity signals of REQUIREMENTS §5 from the text and the channel's
+details (keywords, audience, customers affected, amounts, VIP tier, a repeat).
 """
 
 from __future__ import annotations
@@ -13,9 +16,12 @@ from __future__ import annotations
 import re
 import unicodedata
 from functools import lru_cache
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.events import Complaint, Severity
+from services.common.policy import SeverityPolicy
 from services.router.taxonomy import Taxonomy
 
 ALTERNATIVES = 3
@@ -101,3 +107,94 @@ def classify(text: str, *, taxonomy: Taxonomy) -> Classification:
         score=best[0], matched=best[3],
         alternatives=[Alternative(code=code, score=score) for score, _, code, _ in rest[:ALTERNATIVES]],
     )
+
+
+def code_reasons(result: Classification, taxonomy: Taxonomy, *, review: bool,
+                 review_department: str) -> list[str]:
+    """The decision's reasons for its code, and for the review queue when ``review``."""
+    ctype = taxonomy.get(result.code)
+    why = (f"matched {', '.join(result.matched[:6])}" if result.matched
+           else "no keyword matched (fallback)")
+    reasons = [f"code {ctype.code} {ctype.name_en} / {ctype.name_zh}: confidence "
+               f"{result.confidence:.2f}, {why}"]
+    if review:
+        reasons.append(f"review: confidence {result.confidence:.2f} below "
+                       f"{taxonomy.review_threshold}; queued to {review_department} "
+                       f"(the code's department would be {ctype.department})")
+    return reasons
+
+
+# ---- severity -------------------------------------------------------------------------
+
+_ORDER = {Severity.general: 0, Severity.urgent: 1, Severity.major: 2}
+
+_NUMBER = r"(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)"
+_AMOUNTS: list[tuple[re.Pattern[str], str, float]] = [
+    (re.compile(rf"[¥￥]\s*{_NUMBER}"), "CNY", 1),
+    (re.compile(rf"{_NUMBER}\s*万\s*(?:元|块|人民币)"), "CNY", 10_000),
+    (re.compile(rf"{_NUMBER}\s*(?:元|块钱|人民币)"), "CNY", 1),
+    (re.compile(rf"\b(?:rmb|cny)\s*{_NUMBER}"), "CNY", 1),
+    (re.compile(rf"{_NUMBER}\s*(?:rmb|cny|yuan)\b"), "CNY", 1),
+    (re.compile(rf"\$\s*{_NUMBER}"), "USD", 1),
+    (re.compile(rf"\busd\s*{_NUMBER}"), "USD", 1),
+    (re.compile(rf"{_NUMBER}\s*(?:usd|dollars)\b"), "USD", 1),
+    (re.compile(rf"€\s*{_NUMBER}"), "EUR", 1),
+    (re.compile(rf"\beur\s*{_NUMBER}"), "EUR", 1),
+    (re.compile(rf"{_NUMBER}\s*(?:eur|euros?)\b"), "EUR", 1),
+]
+
+
+def amounts_in(text: str) -> dict[str, float]:
+    """The largest amount per currency written in ``text`` (already folded by ``fold``)."""
+    best: dict[str, float] = {}
+    for regex, currency, factor in _AMOUNTS:
+        for m in regex.finditer(text):
+            value = float(m.group(1).replace(",", "")) * factor
+            best[currency] = max(best.get(currency, 0.0), value)
+    return best
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def assess(complaint: Complaint, rules: SeverityPolicy, *, repeat: bool) -> tuple[Severity, list[str]]:
+    """Severity from every signal found (REQUIREMENTS §5), with one reason per signal."""
+    text = fold(f"{complaint.subject}\n{complaint.description}")
+    signals: list[tuple[Severity, str]] = []
+    for signal in rules.keywords:
+        hits = [k for k in signal.keywords if found(k, text)]
+        if hits:
+            signals.append((signal.severity, f"{signal.signal} ({', '.join(hits[:5])})"))
+    details = complaint.details
+    audience = _number(details.get("audience"))
+    if audience is not None and details.get("public", True) is not False:
+        if sev := rules.public_audience.severity(audience):
+            signals.append((sev, f"public exposure (audience {int(audience)})"))
+    affected = _number(details.get("affected"))
+    if affected is not None and (sev := rules.affected_customers.severity(affected)):
+        signals.append((sev, f"many customers affected ({int(affected)})"))
+    amounts = amounts_in(text)
+    if (amount := _number(details.get("amount"))) is not None:
+        currency = str(details.get("currency") or rules.default_currency).upper()
+        amounts[currency] = max(amounts.get(currency, 0.0), amount)
+    for currency, value in sorted(amounts.items()):
+        threshold = rules.amounts.get(currency)
+        if threshold and (sev := threshold.severity(value)):
+            signals.append((sev, f"amount {value:,.0f} {currency}"))
+    tier = details.get("tier")
+    if isinstance(tier, str) and tier.lower() in {t.lower() for t in rules.vip_tiers}:
+        signals.append((rules.vip_severity, f"VIP customer (tier {tier.lower()})"))
+    if repeat:
+        signals.append((rules.repeat_severity, "repeat complaint within the window"))
+    if not signals:
+        return Severity.general, ["severity general: no severity signal"]
+    severity = max((s for s, _ in signals), key=_ORDER.__getitem__)
+    reasons = [f"severity {severity.value}: " + "; ".join(
+        f"{why} -> {s.value}" for s, why in sorted(signals, key=lambda f: -_ORDER[f[0]]))]
+    return severity, reasons

@@ -1,53 +1,45 @@
-"""Routing rules: code, severity, department, level, owner and escalation of a complaint. No I/O.
+"""Routing rules: department, level, owner, escalation and handler booking of a complaint. No I/O.
 
-Every function here returns a ``Plan``: the next routing decision (a full snapshot with
-its reasons) and, when a handler must be booked, which department and level to book
-in. Booking itself is done atomically in Redis (``services.router.adapters``), which
-puts the chosen handler into the decision where the ``HANDLER`` tokens stand.
+``first_route``, ``escalate`` and ``reclassify`` return a ``Proposal``: the next routing
+decision (a full snapshot with its reasons) and, when a handler must be booked, which
+department and level to book in. ``case_effect`` and ``sla_effect`` say what an input
+causes. ``book``, ``fill`` and ``release`` state the booking rule that the Redis scripts
+of ``services.router.adapters`` apply atomically, putting the chosen handler into the
+decision where the ``HANDLER`` tokens stand.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Literal
 
 from schemas.events import (
+    CaseAction,
+    CaseEvent,
     Complaint,
     DecisionKind,
     Level,
     Nature,
     RoutingDecision,
-    Severity,
+    SlaEvent,
+    SlaOutcome,
 )
 from services.common.errors import Rejected
-from services.common.policy import RouterPolicy, SeverityPolicy
-from services.router.classify import Classification, classify, fold, found
-from services.router.ports import PriorComplaint
+from services.common.policy import RouterPolicy, SatisfactionPolicy
+from services.router.classify import assess, classify, code_reasons
 from services.router.taxonomy import Taxonomy
 
+if TYPE_CHECKING:  # ports import BookingMode from here
+    from services.router.ports import PriorComplaint
+
 HANDLER = "@@handler@@"
-"""Stands for the booked handler's id in a planned decision; replaced when booked."""
+"""Stands for the booked handler's id in a proposed decision; replaced when booked."""
 HANDLER_REASON = "@@handler-reason@@"
-"""Stands for the booking's reason in a planned decision; replaced when booked."""
+"""Stands for the booking's reason in a proposed decision; replaced when booked."""
 
-_ORDER = {Severity.general: 0, Severity.urgent: 1, Severity.major: 2}
 _NEXT = {Level.L1: Level.L2, Level.L2: Level.L3}
-
-_NUMBER = r"(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)"
-_AMOUNTS: list[tuple[re.Pattern[str], str, float]] = [
-    (re.compile(rf"[¥￥]\s*{_NUMBER}"), "CNY", 1),
-    (re.compile(rf"{_NUMBER}\s*万\s*(?:元|块|人民币)"), "CNY", 10_000),
-    (re.compile(rf"{_NUMBER}\s*(?:元|块钱|人民币)"), "CNY", 1),
-    (re.compile(rf"\b(?:rmb|cny)\s*{_NUMBER}"), "CNY", 1),
-    (re.compile(rf"{_NUMBER}\s*(?:rmb|cny|yuan)\b"), "CNY", 1),
-    (re.compile(rf"\$\s*{_NUMBER}"), "USD", 1),
-    (re.compile(rf"\busd\s*{_NUMBER}"), "USD", 1),
-    (re.compile(rf"{_NUMBER}\s*(?:usd|dollars)\b"), "USD", 1),
-    (re.compile(rf"€\s*{_NUMBER}"), "EUR", 1),
-    (re.compile(rf"\beur\s*{_NUMBER}"), "EUR", 1),
-    (re.compile(rf"{_NUMBER}\s*(?:eur|euros?)\b"), "EUR", 1),
-]
 
 
 @dataclass(frozen=True)
@@ -60,85 +52,15 @@ class Booking:
 
 
 @dataclass(frozen=True)
-class Plan:
+class Proposal:
     """The next decision; with a booking, its handler and handler reason are tokens."""
 
     decision: RoutingDecision
     booking: Booking | None
 
 
-def amounts_in(text: str) -> dict[str, float]:
-    """The largest amount per currency written in ``text`` (already folded by ``fold``)."""
-    best: dict[str, float] = {}
-    for regex, currency, factor in _AMOUNTS:
-        for m in regex.finditer(text):
-            value = float(m.group(1).replace(",", "")) * factor
-            best[currency] = max(best.get(currency, 0.0), value)
-    return best
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return None
-
-
-def assess(complaint: Complaint, rules: SeverityPolicy, *, repeat: bool) -> tuple[Severity, list[str]]:
-    """Severity from every signal found (REQUIREMENTS §5), with one reason per signal."""
-    text = fold(f"{complaint.subject}\n{complaint.description}")
-    signals: list[tuple[Severity, str]] = []
-    for signal in rules.keywords:
-        hits = [k for k in signal.keywords if found(k, text)]
-        if hits:
-            signals.append((signal.severity, f"{signal.signal} ({', '.join(hits[:5])})"))
-    details = complaint.details
-    audience = _number(details.get("audience"))
-    if audience is not None and details.get("public", True) is not False:
-        if sev := rules.public_audience.severity(audience):
-            signals.append((sev, f"public exposure (audience {int(audience)})"))
-    affected = _number(details.get("affected"))
-    if affected is not None and (sev := rules.affected_customers.severity(affected)):
-        signals.append((sev, f"many customers affected ({int(affected)})"))
-    amounts = amounts_in(text)
-    if (amount := _number(details.get("amount"))) is not None:
-        currency = str(details.get("currency") or rules.default_currency).upper()
-        amounts[currency] = max(amounts.get(currency, 0.0), amount)
-    for currency, value in sorted(amounts.items()):
-        threshold = rules.amounts.get(currency)
-        if threshold and (sev := threshold.severity(value)):
-            signals.append((sev, f"amount {value:,.0f} {currency}"))
-    tier = details.get("tier")
-    if isinstance(tier, str) and tier.lower() in {t.lower() for t in rules.vip_tiers}:
-        signals.append((rules.vip_severity, f"VIP customer (tier {tier.lower()})"))
-    if repeat:
-        signals.append((rules.repeat_severity, "repeat complaint within the window"))
-    if not signals:
-        return Severity.general, ["severity general: no severity signal"]
-    severity = max((s for s, _ in signals), key=_ORDER.__getitem__)
-    reasons = [f"severity {severity.value}: " + "; ".join(
-        f"{why} -> {s.value}" for s, why in sorted(signals, key=lambda f: -_ORDER[f[0]]))]
-    return severity, reasons
-
-
-def _code_reasons(result: Classification, taxonomy: Taxonomy, *, review: bool,
-                  review_department: str) -> list[str]:
-    ctype = taxonomy.get(result.code)
-    why = (f"matched {', '.join(result.matched[:6])}" if result.matched
-           else "no keyword matched (fallback)")
-    reasons = [f"code {ctype.code} {ctype.name_en} / {ctype.name_zh}: confidence "
-               f"{result.confidence:.2f}, {why}"]
-    if review:
-        reasons.append(f"review: confidence {result.confidence:.2f} below "
-                       f"{taxonomy.review_threshold}; queued to {review_department} "
-                       f"(the code's department would be {ctype.department})")
-    return reasons
-
-
 def first_route(complaint: Complaint, *, rules: RouterPolicy, taxonomy: Taxonomy,
-                prior: PriorComplaint | None = None) -> Plan:
+                prior: PriorComplaint | None = None) -> Proposal:
     """The first decision for a registered complaint.
 
     ``prior`` is the customer's anchor complaint within the repeat window: its owner
@@ -151,7 +73,7 @@ def first_route(complaint: Complaint, *, rules: RouterPolicy, taxonomy: Taxonomy
     review = result.needs_review(taxonomy.review_threshold)
     department = rules.review_department if review else ctype.department
     severity, reasons = assess(complaint, rules.severity, repeat=repeat)
-    reasons += _code_reasons(result, taxonomy, review=review, review_department=rules.review_department)
+    reasons += code_reasons(result, taxonomy, review=review, review_department=rules.review_department)
     level = rules.levels[severity]
     reasons.append(f"level {level.value}: by severity {severity.value}")
     owner = complaint.first_contact
@@ -180,10 +102,10 @@ def first_route(complaint: Complaint, *, rules: RouterPolicy, taxonomy: Taxonomy
         repeat_of=prior.complaint_id if repeat and prior else None, notify=notify,
         reasons=reasons,
     )
-    return Plan(decision, booking)
+    return Proposal(decision, booking)
 
 
-def escalate(current: RoutingDecision, *, trigger: str, why: str, rules: RouterPolicy) -> Plan:
+def escalate(current: RoutingDecision, *, trigger: str, why: str, rules: RouterPolicy) -> Proposal:
     """One level up (L1 -> L2 -> L3); at L3, the ceiling, executives are told instead."""
     nxt = _NEXT.get(current.level)
     if nxt is None:
@@ -194,7 +116,7 @@ def escalate(current: RoutingDecision, *, trigger: str, why: str, rules: RouterP
             "reasons": [f"{why}: already at L3, the ceiling; level kept, "
                         f"{', '.join(notify) or 'nobody'} notified", HANDLER_REASON]})
         # a reopened case may have released its handler: book one again if so
-        return Plan(decision, Booking(current.department, Level.L3, keep=True))
+        return Proposal(decision, Booking(current.department, Level.L3, keep=True))
     notify = list(rules.notify[nxt])
     reasons = [f"escalated {current.level.value} -> {nxt.value}: {why}"]
     if notify:
@@ -203,10 +125,10 @@ def escalate(current: RoutingDecision, *, trigger: str, why: str, rules: RouterP
     decision = current.model_copy(update={
         "decision": DecisionKind.escalated, "revision": current.revision + 1, "level": nxt,
         "handler": HANDLER, "trigger": trigger, "notify": notify, "reasons": reasons})
-    return Plan(decision, Booking(current.department, nxt))
+    return Proposal(decision, Booking(current.department, nxt))
 
 
-def reclassify(current: RoutingDecision, *, code: str, actor: str, taxonomy: Taxonomy) -> Plan:
+def reclassify(current: RoutingDecision, *, code: str, actor: str, taxonomy: Taxonomy) -> Proposal:
     """A reviewer's code: the case moves to that code's department at its current level."""
     try:
         ctype = taxonomy.get(code)
@@ -223,5 +145,174 @@ def reclassify(current: RoutingDecision, *, code: str, actor: str, taxonomy: Tax
     reasons.append(HANDLER_REASON)
     decision = current.model_copy(update={**update, "handler": HANDLER, "reasons": reasons})
     # the same department keeps the case's handler; another books one of its own
-    return Plan(decision, Booking(ctype.department, current.level,
+    return Proposal(decision, Booking(ctype.department, current.level,
                                   keep=ctype.department == current.department))
+
+
+# ---- what an input causes ---------------------------------------------------------------
+
+RELEASING = (CaseAction.resolved, CaseAction.closed)
+
+
+@dataclass(frozen=True)
+class Release:
+    """Give up the handler load the case holds, once per ``trigger``."""
+
+    trigger: str
+
+
+@dataclass(frozen=True)
+class Reclassify:
+    """Re-route the case to the department of the reviewer's ``code``."""
+
+    triggers: tuple[str, ...]
+    code: str
+    actor: str
+
+
+@dataclass(frozen=True)
+class Escalate:
+    """Escalate once for all of ``triggers``; ``trigger`` and ``why`` go into the decision."""
+
+    triggers: tuple[str, ...]
+    trigger: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Ignore:
+    """No decision; ``reason`` labels complaints_router_ignored_total."""
+
+    reason: str
+
+
+Effect = Release | Reclassify | Escalate | Ignore
+
+
+def case_effect(event: CaseEvent, *, satisfaction: SatisfactionPolicy) -> Effect:
+    """What a lifecycle event causes: a release, a re-route, an escalation or nothing."""
+    update = event.data
+    if update.action in RELEASING:
+        return Release(event.id)
+    if update.action is CaseAction.reclassified and update.code is not None:
+        return Reclassify((event.id,), update.code, update.actor)
+    if update.action is CaseAction.satisfaction and satisfaction.dissatisfied(update.score):
+        return Escalate((event.id,), "dissatisfied",
+                        f"customer dissatisfied (score {update.score} of 5)")
+    if update.action is CaseAction.reopened:
+        # a reopen caused by a dissatisfied answer is the same trigger: escalate once
+        cause = (event.causationid,) if event.causationid else ()
+        return Escalate((event.id, *cause), "reopened", f"case reopened by {update.actor}")
+    return Ignore(f"action_{update.action.value}")
+
+
+def sla_effect(event: SlaEvent, *, rules: RouterPolicy) -> Escalate | Ignore:
+    """What an SLA alert causes: a breach of a milestone in ``escalate_on_breach`` escalates."""
+    alert = event.data
+    if alert.outcome is not SlaOutcome.breached:
+        return Ignore(f"sla_{alert.outcome.value}")
+    if alert.milestone not in rules.escalate_on_breach:
+        return Ignore("sla_breach_not_escalating")
+    due = alert.due_at or alert.deadline
+    why = f"{alert.milestone.value} deadline{f' {due.isoformat()}' if due else ''} breached"
+    # one escalation per milestone and cycle (a reopen's new resolve cycle may breach again)
+    return Escalate((event.id, f"sla:{alert.milestone.value}:{alert.cycle}"),
+                    f"sla_breach:{alert.milestone.value}", why)
+
+
+# ---- the booking rule (applied atomically by the Lua scripts of adapters.py) ------------
+
+class BookingMode(StrEnum):
+    """What a commit does with the case's handler."""
+
+    book = "book"  # release the held handler, then book the least-loaded candidate
+    keep = "keep"  # keep the held handler; with none held, as ``book``
+    none = "none"  # leave the held handler and every load as they are
+
+
+def booking_mode(booking: Booking | None) -> BookingMode:
+    """The mode a proposal's booking commits with."""
+    if booking is None:
+        return BookingMode.none
+    return BookingMode.keep if booking.keep else BookingMode.book
+
+
+class Seat(StrEnum):
+    """What a commit did about the handler, which says how the decision's tokens are filled."""
+
+    kept = "kept"              # the held handler stays: "handler <id>: keeps the case"
+    booked = "booked"          # a candidate was booked: the assigned reason
+    unassigned = "unassigned"  # no candidate had room: handler null, the unassigned reason
+    untouched = "untouched"    # mode none: nothing to fill
+
+
+@dataclass(frozen=True)
+class Booked:
+    """A booking's outcome: the seat, the handler the case holds after, every load after."""
+
+    seat: Seat
+    held: str | None
+    loads: dict[str, int]  # handler -> open cases; no handler has 0
+    load: int = 0          # booked: the handler's open cases before this booking
+
+
+def unbook(handler: str | None, loads: Mapping[str, int]) -> dict[str, int]:
+    """The loads after ``handler`` gives up one case; a load that falls to 0 or below goes."""
+    after = dict(loads)
+    if handler:
+        left = after.get(handler, 0) - 1
+        if left > 0:
+            after[handler] = left
+        else:
+            after.pop(handler, None)
+    return after
+
+
+def book(mode: BookingMode, *, held: str | None, candidates: Sequence[tuple[str, int]],
+         loads: Mapping[str, int]) -> Booked:
+    """The booking rule: keep the held handler, or release it and book the least loaded.
+
+    A candidate (handler id, capacity) has room when its capacity is 0 (unlimited) or
+    above its load; of those with the least load the first listed wins. The held
+    handler's load is released before the candidates' loads are compared.
+    """
+    if mode is BookingMode.none:
+        return Booked(Seat.untouched, held, dict(loads))
+    if mode is BookingMode.keep and held:
+        return Booked(Seat.kept, held, dict(loads))
+    after = unbook(held, loads)
+    best: tuple[str, int] | None = None
+    for handler, capacity in candidates:
+        load = after.get(handler, 0)
+        if (capacity == 0 or load < capacity) and (best is None or load < best[1]):
+            best = (handler, load)
+    if best is None:
+        return Booked(Seat.unassigned, None, after)
+    after[best[0]] = best[1] + 1
+    return Booked(Seat.booked, best[0], after, load=best[1])
+
+
+def fill(template: str, booked: Booked, *, assigned_reason: str, unassigned_reason: str) -> str:
+    """The decision event with its tokens replaced: ``assigned_reason`` formats (%s id, %d load)."""
+    if booked.seat is Seat.untouched:
+        return template
+    if booked.seat is Seat.kept:
+        handler, reason = f'"{booked.held}"', f"handler {booked.held}: keeps the case"
+    elif booked.seat is Seat.booked:
+        handler, reason = f'"{booked.held}"', assigned_reason % (booked.held, booked.load)
+    else:
+        handler, reason = "null", unassigned_reason
+    return template.replace(f'"{HANDLER}"', handler).replace(HANDLER_REASON, reason)
+
+
+ReleaseStatus = Literal["released", "duplicate", "unknown"]
+
+
+def release(*, applied: bool, known: bool, held: str | None,
+            loads: Mapping[str, int]) -> tuple[ReleaseStatus, dict[str, int]]:
+    """The release rule on resolved / closed: once per trigger, a known case gives up its handler."""
+    if applied:
+        return "duplicate", dict(loads)
+    if not known:
+        return "unknown", dict(loads)
+    return "released", unbook(held, loads)

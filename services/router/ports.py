@@ -7,8 +7,10 @@ from typing import Literal, Protocol
 
 from schemas.envelope import Model
 from services.common.ports import Clock, Publisher
+from services.router.logic import BookingMode
 
-__all__ = ["CaseRead", "Cases", "Commit", "Clock", "FirstContacts", "Publisher", "PriorComplaint"]
+__all__ = ["BookingMode", "CaseRead", "Cases", "Commit", "Clock", "FirstContacts", "Publisher",
+           "PriorComplaint"]
 
 
 Status = Literal["committed", "duplicate", "conflict"]
@@ -16,6 +18,8 @@ Status = Literal["committed", "duplicate", "conflict"]
 
 @dataclass(frozen=True)
 class CaseRead:
+    """A case's routing state as a decision starts from it."""
+
     revision: int
     current: bytes | None  # the last decision event
     applied: bytes | None  # the event an already-applied trigger produced
@@ -23,6 +27,8 @@ class CaseRead:
 
 @dataclass(frozen=True)
 class Commit:
+    """What committing a proposed decision did."""
+
     status: Status
     event: bytes | None   # committed or duplicate: the stored event
     handler: str | None   # committed: the handler the case now holds
@@ -49,14 +55,39 @@ class FirstContacts(Protocol):
 
 
 class Cases(Protocol):
-    """Routing state per case and handler loads; see ``services.router.adapters.RedisCases``."""
+    """Routing state per case and handler loads; see ``services.router.adapters.RedisCases``.
 
-    async def read(self, complaint_id: str, triggers: list[str]) -> CaseRead: ...
+    A case holds its revision (0 before its first decision), its last decision event,
+    the handler whose load it holds, and the event each applied trigger key produced.
+    ``commit`` and ``release`` are atomic and apply the booking rule of
+    ``services.router.logic`` (``book``, ``fill``, ``release``).
+    """
+
+    async def read(self, complaint_id: str, triggers: list[str]) -> CaseRead:
+        """The revision, the last decision, and the event the first applied trigger produced.
+
+        A release marks its trigger too, but is no decision: it does not count as applied here.
+        """
+        ...
 
     async def commit(self, complaint_id: str, *, expected: int, template: str, triggers: list[str],
-                     booking: Literal["book", "keep", "none"], candidates: list[tuple[str, int]],
-                     assigned_reason: str, unassigned_reason: str) -> Commit: ...
+                     booking: BookingMode, candidates: list[tuple[str, int]],
+                     assigned_reason: str, unassigned_reason: str) -> Commit:
+        """Store the decision ``template`` filled by the booking, as revision ``expected`` + 1.
 
-    async def release(self, complaint_id: str, trigger: str) -> tuple[str, str | None]: ...
+        "duplicate" (with that trigger's stored value) when a trigger key was applied,
+        "conflict" when the revision is not ``expected``; else "committed" with the event
+        and the handler the case holds afterwards.
+        """
+        ...
 
-    async def loads(self) -> dict[str, int]: ...
+    async def release(self, complaint_id: str, trigger: str) -> tuple[str, str | None]:
+        """Give up the case's handler load once per ``trigger``: (status, handler released).
+
+        Status "released", "duplicate" (the trigger was applied) or "unknown" (no case).
+        """
+        ...
+
+    async def loads(self) -> dict[str, int]:
+        """Open cases per handler (handlers with none are absent)."""
+        ...

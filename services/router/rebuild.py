@@ -24,11 +24,10 @@ from typing import Any
 import redis
 from redis.typing import EncodableT, FieldT
 
+from schemas.events import ANONYMOUS_CUSTOMER
 from schemas.topics import LIFECYCLE, REGISTERED, ROUTED
 from services.common.kafka import read_topic
-
-RELEASING = ("resolved", "closed")
-ANONYMOUS = "anonymous"
+from services.router.logic import RELEASING
 
 
 @dataclass
@@ -69,7 +68,7 @@ def rebuild(bootstrap: list[str], client: redis.Redis, *, prefix: str, window: t
         data = event["data"]
         key, at = data["customer_key"], datetime.fromisoformat(data["received_at"])
         current = anchors.get(key)
-        if key != ANONYMOUS and (current is None or at - current[0] >= window):
+        if key != ANONYMOUS_CUSTOMER and (current is None or at - current[0] >= window):
             anchors[key] = (at, data["complaint_id"], data["first_contact"])
 
     for key in client.scan_iter(match=f"{prefix}router:*", count=1000):
