@@ -25,8 +25,8 @@ from services.sla_monitor.calendar import (
     DEFAULT_CALENDAR,
     BusinessCalendar,
     load_calendar,
-    parse_ical,
 )
+from services.sla_monitor.ical import parse_ical
 
 CN = load_calendar()
 CST = timezone(timedelta(hours=8))

@@ -1,13 +1,16 @@
-"""SLA rules with the time passed in: plans, facts, the clock fold and the alerts owed."""
+"""SLA rules with the time passed in: terms, facts, the clock fold, the alerts owed, the rebuild."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from schemas.envelope import Envelope
 from schemas.events import (
     CaseAction,
     CaseEvent,
@@ -22,14 +25,16 @@ from schemas.events import (
     NotificationRecord,
     RoutingDecision,
     Severity,
+    SlaEvent,
 )
 from services.common.policy import load_policy
 from services.sla_monitor import logic
-from services.sla_monitor.logic import CALENDAR_TIME, Fact
+from services.sla_monitor.facts import Fact, Terms, facts_of, terms_for
+from services.sla_monitor.logic import CALENDAR_TIME, Calendars
 
 POLICY = load_policy()
 T0 = datetime(2026, 11, 23, 9, tzinfo=UTC)
-LINES: dict[logic.ClockKind, logic.TimeLine] = {"calendar": CALENDAR_TIME, "business": CALENDAR_TIME}
+CALENDARS: Calendars = {"calendar": CALENDAR_TIME, "business": CALENDAR_TIME}
 H = timedelta(hours=1)
 M = timedelta(minutes=1)
 
@@ -61,18 +66,18 @@ def notified(kind: NotificationKind, at: datetime, status: str = "sent") -> Noti
                                  subject="C")
 
 
-def plan(event: ComplaintRouted | None = None, scale: float = 1) -> logic.Plan:
-    got = logic.plan_for(event or routed(), policy=POLICY.sla, version="v7", scale=scale)
+def fixed_terms(event: ComplaintRouted | None = None, scale: float = 1) -> Terms:
+    got = terms_for(event or routed(), policy=POLICY.sla, version="v7", scale=scale)
     assert got is not None
     return got
 
 
-def evaluate(events: list, now: datetime, p: logic.Plan | None = None  # type: ignore[type-arg]
+def evaluate(events: list, now: datetime, t: Terms | None = None  # type: ignore[type-arg]
              ) -> tuple[dict[str, logic.Owed], datetime | None]:
-    p = p or plan()
-    facts = [f for e in events for f in logic.facts_of(e)]
-    cycles = logic.fold(p, facts, LINES)
-    owed, nxt = logic.owed("C", p, cycles, logic.latest_route(facts), LINES, now=now)
+    t = t or fixed_terms()
+    facts = [f for e in events for f in facts_of(e)]
+    cycles = logic.fold(t, facts, CALENDARS)
+    owed, nxt = logic.owed("C", t, cycles, logic.latest_route(facts), CALENDARS, now=now)
     return {o.key: o for o in owed}, nxt
 
 
@@ -80,7 +85,7 @@ def keys(owed: dict[str, logic.Owed], milestone: str) -> list[str]:
     return sorted(k.split(":", 1)[1] for k in owed if k.startswith(f"{milestone}:"))
 
 
-# ---- plans ----------------------------------------------------------------------
+# ---- terms ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("severity", "code", "scale", "milestone", "target"), [
@@ -97,19 +102,19 @@ def keys(owed: dict[str, logic.Owed], milestone: str) -> list[str]:
     (Severity.general, "PQ-01", 1, Milestone.revisit, 72 * H),
     (Severity.general, "PQ-01", 3600, Milestone.respond, timedelta(seconds=1)),
 ])
-def test_a_plan_fixes_targets_by_severity_code_and_scale(severity: Severity, code: str, scale: float,
+def test_the_terms_fix_targets_by_severity_code_and_scale(severity: Severity, code: str, scale: float,
                                                          milestone: Milestone, target: timedelta) -> None:
-    p = plan(routed(severity, code=code), scale=scale)
-    assert p.milestones[milestone].target == target
-    assert p.version == "v7" and p.milestones[milestone].thresholds == [0.5, 0.8]
-    assert p.milestones[Milestone.resolve].clock == "business"
+    t = fixed_terms(routed(severity, code=code), scale=scale)
+    assert t.milestones[milestone].target == target
+    assert t.version == "v7" and t.milestones[milestone].thresholds == [0.5, 0.8]
+    assert t.milestones[Milestone.resolve].clock == "business"
 
 
-def test_praise_later_decisions_and_suggestions_fix_no_plan() -> None:
-    assert logic.plan_for(routed(nature=Nature.praise), policy=POLICY.sla, version="v", scale=1) is None
-    assert logic.plan_for(routed(nature=Nature.suggestion), policy=POLICY.sla, version="v", scale=1) is None
+def test_praise_later_decisions_and_suggestions_fix_no_terms() -> None:
+    assert terms_for(routed(nature=Nature.praise), policy=POLICY.sla, version="v", scale=1) is None
+    assert terms_for(routed(nature=Nature.suggestion), policy=POLICY.sla, version="v", scale=1) is None
     escalated = routed(decision=DecisionKind.escalated, revision=2)
-    assert logic.plan_for(escalated, policy=POLICY.sla, version="v", scale=1) is None
+    assert terms_for(escalated, policy=POLICY.sla, version="v", scale=1) is None
 
 
 @pytest.mark.parametrize(("event", "signals"), [
@@ -122,7 +127,7 @@ def test_praise_later_decisions_and_suggestions_fix_no_plan() -> None:
     (notified(NotificationKind.result, T0, status="failed"), []),
 ])
 def test_the_signals_each_event_raises(event: object, signals: list[list[str]]) -> None:
-    assert [f.signals for f in logic.facts_of(event)] == signals  # type: ignore[arg-type]
+    assert [f.signals for f in facts_of(event)] == signals  # type: ignore[arg-type]
 
 
 # ---- the clocks -------------------------------------------------------------------
@@ -213,7 +218,8 @@ def test_closing_a_case_cancels_its_open_clocks() -> None:
 ])
 def test_a_breach_names_executives_for_major_cases_and_l3(severity: Severity, level: Level,
                                                          executives: bool) -> None:
-    owed, _ = evaluate([routed(severity, level=level)], T0 + 100 * H, plan(routed(severity, level=level)))
+    owed, _ = evaluate([routed(severity, level=level)], T0 + 100 * H,
+                       fixed_terms(routed(severity, level=level)))
     assert ("executives" in owed["plan:1:breached"].alert.notify) is executives
 
 
@@ -246,7 +252,106 @@ def test_an_escalation_changes_who_is_named_not_the_clocks() -> None:
 
 
 def test_the_open_deadline_is_the_earliest_running_one() -> None:
-    p = plan()
-    facts: list[Fact] = logic.facts_of(routed())
-    cycles = logic.fold(p, facts, LINES)
-    assert logic.open_deadline(p, cycles, LINES) == T0 + H  # acknowledge and respond: 1 h
+    t = fixed_terms()
+    facts: list[Fact] = facts_of(routed())
+    cycles = logic.fold(t, facts, CALENDARS)
+    assert logic.open_deadline(t, cycles, CALENDARS) == T0 + H  # acknowledge and respond: 1 h
+
+
+# ---- restoring from the topics ----------------------------------------------------
+
+E = TypeVar("E", bound=Envelope)
+Records = list[dict[str, object]]
+TOPIC = {"complaint.routed": 0, "case.updated": 1, "notification.recorded": 2}
+ALERT = evaluate([routed()], T0 + 2 * H)[0]["respond:1:breached"].alert
+
+
+def about(cid: str, event: E) -> E:
+    """The same event about complaint ``cid``, under an id of its own."""
+    data = event.data.model_copy(update={"complaint_id": cid})
+    return event.model_copy(update={"id": f"{event.id}/{cid}", "subject": cid, "data": data})
+
+
+def sla_record(subject: str, event_id: str) -> dict[str, object]:
+    """A complaints.sla record: an alert about ``subject`` published under ``event_id``."""
+    alert = ALERT.model_copy(update={"complaint_id": subject})
+    return SlaEvent.new(alert, id=event_id, source="sla-monitor", time=T0, subject=subject).model_dump(mode="json")
+
+
+def topics(events: list[Envelope], alerts: Records | None = None) -> tuple[Records, Records, Records, Records]:
+    """complaints.routed, .lifecycle, .notifications and .sla holding ``events`` and ``alerts``."""
+    out: tuple[Records, Records, Records, Records] = ([], [], [], list(alerts or []))
+    for e in events:
+        out[TOPIC[e.type]].append(e.model_dump(mode="json"))
+    return out
+
+
+def restore(routed: Records, lifecycle: Records, notifications: Records,
+            alerts: Records) -> dict[str, logic.Restored]:
+    return logic.restore_from_topics(routed, lifecycle, notifications, alerts, policy=POLICY.sla,
+                                     version="v7", scale=1)
+
+
+TWO = [*EVENTS, *(about("D", e) for e in EVENTS[:4])]
+SENT = [sla_record("C", "c1"), sla_record("D", "d1"), sla_record("C", "c2")]
+Reorder = Callable[[Records], Records]
+
+
+@pytest.mark.parametrize("reorder", [
+    pytest.param(lambda rs: rs, id="as published"),
+    pytest.param(lambda rs: rs[::-1], id="reversed"),
+    pytest.param(lambda rs: rs[len(rs) // 2:] + rs[:len(rs) // 2], id="rotated"),
+    pytest.param(lambda rs: rs + rs, id="every record delivered twice"),
+    pytest.param(lambda rs: rs[1::2] + rs[::2], id="odd ones first"),
+])
+def test_the_order_of_the_topics_records_changes_nothing_restored(reorder: Reorder) -> None:
+    # Given the records of two complaints and their sent alerts on the four topics
+    published = topics(TWO, SENT)
+    # When the topics are read in another order, or with records repeated
+    got = restore(*(reorder(list(records)) for records in published))
+    # Then the restore is the one of the topics as published
+    assert got == restore(*published)
+    # And it holds each complaint's facts once, its terms and its sent alerts
+    c = got["C"]
+    assert {f.id for f in c.facts} == {f.id for e in EVENTS for f in facts_of(e)}
+    assert len(c.facts) == len({f.id for f in c.facts})
+    assert c.terms == fixed_terms() and c.sent == ["c1", "c2"]
+    assert got["D"].terms == fixed_terms(about("D", routed())) and got["D"].sent == ["d1"]
+
+
+LATER = routed(decision=DecisionKind.escalated, revision=2, level=Level.L2, at=T0 + H)
+
+
+@pytest.mark.parametrize(("decisions", "cause"), [
+    pytest.param([routed()], "routed-1", id="one decision"),
+    pytest.param([LATER, routed()], "routed-1", id="the escalation read first"),
+    pytest.param([routed(at=T0 + M).model_copy(update={"id": "again"}), routed()], "routed-1",
+                 id="the routing decision published twice: the earlier wins"),
+    pytest.param([routed(nature=Nature.praise)], None, id="praise has no clocks"),
+    pytest.param([LATER], None, id="first decision gone from the topic"),
+])
+def test_the_first_routing_decision_fixes_the_restored_terms(decisions: list[ComplaintRouted],
+                                                             cause: str | None) -> None:
+    # Given routing decisions of complaint C on complaints.routed
+    # When the store is restored from the topics
+    restored = restore(*topics(list(decisions)))["C"]
+    # Then the terms are those its first routing decision fixed (none without one)
+    assert (restored.terms.cause if restored.terms else None) == cause
+    first = next((d for d in decisions if d.id == cause), None)
+    assert restored.terms == (fixed_terms(first) if first else None)
+
+
+@pytest.mark.parametrize(("alerts", "sent"), [
+    pytest.param([], {"C": [], "D": []}, id="nothing sent"),
+    pytest.param(SENT, {"C": ["c1", "c2"], "D": ["d1"]}, id="grouped by subject"),
+    pytest.param([sla_record("C", "c1"), sla_record("C", "c1")], {"C": ["c1"], "D": []},
+                 id="an alert published twice counts once"),
+    pytest.param([sla_record("E", "e1")], {"C": [], "D": []},
+                 id="a complaint without facts is not restored"),
+])
+def test_sent_alerts_are_restored_per_complaint(alerts: Records, sent: dict[str, list[str]]) -> None:
+    # Given complaints C and D on the input topics, and alerts on complaints.sla
+    # When the store is restored from the topics
+    restored = restore(*topics(TWO, alerts))
+    # Then each complaint's sent alert ids are those whose subject it is
+    assert {cid: r.sent for cid, r in restored.items()} == sent

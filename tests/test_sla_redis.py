@@ -1,4 +1,5 @@
-"""The SLA monitor against a real Redis: the fact store, alert claims, two instances, a flush.
+"""The SLA monitor over its store, the fake and a real Redis: alerts as time passes, two
+instances, a flush, a policy change. Each test runs against both (tests/test_contract_sla).
 
 Time is a fixed clock moved by the test; the publisher records what would go to
 complaints.sla. The broker path (processes, kill -9) is in test_sla_kafka.
@@ -7,45 +8,45 @@ complaints.sla. The broker path (processes, kill -9) is in test_sla_kafka.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
 from schemas.envelope import Envelope
 from schemas.events import CaseAction, Severity, SlaEvent
 from services.common.policy import load_policy
-from services.sla_monitor import logic
-from services.sla_monitor.adapters import RedisFacts
-from services.sla_monitor.app import Monitor
+from services.sla_monitor.facts import facts_of
+from services.sla_monitor.handlers import Monitor
 from services.sla_monitor.metrics import SlaMetrics
+from services.sla_monitor.ports import Store
 from services.sla_monitor.settings import SlaMonitorSettings
 from tests.fakes import FixedClock, RecordingPublisher
-from tests.test_sla_logic import LINES, T0, H, M, action, routed
+from tests.test_contract_sla import BACKENDS, Backend, open_backend
+from tests.test_sla_logic import CALENDARS, T0, H, M, action, routed
 
-pytestmark = pytest.mark.integration
 POLICY = load_policy()
 
 
-class World:
-    """Monitor instances sharing one Redis prefix, one clock and one 'topic' of inputs."""
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> Backend:
+    return open_backend(request)
 
-    def __init__(self, redis_url: str, prefix: str) -> None:
-        self.redis_url, self.prefix = redis_url, prefix
+
+class World:
+    """Monitor instances sharing one store, one clock and one 'topic' of inputs."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
         self.clock = FixedClock(T0)
-        self.clients: list[aioredis.Redis] = []
         self.inputs: list[Envelope] = []   # what the input topics hold
         self.published: list[SlaEvent] = []  # what complaints.sla holds, every instance
 
-    def store(self) -> RedisFacts:
-        client = aioredis.from_url(self.redis_url)
-        self.clients.append(client)
-        return RedisFacts(client, prefix=self.prefix, ttl_seconds=3600)
+    def store(self) -> Store:
+        return self.backend.store()
 
     def monitor(self) -> Monitor:
         world = self
@@ -61,7 +62,8 @@ class World:
 
         monitor = Monitor(settings=SlaMonitorSettings(), policy=POLICY, publisher=Publisher(),
                           store=self.store(), clock=self.clock,
-                          metrics=SlaMetrics.create(CollectorRegistry()), lines=LINES, read=read)
+                          metrics=SlaMetrics.create(CollectorRegistry()), calendars=CALENDARS,
+                          read=read)
         monitor.whole = True  # as after its first scan of a whole store
         return monitor
 
@@ -75,24 +77,20 @@ class World:
         """How often each distinct alert id was published."""
         return Counter(e.id for e in self.published)
 
-    async def close(self) -> None:
-        for c in self.clients:
-            await c.aclose()
-
 
 def _topic(event: Envelope) -> str:
     return {"complaint.routed": "complaints.routed", "case.updated": "complaints.lifecycle",
             "notification.recorded": "complaints.notifications"}[event.type]
 
 
-def run(redis_url: str, redis_prefix: str, scenario: Callable[[World], Awaitable[None]]) -> None:
+def run(backend: Backend, scenario: Callable[[World], Awaitable[None]]) -> None:
     async def main() -> None:
-        world = World(redis_url, f"{redis_prefix}{uuid.uuid4().hex[:8]}:")
-        await world.store().mark_whole()
+        world = World(backend)
         try:
+            await world.store().mark_whole()
             await scenario(world)
         finally:
-            await world.close()
+            await backend.close()
     asyncio.run(main())
 
 
@@ -102,10 +100,10 @@ def complaint(n: int, severity: Severity = Severity.general):  # type: ignore[no
     return event.model_copy(update={"id": f"routed-C{n}", "subject": f"C{n}", "data": data})
 
 
-def test_facts_are_recorded_once_and_alerts_are_claimed_once(redis_url: str, redis_prefix: str) -> None:
+def test_facts_are_recorded_once_and_alerts_are_claimed_once(backend: Backend) -> None:
     async def scenario(world: World) -> None:
         store = world.store()
-        facts = logic.facts_of(routed())
+        facts = facts_of(routed())
         first = await store.record("C", facts, None)
         again = await store.record("C", facts, None)
         assert len(first.facts) == len(again.facts) == 3 and first.version == again.version
@@ -116,12 +114,12 @@ def test_facts_are_recorded_once_and_alerts_are_claimed_once(redis_url: str, red
         assert await store.claim_alerts("C", ["a1", "a2"], token="x", lease=30) == {"a1": "sent", "a2": "mine"}
         # a schedule computed from an older view is ignored
         snap = await store.snapshot("C")
-        await store.record("C", logic.facts_of(action(CaseAction.acknowledged, T0 + M)), None)
+        await store.record("C", facts_of(action(CaseAction.acknowledged, T0 + M)), None)
         assert await store.schedule(snap, next_due=1.0, deadline=None) is False
-    run(redis_url, redis_prefix, scenario)
+    run(backend, scenario)
 
 
-def test_warnings_and_breach_go_out_once_each_as_time_passes(redis_url: str, redis_prefix: str) -> None:
+def test_warnings_and_breach_go_out_once_each_as_time_passes(backend: Backend) -> None:
     async def scenario(world: World) -> None:
         monitor = world.monitor()
         await world.feed(monitor, complaint(1))
@@ -135,10 +133,10 @@ def test_warnings_and_breach_go_out_once_each_as_time_passes(redis_url: str, red
         breach = next(e for e in world.published if e.data.outcome.value == "breached"
                       and e.data.milestone.value == "respond")
         assert breach.data.due_at == T0 + H and breach.data.policy_version == POLICY.version
-    run(redis_url, redis_prefix, scenario)
+    run(backend, scenario)
 
 
-def test_two_instances_share_the_work_and_publish_each_alert_once(redis_url: str, redis_prefix: str) -> None:
+def test_two_instances_share_the_work_and_publish_each_alert_once(backend: Backend) -> None:
     async def scenario(world: World) -> None:
         a, b = world.monitor(), world.monitor()
         # Given 60 complaints, every input delivered to both instances at once
@@ -161,11 +159,11 @@ def test_two_instances_share_the_work_and_publish_each_alert_once(redis_url: str
         by = Counter((e.data.milestone.value, e.data.outcome.value) for e in world.published)
         assert by[("respond", "breached")] == 30 and by[("respond", "met")] == 30
         assert by[("respond", "started")] == 60
-    run(redis_url, redis_prefix, scenario)
+    run(backend, scenario)
 
 
 def test_after_redis_loses_the_keys_the_monitor_rebuilds_them_and_repeats_nothing(
-        redis_url: str, redis_prefix: str) -> None:
+        backend: Backend) -> None:
     async def scenario(world: World) -> None:
         monitor = world.monitor()
         for n in range(20):
@@ -174,10 +172,7 @@ def test_after_redis_loses_the_keys_the_monitor_rebuilds_them_and_repeats_nothin
         await monitor.tick()
         before = world.alert_keys()
         # When every key of the monitor is deleted mid-run
-        client = aioredis.from_url(world.redis_url)
-        async for key in client.scan_iter(match=f"{world.prefix}sla:*"):
-            await client.delete(key)
-        await client.aclose()
+        await world.backend.lose()
         # And a complaint is acknowledged while the store is empty
         late = action(CaseAction.acknowledged, T0 + 41 * M).model_copy(
             update={"id": "ack-C3", "subject": "C3", "data": action(
@@ -196,10 +191,10 @@ def test_after_redis_loses_the_keys_the_monitor_rebuilds_them_and_repeats_nothin
         outcomes = Counter((e.data.milestone.value, e.data.outcome.value) for e in world.published)
         # every complaint but C3 breached respond once; C3 met it in time
         assert outcomes[("respond", "breached")] == 19 + 0 and outcomes[("respond", "met")] == 1
-    run(redis_url, redis_prefix, scenario)
+    run(backend, scenario)
 
 
-def test_a_policy_change_applies_to_new_complaints_only(redis_url: str, redis_prefix: str) -> None:
+def test_a_policy_change_applies_to_new_complaints_only(backend: Backend) -> None:
     async def scenario(world: World) -> None:
         old = world.monitor()
         await world.feed(old, complaint(1))
@@ -221,10 +216,10 @@ def test_a_policy_change_applies_to_new_complaints_only(redis_url: str, redis_pr
                    if e.data.milestone.value == "respond" and e.data.outcome.value == "started"}
         assert started["C2"].policy_version == "2026.12-tighter"
         assert started["C2"].deadline == T0 + 2 * H
-    run(redis_url, redis_prefix, scenario)
+    run(backend, scenario)
 
 
-def test_events_before_the_first_scan_are_evaluated_by_it(redis_url: str, redis_prefix: str) -> None:
+def test_events_before_the_first_scan_are_evaluated_by_it(backend: Backend) -> None:
     async def scenario(world: World) -> None:
         monitor = world.monitor()
         monitor.whole = False  # just started: the store is not yet known whole
@@ -234,21 +229,15 @@ def test_events_before_the_first_scan_are_evaluated_by_it(redis_url: str, redis_
         await monitor.tick()
         assert {(e.data.milestone.value, e.data.outcome.value) for e in world.published} >= {
             ("respond", "started"), ("acknowledge", "started")}
-    run(redis_url, redis_prefix, scenario)
+    run(backend, scenario)
 
 
-def test_a_complaint_without_clocks_leaves_the_schedule(redis_url: str, redis_prefix: str) -> None:
+def test_a_complaint_without_clocks_leaves_the_schedule(backend: Backend) -> None:
     async def scenario(world: World) -> None:
         monitor = world.monitor()
         monitor.whole = False
         # a case event of a complaint not routed yet, recorded before the first scan
         await world.feed(monitor, action(CaseAction.acknowledged, T0))
         await monitor.tick()
-        client = aioredis.from_url(world.redis_url)
-        try:
-            due = await client.zcard(f"{world.prefix}sla:due")
-            inflight = await client.zcard(f"{world.prefix}sla:inflight")
-        finally:
-            await client.aclose()
-        assert (due, inflight) == (0, 0) and world.published == []
-    run(redis_url, redis_prefix, scenario)
+        assert await world.backend.queued() == (0, 0) and world.published == []
+    run(backend, scenario)

@@ -2,8 +2,9 @@
 
 Keys (under the configured prefix):
 
-- ``sla:case:<complaint>``  hash: ``plan`` (the milestones under the routing-time policy),
-  ``f:<fact id>`` (one per fact, JSON), ``v`` (bumped whenever a fact or the plan is new),
+- ``sla:case:<complaint>``  hash: ``plan`` (the complaint's ``Terms``, JSON: its milestones
+  under the routing-time policy; the field keeps its first name so stored data still reads),
+  ``f:<fact id>`` (one per fact, JSON), ``v`` (bumped whenever a fact or the terms are new),
   ``s:<alert event id>`` (``sent``, or ``p|<token>|<epoch>`` while one instance publishes it)
 - ``sla:due``        sorted set: complaint -> when it next owes an alert
 - ``sla:inflight``   sorted set: complaint -> lease expiry while one instance handles it
@@ -11,7 +12,7 @@ Keys (under the configured prefix):
 - ``sla:epoch``      present while the store is whole; its absence means Redis lost the
   keys and the monitor rebuilds them from the topics
 
-Facts and the plan are written with HSETNX, so recording is idempotent and order-free.
+Facts and the terms are written with HSETNX, so recording is idempotent and order-free.
 An alert is published by whoever claims it first (atomically); a claim older than the
 lease may be taken over, so a crash between claim and publish loses nothing.
 """
@@ -25,9 +26,10 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from services.common.redis_store import LeasedSchedule, Rebuildable, text
-from services.sla_monitor.logic import Fact, Plan
+from services.sla_monitor.facts import Fact, Terms
 from services.sla_monitor.ports import Snapshot
 
+# KEYS: case; ARGV: ttl (s), terms JSON ('' for none), then fact id / fact JSON pairs
 _RECORD = """
 local added = 0
 if ARGV[2] ~= '' then added = added + redis.call('HSETNX', KEYS[1], 'plan', ARGV[2]) end
@@ -73,16 +75,19 @@ else redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1]) end
 return 1
 """
 
+
 def _snapshot(complaint_id: str, raw: list[Any] | Mapping[Any, Any]) -> Snapshot:
     pairs = zip(raw[::2], raw[1::2], strict=True) if isinstance(raw, list) else raw.items()
     fields = {text(k): text(v) for k, v in pairs}
-    plan = Plan.model_validate_json(fields["plan"]) if "plan" in fields else None
+    terms = Terms.model_validate_json(fields["plan"]) if "plan" in fields else None
     facts = [Fact.model_validate_json(v) for k, v in fields.items() if k.startswith("f:")]
     sent = frozenset(k[2:] for k, v in fields.items() if k.startswith("s:") and v == "sent")
-    return Snapshot(complaint_id, fields.get("v", "0"), plan, facts, sent)
+    return Snapshot(complaint_id, fields.get("v", "0"), terms, facts, sent)
 
 
 class RedisFacts(Rebuildable):
+    """The SLA monitor's ``Store`` in Redis (keys above), shared by every instance."""
+
     def __init__(self, client: aioredis.Redis, *, prefix: str, ttl_seconds: int) -> None:
         self._r, self._ttl = client, ttl_seconds
         self._p = f"{prefix}sla:"
@@ -97,15 +102,16 @@ class RedisFacts(Rebuildable):
     def _case(self, complaint_id: str) -> str:
         return f"{self._p}case:{complaint_id}"
 
-    async def record(self, complaint_id: str, facts: list[Fact], plan: Plan | None) -> Snapshot:
-        """Add facts (and the plan) unless present; return everything known of the complaint."""
-        args: list[str | int] = [self._ttl, plan.model_dump_json() if plan else ""]
+    async def record(self, complaint_id: str, facts: list[Fact], terms: Terms | None) -> Snapshot:
+        """Add facts (and the terms) unless present; return everything known of the complaint."""
+        args: list[str | int] = [self._ttl, terms.model_dump_json() if terms else ""]
         for fact in facts:
             args += [fact.id, fact.model_dump_json()]
         raw = await self._record(keys=[self._case(complaint_id)], args=args)
         return _snapshot(complaint_id, raw)
 
     async def snapshot(self, complaint_id: str) -> Snapshot:
+        """Everything known of the complaint."""
         return _snapshot(complaint_id, await self._r.hgetall(self._case(complaint_id)))
 
     async def claim_alerts(self, complaint_id: str, event_ids: list[str], *, token: str,
@@ -118,6 +124,7 @@ class RedisFacts(Rebuildable):
         return {e: text(v) for e, v in zip(event_ids, result, strict=True)}
 
     async def mark_sent(self, complaint_id: str, event_ids: list[str]) -> None:
+        """Mark alerts published."""
         if event_ids:
             await self._r.hset(self._case(complaint_id), mapping={f"s:{e}": "sent" for e in event_ids})
 
@@ -134,19 +141,22 @@ class RedisFacts(Rebuildable):
         await self._r.zadd(self._due, {complaint_id: now}, lt=True)
 
     async def claim_due(self, now: float, *, limit: int, lease: float) -> list[str]:
+        """Lease up to ``limit`` due complaints (expired leases first) to this instance."""
         return await self._schedule_claims.claim(self._due, self._inflight, now=now, limit=limit,
                                                  lease=lease)
 
     async def open_count(self) -> int:
+        """Complaints with a running deadline."""
         return int(await self._r.zcard(self._deadlines))
 
     async def earliest_deadline(self) -> float | None:
+        """The earliest running deadline (epoch seconds), if any."""
         first = await self._r.zrange(self._deadlines, 0, 0, withscores=True)
         return float(first[0][1]) if first else None
 
-    async def restore(self, complaint_id: str, facts: list[Fact], plan: Plan | None,
+    async def restore(self, complaint_id: str, facts: list[Fact], terms: Terms | None,
                       sent: list[str]) -> Snapshot:
-        """Rebuild: add facts, plan and sent marks of one complaint."""
-        snap = await self.record(complaint_id, facts, plan)
+        """Rebuild: add facts, terms and sent marks of one complaint."""
+        snap = await self.record(complaint_id, facts, terms)
         await self.mark_sent(complaint_id, sent)
         return await self.snapshot(complaint_id) if sent else snap

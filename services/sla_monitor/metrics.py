@@ -9,6 +9,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 @dataclass(frozen=True)
 class SlaMetrics:
+    """The monitor's counters, gauges and histogram; names and labels are a public interface."""
+
     milestones: Counter
     warnings: Counter
     open_deadlines: Gauge
@@ -19,6 +21,7 @@ class SlaMetrics:
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> SlaMetrics:
+        """Register the metrics on ``registry``."""
         return cls(
             milestones=Counter(
                 "complaints_sla_milestones_total",
