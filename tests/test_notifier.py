@@ -1,14 +1,40 @@
-"""Notifier rules (pure): masking, rendering in the customer's language, stable ids."""
+"""Notifier rules (pure), told by tables: masking, rendering, which queue, when, what an event
+owes whom, the delivery states; then the service wired with fakes, no broker and no Redis."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
-from schemas.events import Contact, NotificationKind
-from services.common.policy import load_policy
+from schemas.events import (
+    CaseAction,
+    CaseEvent,
+    CaseUpdate,
+    Channel,
+    Complaint,
+    ComplaintRegistered,
+    Contact,
+    DecisionKind,
+    Level,
+    NotificationKind,
+    RoutingDecision,
+    Severity,
+)
+from services.common.policy import QuietHours, SatisfactionPolicy, load_policy
+from services.notifier import app as notifier_app
 from services.notifier import logic
+from services.notifier.dispatch import Dispatcher
+from services.notifier.handlers import Notifier
+from services.notifier.logic import Begin, Book, Cancel, Claim, Delivery, Enqueue, Entry, Release, Settle
+from services.notifier.messages import Notification, mask, render
+from services.notifier.metrics import NotifierMetrics
+from services.notifier.settings import NotifierSettings
+from tests.fakes import CountingTransport, DictCustomers, DictOutbox, FixedClock, RecordingPublisher
 
 POLICY = load_policy()
 T0 = datetime(2026, 11, 23, 9, tzinfo=UTC)
@@ -20,7 +46,7 @@ T0 = datetime(2026, 11, 23, 9, tzinfo=UTC)
     ("12345", "***"),
 ])
 def test_mask(address: str, masked: str) -> None:
-    assert logic.mask(address) == masked
+    assert mask(address) == masked
 
 
 @pytest.mark.parametrize(("contact", "transport", "needle"), [
@@ -30,8 +56,225 @@ def test_mask(address: str, masked: str) -> None:
 ])
 def test_acknowledgement_is_rendered_in_the_customer_language(contact: Contact, transport: str,
                                                               needle: str) -> None:
-    note = logic.render(NotificationKind.acknowledgement, contact, complaint_id="C-1",
-                        templates=POLICY.notifier)
+    note = render(NotificationKind.acknowledgement, contact, complaint_id="C-1", templates=POLICY.notifier)
     assert note.transport == transport and needle in note.body
-    assert note.notification_id == logic.render(NotificationKind.acknowledgement, contact,
-                                                complaint_id="C-1", templates=POLICY.notifier).notification_id
+    assert note.notification_id == render(NotificationKind.acknowledgement, contact,
+                                          complaint_id="C-1", templates=POLICY.notifier).notification_id
+
+
+def notice(transport: str, address: str = "x", role: str = "customer") -> Notification:
+    return Notification(notification_id="n", complaint_id="C-1", kind=NotificationKind.result,
+                        transport=transport, address=address, language="zh", subject="s", body="b", role=role)
+
+
+ALL = {"outbox", "smtp", "sms-gateway", "chat:executives"}
+
+
+@pytest.mark.parametrize(("note", "queues", "queue"), [
+    # Given a notification and the configured queues, Then it goes by its transport's, else the outbox
+    (notice("email"), ALL, "smtp"),
+    (notice("sms"), ALL, "sms-gateway"),
+    (notice("chat", "executives", "executives"), ALL, "chat:executives"),
+    (notice("chat", "handler", "handler"), ALL, "outbox"),
+    (notice("email"), {"outbox"}, "outbox"),
+    (notice("sms"), {"outbox", "smtp"}, "outbox"),
+    (notice("none", ""), ALL, "outbox"),
+])
+def test_queue_of(note: Notification, queues: set[str], queue: str) -> None:
+    assert logic.queue_of(note, queues=queues) == queue
+
+
+QUIET = QuietHours(start="22:00", end="08:00", timezone="Asia/Shanghai", transports=["sms"])
+NIGHT = datetime(2026, 11, 23, 15, 30, tzinfo=UTC)  # 23:30 in Shanghai
+MORNING = datetime(2026, 11, 24, 0, tzinfo=UTC)  # 08:00 in Shanghai
+DAY = datetime(2026, 11, 23, 2, tzinfo=UTC)  # 10:00 in Shanghai
+
+
+@pytest.mark.parametrize(("note", "now", "not_before", "quiet", "due"), [
+    # Given the time, an earliest time and the quiet hours, Then the notification is due at ...
+    (notice("sms"), DAY, None, QUIET, DAY),                           # by day: at once
+    (notice("sms"), NIGHT, None, QUIET, MORNING),                     # a customer's SMS at night: 08:00
+    (notice("sms"), NIGHT, None, None, NIGHT),                        # no quiet hours
+    (notice("email"), NIGHT, None, QUIET, NIGHT),                     # e-mail is not held back
+    (notice("sms", role="handler"), NIGHT, None, QUIET, NIGHT),       # staff are not held back
+    (notice("sms"), DAY, DAY + timedelta(hours=48), QUIET, DAY + timedelta(hours=48)),  # the revisit
+    (notice("sms"), DAY, NIGHT, QUIET, MORNING),                      # a revisit that falls at night
+    (notice("sms"), NIGHT, DAY, QUIET, NIGHT),                        # not_before past, checked then
+])
+def test_due_time(note: Notification, now: datetime, not_before: datetime | None, quiet: QuietHours | None,
+                  due: datetime) -> None:
+    assert logic.due_time(note, now=now, not_before=not_before, quiet=quiet) == due
+
+
+def case(action: CaseAction, **fields: Any) -> CaseEvent:
+    return CaseEvent.new(CaseUpdate(complaint_id="C-1", action=action, actor="agent-1", **fields),
+                         source="intake", time=T0, subject="C-1")
+
+
+@pytest.mark.parametrize(("answer", "reopens"), [
+    # Given a case event and a threshold of 2, Then only a satisfaction answer of 1 or 2 reopens
+    (case(CaseAction.satisfaction, score=1), True),
+    (case(CaseAction.satisfaction, score=2), True),
+    (case(CaseAction.satisfaction, score=3), False),
+    (case(CaseAction.satisfaction, score=5), False),
+    (case(CaseAction.resolved, result="ok"), False),
+    (case(CaseAction.reopened), False),
+])
+def test_a_dissatisfied_answer_reopens(answer: CaseEvent, reopens: bool) -> None:
+    reopened = logic.reopen(answer, satisfaction=SatisfactionPolicy(dissatisfied_at_most=2))
+    assert (reopened is not None) == reopens
+    if reopened is not None:  # one event, whatever the redelivery: its id derives from the answer's
+        assert reopened == logic.reopen(answer, satisfaction=SatisfactionPolicy(dissatisfied_at_most=2))
+        assert (reopened.data.action, reopened.data.actor, reopened.time) == (CaseAction.reopened, "customer", T0)
+        assert reopened.causationid == answer.id and reopened.correlationid == answer.correlationid
+        assert reopened.data.note == f"dissatisfied: score {answer.data.score} of 5"
+
+
+CONTACT = Contact(phone="+8613800138000")
+
+
+@pytest.mark.parametrize(("event", "scale", "owed"), [
+    # Given a case event, When the customer is told, Then these kinds, due not before these times
+    (case(CaseAction.resolved, result="ok"), 1.0,
+     [(NotificationKind.result, None), (NotificationKind.revisit, T0 + timedelta(hours=48))]),
+    (case(CaseAction.resolved, result="ok"), 3600.0,
+     [(NotificationKind.result, None), (NotificationKind.revisit, T0 + timedelta(seconds=48))]),
+    (case(CaseAction.reopened), 1.0, [(NotificationKind.reopened, None)]),
+    (case(CaseAction.satisfaction, score=5), 1.0, []),
+    (case(CaseAction.acknowledged), 1.0, []),
+])
+def test_what_a_case_event_owes_the_customer(event: CaseEvent, scale: float,
+                                            owed: list[tuple[NotificationKind, datetime | None]]) -> None:
+    notices = logic.customer_notices(event, CONTACT, templates=POLICY.notifier, sla_scale=scale)
+    assert [(s.note.kind, s.not_before) for s in notices] == owed
+    assert all(s.note.transport == "sms" and s.note.role == "customer" for s in notices)
+
+
+def decision(kind: DecisionKind, handler: str | None = "quality-l1-01",
+             notify: list[str] | None = None) -> RoutingDecision:
+    return RoutingDecision(complaint_id="C-1", decision=kind, received_at=T0, severity=Severity.general,
+                           department="quality", level=Level.L1, handler=handler, first_contact_owner="desk",
+                           notify=notify or [], reasons=["why"])
+
+
+@pytest.mark.parametrize(("d", "kind", "roles"), [
+    # Given a routing decision, Then this notice goes to these roles
+    (decision(DecisionKind.routed), NotificationKind.assignment, ["handler", "first_contact_owner"]),
+    (decision(DecisionKind.reclassified, notify=["executives"]), NotificationKind.assignment,
+     ["handler", "first_contact_owner", "executives"]),
+    (decision(DecisionKind.routed, handler=None), NotificationKind.assignment, ["first_contact_owner"]),
+    (decision(DecisionKind.escalated, notify=["department_head"]), NotificationKind.escalation,
+     ["department_head", "handler"]),
+    (decision(DecisionKind.at_ceiling, notify=["executives"]), NotificationKind.escalation,
+     ["executives", "handler"]),
+    (decision(DecisionKind.escalated, handler=None), NotificationKind.escalation, ["department_head"]),
+])
+def test_recipients_of_a_routing_decision(d: RoutingDecision, kind: NotificationKind, roles: list[str]) -> None:
+    assert logic.recipients(d) == (kind, roles)
+
+
+Q = "outbox"
+QUEUED = Book({"n": Entry(Delivery.queued)}, {(Q, "n"): 0.0})
+SENDING_A = Book({"n": Entry(Delivery.sending, 0, "A", 10.0)}, {}, {(Q, "n"): 10.0})
+RETRY_A = Book({"n": Entry(Delivery.queued, 1, "A", 10.0)}, {(Q, "n"): 5.0})
+DOUBT = Book({"n": Entry(Delivery.in_doubt, 0, "A", 10.0)})
+
+
+@pytest.mark.parametrize(("book", "op", "answer", "state"), [
+    # Given a notification in a state, When an operation comes, Then its answer and the state after
+    (Book(), Enqueue(Q, "n", 0), True, Delivery.queued),
+    (QUEUED, Enqueue(Q, "n", 9), False, Delivery.queued),
+    (QUEUED, Begin(Q, "n", "A", 0, 10), "go", Delivery.sending),
+    (QUEUED, Cancel(Q, "n"), True, Delivery.cancelled),
+    (QUEUED, Settle(Q, "n", "sent"), 1, Delivery.sent),
+    (SENDING_A, Settle(Q, "n", "sent"), 1, Delivery.sent),
+    (SENDING_A, Settle(Q, "n", "failed"), 1, Delivery.failed),
+    (SENDING_A, Settle(Q, "n", "retry", 5), 1, Delivery.queued),
+    (SENDING_A, Begin(Q, "n", "A", 5, 10), "go", Delivery.sending),         # its own sender again
+    (SENDING_A, Begin(Q, "n", "B", 9, 10), "busy", Delivery.sending),       # A's lease runs
+    (SENDING_A, Begin(Q, "n", "B", 10, 10), "resend", Delivery.sending),    # A died mid-send
+    (SENDING_A, Begin(Q, "n", "B", 10, 10, "hold"), "doubt", Delivery.in_doubt),
+    (SENDING_A, Cancel(Q, "n"), False, Delivery.sending),
+    (RETRY_A, Begin(Q, "n", "B", 9, 10), "busy", Delivery.queued),          # A's last lease still runs
+    (RETRY_A, Begin(Q, "n", "B", 10, 10, "hold"), "go", Delivery.sending),  # not in doubt: it was queued
+    (DOUBT, Settle(Q, "n", "retry", 5), "in_doubt", Delivery.in_doubt),
+    (DOUBT, Settle(Q, "n", "sent"), 1, Delivery.sent),                      # the slow sender finished
+    (DOUBT, Begin(Q, "n", "B", 20, 10), "done", Delivery.in_doubt),
+    (DOUBT, Release(Q, "n"), None, Delivery.in_doubt),
+])
+def test_delivery_transitions(book: Book, op: logic.Operation, answer: logic.Answer, state: Delivery) -> None:
+    after, said = logic.step(book, op)
+    assert (said, after.entries["n"].state) == (answer, state)
+
+
+@pytest.mark.parametrize(("book", "op", "due", "leased"), [
+    # Given the queues, When claimed, Then the claimed ones move from due to leased till now + lease
+    (QUEUED, Claim(Q, 0, 10, 5), {}, {(Q, "n"): 5.0}),
+    (QUEUED, Claim("sms", 0, 10, 5), {(Q, "n"): 0.0}, {}),
+    (SENDING_A, Claim(Q, 10, 10, 5), {}, {(Q, "n"): 15.0}),                # a lapsed lease is taken over
+    (SENDING_A, Settle(Q, "n", "retry", 30), {(Q, "n"): 30.0}, {}),
+    (SENDING_A, Begin(Q, "n", "B", 10, 10, "hold"), {}, {}),
+    (SENDING_A, Release(Q, "n"), {}, {}),
+])
+def test_queue_positions(book: Book, op: logic.Operation, due: dict[tuple[str, str], float],
+                         leased: dict[tuple[str, str], float]) -> None:
+    after, _ = logic.step(book, op)
+    assert (after.due, after.leased) == (due, leased)
+
+
+# ---- the service with fakes ----------------------------------------------------------
+
+
+def registered(cid: str = "C-1") -> ComplaintRegistered:
+    c = Complaint(complaint_id=cid, channel=Channel.sms, received_at=T0, source_message_id=f"m-{cid}",
+                  customer=CONTACT, customer_key="k", first_contact="sms-desk", subject="s", description="d")
+    return ComplaintRegistered.new(c, source="intake", time=T0, subject=cid)
+
+
+def test_with_fakes_a_registration_is_acknowledged_once_and_a_lost_store_rebuilt() -> None:
+    async def scenario() -> None:
+        # Given the notifier's handlers and dispatcher over the fakes, by day
+        clock, publisher, customers, outbox = FixedClock(DAY), RecordingPublisher(), DictCustomers(), DictOutbox()
+        transports = {"outbox": CountingTransport("outbox")}
+        settings, metrics = NotifierSettings(), NotifierMetrics.create(CollectorRegistry())
+        reg = registered()
+
+        def read(topic: str) -> list[dict[str, Any]]:
+            events = [reg] + [e for _, e in publisher.published]
+            return [e.model_dump(mode="json") for e in events if e.type == {
+                "complaints.registered": "complaint.registered",
+                "complaints.notifications": "notification.recorded"}.get(topic)]
+
+        notifier = Notifier(settings=settings, policy=POLICY, publisher=publisher, customers=customers,
+                            outbox=outbox, queues=list(transports), clock=clock, metrics=metrics, read=read)
+        dispatcher = Dispatcher(settings=settings, publisher=publisher, outbox=outbox, transports=transports,
+                                clock=clock, metrics=metrics)
+        # When a registration comes twice and the queue is drained twice
+        await notifier.on_registered(None, reg.to_bytes())
+        await notifier.on_registered(None, reg.to_bytes())
+        await dispatcher.dispatch("outbox")
+        await dispatcher.dispatch("outbox")
+        # Then one acknowledgement is queued, sent and recorded so
+        statuses = [e.data.status for e in publisher.of_type("notification.recorded")]  # type: ignore[attr-defined]
+        assert statuses == ["queued", "sent"] and len(transports["outbox"].sent) == 1
+        # When the store is lost, Then the check rebuilds it and nothing is sent again
+        outbox.lose_everything()
+        customers.lose_everything()
+        await notifier.check_store()
+        assert await outbox.whole() and await customers.get("C-1") is not None
+        assert await dispatcher.dispatch("outbox") == 0 and len(transports["outbox"].sent) == 1
+    asyncio.run(scenario())
+
+
+def test_build_with_every_port_given_opens_no_redis(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Given a Redis client that cannot be made
+    def no_redis(settings: Any) -> Any:
+        raise AssertionError("build() made a Redis client though every port was given")
+
+    monkeypatch.setattr(notifier_app, "redis_client", no_redis)
+    settings = NotifierSettings(COMPLAINTS_DATA_DIR=str(tmp_path), NOTIFIER_OUTBOX_DIR=str(tmp_path / "outbox"))
+    # When the notifier is built with every port, Then it is wired without one
+    app = notifier_app.build(settings, POLICY, publisher=RecordingPublisher(), customers=DictCustomers(),
+                             outbox=DictOutbox(), transports={"outbox": CountingTransport("outbox")},
+                             clock=FixedClock(), registry=CollectorRegistry())
+    assert set(app.agents) == {f"notifier.{n}" for n in ("registered", "lifecycle", "routed", "sla")}

@@ -12,7 +12,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 import redis.asyncio as aioredis
@@ -37,8 +37,9 @@ from schemas.events import (
 from services.common.errors import Retry
 from services.common.policy import load_policy
 from services.notifier.adapters import RedisCustomers, RedisOutbox
-from services.notifier.app import Notifier
-from services.notifier.logic import Notification
+from services.notifier.dispatch import Dispatcher
+from services.notifier.handlers import Notifier
+from services.notifier.messages import Notification
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.settings import NotifierSettings
 from services.notifier.transports import PermanentDelivery, TransientDelivery
@@ -51,6 +52,13 @@ T0 = datetime(2026, 11, 23, 2, tzinfo=UTC)  # 10:00 in Shanghai: no quiet hours
 H = timedelta(hours=1)
 
 
+class Instance(NamedTuple):
+    """One notifier process as build() wires it: the input handlers and the dispatcher."""
+
+    handlers: Notifier
+    dispatcher: Dispatcher
+
+
 class World:
     def __init__(self, redis_url: str, prefix: str) -> None:
         self.redis_url, self.prefix = redis_url, prefix
@@ -59,7 +67,7 @@ class World:
         self.clients: list[aioredis.Redis] = []
         self.inputs: list[Envelope] = []  # what the input topics hold (tests that rebuild)
 
-    def notifier(self, transports: dict[str, Any], **settings: Any) -> Notifier:
+    def notifier(self, transports: dict[str, Any], **settings: Any) -> Instance:
         client = aioredis.from_url(self.redis_url)
         self.clients.append(client)
         world = self
@@ -71,13 +79,15 @@ class World:
             return [e.model_dump(mode="json") for e in world.inputs + [ev for _, ev in world.publisher.published]
                     if e.type == kinds[topic]]
 
-        return Notifier(
-            settings=NotifierSettings(**{"NOTIFIER_RETRY_BASE": 60, "NOTIFIER_RETRY_CAP": 600, **settings}),
-            policy=POLICY,
-            publisher=self.publisher,
-            customers=RedisCustomers(client, prefix=self.prefix, ttl_seconds=3600),
-            outbox=RedisOutbox(client, prefix=self.prefix, ttl_seconds=3600), transports=transports,
-            clock=self.clock, metrics=NotifierMetrics.create(CollectorRegistry()), read=read)
+        config = NotifierSettings(**{"NOTIFIER_RETRY_BASE": 60, "NOTIFIER_RETRY_CAP": 600, **settings})
+        outbox = RedisOutbox(client, prefix=self.prefix, ttl_seconds=3600)
+        metrics = NotifierMetrics.create(CollectorRegistry())
+        return Instance(
+            Notifier(settings=config, policy=POLICY, publisher=self.publisher,
+                     customers=RedisCustomers(client, prefix=self.prefix, ttl_seconds=3600), outbox=outbox,
+                     queues=list(transports), clock=self.clock, metrics=metrics, read=read),
+            Dispatcher(settings=config, publisher=self.publisher, outbox=outbox, transports=transports,
+                       clock=self.clock, metrics=metrics))
 
     def records(self, **match: Any) -> list[Any]:
         return [e.data for e in self.publisher.of_type("notification.recorded")
@@ -111,9 +121,9 @@ def case(action: CaseAction, at: datetime, cid: str = "C-1", cause: Envelope | N
                          source="intake", time=at, subject=cid, cause=cause)
 
 
-async def registered_and_sent(world: World, notifier: Notifier) -> None:
-    await notifier.on_registered(None, registered().to_bytes())
-    await notifier.dispatch("outbox")
+async def registered_and_sent(world: World, notifier: Instance) -> None:
+    await notifier.handlers.on_registered(None, registered().to_bytes())
+    await notifier.dispatcher.dispatch("outbox")
 
 
 def test_a_redelivered_registration_is_queued_and_sent_once(redis_url: str, redis_prefix: str) -> None:
@@ -121,11 +131,11 @@ def test_a_redelivered_registration_is_queued_and_sent_once(redis_url: str, redi
         outbox = CountingTransport("outbox")
         a = world.notifier({"outbox": outbox})
         raw = registered().to_bytes()
-        await a.on_registered(None, raw)
-        await a.on_registered(None, raw)
+        await a.handlers.on_registered(None, raw)
+        await a.handlers.on_registered(None, raw)
         assert [r.status for r in world.records()] == ["queued"]
-        await a.dispatch("outbox")
-        await a.dispatch("outbox")
+        await a.dispatcher.dispatch("outbox")
+        await a.dispatcher.dispatch("outbox")
         assert len(outbox.sent) == 1 and outbox.sent[0].transport == "sms"
         sent = world.records(status="sent")
         assert len(sent) == 1 and sent[0].recipient == "+86*******8000" and sent[0].attempt == 1
@@ -138,9 +148,9 @@ def test_two_dispatchers_never_send_one_notification_twice(redis_url: str, redis
         outbox = CountingTransport("outbox", delay=0.01)
         a, b = world.notifier({"outbox": outbox}), world.notifier({"outbox": outbox})
         for n in range(60):
-            await a.on_registered(None, registered(f"C-{n}").to_bytes())
+            await a.handlers.on_registered(None, registered(f"C-{n}").to_bytes())
         for _ in range(100):  # until both find nothing left
-            if not sum(await asyncio.gather(a.dispatch("outbox"), b.dispatch("outbox"))):
+            if not sum(await asyncio.gather(a.dispatcher.dispatch("outbox"), b.dispatcher.dispatch("outbox"))):
                 break
         counts = Counter(n.notification_id for n in outbox.sent)
         assert len(counts) == 60 and set(counts.values()) == {1}
@@ -153,24 +163,24 @@ def test_transient_failures_retry_with_backoff_and_permanent_ones_are_dead_lette
         sms = CountingTransport("sms-gateway", failures=[TransientDelivery("HTTP 503"),
                                                           TransientDelivery("HTTP 503")])
         notifier = world.notifier({"outbox": CountingTransport("outbox"), "sms-gateway": sms})
-        await notifier.on_registered(None, registered().to_bytes())
-        await notifier.dispatch("sms-gateway")
+        await notifier.handlers.on_registered(None, registered().to_bytes())
+        await notifier.dispatcher.dispatch("sms-gateway")
         first = world.records(status="retrying")[0]
         assert first.attempt == 1 and first.due_at is not None
         assert T0 + timedelta(seconds=30) <= first.due_at <= T0 + timedelta(seconds=60)  # jittered base
-        await notifier.dispatch("sms-gateway")  # not due yet
+        await notifier.dispatcher.dispatch("sms-gateway")  # not due yet
         assert len(world.records(status="retrying")) == 1
         world.clock.now = first.due_at
-        await notifier.dispatch("sms-gateway")
+        await notifier.dispatcher.dispatch("sms-gateway")
         second = world.records(status="retrying")[1]
         assert T0 + timedelta(seconds=90) <= second.due_at <= first.due_at + timedelta(seconds=120)
         world.clock.now = second.due_at
-        await notifier.dispatch("sms-gateway")
+        await notifier.dispatcher.dispatch("sms-gateway")
         assert [r.attempt for r in world.records(status="sent")] == [3] and len(sms.sent) == 1
         # a permanent failure: recorded failed and dead-lettered with the reason, never retried
         sms.failures.append(PermanentDelivery("sms-gateway: HTTP 400"))
-        await notifier.on_registered(None, registered("C-2").to_bytes())
-        await notifier.dispatch("sms-gateway")
+        await notifier.handlers.on_registered(None, registered("C-2").to_bytes())
+        await notifier.dispatcher.dispatch("sms-gateway")
         failed = world.records(status="failed")
         assert len(failed) == 1 and failed[0].detail == "sms-gateway: HTTP 400"
         (letter,) = world.publisher.of_type("deadletter.recorded")
@@ -186,12 +196,12 @@ def test_a_failing_transport_does_not_hold_up_another(redis_url: str, redis_pref
         slow = CountingTransport("sms-gateway", gate=stuck, failures=[TransientDelivery("timeout")] * 50)
         notifier = world.notifier({"outbox": CountingTransport("outbox"), "smtp": mail, "sms-gateway": slow})
         for n in range(5):
-            await notifier.on_registered(None, registered(f"S-{n}").to_bytes())
-            await notifier.on_registered(None, registered(f"E-{n}", Contact(email=f"e{n}@example.com"))
+            await notifier.handlers.on_registered(None, registered(f"S-{n}").to_bytes())
+            await notifier.handlers.on_registered(None, registered(f"E-{n}", Contact(email=f"e{n}@example.com"))
                                          .to_bytes())
         # each transport drains its own queue; the mail one finishes while the SMS one struggles
-        sms = asyncio.ensure_future(notifier.dispatch("sms-gateway"))
-        await notifier.dispatch("smtp")
+        sms = asyncio.ensure_future(notifier.dispatcher.dispatch("sms-gateway"))
+        await notifier.dispatcher.dispatch("smtp")
         assert len(mail.sent) == 5 and not sms.done()
         stuck.set()
         await sms
@@ -204,18 +214,18 @@ def test_quiet_hours_defer_customer_sms_to_the_morning(redis_url: str, redis_pre
         outbox = CountingTransport("outbox")
         notifier = world.notifier({"outbox": outbox})
         world.clock.now = datetime(2026, 11, 23, 15, 30, tzinfo=UTC)  # 23:30 in Shanghai
-        await notifier.on_registered(None, registered().to_bytes())
+        await notifier.handlers.on_registered(None, registered().to_bytes())
         (deferred,) = world.records(status="deferred")
         assert deferred.due_at == datetime(2026, 11, 24, 0, tzinfo=UTC)  # 08:00 in Shanghai
-        await notifier.dispatch("outbox")
+        await notifier.dispatcher.dispatch("outbox")
         assert outbox.sent == []
         world.clock.now = datetime(2026, 11, 24, 0, 0, 1, tzinfo=UTC)
-        await notifier.dispatch("outbox")
+        await notifier.dispatcher.dispatch("outbox")
         assert len(outbox.sent) == 1
         # e-mail is not held back
         world.clock.now = datetime(2026, 11, 24, 15, 30, tzinfo=UTC)
-        await notifier.on_registered(None, registered("C-2", Contact(email="a@example.com")).to_bytes())
-        await notifier.dispatch("outbox")
+        await notifier.handlers.on_registered(None, registered("C-2", Contact(email="a@example.com")).to_bytes())
+        await notifier.dispatcher.dispatch("outbox")
         assert len(outbox.sent) == 2
     run(redis_url, redis_prefix, scenario)
 
@@ -227,24 +237,24 @@ def test_the_revisit_goes_out_after_its_delay_unless_the_case_reopens(redis_url:
         notifier = world.notifier({"outbox": outbox})
         await registered_and_sent(world, notifier)
         resolved = case(CaseAction.resolved, T0 + H, result="已退款")
-        await notifier.on_case_event(None, resolved.to_bytes())
+        await notifier.handlers.on_case_event(None, resolved.to_bytes())
         world.clock.now = T0 + H
-        await notifier.dispatch("outbox")
+        await notifier.dispatcher.dispatch("outbox")
         assert [n.kind for n in outbox.sent] == [NotificationKind.acknowledgement, NotificationKind.result]
         assert "已退款" in outbox.sent[1].body
         (revisit,) = world.records(kind=NotificationKind.revisit, status="deferred")
         assert revisit.due_at == T0 + H + POLICY.notifier.revisit_after
         world.clock.now = T0 + H + POLICY.notifier.revisit_after
-        await notifier.dispatch("outbox")
+        await notifier.dispatcher.dispatch("outbox")
         assert outbox.sent[-1].kind is NotificationKind.revisit
         # a second resolution after a reopen: its revisit is withdrawn by the next reopen
-        await notifier.on_case_event(None, case(CaseAction.reopened, world.clock.now).to_bytes())
+        await notifier.handlers.on_case_event(None, case(CaseAction.reopened, world.clock.now).to_bytes())
         resolved2 = case(CaseAction.resolved, world.clock.now + H, result="再次处理")
-        await notifier.on_case_event(None, resolved2.to_bytes())
-        await notifier.on_case_event(None, case(CaseAction.reopened, world.clock.now + 2 * H).to_bytes())
+        await notifier.handlers.on_case_event(None, resolved2.to_bytes())
+        await notifier.handlers.on_case_event(None, case(CaseAction.reopened, world.clock.now + 2 * H).to_bytes())
         assert len(world.records(kind=NotificationKind.revisit, status="cancelled")) == 1
         world.clock.now += 100 * H
-        await notifier.dispatch("outbox")
+        await notifier.dispatcher.dispatch("outbox")
         kinds = Counter(n.kind for n in outbox.sent)
         assert kinds[NotificationKind.revisit] == 1 and kinds[NotificationKind.reopened] == 2
     run(redis_url, redis_prefix, scenario)
@@ -254,7 +264,7 @@ def test_a_customer_notice_before_its_registration_waits(redis_url: str, redis_p
     async def scenario(world: World) -> None:
         notifier = world.notifier({"outbox": CountingTransport("outbox")})
         with pytest.raises(Retry):
-            await notifier.on_case_event(None, case(CaseAction.resolved, T0, "C-9", result="ok").to_bytes())
+            await notifier.handlers.on_case_event(None, case(CaseAction.resolved, T0, "C-9", result="ok").to_bytes())
     run(redis_url, redis_prefix, scenario)
 
 
@@ -264,8 +274,8 @@ def test_a_dissatisfied_answer_reopens_the_case_once(redis_url: str, redis_prefi
     async def scenario(world: World) -> None:
         notifier = world.notifier({"outbox": CountingTransport("outbox")})
         answer = case(CaseAction.satisfaction, T0, score=score)
-        await notifier.on_case_event(None, answer.to_bytes())
-        await notifier.on_case_event(None, answer.to_bytes())
+        await notifier.handlers.on_case_event(None, answer.to_bytes())
+        await notifier.handlers.on_case_event(None, answer.to_bytes())
         reopened = {e.id: e for e in world.publisher.of_type("case.updated")}
         assert len(reopened) == (1 if reopens else 0)
         for e in reopened.values():
@@ -294,13 +304,13 @@ def test_internal_notices_go_to_each_role_named(redis_url: str, redis_prefix: st
     async def scenario(world: World) -> None:
         executives = CountingTransport("chat:executives")
         notifier = world.notifier({"outbox": CountingTransport("outbox"), "chat:executives": executives})
-        await notifier.on_routed(None, event.to_bytes())
-        await notifier.on_routed(None, event.to_bytes())
+        await notifier.handlers.on_routed(None, event.to_bytes())
+        await notifier.handlers.on_routed(None, event.to_bytes())
         queued = world.records(status="queued")
         assert [(r.role, r.kind) for r in queued] == [(role, kind) for role in roles]
         assert all(r.transport == ("chat:executives:chat" if r.role == "executives" else "outbox:chat")
                    for r in queued)
-        await notifier.dispatch("chat:executives")
+        await notifier.dispatcher.dispatch("chat:executives")
         assert len(executives.sent) == ("executives" in roles)
         if executives.sent:
             assert "C-1" in executives.sent[0].body and "quality-l1-01" in executives.sent[0].body
@@ -314,7 +324,7 @@ def test_a_batch_that_outlives_its_claim_is_not_sent_twice(redis_url: str, redis
         settings = {"NOTIFIER_SEND_LEASE": 1, "NOTIFIER_TRANSPORT_CONCURRENCY": 1}
         a, b = world.notifier({"outbox": outbox}, **settings), world.notifier({"outbox": outbox}, **settings)
         for n in range(6):
-            await a.on_registered(None, registered(f"C-{n}").to_bytes())
+            await a.handlers.on_registered(None, registered(f"C-{n}").to_bytes())
 
         async def sent(n: int) -> None:
             await wait_until(lambda: len(outbox.sent) >= n, timeout=10, what=f"{n} sent")
@@ -324,12 +334,12 @@ def test_a_batch_that_outlives_its_claim_is_not_sent_twice(redis_url: str, redis
             world.clock.now = T0 + timedelta(seconds=0.9)  # a's next send is leased till 1.9 s
             await sent(2)
             world.clock.now = T0 + timedelta(seconds=1.5)  # the claim (till 1 s) has lapsed
-            await b.dispatch("outbox")
+            await b.dispatcher.dispatch("outbox")
 
         # When a works through its batch while b reclaims the lapsed part of it
-        await asyncio.gather(a.dispatch("outbox"), later())
-        await a.dispatch("outbox")
-        await b.dispatch("outbox")
+        await asyncio.gather(a.dispatcher.dispatch("outbox"), later())
+        await a.dispatcher.dispatch("outbox")
+        await b.dispatcher.dispatch("outbox")
         # Then each acknowledgement was sent exactly once
         counts = Counter(n.notification_id for n in outbox.sent)
         assert len(counts) == 6 and set(counts.values()) == {1}
@@ -357,18 +367,18 @@ def test_a_send_whose_sender_died_is_resent_or_held_by_policy(redis_url: str, re
         hangs, outbox = TakesItAndHangs(), CountingTransport("outbox")
         settings = {"NOTIFIER_SEND_LEASE": 5, "NOTIFIER_IN_DOUBT": policy}
         a, b = world.notifier({"outbox": hangs}, **settings), world.notifier({"outbox": outbox}, **settings)
-        await a.on_registered(None, registered().to_bytes())
-        dying = asyncio.create_task(a.dispatch("outbox"))
+        await a.handlers.on_registered(None, registered().to_bytes())
+        dying = asyncio.create_task(a.dispatcher.dispatch("outbox"))
         await wait_until(lambda: len(hangs.sent) == 1, timeout=10, what="the transport took it")
         dying.cancel()
         with pytest.raises(asyncio.CancelledError):
             await dying
         # When another instance finds it after the dead sender's lease
-        await b.dispatch("outbox")
+        await b.dispatcher.dispatch("outbox")
         assert outbox.sent == [], "taken over before the lease ran out"
         world.clock.now = T0 + timedelta(seconds=6)
-        await b.dispatch("outbox")
-        await b.dispatch("outbox")
+        await b.dispatcher.dispatch("outbox")
+        await b.dispatcher.dispatch("outbox")
         # Then it is resent once under the same id, or held in doubt and dead-lettered, never both
         letters = world.publisher.of_type("deadletter.recorded")
         if policy == "resend":
@@ -387,13 +397,13 @@ def test_after_redis_loses_the_queues_they_are_rebuilt_and_nothing_goes_twice(
     async def scenario(world: World) -> None:
         outbox = CountingTransport("outbox")
         notifier = world.notifier({"outbox": outbox})
-        await notifier.check_store()  # first start: an empty store is rebuilt (nothing) and marked
+        await notifier.handlers.check_store()  # first start: an empty store is rebuilt (nothing) and marked
         reg, resolved = registered(), case(CaseAction.resolved, T0 + H, result="已退款")
         world.inputs += [reg, resolved]
-        await notifier.on_registered(None, reg.to_bytes())
-        await notifier.on_case_event(None, resolved.to_bytes())
+        await notifier.handlers.on_registered(None, reg.to_bytes())
+        await notifier.handlers.on_case_event(None, resolved.to_bytes())
         world.clock.now = T0 + H
-        await notifier.dispatch("outbox")
+        await notifier.dispatcher.dispatch("outbox")
         assert {n.kind for n in outbox.sent} == {NotificationKind.acknowledgement, NotificationKind.result}
         # When Redis loses every key of the notifier (the revisit was still scheduled)
         client = aioredis.from_url(world.redis_url)
@@ -402,12 +412,12 @@ def test_after_redis_loses_the_queues_they_are_rebuilt_and_nothing_goes_twice(
         await client.aclose()
         # Then the next store check rebuilds from the topics: the revisit keeps its time,
         # what was sent is not sent again
-        await notifier.check_store()
-        assert notifier.metrics.rebuilds._value.get() == 2  # type: ignore[attr-defined]  # first start + this
-        await notifier.dispatch("outbox")
+        await notifier.handlers.check_store()
+        assert notifier.handlers.metrics.rebuilds._value.get() == 2  # type: ignore[attr-defined]  # first start + this
+        await notifier.dispatcher.dispatch("outbox")
         assert len(outbox.sent) == 2
         world.clock.now = T0 + H + POLICY.notifier.revisit_after
-        await notifier.dispatch("outbox")
+        await notifier.dispatcher.dispatch("outbox")
         assert [n.kind for n in outbox.sent][2:] == [NotificationKind.revisit]
         assert set(Counter(n.notification_id for n in outbox.sent).values()) == {1}
     run(redis_url, redis_prefix, scenario)

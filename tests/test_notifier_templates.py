@@ -11,7 +11,8 @@ import pytest
 
 from schemas.events import NotificationKind
 from services.common.policy import QuietHours, load_policy
-from services.notifier.logic import SAMPLE, quiet_until, render_text
+from services.notifier.logic import quiet_until
+from services.notifier.messages import SAMPLE, render_text
 
 
 @pytest.mark.parametrize("kind", list(NotificationKind))
@@ -29,7 +30,7 @@ def test_a_value_the_event_lacks_renders_as_a_dash() -> None:
 
 
 def test_the_preview_command_prints_a_rendered_template() -> None:
-    done = subprocess.run([sys.executable, "-m", "services.cli", "notify", "preview", "sla_breach", "--lang",
+    done = subprocess.run([sys.executable, "-m", "tools.cli", "notify", "preview", "sla_breach", "--lang",
                            "en"], capture_output=True, text=True, check=True, timeout=60)
     assert done.stdout.startswith("Subject: Deadline missed: complaint 261123-G8DDZ53RCF resolve")
     assert "handler quality-l1-01, first-contact owner store-sh-01" in done.stdout

@@ -18,7 +18,7 @@ from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
-from services.notifier.logic import Notification
+from services.notifier.messages import Notification
 from services.notifier.transports import (
     HttpConfig,
     HttpTransport,

@@ -1,1 +1,2 @@
-"""Notifier: tells the customer (acknowledgement, result) and records every send."""
+"""Notifier: tells customers and staff what each event owes them, through durable queues per
+transport, and records every step on complaints.notifications."""

@@ -1,4 +1,4 @@
-"""Redis stores and the file-outbox transport of the notifier."""
+"""Redis stores, the file-outbox transport, and the transports the settings configure."""
 
 from __future__ import annotations
 
@@ -10,10 +10,16 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from services.common.redis_store import LeasedSchedule, Rebuildable, text
-from services.notifier.logic import CustomerRecord, Notification, Queued
+from services.notifier.logic import Queued
+from services.notifier.messages import CustomerRecord, Notification
+from services.notifier.ports import Transport
+from services.notifier.settings import NotifierSettings
+from services.notifier.transports import HttpTransport, SmtpTransport
 
 
 class RedisCustomers:
+    """Contacts as JSON strings, the scheduled revisits of a complaint in a hash; both expire."""
+
     def __init__(self, client: aioredis.Redis, *, prefix: str, ttl_seconds: int) -> None:
         self._r, self._p, self._ttl = client, f"{prefix}notifier:customer:", ttl_seconds
 
@@ -60,8 +66,22 @@ class FileOutbox:
         os.replace(tmp, final)
 
 
-# ---- the delivery queue -------------------------------------------------------------
+def transports_of(settings: NotifierSettings) -> dict[str, Transport]:
+    """The file outbox, plus every configured transport, by queue name."""
+    out: dict[str, Transport] = {"outbox": FileOutbox(settings.outbox_dir)}
+    if settings.smtp:
+        out["smtp"] = SmtpTransport(settings.smtp)
+    if settings.sms_gateway:
+        out["sms-gateway"] = HttpTransport("sms-gateway", settings.sms_gateway, "sms")
+    for role, chat in settings.chat.items():
+        out[f"chat:{role}"] = HttpTransport(f"chat:{role}", chat, chat.kind)
+    return out
 
+
+# ---- the delivery queue (its states stated in Python: services.notifier.logic.step) ----
+
+# KEYS: msg, queue; ARGV: notification json, due, ttl, meta json, queue name, id.
+# Answers 'new', or the state of the notification already there (nothing changes).
 _ENQUEUE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('HGET', KEYS[1], 'state') end
 redis.call('HSET', KEYS[1], 'n', ARGV[1], 'state', 'queued', 'attempts', 0, 'meta', ARGV[4],
@@ -115,6 +135,7 @@ redis.call('ZADD', KEYS[2], until_, ARGV[1])
 return verdict
 """
 
+# KEYS: msg, queue; ARGV: id. Only a queued notification is withdrawn (its lease, if any, stays).
 _CANCEL = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'queued' then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'cancelled')
@@ -170,7 +191,11 @@ class RedisOutbox(Rebuildable):
         return out
 
     async def settle(self, queue: str, notification_id: str, outcome: str, *, due: float = 0) -> str | int:
-        """'sent', 'failed' or 'retry' (back in the queue at ``due``); returns the attempt count."""
+        """'sent', 'failed' or 'retry' (back in the queue at ``due``); the new attempt count.
+
+        A notification settled already (or in doubt, unless now 'sent') keeps its state and that
+        state is returned; 'gone' when it is unknown. The lease is dropped either way.
+        """
         q, inflight = self._queues(queue)
         result = await self._settle(keys=[self._msg(notification_id), q, inflight],
                                     args=[notification_id, outcome, due])
@@ -195,9 +220,11 @@ class RedisOutbox(Rebuildable):
                                        args=[notification_id]))
 
     async def state(self, notification_id: str) -> str | None:
+        """The notification's delivery state (``logic.Delivery``), None when unknown."""
         raw = await self._r.hget(self._msg(notification_id), "state")
         return text(raw) if raw is not None else None
 
     async def depth(self, queue: str) -> int:
+        """Notifications waiting in a queue plus those claimed from it."""
         q, inflight = self._queues(queue)
         return int(await self._r.zcard(q)) + int(await self._r.zcard(inflight))

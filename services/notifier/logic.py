@@ -1,31 +1,33 @@
-"""What to tell whom: render notifications from templates, pick the transport. No I/O."""
+"""To whom, by which queue and when; a queued notification's delivery states. No I/O.
+
+The rules: transports and due times chosen (quiet hours), what a resolution, a reopen or a
+routing decision owes whom, a dissatisfied answer turned into a reopen; and (``Delivery``,
+``step``) the state machine that RedisOutbox's Lua scripts keep. What a notification says
+(templates, masking) is in ``services.notifier.messages``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
-from typing import Literal, NamedTuple
+from enum import StrEnum
+from typing import Literal, NamedTuple, assert_never
 from zoneinfo import ZoneInfo
 
-from pydantic import Field
-
-from schemas.envelope import Model, derived_id
-from schemas.events import Complaint, Contact, NotificationKind
-from services.common.policy import NotifierPolicy, QuietHours
-
-
-class Notification(Model):
-    """One message to one recipient, ready for a transport."""
-
-    notification_id: str
-    complaint_id: str
-    kind: NotificationKind
-    transport: Literal["email", "sms", "chat", "none"]
-    address: str = Field(description="E-mail, phone, or (chat) the role's channel.")
-    language: Literal["zh", "en"]
-    subject: str
-    body: str
-    role: str = "customer"
+from schemas.envelope import derived_id
+from schemas.events import (
+    CaseAction,
+    CaseEvent,
+    CaseUpdate,
+    Contact,
+    DecisionKind,
+    NotificationKind,
+    RoutingDecision,
+)
+from services.common.policy import NotifierPolicy, QuietHours, SatisfactionPolicy
+from services.notifier.messages import CUSTOMER, SERVICE, render
+from services.notifier.messages import Notification as Notification  # re-exported: tests.fakes
 
 
 class Queued(NamedTuple):
@@ -35,74 +37,6 @@ class Queued(NamedTuple):
     state: str
     attempts: int
     meta: dict[str, str]
-
-
-class CustomerRecord(Model):
-    """What the notifier keeps of a complaint to write to its customer later."""
-
-    complaint_id: str
-    contact: Contact
-    correlationid: str
-
-
-def mask(address: str) -> str:
-    """Hide most of an address: a***@example.com, +86*******8000."""
-    if "@" in address:
-        local, _, domain = address.partition("@")
-        return f"{local[:1]}***@{domain}"
-    return address[:3] + "*" * max(len(address) - 7, 0) + address[-4:] if len(address) > 7 else "***"
-
-
-def _route(contact: Contact) -> tuple[Literal["email", "sms", "none"], str]:
-    if contact.email:
-        return "email", contact.email
-    if contact.phone:
-        return "sms", contact.phone
-    return "none", ""
-
-
-class _Blanks(dict[str, str]):
-    """Template values; a placeholder the event does not fill renders as '-'."""
-
-    def __missing__(self, key: str) -> str:
-        return "-"
-
-
-def render_text(kind: NotificationKind, language: Literal["zh", "en"], values: Mapping[str, object],
-                *, templates: NotifierPolicy) -> tuple[str, str]:
-    """(subject, body) of a kind's template in a language."""
-    template = templates.templates[kind][language]
-    filled = _Blanks({k: "-" if v is None or v == "" else str(v) for k, v in values.items()})
-    return template.subject.format_map(filled), template.body.format_map(filled)
-
-
-def render(
-    kind: NotificationKind, contact: Contact, *, complaint_id: str, templates: NotifierPolicy,
-    result: str | None = None, cause: str | None = None, values: Mapping[str, object] | None = None,
-) -> Notification:
-    """Render the customer's notification of ``kind`` in their language.
-
-    ``cause`` (the triggering event's id) tells apart notifications of one kind that a case
-    may owe more than once (a second resolution's result); the acknowledgement has none.
-    """
-    subject, body = render_text(kind, contact.language,
-                                {**(values or {}), "complaint_id": complaint_id, "result": result},
-                                templates=templates)
-    transport, address = _route(contact)
-    return Notification(
-        notification_id=derived_id("notification", complaint_id, kind.value, *([cause] if cause else [])),
-        complaint_id=complaint_id, kind=kind, transport=transport, address=address,
-        language=contact.language, subject=subject, body=body,
-    )
-
-
-SAMPLE = {
-    "complaint_id": "261123-G8DDZ53RCF", "result": "已为您更换新机并退还维修费 / replaced and refunded",
-    "handler": "quality-l1-01", "owner": "store-sh-01", "department": "quality", "level": "L2",
-    "code": "PQ-01", "code_name": "Defective or broken product", "milestone": "resolve",
-    "deadline": "2026-11-26T18:00:00+08:00", "reason": "resolve deadline breached", "score": 2,
-}
-"""Sample values for `complaints notify preview`."""
 
 
 def quiet_until(at: datetime, quiet: QuietHours | None, transport: str) -> datetime | None:
@@ -120,18 +54,240 @@ def quiet_until(at: datetime, quiet: QuietHours | None, transport: str) -> datet
     return datetime.combine(day, end, tzinfo=zone).astimezone(UTC)
 
 
-def acknowledgement(complaint: Complaint, *, templates: NotifierPolicy) -> Notification:
-    """The acknowledgement, with the complaint number, owed on registration."""
-    return render(NotificationKind.acknowledgement, complaint.customer,
-                  complaint_id=complaint.complaint_id, templates=templates)
+# ---- which queue, when, and what an event owes -------------------------------------
 
 
-def internal(kind: NotificationKind, roles: list[str], values: Mapping[str, object], *, complaint_id: str,
-             cause: str, language: Literal["zh", "en"], templates: NotifierPolicy) -> list[Notification]:
-    """One notice per role, to the role's chat channel, naming staff by id (never customers)."""
-    subject, body = render_text(kind, language, {**values, "complaint_id": complaint_id},
-                                templates=templates)
-    return [Notification(
-        notification_id=derived_id("notification", complaint_id, kind.value, cause, role),
-        complaint_id=complaint_id, kind=kind, transport="chat", address=role, language=language,
-        subject=subject, body=body, role=role) for role in dict.fromkeys(roles)]
+def queue_of(note: Notification, *, queues: Collection[str]) -> str:
+    """The queue a notification goes by: its transport's if configured, else the file outbox."""
+    wanted = {"email": "smtp", "sms": "sms-gateway", "chat": f"chat:{note.address}"}.get(note.transport)
+    return wanted if wanted is not None and wanted in queues else "outbox"
+
+
+def due_time(note: Notification, *, now: datetime, not_before: datetime | None,
+             quiet: QuietHours | None) -> datetime:
+    """When a notification may go: not before now nor ``not_before``; a customer's not in quiet hours."""
+    hushed = quiet_until(not_before or now, quiet, note.transport) if note.role == CUSTOMER else None
+    return max(t for t in (now, not_before, hushed) if t is not None)
+
+
+def reopen(answer: CaseEvent, *, satisfaction: SatisfactionPolicy) -> CaseEvent | None:
+    """The ``reopened`` event a dissatisfied survey answer causes (id derived from it); else None."""
+    update = answer.data
+    if update.action is not CaseAction.satisfaction or not satisfaction.dissatisfied(update.score):
+        return None
+    return CaseEvent.new(
+        CaseUpdate(complaint_id=update.complaint_id, action=CaseAction.reopened, actor=CUSTOMER,
+                   note=f"dissatisfied: score {update.score} of 5"),
+        id=derived_id("reopened", answer.id), source=SERVICE, time=answer.time,
+        subject=update.complaint_id, cause=answer)
+
+
+class Scheduled(NamedTuple):
+    """A notification to queue, not before ``not_before`` (None: at once)."""
+
+    note: Notification
+    not_before: datetime | None = None
+
+
+def customer_notices(event: CaseEvent, contact: Contact, *, templates: NotifierPolicy,
+                     sla_scale: float) -> list[Scheduled]:
+    """A resolution owes the result now and the revisit after the policy's delay; a reopen, a notice."""
+    update, cid = event.data, event.data.complaint_id
+    if update.action is CaseAction.resolved:
+        return [Scheduled(render(NotificationKind.result, contact, complaint_id=cid, templates=templates,
+                                 result=update.result, cause=event.id)),
+                Scheduled(render(NotificationKind.revisit, contact, complaint_id=cid, templates=templates,
+                                 cause=event.id), event.time + templates.revisit_after / sla_scale)]
+    if update.action is CaseAction.reopened:
+        return [Scheduled(render(NotificationKind.reopened, contact, complaint_id=cid, templates=templates,
+                                 cause=event.id))]
+    return []
+
+
+def recipients(decision: RoutingDecision) -> tuple[NotificationKind, list[str]]:
+    """Which notice a routing decision owes to which roles (no handler booked: the department head)."""
+    if decision.decision in (DecisionKind.escalated, DecisionKind.at_ceiling):
+        kind, roles = NotificationKind.escalation, [*decision.notify, "handler"]
+    else:
+        kind, roles = NotificationKind.assignment, ["handler", "first_contact_owner", *decision.notify]
+    if decision.handler is None:
+        roles = [r for r in roles if r != "handler"] or ["department_head"]
+    return kind, roles
+
+
+# ---- delivery states: what RedisOutbox's Lua scripts do, stated in Python ------------
+
+
+class Delivery(StrEnum):
+    """A queued notification's state (the ``state`` field of its hash in RedisOutbox).
+
+    enqueue -> queued; begin: queued -> sending (leased to one instance); settle: sending ->
+    sent | failed | queued again (a retry has no state of its own: ``attempts`` counts it, and
+    its record says ``retrying``); cancel: queued -> cancelled. A begin that finds it sending
+    under another owner's lapsed lease resends it, or (NOTIFIER_IN_DOUBT=hold) makes it in_doubt;
+    an in_doubt one becomes sent if its slow sender settles it so. While the last sender's lease
+    runs (even after it settled a retry) any other instance's begin is 'busy'. ``deferred`` is a
+    record status only: queued with a later due time.
+    """
+
+    queued = "queued"
+    sending = "sending"
+    sent = "sent"
+    failed = "failed"
+    cancelled = "cancelled"
+    in_doubt = "in_doubt"
+
+
+SETTLED = frozenset({Delivery.sent, Delivery.failed, Delivery.cancelled})
+ENDED = SETTLED | {Delivery.in_doubt}  # begin answers 'done'
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One notification's hash: state, attempts settled, the instance sending it and till when."""
+
+    state: Delivery
+    attempts: int = 0
+    owner: str | None = None
+    owner_until: float = 0.0
+
+
+@dataclass(frozen=True)
+class Book:
+    """The whole outbox: entries by id, and per (queue, id) the due time and the send lease end.
+
+    Not modelled: Redis expires each hash NOTIFIER_CONTACT_TTL_DAYS after it was queued.
+    """
+
+    entries: Mapping[str, Entry] = field(default_factory=dict)
+    due: Mapping[tuple[str, str], float] = field(default_factory=dict)  # queue:<name> sorted set
+    leased: Mapping[tuple[str, str], float] = field(default_factory=dict)  # inflight:<name>
+
+
+@dataclass(frozen=True)
+class Enqueue:
+    """Queue a notification (RedisOutbox.enqueue)."""
+
+    queue: str
+    notification_id: str
+    due: float
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Take due notifications and lapsed leases of a queue (RedisOutbox.claim)."""
+
+    queue: str
+    now: float
+    limit: int  # at least 1
+    lease: float
+
+
+@dataclass(frozen=True)
+class Begin:
+    """Start sending, leased to ``token`` (RedisOutbox.begin)."""
+
+    queue: str
+    notification_id: str
+    token: str
+    now: float
+    lease: float
+    in_doubt: Literal["resend", "hold"] = "resend"
+
+
+Outcome = Literal["sent", "failed", "retry", "in_doubt"]
+
+
+@dataclass(frozen=True)
+class Settle:
+    """Record a send's outcome (RedisOutbox.settle)."""
+
+    queue: str
+    notification_id: str
+    outcome: Outcome
+    due: float = 0
+
+
+@dataclass(frozen=True)
+class Release:
+    """Drop a claim, changing nothing else (RedisOutbox.release)."""
+
+    queue: str
+    notification_id: str
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """Withdraw a queued notification (RedisOutbox.cancel)."""
+
+    queue: str
+    notification_id: str
+
+
+Operation = Enqueue | Claim | Begin | Settle | Release | Cancel
+Answer = bool | str | int | tuple[str, ...] | None
+
+
+def step(book: Book, op: Operation) -> tuple[Book, Answer]:
+    """One RedisOutbox operation: the book after it and what the method returns.
+
+    enqueue: True if new; claim: ids, lapsed leases first, then due ones (by score, then id);
+    begin: 'go' | 'resend' | 'doubt' | 'busy' | 'done'; settle: the attempt count, or the
+    state it kept ('sent', 'failed', 'cancelled', 'in_doubt'; 'gone' if unknown); release:
+    None; cancel: True if it was queued.
+    """
+    entries, due, leased = dict(book.entries), dict(book.due), dict(book.leased)
+    entry = entries.get(getattr(op, "notification_id", ""))
+    match op:
+        case Enqueue(queue, nid, at):
+            if entry is not None:
+                return book, False
+            entries[nid], due[queue, nid] = Entry(Delivery.queued), at
+        case Claim(queue, now, limit, lease):
+            def ripe(zset: dict[tuple[str, str], float], n: int) -> list[str]:
+                hits = sorted((s, m) for (q, m), s in zset.items() if q == queue and s <= now)
+                return [m for _, m in hits[:n]]
+            expired = ripe(leased, limit)
+            fresh = ripe(due, limit - len(expired)) if limit > len(expired) else []
+            for m in fresh:
+                del due[queue, m]
+            for m in expired + fresh:
+                leased[queue, m] = now + lease
+            return Book(entries, due, leased), tuple(m for m in expired + fresh if m in entries)
+        case Begin(queue, nid, token, now, lease, policy):
+            if entry is None or entry.state in ENDED:
+                return book, "done"
+            if entry.owner is not None and entry.owner != token and entry.owner_until > now:
+                return book, "busy"
+            verdict = "go"
+            if entry.state is Delivery.sending and entry.owner != token:
+                if policy == "hold":
+                    entries[nid] = replace(entry, state=Delivery.in_doubt)
+                    leased.pop((queue, nid), None)
+                    return Book(entries, due, leased), "doubt"
+                verdict = "resend"
+            entries[nid] = replace(entry, state=Delivery.sending, owner=token, owner_until=now + lease)
+            leased[queue, nid] = now + lease
+            return Book(entries, due, leased), verdict
+        case Settle(queue, nid, outcome, at):
+            leased.pop((queue, nid), None)
+            if entry is None or entry.state in SETTLED or (entry.state is Delivery.in_doubt
+                                                            and outcome != "sent"):
+                return Book(entries, due, leased), entry.state.value if entry else "gone"
+            if outcome == "retry":
+                entries[nid], due[queue, nid] = replace(entry, state=Delivery.queued), at
+            else:
+                entries[nid] = replace(entry, state=Delivery(outcome))
+            entries[nid] = replace(entries[nid], attempts=entry.attempts + 1)
+            return Book(entries, due, leased), entry.attempts + 1
+        case Release(queue, nid):
+            leased.pop((queue, nid), None)
+            return Book(entries, due, leased), None
+        case Cancel(queue, nid):
+            if entry is None or entry.state is not Delivery.queued:
+                return book, False
+            entries[nid] = replace(entry, state=Delivery.cancelled)
+            due.pop((queue, nid), None)
+        case _:
+            assert_never(op)
+    return Book(entries, due, leased), True

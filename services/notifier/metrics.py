@@ -9,6 +9,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 @dataclass(frozen=True)
 class NotifierMetrics:
+    """The notifier's counters and delivery-time histogram (their names are the dashboard's)."""
+
     sent: Counter
     failed: Counter
     retried: Counter

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Protocol
 
 from services.common.ports import Clock, Publisher, RebuildableStore
-from services.notifier.logic import CustomerRecord, Notification, Queued
+from services.notifier.logic import Queued
+from services.notifier.messages import CustomerRecord, Notification
 
 __all__ = ["Clock", "Customers", "Outbox", "Publisher", "Transport"]
 
