@@ -1,14 +1,19 @@
-# One image for the four services: `complaints run intake|router|sla-monitor|notifier`.
+# One image for the four services and their one-shot commands, through the services' own
+# entry point: `python -m services run intake|router|sla-monitor|notifier`, `... topics`,
+# `... rebuild router|intake` (the arguments after the entry point: CMD, compose's command,
+# Kubernetes' args). It holds what a service runs and nothing else: schemas/ and services/,
+# installed without extras. The tools (tools/) are not in it, so the `complaints` script that
+# pip installs from pyproject.toml is removed: the image's command is the entry point above.
 # Build: docker build -t complaints .   (deploy/compose.yaml builds it for the stack)
 
-# ---- build: a virtualenv with the package and its dependencies --------------------------
+# ---- build: a virtualenv with the services and their dependencies (no extras) -----------
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 COPY pyproject.toml README.md /src/
 COPY schemas /src/schemas
 COPY services /src/services
-RUN /opt/venv/bin/pip install /src
+RUN /opt/venv/bin/pip install /src && rm /opt/venv/bin/complaints
 
 # ---- run: the virtualenv only, as an unprivileged user -----------------------------------
 FROM python:3.11-slim
@@ -25,5 +30,5 @@ USER 10001
 # SERVICE_PORT: the port of the service this container runs (8080-8083)
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ['SERVICE_PORT']}/healthz\", timeout=4)"]
-ENTRYPOINT ["complaints"]
+ENTRYPOINT ["python", "-m", "services"]
 CMD ["run", "intake"]

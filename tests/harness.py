@@ -23,7 +23,7 @@ def post_inbound(intake_url: str, channel: str, body: Any, *, headers: dict[str,
                  content_type: str = "application/json", secret: str | None = TEST_SECRET,
                  ) -> tuple[int, Any]:
     """POST to an intake channel endpoint, signed as an integration would (unsigned: secret=None)."""
-    from services.signing import signed_post
+    from services.intake.signing import signed_post
 
     raw = body if isinstance(body, bytes) else (
         body.encode() if isinstance(body, str) else json.dumps(body, ensure_ascii=False).encode())
@@ -105,7 +105,7 @@ class Service:
         self.log_path = log_dir / f"{name}-{port}.log"
         with self.log_path.open("ab") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [sys.executable, "-m", "services.cli", "run", name],
+                [sys.executable, "-m", "services", "run", name],
                 env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
             )
 

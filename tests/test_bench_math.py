@@ -9,12 +9,13 @@ import math
 import pytest
 
 from schemas.events import Channel
-from services.bench_report import (
-    TEXTS,
+from services.intake import channels
+from services.intake.channels import web_form
+from tools.bench.load import TEXTS, channel_payload, web_form_bodies
+from tools.bench.report import (
     Figures,
     IntakeFigures,
     answer_detail,
-    channel_payload,
     classify,
     failure_kinds,
     format_intake_report,
@@ -25,10 +26,7 @@ from services.bench_report import (
     percentile,
     rate,
     ratio,
-    web_form_bodies,
 )
-from services.intake import channels
-from services.intake.channels import web_form
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import pytest
 from kafka import KafkaProducer
 
 from schemas.events import Channel, InboundMessage, InboundReceived
-from services.signing import CONTENT_TYPES
+from services.intake.signing import CONTENT_TYPES
 from tests.harness import Service, TopicReader, post_inbound
 
 pytestmark = pytest.mark.integration

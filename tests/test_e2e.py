@@ -268,7 +268,7 @@ def test_intake_state_lost_from_redis_is_rebuilt_from_the_topics(
         assert client.delete(f"{prefix}timeline:{cid}", *lost) == 1 + len(lost) == 2
         assert http("GET", f"{intake_url}/v1/complaints/{cid}")[0] == 404
         # and `complaints rebuild intake` runs beside the running intake
-        done = subprocess.run([sys.executable, "-m", "services.cli", "rebuild", "intake"],  # noqa: S603
+        done = subprocess.run([sys.executable, "-m", "services", "rebuild", "intake"],  # noqa: S603
                               env={**os.environ, **stack_env}, capture_output=True, text=True,
                               timeout=120, check=False)
         assert done.returncode == 0, done.stdout + done.stderr

@@ -78,7 +78,7 @@ def test_up_embeds_a_broker_serves_health_and_stops_without_leftovers(tmp_path: 
 
     # When `complaints up` runs until every service is healthy
     proc = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "up"], env=env, stdin=subprocess.DEVNULL,
+        [sys.executable, "-m", "tools.cli", "up"], env=env, stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output = Output(proc)
     children: list[psutil.Process] = []

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from schemas.events import Channel, InboundMessage, InboundReceived
-from services import cfpb
-from services.replay import ReplayError, channel_row, own_ids, replay, rows
-from services.replay_tally import Row, Skip, Tally, format_summary, summarise
 from tests.harness import Service
+from tools.replay import cfpb
+from tools.replay.run import ReplayError, channel_row, own_ids, replay, rows
+from tools.replay.tally import Row, Skip, Tally, format_summary, summarise
 
 DATA = Path(__file__).parent / "data" / "cfpb"
 MINI, SEP_2016, AUG_2013 = (DATA / f for f in

@@ -44,6 +44,7 @@ from tests.harness import (
     wait_for,
 )
 
+pytestmark = pytest.mark.integration
 GROUP = "complaints-router"
 
 
@@ -240,7 +241,7 @@ def test_two_router_instances_one_killed_lose_nothing_and_never_double_book(
                 client.delete(key)
             # Then `complaints rebuild router` restores it from the topics
             done = subprocess.run(  # noqa: S603 - our own interpreter and module
-                [sys.executable, "-m", "services.cli", "rebuild", "router"], env={**os.environ, **env},
+                [sys.executable, "-m", "services", "rebuild", "router"], env={**os.environ, **env},
                 capture_output=True, text=True, timeout=120, check=False)
             assert done.returncode == 0, done.stderr
             assert f"rebuilt router state: {count} cases" in done.stdout

@@ -26,12 +26,12 @@ import yaml
 from aiosmtpd.controller import Controller
 from kafka import KafkaProducer
 
-from services.bench import inbound_records
 from services.common.policy import DEFAULT_POLICY
 from services.sla_monitor.calendar import ALWAYS_OPEN
 from tests.conftest import SLA_SCALE, tansu
 from tests.harness import TEST_SECRET, Service, TopicReader, free_port, wait_for
 from tests.sinks import MailSink, http_sink
+from tools.bench.load import inbound_records
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SERVICES = ("intake", "router", "sla-monitor", "notifier")

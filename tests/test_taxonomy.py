@@ -9,8 +9,8 @@ import pytest
 
 from services.common.errors import ConfigError
 from services.router.classify import classify, confidence
-from services.router.measure import format_report, measure, score
 from services.router.taxonomy import DEFAULT_TAXONOMY, load_taxonomy
+from tools.measure import format_report, measure, score
 
 TAXONOMY = load_taxonomy()
 MINI = Path(__file__).parent / "data" / "cfpb" / "cfpb-2012-2017-mini.csv"

@@ -17,7 +17,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from schemas.topics import LIFECYCLE, NOTIFICATIONS, REGISTERED, ROUTED, SLA
-from services.signing import signed_post
+from services.intake.signing import signed_post
 
 log = logging.getLogger(__name__)
 

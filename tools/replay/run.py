@@ -5,13 +5,13 @@ message id), produced with kafka-python. Then, unless ``--no-wait``, the run rea
 ``complaints.registered``, ``complaints.lifecycle`` and ``complaints.deadletter`` (all
 partitions, from the end offsets taken before producing, no consumer group) until every
 row of this run is registered, recorded (a survey reply) or dead-lettered (see
-``services.replay_tally``), or the timeout passes. Rows that cannot be read (not JSON, no
+``tools.replay.tally``), or the timeout passes. Rows that cannot be read (not JSON, no
 usable date ...) are skipped and counted, never sent.
 
 Rows come in a channel's own format (``--channel C``: a CSV with a header row, values as
 strings, empty cells dropped; or JSONL/NDJSON, one JSON object per line, or a JSON string
 for text channels such as e-mail) or as the CFPB complaint export (``--format cfpb``, see
-``services.cfpb``). A row's message id is its own id field (message_id, id, call_id,
+``tools.replay.cfpb``). A row's message id is its own id field (message_id, id, call_id,
 form_id, feedback_id, entry_id, review_id), else "<file name>:<line>". Only counts, ids and
 intake's reasons are printed, never payloads.
 """
@@ -38,8 +38,8 @@ from tqdm import tqdm
 
 from schemas.events import Channel, InboundMessage, InboundReceived
 from schemas.topics import DEADLETTER, INBOUND, LIFECYCLE, REGISTERED
-from services import cfpb
-from services.replay_tally import Payload, Row, Skip, Summary, Tally, format_summary, summarise
+from tools.replay import cfpb
+from tools.replay.tally import Payload, Row, Skip, Summary, Tally, format_summary, summarise
 
 log = logging.getLogger(__name__)
 

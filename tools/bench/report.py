@@ -1,5 +1,5 @@
-"""The pure parts of `complaints bench`: synthetic load, what watched events and answers say,
-percentiles, rates, ratios and the reports. No I/O."""
+"""The pure parts of `complaints bench`: what watched events and answers say, percentiles,
+rates, ratios and the reports. No I/O."""
 
 from __future__ import annotations
 
@@ -14,40 +14,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from schemas.topics import DEADLETTER, NOTIFICATIONS, REGISTERED, ROUTED
-
-TEXTS = (
-    "The kettle I bought last week is broken and stopped working after two days.",
-    "Your delivery was late again and nobody answered the hotline.",
-    "I was charged twice for the same order, please refund the extra fee.",
-    "The staff at the counter were rude and ignored my questions.",
-    "收到的商品有质量问题，屏幕有裂纹，希望尽快处理。",
-)
-
-
-def channel_payload(channel: str, i: int, message_id: str) -> dict[str, Any] | str:
-    """Complaint ``i`` in the channel's own format (web_form, phone, email, store), own id."""
-    text, subject, mail = TEXTS[i % len(TEXTS)], f"bench complaint {i}", f"bench-{i}@example.com"
-    if channel == "phone":
-        return {"call_id": message_id, "caller": f"+86 138 {i % 10**8:08d}", "desk": "bench",
-                "notes": subject, "transcript": text}
-    if channel == "store":
-        return {"entry_id": message_id, "store_id": "bench-store", "email": mail,
-                "description": text}
-    if channel == "email":
-        return (f"From: Bench <{mail}>\nTo: service@example.com\nSubject: {subject}\n"
-                f"Message-ID: <{message_id}@bench.example>\nMIME-Version: 1.0\n"
-                "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: base64\n\n"
-                + base64.encodebytes(text.encode()).decode())
-    if channel == "web_form":
-        return {"form_id": message_id, "subject": subject, "description": text, "email": mail,
-                "consent": True}
-    raise ValueError(f"the bench has no payload for channel {channel!r}")
-
-
-def web_form_bodies(run_id: str, count: int) -> list[bytes]:
-    """N web form submissions (JSON bodies), each with its own form id, rotating texts."""
-    return [json.dumps(channel_payload("web_form", i, f"bench-{run_id}-{i}"),
-                       ensure_ascii=False).encode() for i in range(count)]
 
 
 def intake_base_url(explicit: str | None, environ: Mapping[str, str]) -> str:

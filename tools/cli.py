@@ -1,46 +1,12 @@
-"""The `complaints` command: run services, the embedded stack, tooling."""
+"""The `complaints` command: the services' own commands (run, topics, rebuild) and the tools."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
 
-from services.common.errors import ConfigError
-
-SERVICES = {
-    "intake": ("services.intake.app", "services.intake.settings", "IntakeSettings"),
-    "router": ("services.router.app", "services.router.settings", "RouterSettings"),
-    "sla-monitor": ("services.sla_monitor.app", "services.sla_monitor.settings", "SlaMonitorSettings"),
-    "notifier": ("services.notifier.app", "services.notifier.settings", "NotifierSettings"),
-}
-
-
-def _run(args: argparse.Namespace) -> int:
-    from services.common.runtime import serve
-
-    app_mod, settings_mod, settings_cls = SERVICES[args.service]
-    serve(importlib.import_module(app_mod).build,
-          getattr(importlib.import_module(settings_mod), settings_cls))
-    return 0
-
-
-def _topics(args: argparse.Namespace) -> int:
-    from kafka.errors import KafkaError
-
-    from services.common.kafka import ensure_topics
-    from services.common.settings import CommonSettings, load_settings
-
-    settings = load_settings(CommonSettings)
-    try:
-        created = ensure_topics(settings.bootstrap_list())
-    except KafkaError as exc:
-        print(f"complaints: cannot create topics on {settings.kafka_bootstrap_servers}: {exc}",
-              file=sys.stderr)
-        return 1
-    print(f"topics: created {len(created)} ({', '.join(created) or 'all existed'})")
-    return 0
+from services.__main__ import add_rebuild, add_run, add_topics, dispatch
 
 
 def _schemas_export(args: argparse.Namespace) -> int:
@@ -52,7 +18,7 @@ def _schemas_export(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from services.embedded import up
+    from tools.devstack.up import up
 
     return up(demo=args.demo, sla_scale=args.sla_scale)
 
@@ -61,7 +27,7 @@ def _post(args: argparse.Namespace) -> int:
     import json
 
     from services.common.settings import CommonSettings, load_settings
-    from services.signing import post_file
+    from services.intake.signing import post_file
 
     status, answer = post_file(args.url, args.channel, Path(args.file),
                                data_dir=load_settings(CommonSettings).data_dir)
@@ -70,7 +36,7 @@ def _post(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from services.bench import bench
+    from tools.bench.run import bench
 
     return bench(count=args.count, timeout=args.timeout, stage=args.stage, via=args.via,
                  concurrency=args.concurrency, intake_url=args.intake_url,
@@ -78,7 +44,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from services.replay import main
+    from tools.replay.run import main
 
     return main(args.file, channel=args.channel, fmt=args.format, limit=args.limit,
                 timeout=args.timeout, wait=not args.no_wait)
@@ -88,7 +54,7 @@ def _notify_preview(args: argparse.Namespace) -> int:
     from schemas.events import NotificationKind
     from services.common.policy import load_policy
     from services.common.settings import CommonSettings, load_settings
-    from services.notifier.logic import SAMPLE, render_text
+    from services.notifier.messages import SAMPLE, render_text
 
     policy = load_policy(load_settings(CommonSettings).policy_file)
     subject, body = render_text(NotificationKind(args.kind), args.lang, SAMPLE, templates=policy.notifier)
@@ -96,55 +62,15 @@ def _notify_preview(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rebuild(args: argparse.Namespace) -> int:
-    from datetime import UTC, datetime, timedelta
-
-    import redis
-
-    from services.common.settings import CommonSettings, load_settings
-
-    if args.service == "intake":
-        from services.intake import rebuild as intake_rebuild
-        from services.intake.adapters import CLAIM_TTL_SECONDS, TIMELINE_TTL_SECONDS
-
-        common = load_settings(CommonSettings)
-        client = redis.Redis.from_url(common.redis_url)
-        try:
-            print(intake_rebuild.rebuild(common.bootstrap_list(), client, prefix=common.redis_prefix,
-                                         claim_ttl=timedelta(seconds=CLAIM_TTL_SECONDS),
-                                         timeline_ttl=timedelta(seconds=TIMELINE_TTL_SECONDS)))
-        finally:
-            client.close()
-        return 0
-
-    from services.common.policy import load_policy
-    from services.router.rebuild import rebuild
-    from services.router.settings import RouterSettings
-
-    settings = load_settings(RouterSettings)
-    policy = load_policy(settings.policy_file)
-    client = redis.Redis.from_url(settings.redis_url)
-    try:
-        report = rebuild(settings.bootstrap_list(), client, prefix=settings.redis_prefix,
-                         window=policy.router.repeat_window,
-                         ttl=timedelta(days=settings.case_ttl_days), now=datetime.now(UTC))
-    finally:
-        client.close()
-    print(report)
-    return 0
-
-
 def parser() -> argparse.ArgumentParser:
+    """The command line of `complaints`."""
     from schemas.events import NotificationKind
 
     p = argparse.ArgumentParser(prog="complaints", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run one service in this process")
-    run.add_argument("service", choices=sorted(SERVICES))
-    run.set_defaults(func=_run)
-
-    sub.add_parser("topics", help="create the topics (idempotent)").set_defaults(func=_topics)
+    add_run(sub)
+    add_topics(sub)
 
     schemas = sub.add_parser("schemas", help="message contracts")
     ssub = schemas.add_subparsers(dest="schemas_command", required=True)
@@ -171,12 +97,7 @@ def parser() -> argparse.ArgumentParser:
     preview.add_argument("--lang", choices=["zh", "en"], default="zh")
     preview.set_defaults(func=_notify_preview)
 
-    rb = sub.add_parser("rebuild", help="rebuild a service's Redis state from the topics "
-                                        "(router: stop its instances first; intake: may run "
-                                        "alongside; the SLA monitor and the notifier rebuild "
-                                        "themselves when their keys are gone)")
-    rb.add_argument("service", choices=["router", "intake"])
-    rb.set_defaults(func=_rebuild)
+    add_rebuild(sub)
 
     b = sub.add_parser("bench", help="drive complaints through the running stack, print figures")
     b.add_argument("--count", type=int, default=2000)
@@ -217,12 +138,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        return int(args.func(args))
-    except ConfigError as exc:
-        print(f"complaints: configuration error:\n{exc}", file=sys.stderr)
-        return 2
+    """The `complaints` command: parse the arguments and run the command."""
+    return dispatch(parser().parse_args(argv))
 
 
 if __name__ == "__main__":

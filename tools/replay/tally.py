@@ -26,6 +26,8 @@ Payload = dict[str, Any] | str
 
 @dataclass(frozen=True)
 class Row:
+    """One readable row: its line, channel, message id, payload, and the ids it carries."""
+
     line: int
     channel: Channel
     message_id: str
@@ -35,6 +37,8 @@ class Row:
 
 @dataclass(frozen=True)
 class Skip:
+    """One row that cannot be read, and why."""
+
     line: int
     reason: str
 
@@ -58,6 +62,7 @@ class Tally:
                 self.by_key[(row.channel.value, mid)].append(i)
 
     def pending(self) -> int:
+        """Rows not accounted for yet."""
         return len(self.rows) - len(self.outcome)
 
     def see(self, topic: str, value: bytes) -> None:
@@ -136,6 +141,7 @@ class Summary:
 
 def summarise(file: str, read: int, skipped: Counter[str], unsent: Counter[str], tally: Tally,
               *, waited: bool, seconds: float) -> Summary:
+    """What the run did, from its counts and the tally."""
     by_state: dict[str, list[int]] = defaultdict(list)
     for i, state in tally.outcome.items():
         by_state[state].append(i)

