@@ -19,6 +19,23 @@ from services.sla_monitor.calendar import ALWAYS_OPEN
 from tests.harness import TEST_SECRET, Service, free_port, port_open, wait_for
 
 SLA_SCALE = 3600  # acknowledge (general): 1 h -> 1 s; resolve: 72 h -> 72 s
+SERVER_FIXTURES = frozenset({"broker", "redis_url", "redis_prefix", "stack_env", "stack", "intake_url"})
+"""Fixtures that start or reach a server: a test that uses one must be marked ``integration``."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse the run if a test asks for the broker, Redis or the stack without the mark.
+
+    ``make unit`` (``-m "not integration"``) must run with no server at all; an unmarked test
+    that needs one would quietly start one (or fail on a machine without it).
+    """
+    unmarked = [item.nodeid for item in items
+                if SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))
+                and item.get_closest_marker("integration") is None]
+    if unmarked:
+        raise pytest.UsageError(
+            "these tests use the broker, Redis or the stack but are not marked integration "
+            "(add pytestmark = pytest.mark.integration):\n  " + "\n  ".join(unmarked))
 
 
 def _start(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
