@@ -16,13 +16,15 @@ from collections.abc import Callable
 
 from services.sla_monitor.facts import Fact, Terms
 from services.sla_monitor.ports import Snapshot, Store, TopicReader
+from tests.fakes.common import DictRebuildable
 
 
-class DictFacts:
+class DictFacts(DictRebuildable):
     """The SLA ``Store`` on dicts. ``clock`` (epoch seconds) times alert claims and the
     rebuild lock, as ``time.time()`` and Redis's own clock do for ``RedisFacts``."""
 
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(clock)
         self.clock = clock
         self.lose()
 
@@ -32,8 +34,7 @@ class DictFacts:
         self.due: dict[str, float] = {}        # complaint -> when it next owes an alert
         self.inflight: dict[str, float] = {}   # complaint -> lease expiry while claimed
         self.deadlines: dict[str, float] = {}  # complaint -> earliest running deadline
-        self.epoch = False
-        self.lock: tuple[str, float] | None = None  # token, expiry
+        self.lose_everything()  # the epoch marker and the rebuild lock
 
     def _snapshot(self, complaint_id: str) -> Snapshot:
         case = self.cases.get(complaint_id) or Case()
@@ -131,38 +132,6 @@ class DictFacts:
         return min(self.deadlines.values(), default=None)
 
     # ---- rebuild markers ------------------------------------------------------------
-
-    async def whole(self) -> bool:
-        """False when the keys were lost (the epoch marker is gone)."""
-        return self.epoch
-
-    async def mark_whole(self) -> None:
-        """Set the epoch marker."""
-        self.epoch = True
-
-    async def lock_rebuild(self, token: str, seconds: float) -> bool:
-        """Take the rebuild lock for ``seconds`` unless someone holds it."""
-        if self._holder() is not None:
-            return False
-        self.lock = (token, self.clock() + seconds)
-        return True
-
-    async def renew_rebuild(self, token: str, seconds: float) -> bool:
-        """Extend the lock while it is the caller's."""
-        if self._holder() != token:
-            return False
-        self.lock = (token, self.clock() + seconds)
-        return True
-
-    async def unlock_rebuild(self, token: str) -> None:
-        """Release the lock if it is the caller's."""
-        if self._holder() == token:
-            self.lock = None
-
-    def _holder(self) -> str | None:
-        if self.lock is not None and self.lock[1] <= self.clock():
-            self.lock = None  # lapsed, as a key past its PX
-        return self.lock[0] if self.lock else None
 
 
 class Case:
