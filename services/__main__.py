@@ -22,8 +22,9 @@ SERVICES = {
     "router": ("services.router.app", "services.router.settings", "RouterSettings"),
     "sla-monitor": ("services.sla_monitor.app", "services.sla_monitor.settings", "SlaMonitorSettings"),
     "notifier": ("services.notifier.app", "services.notifier.settings", "NotifierSettings"),
+    "archive": ("services.archive.app", "services.archive.settings", "ArchiveSettings"),
 }
-REBUILDS = ("router", "intake")
+REBUILDS = ("router", "intake", "archive")
 
 
 def run(service: str) -> int:
@@ -55,12 +56,27 @@ def topics() -> int:
 
 
 def rebuild(service: str) -> int:
-    """Rebuild the router's or intake's Redis state from the topics; print the report."""
+    """Rebuild the router's or intake's Redis state, or the archive, from the topics; print the report."""
     from datetime import UTC, datetime, timedelta
 
     import redis
 
     from services.common.settings import CommonSettings, load_settings
+
+    if service == "archive":
+        from kafka.errors import KafkaError
+
+        from services.archive.rebuild import rebuild as archive_rebuild
+        from services.archive.settings import ArchiveSettings
+
+        archive = load_settings(ArchiveSettings)
+        try:
+            print(archive_rebuild(archive))
+        except KafkaError as exc:
+            print(f"complaints rebuild archive: cannot read the topics from "
+                  f"{archive.kafka_bootstrap_servers}: {exc}", file=sys.stderr)
+            return 1
+        return 0
 
     if service == "intake":
         from services.intake import rebuild as intake_rebuild
@@ -108,8 +124,8 @@ def add_topics(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def add_rebuild(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``rebuild SERVICE`` command to a command line (this one and `complaints`)."""
     p = sub.add_parser("rebuild", help="rebuild a service's Redis state from the topics "
-                                       "(router: stop its instances first; intake: may run "
-                                       "alongside; the SLA monitor and the notifier rebuild "
+                                       "(router: stop its instances first; intake and archive: "
+                                       "may run alongside; the SLA monitor and the notifier rebuild "
                                        "themselves when their keys are gone)")
     p.add_argument("service", choices=list(REBUILDS))
     p.set_defaults(func=lambda args: rebuild(args.service))

@@ -17,9 +17,11 @@ import yaml
 from services.common.kafka import ensure_topics
 from services.sla_monitor.calendar import ALWAYS_OPEN
 from tests.harness import TEST_SECRET, Service, free_port, port_open, wait_for
+from tests.postgres import postgres_url  # noqa: F401 - the session PostgreSQL, for the archive tests
 
 SLA_SCALE = 3600  # acknowledge (general): 1 h -> 1 s; resolve: 72 h -> 72 s
-SERVER_FIXTURES = frozenset({"broker", "redis_url", "redis_prefix", "stack_env", "stack", "intake_url"})
+SERVER_FIXTURES = frozenset({"broker", "redis_url", "redis_prefix", "stack_env", "stack", "intake_url",
+                             "postgres_url"})
 """Fixtures that start or reach a server: a test that uses one must be marked ``integration``."""
 
 

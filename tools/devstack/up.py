@@ -29,7 +29,7 @@ from tools.devstack.supervisor import POLL, Stopped, Supervisor, UpError
 
 log = logging.getLogger(__name__)
 
-SERVICES = ("intake", "router", "sla-monitor", "notifier")
+SERVICES = ("intake", "router", "sla-monitor", "notifier", "archive")
 HEALTH_TIMEOUT = 90.0
 EMBEDDED_REBALANCE_TIMEOUT = "3"
 
@@ -37,8 +37,8 @@ EMBEDDED_REBALANCE_TIMEOUT = "3"
 class UpSettings(CommonSettings):
     """Settings of `complaints up`: the shared ones (see CommonSettings) plus
 
-    INTAKE_HTTP_PORT, ROUTER_HTTP_PORT, SLA_MONITOR_HTTP_PORT, NOTIFIER_HTTP_PORT
-                           the services' HTTP ports (default 8080, 8081, 8082, 8083)
+    INTAKE_HTTP_PORT, ROUTER_HTTP_PORT, SLA_MONITOR_HTTP_PORT, NOTIFIER_HTTP_PORT, ARCHIVE_HTTP_PORT
+                           the services' HTTP ports (default 8080, 8081, 8082, 8083, 8084)
     NOTIFIER_OUTBOX_DIR    where the notifier writes messages (default $COMPLAINTS_DATA_DIR/outbox)
     """
 
@@ -48,12 +48,14 @@ class UpSettings(CommonSettings):
                                        validation_alias="SLA_MONITOR_HTTP_PORT")
     notifier_http_port: int = Field(default=8083, ge=1, le=65535,
                                     validation_alias="NOTIFIER_HTTP_PORT")
+    archive_http_port: int = Field(default=8084, ge=1, le=65535, validation_alias="ARCHIVE_HTTP_PORT")
     notifier_outbox_dir: Path | None = Field(default=None, validation_alias="NOTIFIER_OUTBOX_DIR")
 
     def ports(self) -> dict[str, int]:
         """Each service's HTTP port, by service name."""
         return {"intake": self.intake_http_port, "router": self.router_http_port,
-                "sla-monitor": self.sla_monitor_http_port, "notifier": self.notifier_http_port}
+                "sla-monitor": self.sla_monitor_http_port, "notifier": self.notifier_http_port,
+                "archive": self.archive_http_port}
 
 
 def _service_env(settings: UpSettings, *, embedded_broker: bool, sla_scale: float,
@@ -93,6 +95,8 @@ def _report(settings: UpSettings, *, broker: bool, valkey: bool, outbox: Path,
               f"GET {intake}/v1/complaints/{{id}}   POST {intake}/v1/complaints/{{id}}/events",
               f"  signing   HTTP channel requests are HMAC-signed; secrets in "
               f"{secrets_path(settings.data_dir)} (`complaints post CHANNEL FILE` signs for you)",
+              f"  reports   GET http://127.0.0.1:{settings.archive_http_port}/v1/reports/kpi?month=YYYY-MM   "
+              f"`complaints report --month YYYY-MM --format html` (SQLite under {settings.data_dir})",
               f"  outbox    {outbox}", f"  logs      {log_dir}/", "Press Ctrl-C to stop."]
     print("\n".join(lines), flush=True)
 

@@ -1,0 +1,281 @@
+"""The archive in a relational database through SQLAlchemy Core: SQLite or PostgreSQL.
+
+``SqlStore`` does the work synchronously, one transaction per call; ``SqlArchive`` (the
+service's ``CaseArchive``) runs its calls in a worker thread so the event loop keeps going.
+Writes are set-based, one transaction per batch: one ``INSERT ... ON CONFLICT DO NOTHING
+RETURNING`` for the batch's events, one read of the touched complaints' trails, one upsert
+(``ON CONFLICT DO UPDATE``) per table. On PostgreSQL each statement carries the rows as one
+array per column (``INSERT ... SELECT * FROM unnest(...)``): a constant text that psycopg
+parses once and the server prepares; on SQLite, SQLAlchemy's batched multi-row VALUES.
+
+Concurrency: on PostgreSQL an append first takes a transaction-scoped advisory lock per
+complaint it touches (in one statement, in key order, so two batches cannot deadlock); the
+trail is read after the lock, so the last writer of a complaint always folds every event
+committed before it. On SQLite every write transaction begins IMMEDIATE (one writer at a
+time; WAL lets readers go on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ARRAY,
+    JSON,
+    ColumnElement,
+    Connection,
+    Dialect,
+    Engine,
+    String,
+    Table,
+    any_,
+    bindparam,
+    delete,
+    select,
+    text,
+)
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from services.archive import logic
+from services.archive.database import make_engine, upgrade
+from services.archive.ports import Appended
+from services.archive.records import ArchivedEvent, CaseRow
+from services.archive.tables import cases, events, notifications, sla
+
+LOCK_SPACE = 712_041  # first key of the archive's per-complaint advisory locks (PostgreSQL)
+CHUNK = 500  # complaint ids per IN (...) list
+_CASE_FIELDS = tuple(f.name for f in dataclasses.fields(CaseRow))
+_TRAIL = tuple(events.c[f.name] for f in dataclasses.fields(ArchivedEvent))  # in field order
+
+
+class DatabaseUnavailable(ConnectionError):
+    """The archive database did not answer, or refused for now (locked, deadlock): retry."""
+
+
+class SqlStore:
+    """The archive's database work, synchronous: one transaction per call."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._pg = engine.dialect.name == "postgresql"
+
+    @contextmanager
+    def _tx(self, *, write: bool = True) -> Iterator[Connection]:
+        try:
+            conn = self.engine.connect()
+        except (OperationalError, InterfaceError) as exc:
+            raise _unavailable(exc) from exc
+        try:
+            if not write:
+                conn = conn.execution_options(sqlite_begin="DEFERRED")
+            with conn.begin():
+                yield conn
+        except (OperationalError, InterfaceError) as exc:
+            raise _unavailable(exc) from exc
+        finally:
+            conn.close()
+
+    def _in(self, column: Any, values: Sequence[str]) -> ColumnElement[bool]:
+        """``column IN values``; on PostgreSQL ``= ANY(array)``: one parameter, a statement that caches."""
+        if self._pg:
+            return column == any_(bindparam("ids", list(values), type_=ARRAY(String()), unique=True))  # type: ignore[no-any-return]
+        return column.in_(list(values))  # type: ignore[no-any-return]
+
+    def _write(self, conn: Connection, table: Table, rows: list[dict[str, Any]], *, keys: list[str],
+               update: bool) -> list[tuple[Any, ...]]:
+        """Insert rows (sorted by key); on a key conflict update them, or (``update=False``) skip
+        them; return the keys of the rows written."""
+        if not rows:
+            return []
+        rows = sorted(rows, key=lambda r: tuple(r[k] for k in keys))
+        if self._pg:  # one statement per batch, the rows as column arrays: see _unnest_sql
+            columns = {c.name: [r[c.name] for r in rows] for c in table.c}
+            for c in table.c:
+                if isinstance(c.type.dialect_impl(conn.dialect), JSON):
+                    columns[c.name] = [None if v is None else json.dumps(v) for v in columns[c.name]]
+            sql = _unnest_sql(table, keys, update=update, dialect=conn.dialect)
+            return [tuple(r) for r in conn.exec_driver_sql(sql, columns)]
+        ins = sqlite.insert(table)
+        stmt = (ins.on_conflict_do_update(index_elements=keys, set_={
+                    c.name: ins.excluded[c.name] for c in table.c if c.name not in keys})
+                if update else ins.on_conflict_do_nothing(index_elements=keys))
+        return [tuple(r) for r in conn.execute(stmt.returning(*(table.c[k] for k in keys)), rows)]
+
+    def _lock(self, conn: Connection, complaint_ids: Sequence[str]) -> None:
+        """PostgreSQL: lock the complaints until the transaction ends, in key order."""
+        if self._pg and complaint_ids:
+            conn.execute(text(
+                "SELECT pg_advisory_xact_lock(:space, k) FROM "
+                "(SELECT DISTINCT hashtext(c) AS k FROM unnest(CAST(:ids AS text[])) AS c) AS s "
+                "ORDER BY k"), {"space": LOCK_SPACE, "ids": list(complaint_ids)})
+
+    # ---- writing ------------------------------------------------------------------
+
+    def append(self, batch: Sequence[ArchivedEvent], *, now: datetime) -> Appended:
+        """Insert the events not archived yet and refold their complaints, in one transaction."""
+        unique = sorted({e.event_id: e for e in batch}.values(), key=lambda e: e.event_id)
+        if not unique:
+            return Appended(frozenset(), 0)
+        with self._tx() as conn:
+            self._lock(conn, sorted({e.complaint_id for e in unique}))
+            rows = [{**_fields(e), "ingested_at": now} for e in unique]
+            new = frozenset(k for (k,) in self._write(conn, events, rows, keys=["event_id"], update=False))
+            added = [e for e in unique if e.event_id in new]
+            touched = sorted({e.complaint_id for e in added})
+            self._refold(conn, touched, now=now, new=added)
+        return Appended(new, len(touched))
+
+    def refold(self, *, now: datetime, complaint_ids: Sequence[str] | None = None) -> int:
+        """Refold the rows of the given complaints (all, by default) from their archived events,
+        e.g. after an upgrade changed a fold; return how many complaints were refolded."""
+        if complaint_ids is None:
+            with self._tx(write=False) as conn:
+                complaint_ids = list(conn.execute(select(events.c.complaint_id).distinct()).scalars())
+        ids = sorted(set(complaint_ids))
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start:start + CHUNK]
+            with self._tx() as conn:
+                self._lock(conn, chunk)
+                self._refold(conn, chunk, now=now)
+        return len(ids)
+
+    def _refold(self, conn: Connection, complaint_ids: Sequence[str], *, now: datetime,
+                new: Sequence[ArchivedEvent] | None = None) -> None:
+        """Fold the complaints' whole trails and upsert their rows; with ``new`` (the events
+        this append added) only the SLA and notification rows those events changed."""
+        trails: dict[str, list[ArchivedEvent]] = {}
+        for start in range(0, len(complaint_ids), CHUNK):
+            chunk = complaint_ids[start:start + CHUNK]
+            for row in conn.execute(select(*_TRAIL).where(self._in(events.c.complaint_id, chunk))):
+                e = ArchivedEvent(*row)
+                trails.setdefault(e.complaint_id, []).append(e)
+        changed = None if new is None else {_row_key(e) for e in new}
+        case_rows, sla_rows, note_rows = [], [], []
+        for trail in trails.values():
+            case_rows.append({**_fields(logic.fold_case(trail)), "updated_at": now})
+            # an SLA or notification row is the fold of its own events only: fold the changed ones
+            mine = trail if changed is None else [e for e in trail if _row_key(e) in changed]
+            sla_rows += [_fields(r) for r in logic.fold_sla(mine)]
+            note_rows += [_fields(r) for r in logic.fold_notifications(mine)]
+        self._write(conn, cases, case_rows, keys=["complaint_id"], update=True)
+        self._write(conn, sla, sla_rows, keys=["complaint_id", "milestone", "cycle"], update=True)
+        self._write(conn, notifications, note_rows, keys=["notification_id"], update=True)
+
+    def purge(self, *, closed_before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` cases closed before ``closed_before``, with every row of theirs."""
+        old = (cases.c.status == "closed") & (cases.c.closed_at < closed_before)
+        with self._tx() as conn:
+            ids = list(conn.execute(select(cases.c.complaint_id).where(old)
+                                    .order_by(cases.c.closed_at).limit(limit)).scalars())
+            if not ids:
+                return 0
+            self._lock(conn, sorted(ids))  # then look again: a new event may have reopened one
+            ids = list(conn.execute(select(cases.c.complaint_id)
+                                    .where(old & self._in(cases.c.complaint_id, ids))).scalars())
+            for table in (events, sla, notifications, cases):
+                conn.execute(delete(table).where(self._in(table.c.complaint_id, ids)))
+        return len(ids)
+
+    # ---- reading ------------------------------------------------------------------
+
+    def trail(self, complaint_id: str) -> list[ArchivedEvent]:
+        """The complaint's archived events in trail order."""
+        with self._tx(write=False) as conn:
+            rows = conn.execute(select(*_TRAIL).where(events.c.complaint_id == complaint_id))
+            return logic.ordered(ArchivedEvent(*r) for r in rows)
+
+    def case(self, complaint_id: str) -> CaseRow | None:
+        """The complaint's case row, if archived."""
+        with self._tx(write=False) as conn:
+            row = conn.execute(select(*(cases.c[f] for f in _CASE_FIELDS))
+                               .where(cases.c.complaint_id == complaint_id)).first()
+        return CaseRow(**row._asdict()) if row is not None else None
+
+    def rows(self, table: Table, *, batch: int = 1000) -> Iterator[dict[str, Any]]:
+        """Every row of one of the archive's tables, streamed (for exports)."""
+        with self._tx(write=False) as conn:
+            result = conn.execution_options(yield_per=batch).execute(select(table))
+            for row in result:
+                yield row._asdict()
+
+    def ping(self) -> None:
+        """Raise unless the database answers."""
+        with self._tx(write=False) as conn:
+            conn.execute(text("SELECT 1"))
+
+
+def open_store(url: str, *, migrate: bool = True) -> SqlStore:
+    """A store on the database at ``url``, migrated to the latest schema unless told not to
+    (for the service, a rebuild, and the command line's history and export)."""
+    engine = make_engine(url)
+    if migrate:
+        upgrade(engine)
+    return SqlStore(engine)
+
+
+class SqlArchive:
+    """The service's ``CaseArchive``: ``SqlStore``'s calls, each in a worker thread."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self.store = store
+
+    async def append(self, batch: Sequence[ArchivedEvent], *, now: datetime) -> Appended:
+        return await asyncio.to_thread(self.store.append, batch, now=now)
+
+    async def trail(self, complaint_id: str) -> list[ArchivedEvent]:
+        return await asyncio.to_thread(self.store.trail, complaint_id)
+
+    async def case(self, complaint_id: str) -> CaseRow | None:
+        return await asyncio.to_thread(self.store.case, complaint_id)
+
+    async def purge(self, *, closed_before: datetime, limit: int) -> int:
+        return await asyncio.to_thread(self.store.purge, closed_before=closed_before, limit=limit)
+
+    async def ping(self) -> None:
+        await asyncio.to_thread(self.store.ping)
+
+
+_UNNEST: dict[tuple[str, bool], str] = {}
+
+
+def _unnest_sql(table: Table, keys: list[str], *, update: bool, dialect: Dialect) -> str:
+    """PostgreSQL: INSERT ... SELECT * FROM unnest(one array per column) ON CONFLICT ... RETURNING
+    the keys. The text is the same for every batch, so psycopg parses it once and the server
+    prepares it; a multi-row VALUES list is a new text per batch size, parsed every time."""
+    sql = _UNNEST.get((table.name, update))
+    if sql is None:
+        names = [c.name for c in table.c]
+        # %(name)b: psycopg sends the array in binary (no per-element escaping in Python)
+        arrays = ", ".join(f"CAST(%({c.name})b AS {c.type.compile(dialect=dialect)}[])" for c in table.c)
+        conflict = (("DO UPDATE SET " + ", ".join(f"{n} = EXCLUDED.{n}" for n in names if n not in keys))
+                    if update else "DO NOTHING")
+        sql = (f"INSERT INTO {table.name} ({', '.join(names)}) SELECT * FROM unnest({arrays}) "  # noqa: S608 - names from the tables module, values bound
+               f"ON CONFLICT ({', '.join(keys)}) {conflict} RETURNING {', '.join(keys)}")
+        _UNNEST[(table.name, update)] = sql
+    return sql
+
+
+def _fields(row: Any) -> dict[str, Any]:
+    """A row dataclass as a dict (shallow: ``dataclasses.asdict`` deep-copies, and costs)."""
+    return {f.name: getattr(row, f.name) for f in dataclasses.fields(row)}
+
+
+def _row_key(e: ArchivedEvent) -> tuple[object, ...]:
+    """The SLA or notification row an event belongs to."""
+    if e.type == "sla.alert":
+        return "sla", e.complaint_id, str(e.summary["milestone"]), int(e.summary["cycle"])
+    if e.type == "notification.recorded":
+        return "notification", str(e.summary["notification_id"])
+    return ("case",)
+
+
+def _unavailable(exc: OperationalError | InterfaceError) -> DatabaseUnavailable:
+    first = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else ""
+    return DatabaseUnavailable(f"archive database: {type(exc.orig).__name__}: {first}"[:300])

@@ -1,0 +1,188 @@
+"""The archive's rules: a case's rows as a pure fold of its archived events. No I/O.
+
+Every fold is deterministic under any order and any repetition of its input: events are
+de-duplicated by id and sorted by (event time, event id); a routing decision counts by its
+revision, "latest" answers by event time, and a milestone's outcome by precedence (met, then
+breached, then cancelled), not by arrival.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from schemas.events import CaseAction, DecisionKind, Level, SlaOutcome
+from services.archive.history import history_lines as history_lines
+from services.archive.records import ArchivedEvent, CaseRow, JsonValue, NotificationRow, SlaRow
+
+__all__ = ["fold", "fold_case", "fold_notifications", "fold_sla", "history_lines", "ordered",
+           "retention_cutoff"]
+
+_LEVELS = [lv.value for lv in Level]
+# what each case action makes of the case's status (notes, satisfaction, reclassified: nothing)
+_STATUS = {
+    CaseAction.acknowledged: "open", CaseAction.plan_decided: "open",
+    CaseAction.customer_replied: "open", CaseAction.awaiting_customer: "awaiting_customer",
+    CaseAction.resolved: "resolved", CaseAction.reopened: "reopened", CaseAction.closed: "closed",
+}
+_FINAL_NOTIFICATION = frozenset({"sent", "failed", "cancelled"})
+
+
+def ordered(events: Iterable[ArchivedEvent]) -> list[ArchivedEvent]:
+    """Events de-duplicated by id, in trail order (event time, then id)."""
+    return sorted({e.event_id: e for e in events}.values(), key=ArchivedEvent.key)
+
+
+def fold(events: Iterable[ArchivedEvent]) -> tuple[CaseRow, list[SlaRow], list[NotificationRow]]:
+    """Every row of one complaint from its events."""
+    trail = ordered(events)
+    return fold_case(trail), fold_sla(trail), fold_notifications(trail)
+
+
+def fold_case(events: Iterable[ArchivedEvent]) -> CaseRow:
+    """The case row of one complaint (whatever subset of its events has arrived)."""
+    trail = ordered(events)
+    if not trail:
+        raise ValueError("no events to fold")
+    row: dict[str, JsonValue] = {"complaint_id": trail[0].complaint_id, "status": "open"}
+    by_type: dict[str, list[ArchivedEvent]] = {}
+    for e in trail:
+        by_type.setdefault(e.type, []).append(e)
+    routed = by_type.get("complaint.routed", [])
+    if routed:  # a snapshot: the highest revision stands
+        first = routed[0].summary  # nature and receipt: the registration's, once it has come
+        row.update(nature=first.get("nature"), received_at=_at(first.get("received_at")))
+        latest = max(routed, key=lambda e: (int(e.summary["revision"]), e.key()))
+        _routing(row, latest.summary)
+        row["highest_level"] = max((str(e.summary["level"]) for e in routed), key=_LEVELS.index)
+        row["escalation_count"] = sum(e.action == DecisionKind.escalated for e in routed)
+    for e in by_type.get("complaint.registered", [])[:1]:
+        _registration(row, e)
+    _case_actions(row, by_type.get("case.updated", []))
+    alerts = by_type.get("sla.alert", [])
+    if alerts:
+        row["policy_version"] = alerts[-1].summary.get("policy_version")
+    row["event_count"] = len(trail)
+    row["last_event_time"] = trail[-1].time
+    return CaseRow(**row)
+
+
+def _routing(row: dict[str, JsonValue], s: dict[str, JsonValue]) -> None:
+    row.update(
+        first_contact_owner=s.get("first_contact_owner"), code=s.get("code"),
+        code_name_zh=s.get("code_name_zh"), code_name_en=s.get("code_name_en"),
+        department=s.get("department"), severity=s.get("severity"), level=s.get("level"),
+        handler=s.get("handler"), review=bool(s.get("review")), repeat_of=s.get("repeat_of"),
+        routed_revision=s.get("revision"))
+
+
+def _registration(row: dict[str, JsonValue], e: ArchivedEvent) -> None:
+    s = e.summary
+    contact = s.get("contact_masked") or {}
+    row.update(
+        channel=s.get("channel"), nature=s.get("nature"), language=s.get("language"),
+        received_at=_at(s.get("received_at")), registered_at=e.time,
+        customer_key=s.get("customer_key"),
+        contact_masked=", ".join(contact[k] for k in ("phone", "email") if k in contact) or None,
+        demand=s.get("demand"), product=s.get("product"), store_id=s.get("store_id"))
+    if row.get("first_contact_owner") is None:
+        row["first_contact_owner"] = s.get("first_contact")
+
+
+def _case_actions(row: dict[str, JsonValue], events: list[ArchivedEvent]) -> None:
+    for e in events:  # in trail order: the last word wins
+        action = CaseAction(e.action)
+        if action in _STATUS:
+            row["status"] = _STATUS[action]
+        if action is CaseAction.acknowledged and row.get("acknowledged_at") is None:
+            row["acknowledged_at"] = e.time  # the first response counts
+        elif action is CaseAction.plan_decided:
+            row["plan_decided_at"] = e.time
+        elif action is CaseAction.resolved:
+            row.update(resolved_at=e.time, result=e.summary.get("result"))
+        elif action is CaseAction.closed:
+            row["closed_at"] = e.time
+        elif action is CaseAction.reopened:
+            row["reopen_count"] = int(row.get("reopen_count") or 0) + 1
+        elif action is CaseAction.satisfaction:
+            row.update(satisfaction_score=e.summary.get("score"), satisfaction_at=e.time)
+
+
+def fold_sla(events: Iterable[ArchivedEvent]) -> list[SlaRow]:
+    """One row per (milestone, cycle) of one complaint's SLA alerts, by milestone then cycle."""
+    clocks: dict[tuple[str, int], list[ArchivedEvent]] = {}
+    for e in ordered(events):
+        if e.type == "sla.alert":
+            clocks.setdefault((str(e.summary["milestone"]), int(e.summary["cycle"])), []).append(e)
+    return [_sla_row(milestone, cycle, alerts) for (milestone, cycle), alerts in sorted(clocks.items())]
+
+
+def _sla_row(milestone: str, cycle: int, alerts: list[ArchivedEvent]) -> SlaRow:
+    def first(outcome: SlaOutcome) -> ArchivedEvent | None:
+        return min((a for a in alerts if a.action == outcome),
+                   key=lambda a: (_at(a.summary.get("observed_at")) or a.time, a.event_id), default=None)
+
+    latest = alerts[-1].summary
+    started, met, breached, cancelled = (first(o) for o in (
+        SlaOutcome.started, SlaOutcome.met, SlaOutcome.breached, SlaOutcome.cancelled))
+    outcome, on_time = "open", None
+    if met is not None:
+        outcome, on_time = "met", bool(met.summary.get("on_time"))
+    elif breached is not None:
+        outcome, on_time = "breached", False
+    elif cancelled is not None:
+        outcome = "cancelled"
+    start = (started or alerts[0]).summary.get("started_at")
+    return SlaRow(
+        complaint_id=alerts[0].complaint_id, milestone=milestone, cycle=cycle,
+        severity=_str(latest.get("severity")), clock=_str(latest.get("clock")),
+        started_at=_at(start), deadline=_at(latest.get("deadline")), outcome=outcome,
+        on_time=on_time, met_at=_observed(met), breached_at=_observed(breached),
+        cancelled_at=_observed(cancelled), policy_version=_str(latest.get("policy_version")),
+        warnings=sum(a.action == SlaOutcome.warning for a in alerts), last_event_time=alerts[-1].time)
+
+
+def fold_notifications(events: Iterable[ArchivedEvent]) -> list[NotificationRow]:
+    """One row per notification of one complaint, by notification id."""
+    steps: dict[str, list[ArchivedEvent]] = {}
+    for e in ordered(events):
+        if e.type == "notification.recorded":
+            steps.setdefault(str(e.summary["notification_id"]), []).append(e)
+    return [_notification_row(nid, records) for nid, records in sorted(steps.items())]
+
+
+def _notification_row(notification_id: str, records: list[ArchivedEvent]) -> NotificationRow:
+    final = [r for r in records if r.action in _FINAL_NOTIFICATION]
+    status = (final or records)[-1].action  # a final step stands, whatever came after it
+    latest = records[-1].summary
+    queued = [r.time for r in records if r.action == "queued"]
+    sent = [r.time for r in records if r.action == "sent"]
+    return NotificationRow(
+        notification_id=notification_id, complaint_id=records[0].complaint_id,
+        kind=str(latest["kind"]), role=str(latest.get("role")), transport=str(latest.get("transport")),
+        recipient=str(latest.get("recipient")), language=str(latest.get("language")), status=status,
+        attempts=max(int(r.summary.get("attempt") or 0) for r in records),
+        queued_at=queued[0] if queued else None, sent_at=sent[0] if sent else None,
+        updated_at=records[-1].time)
+
+
+def retention_cutoff(now: datetime, *, years: int) -> datetime:
+    """The instant ``years`` calendar years before ``now`` (29 February -> 28 February)."""
+    try:
+        return now.replace(year=now.year - years)
+    except ValueError:
+        return now.replace(year=now.year - years, day=28)
+
+
+def _at(value: JsonValue) -> datetime | None:
+    if value is None:
+        return None
+    return datetime.fromisoformat(str(value)).astimezone(UTC)
+
+
+def _observed(alert: ArchivedEvent | None) -> datetime | None:
+    return None if alert is None else _at(alert.summary.get("observed_at")) or alert.time
+
+
+def _str(value: JsonValue) -> str | None:
+    return None if value is None else str(value)
