@@ -288,6 +288,46 @@ class SatisfactionPolicy(_Frozen):
         return score is not None and score <= self.dissatisfied_at_most
 
 
+class ReportTargets(_Frozen):
+    """The targets a report sets each figure against (REQUIREMENTS §9)."""
+
+    timeliness: float = Field(default=0.98, gt=0, le=1,
+                              description="Share of person milestones met on time.")
+    resolution_rate: float = Field(default=0.95, gt=0, le=1,
+                                   description="Share of complaints resolved within the limit.")
+    handling_days: float = Field(default=3.0, gt=0, le=365,
+                                 description="Average handling time, working days (at most).")
+    satisfaction_rate: float = Field(default=0.90, gt=0, le=1,
+                                     description="Share of satisfaction answers that are satisfied.")
+
+
+class SpikeRule(_Frozen):
+    """A week is a spike when its count exceeds the median of the other weeks by more than
+    k times their median absolute deviation (MAD, no smaller than a Poisson count's own,
+    0.6745·√median), and by at least min_excess complaints."""
+
+    k: float = Field(default=5.0, gt=0, le=100, description="MADs above the median.")
+    min_excess: int = Field(default=5, ge=0, le=1_000_000,
+                            description="Complaints above the median, at least.")
+
+
+class ReportPolicy(_Frozen):
+    """The complaint analysis report (services/archive/reports, docs/reports.md)."""
+
+    timezone: TimeZoneName = Field(default="Asia/Shanghai",
+                                   description="Time zone of the report's dates and weeks.")
+    targets: ReportTargets = Field(default_factory=ReportTargets)
+    satisfied_at_least: int = Field(default=4, ge=1, le=5,
+                                    description="A satisfaction answer at or above this is satisfied.")
+    trend_weeks: int = Field(default=26, ge=8, le=260, description="Weeks of the trend.")
+    forecast_weeks: int = Field(default=4, ge=1, le=26, description="Weeks forecast after them.")
+    interval: float = Field(default=0.95, ge=0.5, lt=1,
+                            description="Coverage of the forecast's prediction interval.")
+    spike: SpikeRule = Field(default_factory=SpikeRule)
+    vital_share: float = Field(default=0.8, gt=0, lt=1,
+                               description="Pareto: the codes making up this share are the vital few.")
+
+
 class Policy(_Frozen):
     version: str = Field(min_length=1)
     satisfaction: SatisfactionPolicy
@@ -295,6 +335,15 @@ class Policy(_Frozen):
     sla: SlaPolicy
     router: RouterPolicy
     notifier: NotifierPolicy
+    reports: ReportPolicy = Field(default_factory=ReportPolicy)
+
+    @model_validator(mode="after")
+    def _satisfied_above_dissatisfied(self) -> Policy:
+        if self.reports.satisfied_at_least <= self.satisfaction.dissatisfied_at_most:
+            raise ValueError(f"reports.satisfied_at_least ({self.reports.satisfied_at_least}) must be "
+                             f"above satisfaction.dissatisfied_at_most "
+                             f"({self.satisfaction.dissatisfied_at_most})")
+        return self
 
 
 M = TypeVar("M", bound=BaseModel)
