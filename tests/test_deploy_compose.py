@@ -164,7 +164,8 @@ def test_complaints_and_the_image_entry_point_run_the_same_functions(
     # Then both call the one function, and `complaints` keeps every command it had
     assert calls == [call, call]
     (commands,) = [a.choices for a in cli.parser()._actions if isinstance(a, argparse._SubParsersAction)]
-    assert set(commands) == {"run", "topics", "schemas", "up", "post", "notify", "rebuild", "bench", "replay"}
+    assert set(commands) == {"run", "topics", "schemas", "up", "post", "notify", "rebuild", "bench", "replay",
+                             "report", "whatif", "export", "history"}
 
 
 def test_prometheus_in_compose_scrapes_every_service_and_loads_the_rules() -> None:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from services.__main__ import add_rebuild, add_run, add_topics, dispatch
+from tools.archive_cli import add_archive_commands
 
 
 def _schemas_export(args: argparse.Namespace) -> int:
@@ -62,6 +63,76 @@ def _notify_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    """`complaints report`: the complaint analysis report of a period from the archive database."""
+    from datetime import UTC, datetime
+
+    from alembic.util.exc import CommandError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from services.archive.adapters import DatabaseUnavailable
+    from services.archive.database import make_engine, upgrade
+    from services.archive.reports.period import PeriodError, local_date, parse_period
+    from services.archive.reports.service import build_report
+    from services.archive.settings import ArchiveSettings
+    from services.common.errors import ConfigError
+    from services.common.policy import load_policy
+    from services.common.settings import load_settings
+    from services.sla_monitor.calendar import load_calendar
+    from services.sla_monitor.settings import SlaMonitorSettings
+
+    def fail(message: str) -> int:
+        print(f"complaints report: {message}", file=sys.stderr)
+        return 2
+
+    try:
+        settings = load_settings(ArchiveSettings)
+        policy = load_policy(settings.policy_file)
+        calendar = load_calendar(load_settings(SlaMonitorSettings).calendar_file)
+        engine = make_engine(settings.database())
+    except ConfigError as exc:
+        return fail("configuration error: " + "; ".join(str(exc).splitlines()))
+    now, tz = datetime.now(UTC), policy.reports.timezone
+    try:
+        period, _ = parse_period(month=args.month, start=args.start, end=args.end, timezone=tz,
+                                 today=local_date(now, tz))
+    except PeriodError as exc:
+        engine.dispose()
+        return fail(str(exc))
+    try:
+        upgrade(engine)
+        report = build_report(engine, period=period, by=args.by, policy=policy, calendar=calendar, now=now)
+    except (SQLAlchemyError, DatabaseUnavailable, CommandError) as exc:
+        first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0]
+        return fail(f"archive database: {type(exc).__name__}: {first}"[:300])
+    finally:
+        engine.dispose()
+    try:
+        from services.archive.reports.render import render
+    except ImportError as exc:
+        if args.format != "json":
+            return fail(f"cannot render {args.format}: {exc}")
+        import json
+
+        from services.archive.reports.model import as_json
+
+        text = json.dumps(as_json(report), ensure_ascii=False, indent=2) + "\n"
+    else:
+        text = render(report, fmt=args.format, lang=args.lang)
+    for note in report.notes:
+        print(f"complaints report: note: {note}", file=sys.stderr)
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        Path(args.out).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        return fail(f"cannot write {args.out}: {exc.strerror}")
+    print(f"complaints report: wrote {args.out} ({period.label}, {args.format}, {args.lang})",
+          file=sys.stderr)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line of `complaints`."""
     from schemas.events import NotificationKind
@@ -98,6 +169,7 @@ def parser() -> argparse.ArgumentParser:
     preview.set_defaults(func=_notify_preview)
 
     add_rebuild(sub)
+    add_archive_commands(sub)  # after add_rebuild: whatif, export, history
 
     b = sub.add_parser("bench", help="drive complaints through the running stack, print figures")
     b.add_argument("--count", type=int, default=2000)
@@ -134,6 +206,19 @@ def parser() -> argparse.ArgumentParser:
                    help="seconds to wait for intake after producing (default 120)")
     r.add_argument("--no-wait", action="store_true", help="produce only; do not account")
     r.set_defaults(func=_replay)
+
+    rep = sub.add_parser("report", help="the complaint analysis report of a period, from the archive "
+                                        "(ARCHIVE_DATABASE_URL; docs/reports.md)")
+    rep.add_argument("--month", metavar="YYYY-MM", help="a calendar month (the report's time zone)")
+    rep.add_argument("--from", dest="start", metavar="YYYY-MM-DD", help="first day (with --to)")
+    rep.add_argument("--to", dest="end", metavar="YYYY-MM-DD", help="last day, inclusive (with --from)")
+    rep.add_argument("--by", choices=["channel", "code", "department", "handler", "severity"],
+                     help="add an assessment table grouped by this")
+    rep.add_argument("--format", choices=["html", "md", "json", "csv"], default="md",
+                     help="html: one self-contained file with charts (default md)")
+    rep.add_argument("--lang", choices=["zh", "en"], default="zh", help="default zh")
+    rep.add_argument("--out", metavar="FILE", help="write here (default: standard output)")
+    rep.set_defaults(func=_report)
     return p
 
 
