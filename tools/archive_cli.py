@@ -1,16 +1,15 @@
-"""The archive's commands of `complaints`: whatif, export, history and rebuild archive.
+"""The archive's commands of `complaints`: whatif, export and history.
 
     complaints whatif --policy FILE --from D --to D [--format text|json] [--tz Z] [--as-of T]
     complaints export --from D --to D [--format csv|jsonl] [--out FILE] [--tz Z]
     complaints history ID [--lang zh|en] [--tz Z]
-    complaints rebuild archive
 
-``tools/cli.py`` registers them with ``add_archive_commands(sub)``, called after the services'
-``add_rebuild(sub)`` (``archive`` joins that command's choices). ``python -m tools.archive_cli``
-offers the same commands on their own. Every command reads ArchiveSettings (ARCHIVE_DATABASE_URL,
-or archive.sqlite3 under COMPLAINTS_DATA_DIR) and migrates the database first. Dates are local
-dates in ``--tz`` (default: the policy's ``reports.timezone``, as the reports read them),
-both ends included.
+``tools/cli.py`` registers them with ``add_archive_commands(sub)``; ``complaints rebuild archive``
+is the services' own command (``python -m services rebuild archive``). ``python -m tools.archive_cli``
+offers the same commands on their own, with the services' ``rebuild``. Every command reads
+ArchiveSettings (ARCHIVE_DATABASE_URL, or archive.sqlite3 under COMPLAINTS_DATA_DIR) and migrates
+the database first. Dates are local dates in ``--tz`` (default: the policy's
+``reports.timezone``, as the reports read them), both ends included.
 Exit codes: 0 done; 1 failed (database or broker unreachable, unknown complaint, file not
 written); 2 bad input (arguments, policy file, settings). Never a traceback for these.
 """
@@ -78,7 +77,7 @@ def _range(p: argparse.ArgumentParser) -> None:
 
 
 def add_archive_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add whatif, export, history and ``rebuild archive`` to a command line (call after ``add_rebuild``)."""
+    """Add whatif, export and history to a command line (``rebuild archive`` is the services' own)."""
     w = sub.add_parser("whatif", help="recompute archived deadlines under another policy, old beside new")
     w.add_argument("--policy", required=True, metavar="FILE", help="the policy file to try")
     _range(w)
@@ -99,19 +98,6 @@ def add_archive_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     h.add_argument("--tz", type=_zone, metavar="ZONE",
                    help="time zone (default: the policy's reports.timezone)")
     h.set_defaults(func=_guarded(history_command))
-
-    rebuild = sub.choices.get("rebuild")
-    if rebuild is None:
-        rebuild = sub.add_parser("rebuild", help="rebuild state from the topics")
-        rebuild.add_argument("service", choices=["archive"])
-        rebuild.set_defaults(func=_guarded(rebuild_archive_command))
-        return
-    service = next(a for a in rebuild._actions if a.dest == "service")
-    if service.choices is not None and "archive" not in service.choices:
-        service.choices = [*service.choices, "archive"]
-        others: Command = rebuild.get_default("func")
-        archive = _guarded(rebuild_archive_command)
-        rebuild.set_defaults(func=lambda args: archive(args) if args.service == "archive" else others(args))
 
 
 def _guarded(command: Command) -> Command:
@@ -257,22 +243,6 @@ def history_command(args: argparse.Namespace) -> int:
     title = (f"投诉 {args.id} 的处理记录（{len(trail)} 条，{tz.key}）" if args.lang == "zh"
              else f"Audit trail of complaint {args.id} ({len(trail)} events, {tz.key})")
     print("\n".join([title, *history_lines(trail, lang=args.lang, tz=tz)]))
-    return 0
-
-
-def rebuild_archive_command(args: argparse.Namespace) -> int:
-    """`complaints rebuild archive`: archive every event the topics hold (idempotent)."""
-    from kafka.errors import KafkaError
-
-    from services.archive.rebuild import rebuild
-
-    settings = load_settings(ArchiveSettings)
-    try:
-        print(rebuild(settings))
-    except KafkaError as exc:
-        print(f"complaints rebuild archive: cannot read the topics from {settings.kafka_bootstrap_servers}: "
-              f"{exc}", file=sys.stderr)
-        return 1
     return 0
 
 
