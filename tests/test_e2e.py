@@ -10,12 +10,14 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from kafka import KafkaProducer
 
 from schemas.events import InboundMessage, InboundReceived
+from tests.conftest import SLA_SCALE
 from tests.harness import Service, TopicReader, http, post_inbound, wait_for
 
 pytestmark = pytest.mark.integration
@@ -101,18 +103,27 @@ def test_one_breach_for_one_missed_deadline(intake_url: str, reader: TopicReader
     sentinel = _register(intake_url, "My washing machine order is late.")
     reader.wait(_of(sentinel, "complaints.sla", milestone="respond", outcome="breached"),
                 timeout=60, what="sentinel breach")
-    # Then the missed deadline was alerted exactly once, naming who must act
+    # Then the missed deadline was alerted under exactly one alert id (delivery is at least
+    # once: a record may repeat under its id, and consumers dedupe by it), naming who must act
     breaches = [e for e in reader.events
                 if _of(late, "complaints.sla", milestone="respond", outcome="breached")(e)]
-    assert len(breaches) == 1
+    assert len({e["id"] for e in breaches}) == 1
     assert breaches[0]["data"]["notify"] == ["first_contact_owner", "handler"]
     assert breaches[0]["data"]["owner"] and breaches[0]["data"]["handler"]
     assert breaches[0]["data"]["policy_version"]
-    # And the one acknowledged in time was met, never breached
-    reader.wait(_of(prompt, "complaints.sla", milestone="respond", outcome="met", on_time=True),
-                timeout=30, what="prompt met")
-    assert not [e for e in reader.events
+    # And the one acknowledged in time (by the events' own times: a loaded machine may take
+    # longer than the 1 s limit between the two requests) was met, never breached
+    received = reader.wait(_of(prompt, "complaints.registered"), timeout=30, what="prompt registered")[0]
+    acked = reader.wait(_of(prompt, "complaints.lifecycle", action="acknowledged"), timeout=30,
+                        what="prompt acknowledged")[0]
+    in_time = (datetime.fromisoformat(acked["time"])
+               - datetime.fromisoformat(received["data"]["received_at"])).total_seconds() < 3600 / SLA_SCALE
+    met = reader.wait(_of(prompt, "complaints.sla", milestone="respond", outcome="met"),
+                      timeout=30, what="prompt met")[0]
+    assert met["data"]["on_time"] is in_time
+    breached = [e for e in reader.events
                 if _of(prompt, "complaints.sla", milestone="respond", outcome="breached")(e)]
+    assert len({e["id"] for e in breached}) == (0 if in_time else 1)
 
 
 def test_bad_kafka_input_is_dead_lettered_and_the_rest_flows(broker: str, reader: TopicReader) -> None:
