@@ -27,6 +27,7 @@ from schemas.events import (
 )
 from schemas.topics import LIFECYCLE, NOTIFICATIONS, REGISTERED, ROUTED, SLA, TopicSpec
 from services.common.errors import Rejected
+from services.common.privacy import mask
 
 INPUTS: tuple[TopicSpec, ...] = (REGISTERED, ROUTED, LIFECYCLE, SLA, NOTIFICATIONS)
 """The topics the archive consumes, each carrying one event type."""
@@ -148,14 +149,6 @@ class NotificationRow:
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 # a date (kept as it is) or a run of 7+ digits with separators (a phone number: masked)
 _PHONE = re.compile(r"(?P<date>\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2})?)?)|\+?\d[\d ()-]{5,}\d")
-
-
-def mask(address: str) -> str:
-    """Hide most of an address: a***@example.com, +86*******8000 (as the notifier masks)."""
-    if "@" in address:
-        local, _, domain = address.partition("@")
-        return f"{local[:1]}***@{domain}"
-    return address[:3] + "*" * max(len(address) - 7, 0) + address[-4:] if len(address) > 7 else "***"
 
 
 def scrub(text: str | None) -> str | None:

@@ -11,6 +11,7 @@ from pydantic import Field
 from schemas.envelope import Envelope, Model, derived_id
 from schemas.events import Complaint, Contact, NotificationEvent, NotificationKind, NotificationRecord
 from services.common.policy import NotifierPolicy
+from services.common.privacy import mask
 
 SERVICE = "notifier"
 CUSTOMER = "customer"
@@ -36,14 +37,6 @@ class CustomerRecord(Model):
     complaint_id: str
     contact: Contact
     correlationid: str
-
-
-def mask(address: str) -> str:
-    """Hide most of an address: a***@example.com, +86*******8000."""
-    if "@" in address:
-        local, _, domain = address.partition("@")
-        return f"{local[:1]}***@{domain}"
-    return address[:3] + "*" * max(len(address) - 7, 0) + address[-4:] if len(address) > 7 else "***"
 
 
 def _route(contact: Contact) -> tuple[Literal["email", "sms", "none"], str]:
