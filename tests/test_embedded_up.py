@@ -1,4 +1,4 @@
-"""`complaints up` starts its own broker, brings the four services up, and stops cleanly."""
+"""`complaints up` starts its own broker, brings the five services up, and stops cleanly."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pytest
 import redis
 
 SERVICE_PORTS = ("INTAKE_HTTP_PORT", "ROUTER_HTTP_PORT", "SLA_MONITOR_HTTP_PORT",
-                 "NOTIFIER_HTTP_PORT")
+                 "NOTIFIER_HTTP_PORT", "ARCHIVE_HTTP_PORT")
 UP_TIMEOUT = 120.0
 STOP_TIMEOUT = 60.0
 
@@ -63,14 +63,15 @@ class Output:
 
 @pytest.mark.integration
 @pytest.mark.timeout(300)
-def test_up_embeds_a_broker_serves_health_and_stops_without_leftovers(tmp_path: Path) -> None:
+def test_up_embeds_a_broker_serves_health_and_stops_without_leftovers(
+        tmp_path: Path, redis_url: str) -> None:
     # Given an environment whose broker address answers nothing (so `up` must embed tansu),
-    # the machine's Redis with no prefix set (so the run takes one of its own), and free
-    # ports for the four services
+    # a Redis that answers (the machine's or the session's own) with no prefix set (so the
+    # run takes one of its own), and free ports for the five services
     ports = {name: free_port() for name in SERVICE_PORTS}
     env = {**os.environ, **{name: str(port) for name, port in ports.items()},
            "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
-           "REDIS_URL": "redis://127.0.0.1:6379/0",
+           "REDIS_URL": redis_url,
            "COMPLAINTS_DATA_DIR": str(tmp_path / "data")}
     for name in ("KAFKA_REBALANCE_TIMEOUT", "REDIS_PREFIX"):
         env.pop(name, None)
@@ -115,7 +116,7 @@ def test_up_embeds_a_broker_serves_health_and_stops_without_leftovers(tmp_path: 
 
     # Then the stack was up, it stopped cleanly, and no process is left behind
     assert status == 200
-    assert len(children) >= 5, f"expected broker and four services, got {children}"
+    assert len(children) >= 6, f"expected broker and five services, got {children}"
     assert code == 0, output.text()
     alive = [child for child in children if child.is_running()]
     assert not alive, f"left behind: {alive}"
