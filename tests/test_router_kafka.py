@@ -137,7 +137,8 @@ def test_a_reviewer_reclassifies_a_low_confidence_complaint_through_the_event_ap
                          timeout=60, what="re-routed")[0]["data"]
         assert (re["code"], re["department"], re["review"]) == ("PB-01", "billing", False)
         assert re["revision"] >= 2  # the unacknowledged case may have escalated first
-        assert re["handler"].startswith("billing-l1-")
+        # (at the level the case has reached: on a loaded machine it may have escalated first)
+        assert re["handler"].startswith(f"billing-{re['level'].lower()}-")
         # And the case's state says so
         def state() -> dict[str, Any] | None:
             got = http("GET", f"{intake_url}/v1/complaints/{cid}")[1]
