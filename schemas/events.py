@@ -8,6 +8,13 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, Field, model_validator
 
+from schemas.casework import (
+    Approval,
+    Assignment,
+    ContactRecord,
+    HandlingPlan,
+    ResolutionOutcome,
+)
 from schemas.envelope import Envelope, Model
 
 ANONYMOUS_CUSTOMER = "anonymous"
@@ -142,6 +149,16 @@ class DecisionKind(StrEnum):
     reclassified = "reclassified"  # a reviewer changed the code: new department and handler
     escalated = "escalated"        # one level up (SLA breach, dissatisfied customer, reopen)
     at_ceiling = "at_ceiling"      # an escalation trigger at L3: executives told, level kept
+    assigned = "assigned"          # staff booked the case to a handler and/or department
+    transferred = "transferred"    # staff moved the case to another handler and/or department
+    co_handler_added = "co_handler_added"  # a co-handler of another department joined the case
+
+
+class CoHandler(Model):
+    """A co-handler of a cross-department case (a liaison per department)."""
+
+    handler: str | None = None
+    department: str | None = None
 
 
 class RoutingDecision(Model):
@@ -179,6 +196,8 @@ class RoutingDecision(Model):
                                   "dissatisfied, reopened, reclassified.")
     notify: list[str] = Field(default_factory=list,
                               description="Roles to tell now, e.g. executives for a major case.")
+    co_handlers: list[CoHandler] = Field(
+        default_factory=list, description="Co-handlers of other departments (co_handler_added).")
     reasons: list[str]
 
 
@@ -202,6 +221,24 @@ class CaseAction(StrEnum):
     awaiting_customer = "awaiting_customer"  # the handler waits on the customer: clocks pause
     customer_replied = "customer_replied"    # the customer answered: paused clocks resume
     closed = "closed"
+    assigned = "assigned"                    # booked to a handler and/or department
+    transferred = "transferred"              # moved to another handler and/or department
+    co_handler_added = "co_handler_added"    # a co-handler from another department
+    resolution_proposed = "resolution_proposed"  # a resolution that awaits approval
+    approved = "approved"                    # an approver approved a proposed resolution
+    contacted = "contacted"                  # a contact record: call-back, visit, chat
+
+
+_ASSIGNING = frozenset({CaseAction.assigned, CaseAction.transferred, CaseAction.co_handler_added})
+# action -> the field it needs; and each structured field -> the actions that may carry it
+_REQUIRED = {CaseAction.resolved: "result", CaseAction.satisfaction: "score",
+             CaseAction.reclassified: "code", CaseAction.resolution_proposed: "outcome",
+             CaseAction.approved: "approval", CaseAction.contacted: "contact",
+             **dict.fromkeys(_ASSIGNING, "assignment")}
+_ALLOWED_ON = {"assignment": _ASSIGNING, "plan": frozenset({CaseAction.plan_decided}),
+               "outcome": frozenset({CaseAction.resolution_proposed, CaseAction.resolved}),
+               "approval": frozenset({CaseAction.approved}),
+               "contact": frozenset({CaseAction.contacted})}
 
 
 class CaseUpdate(Model):
@@ -216,14 +253,28 @@ class CaseUpdate(Model):
     code: str | None = Field(default=None, pattern=r"^[A-Z]{2}-\d{2}$",
                              description="The reviewer's taxonomy code, on reclassified.")
 
+    assignment: Assignment | None = Field(
+        default=None, description="On assigned, transferred, co_handler_added.")
+    plan: HandlingPlan | None = Field(default=None, description="On plan_decided (optional).")
+    outcome: ResolutionOutcome | None = Field(
+        default=None, description="On resolution_proposed; optional on resolved.")
+    approval: Approval | None = Field(default=None, description="On approved.")
+    contact: ContactRecord | None = Field(default=None, description="On contacted.")
+
     @model_validator(mode="after")
     def _action_fields(self) -> CaseUpdate:
-        if self.action is CaseAction.resolved and not self.result:
-            raise ValueError("a resolved event needs a result")
-        if self.action is CaseAction.satisfaction and self.score is None:
-            raise ValueError("a satisfaction event needs a score")
-        if self.action is CaseAction.reclassified and self.code is None:
-            raise ValueError("a reclassified event needs a code")
+        need = _REQUIRED.get(self.action)
+        if need is not None and getattr(self, need) in (None, ""):
+            raise ValueError(f"{self.action.value} events need the field {need}")
+        for name, actions in _ALLOWED_ON.items():
+            if getattr(self, name) is not None and self.action not in actions:
+                raise ValueError(f"{name} belongs on {', '.join(sorted(actions))} events, "
+                                 f"not on {self.action.value}")
+        if self.action is CaseAction.resolution_proposed and self.outcome and self.outcome.approved_by:
+            raise ValueError("approved_by is set on the resolved event after an approval, "
+                             "not on the proposal")
+        if self.approval is not None and self.approval.requester == self.actor:
+            raise ValueError("four-eyes: the approver (actor) must not be the requester")
         return self
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from schemas.audit import StaffAccessed
 from schemas.envelope import Envelope
 from schemas.events import (
     CaseEvent,
@@ -56,6 +57,11 @@ DEADLETTER = TopicSpec(
     "Rejected input: original bytes, source, service, reason.",
 )
 
+AUDIT = TopicSpec(
+    "complaints.audit", PARTITIONS, "complaint id (none for a customer search)", StaffAccessed,
+    "Staff reads of personal data: who read which case, when (the desk).",
+)
+
 ALL_TOPICS: tuple[TopicSpec, ...] = (
-    INBOUND, REGISTERED, ROUTED, LIFECYCLE, SLA, NOTIFICATIONS, DEADLETTER,
+    INBOUND, REGISTERED, ROUTED, LIFECYCLE, SLA, NOTIFICATIONS, DEADLETTER, AUDIT,
 )

@@ -212,10 +212,42 @@ def test_the_migration_builds_the_tables_of_the_metadata_and_runs_again_harmless
     # Then nothing changed, the version is the head, and the schema is the tables module's
     assert snapshot(store, with_write_times=True) == before
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0002"]
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
         names = set(inspect(conn).get_table_names())
     assert names == {t.name for t in TABLES} | {"alembic_version"}
+
+
+def test_the_work_on_a_case_reads_back_as_folded_and_an_0001_archive_upgrades(
+        stores: Stores, blank_url: str) -> None:
+    from tests.test_casework_archive import worked_story
+
+    # Given a case with structured work (a compensation of 800.00 CNY), archived
+    store = stores()
+    events = worked_story("W1").archived()
+    deliver(store, events)
+    # Then the row reads back exactly as folded (the amount as a decimal with two places)
+    case = store.case("W1")
+    assert case == logic.fold_case(events) and case is not None
+    assert str(case.compensation_amount) == "800.00" and case.co_handlers == "quality-l1-02@quality"
+    # Given an archive at revision 0001 holding a case
+    engine = make_engine(blank_url)
+    try:
+        upgrade(engine, "0001")
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO archive_cases (complaint_id, status, escalation_count, "
+                              "reopen_count, event_count, updated_at) VALUES ('OLD', 'closed', 0, 0, 1, "
+                              "'2026-11-01 00:00:00')"))
+        # When it is upgraded to head
+        upgrade(engine)
+        # Then the case is kept, its new columns empty, and the schema is the tables module's
+        with engine.connect() as conn:
+            row = conn.execute(text("SELECT status, co_handlers, compensation_amount, approved_by "
+                                    "FROM archive_cases")).one()
+            assert tuple(row) == ("closed", None, None, None)
+            assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+    finally:
+        engine.dispose()
 
 
 def test_instances_that_start_together_migrate_one_after_the_other(blank_url: str) -> None:
@@ -244,7 +276,7 @@ def test_instances_that_start_together_migrate_one_after_the_other(blank_url: st
     engine = make_engine(blank_url)
     try:
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0002"]
             assert compare_metadata(MigrationContext.configure(conn), metadata) == []
     finally:
         engine.dispose()

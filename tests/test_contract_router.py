@@ -26,12 +26,14 @@ from services.router.adapters import RedisCases, RedisFirstContacts
 from services.router.logic import HANDLER, HANDLER_REASON, BookingMode, book, fill, release
 from services.router.ports import CaseRead, Cases, Commit, FirstContacts, PriorComplaint
 from services.router.settings import RouterSettings
+from services.router.waiting import Waiting, offer, waits
 from tests.fakes import DictCases, DictFirstContacts, FixedClock, RecordingPublisher
 
 Scenario = Callable[[FirstContacts, Cases], Coroutine[Any, Any, None]]
 Run = Callable[[Scenario], None]
 ASSIGNED = "handler %s: least loaded (%d open)"
 UNASSIGNED = "handler: none with capacity"
+QUEUE = "quality:L1"
 
 
 def template(n: int = 1) -> str:
@@ -66,10 +68,11 @@ def ports(request: pytest.FixtureRequest) -> Run:
 
 async def commit(cases: Cases, cid: str, *, expected: int, triggers: list[str],
                  mode: BookingMode = BookingMode.book, candidates: list[tuple[str, int]] | None = None,
-                 n: int = 1) -> Commit:
+                 n: int = 1, queue: str = QUEUE, now: int = 1000) -> Commit:
     return await cases.commit(cid, expected=expected, template=template(n), triggers=triggers,
                               booking=mode, candidates=[("a", 0), ("b", 0)] if candidates is None
-                              else candidates, assigned_reason=ASSIGNED, unassigned_reason=UNASSIGNED)
+                              else candidates, assigned_reason=ASSIGNED, unassigned_reason=UNASSIGNED,
+                              queue=queue, now=now)
 
 
 def test_the_first_claim_of_a_customer_makes_the_anchor(ports: Run) -> None:
@@ -166,8 +169,10 @@ def test_mode_none_leaves_the_handler_and_the_loads(ports: Run) -> None:
         praise = '{"rev":1,"handler":null,"reasons":["handler: none, praise is thanked"]}'
         done = await cases.commit("P1", expected=0, template=praise, triggers=["t1"],
                                   booking=BookingMode.none, candidates=[("a", 0)],
-                                  assigned_reason=ASSIGNED, unassigned_reason=UNASSIGNED)
+                                  assigned_reason=ASSIGNED, unassigned_reason=UNASSIGNED,
+                                  queue=QUEUE, now=1000)
         assert done == Commit("committed", praise.encode(), None)
+        assert await cases.waiting(QUEUE, limit=10) == []  # praise books nobody and waits nowhere
         await commit(cases, "C1", expected=0, triggers=["t2"])
         kept = await commit(cases, "C1", expected=1, triggers=["t3"], mode=BookingMode.none, n=2)
         assert kept == Commit("committed", template(2).encode(), "a")  # still held by a
@@ -194,62 +199,173 @@ def test_a_release_applies_once_per_trigger(ports: Run) -> None:
     ports(scenario)
 
 
+# ---- the waiting queues ---------------------------------------------------------------------
+
+def test_a_case_nobody_can_take_waits_in_its_queue_oldest_first(ports: Run) -> None:
+    async def scenario(_: FirstContacts, cases: Cases) -> None:
+        # Given a holding its one seat, and two cases after it that find nobody with room
+        await commit(cases, "C0", expected=0, triggers=["t0"], candidates=[("a", 1)])
+        await commit(cases, "C2", expected=0, triggers=["t2"], candidates=[("a", 1)], now=2000)
+        await commit(cases, "C1", expected=0, triggers=["t1"], candidates=[("a", 1)], now=1500)
+        # Then both wait in the queue, the earliest first, and the queue figures say so
+        assert await cases.waiting(QUEUE, limit=10) == [("C1", 1500), ("C2", 2000)]
+        assert await cases.queues([QUEUE, "quality:L2"]) == {QUEUE: (2, 1500), "quality:L2": (0, None)}
+        # When C2 escalates and finds nobody at L2 either
+        await commit(cases, "C2", expected=1, triggers=["t3"], candidates=[], n=2,
+                     queue="quality:L2", now=9000)
+        # Then it moves to the L2 queue keeping the time it started waiting
+        assert await cases.waiting(QUEUE, limit=10) == [("C1", 1500)]
+        assert await cases.waiting("quality:L2", limit=10) == [("C2", 2000)]
+        # When C1 is booked (someone with room) and C2 is resolved
+        await commit(cases, "C1", expected=1, triggers=["t4"], candidates=[("b", 0)], n=2)
+        assert await cases.release("C2", "resolved-2") == ("released", None)
+        # Then nobody waits any more
+        assert await cases.queues([QUEUE, "quality:L2"]) == {QUEUE: (0, None), "quality:L2": (0, None)}
+    ports(scenario)
+
+
+async def offer_to(cases: Cases, cid: str, *, expected: int, trigger: str = "r1",
+                   candidates: list[tuple[str, int]], queue: str = QUEUE, n: int = 2) -> Commit:
+    return await cases.offer(cid, queue=queue, expected=expected, template=template(n),
+                             trigger=trigger, candidates=candidates, assigned_reason=ASSIGNED)
+
+
+def test_an_offer_books_a_waiting_case_once_and_never_beyond_capacity(ports: Run) -> None:
+    async def scenario(_: FirstContacts, cases: Cases) -> None:
+        # Given a at its capacity of one and C1 waiting
+        await commit(cases, "C0", expected=0, triggers=["t0"], candidates=[("a", 1)])
+        await commit(cases, "C1", expected=0, triggers=["t1"], candidates=[("a", 1)])
+        # When C1 is offered to a, who is full: Then nothing changes
+        assert await offer_to(cases, "C1", expected=1, candidates=[("a", 1)]) == Commit("full", None, None)
+        # When it is offered from a stale revision: Then it conflicts
+        assert await offer_to(cases, "C1", expected=0, candidates=[("b", 1)]) == Commit("conflict", None, None)
+        assert await cases.waiting(QUEUE, limit=10) == [("C1", 1000)]
+        # When it is offered to a (full) and b (room): Then b takes it, and it leaves the queue
+        done = await offer_to(cases, "C1", expected=1, candidates=[("a", 1), ("b", 1)])
+        assert done == Commit("committed", booked("b", 0, n=2), "b")
+        assert await cases.waiting(QUEUE, limit=10) == []
+        assert await cases.loads() == {"a": 1, "b": 1}
+        assert await cases.read("C1", []) == CaseRead(2, booked("b", 0, n=2), None)
+        # When the same offer comes again (another instance): Then it is a duplicate
+        assert await offer_to(cases, "C1", expected=1, candidates=[("c", 0)]) == Commit(
+            "duplicate", booked("b", 0, n=2), None)
+        # And another offer of a case that waits no longer is gone
+        assert await offer_to(cases, "C1", expected=2, trigger="r2", candidates=[("c", 0)]) == Commit(
+            "gone", None, None)
+        assert await cases.loads() == {"a": 1, "b": 1}
+    ports(scenario)
+
+
 # ---- the Lua scripts against the Python statement of the booking rule ----------------------
 
 HANDLERS = ["a", "b", "c", "d"]
+QUEUES = ["quality:L1", "quality:L2"]
+CANDIDATES = st.lists(st.tuples(st.sampled_from(HANDLERS), st.integers(0, 3)), max_size=4)
 OPS = st.lists(st.one_of(
     st.tuples(st.just("commit"), st.sampled_from(["C1", "C2"]), st.sampled_from(list(BookingMode)),
-              st.lists(st.tuples(st.sampled_from(HANDLERS), st.integers(0, 3)), max_size=4),
-              st.lists(st.sampled_from(["t1", "t2", "t3", "t4", "r1"]), min_size=1, max_size=2),
-              st.booleans()),
+              CANDIDATES, st.lists(st.sampled_from(["t1", "t2", "t3", "t4", "r1"]), min_size=1, max_size=2),
+              st.booleans(), st.sampled_from(QUEUES)),
     st.tuples(st.just("release"), st.sampled_from(["C1", "C2", "C3"]), st.sampled_from(["r1", "r2"])),
+    st.tuples(st.just("offer"), st.sampled_from(["C1", "C2", "C3"]), st.sampled_from(QUEUES),
+              CANDIDATES, st.sampled_from(["o1", "o2", "t1"]), st.booleans()),
 ), min_size=1, max_size=8)
 
 
 @dataclass
+class CaseModel:
+    rev: int = 0
+    held: str = ""
+    applied: dict[str, str] = field(default_factory=dict)
+    queued: Waiting | None = None
+
+
+@dataclass
 class Model:
-    """The state the Python rule implies: per case revision, held handler, applied triggers."""
+    """The state the Python rules imply: per case revision, held handler, applied triggers, queue."""
 
     loads: dict[str, int]
-    cases: dict[str, tuple[int, str, dict[str, str]]] = field(default_factory=dict)
+    cases: dict[str, CaseModel] = field(default_factory=dict)
+    queues: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def wait(self, cid: str, case: CaseModel, after: Waiting | None) -> None:
+        if case.queued is not None:
+            self.queues.get(case.queued.queue, {}).pop(cid, None)
+        if after is not None:
+            self.queues.setdefault(after.queue, {})[cid] = after.since
+        case.queued = after
 
     def commit(self, cid: str, mode: BookingMode, candidates: list[tuple[str, int]],
-               triggers: list[str], stale: bool, text: str) -> tuple[str, str | None, str | None]:
-        rev, held, applied = self.cases.get(cid, (0, "", {}))
+               triggers: list[str], stale: bool, text: str, queue: str,
+               now: int) -> tuple[str, str | None, str | None]:
+        case = self.cases.get(cid, CaseModel())
         for t in triggers:
-            if t in applied:
-                return "duplicate", applied[t], None
+            if t in case.applied:
+                return "duplicate", case.applied[t], None
         if stale:
             return "conflict", None, None
-        outcome = book(mode, held=held or None, candidates=candidates, loads=self.loads)
+        outcome = book(mode, held=case.held or None, candidates=candidates, loads=self.loads)
         event = fill(text, outcome, assigned_reason=ASSIGNED, unassigned_reason=UNASSIGNED)
         self.loads = outcome.loads
-        self.cases[cid] = (rev + 1, outcome.held or "", {**applied, **dict.fromkeys(triggers, event)})
+        self.wait(cid, case, waits(outcome.seat, queued=case.queued, queue=queue, now=now))
+        case.rev, case.held = case.rev + 1, outcome.held or ""
+        case.applied.update(dict.fromkeys(triggers, event))
+        self.cases[cid] = case
         return "committed", event, outcome.held
 
     def release(self, cid: str, trigger: str) -> tuple[str, str | None]:
         case = self.cases.get(cid)
-        held = case[1] if case else ""
-        status, self.loads = release(applied=case is not None and trigger in case[2],
+        held = case.held if case else ""
+        status, self.loads = release(applied=case is not None and trigger in case.applied,
                                      known=case is not None, held=held or None, loads=self.loads)
         if status != "released" or case is None:
             return status, None
-        self.cases[cid] = (case[0], "", {**case[2], trigger: f"released:{held}"})
+        case.held, case.applied[trigger] = "", f"released:{held}"
+        self.wait(cid, case, None)
         return status, held or None
+
+    def offer(self, cid: str, queue: str, candidates: list[tuple[str, int]], trigger: str,
+              stale: bool, text: str) -> tuple[str, str | None, str | None]:
+        case = self.cases.get(cid, CaseModel())
+        if trigger in case.applied:
+            return "duplicate", case.applied[trigger], None
+        status, outcome = offer(queued=case.queued, queue=queue, candidates=candidates, loads=self.loads)
+        if status == "gone":
+            self.queues.get(queue, {}).pop(cid, None)
+            return "gone", None, None
+        if stale:
+            return "conflict", None, None
+        if outcome is None:
+            return "full", None, None
+        event = fill(text, outcome, assigned_reason=ASSIGNED, unassigned_reason="")
+        self.loads = outcome.loads
+        self.wait(cid, case, None)
+        case.rev, case.held, case.applied[trigger] = case.rev + 1, outcome.held or "", event
+        return "committed", event, outcome.held
 
 
 @pytest.mark.integration
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(loads=st.dictionaries(st.sampled_from(HANDLERS), st.integers(1, 3)), ops=OPS)
 # a release from a load above one; keep with nothing held; a conflict; a release marker as trigger
-@example(loads={"a": 2}, ops=[("commit", "C1", BookingMode.book, [("a", 0)], ["t1"], False),
+@example(loads={"a": 2}, ops=[("commit", "C1", BookingMode.book, [("a", 0)], ["t1"], False, QUEUES[0]),
                               ("release", "C1", "r1"), ("release", "C1", "r1")])
-@example(loads={"a": 1}, ops=[("commit", "C1", BookingMode.keep, [("a", 2), ("b", 0)], ["t1"], False),
-                              ("commit", "C1", BookingMode.keep, [("c", 0)], ["t2"], True),
-                              ("commit", "C1", BookingMode.keep, [("c", 0)], ["t2"], False)])
-@example(loads={}, ops=[("commit", "C1", BookingMode.none, [("a", 0)], ["t1"], False),
-                        ("release", "C1", "r1"), ("commit", "C1", BookingMode.book, [], ["r1"], False),
+@example(loads={"a": 1}, ops=[
+    ("commit", "C1", BookingMode.keep, [("a", 2), ("b", 0)], ["t1"], False, QUEUES[0]),
+    ("commit", "C1", BookingMode.keep, [("c", 0)], ["t2"], True, QUEUES[0]),
+    ("commit", "C1", BookingMode.keep, [("c", 0)], ["t2"], False, QUEUES[0])])
+@example(loads={}, ops=[("commit", "C1", BookingMode.none, [("a", 0)], ["t1"], False, QUEUES[0]),
+                        ("release", "C1", "r1"),
+                        ("commit", "C1", BookingMode.book, [], ["r1"], False, QUEUES[0]),
                         ("release", "C3", "r2")])
+# waiting, moving queues, a full offer, a stale one, a booked one, then the same again
+@example(loads={"a": 1}, ops=[
+    ("commit", "C1", BookingMode.book, [("a", 1)], ["t1"], False, QUEUES[0]),
+    ("commit", "C1", BookingMode.keep, [], ["t2"], False, QUEUES[1]),
+    ("offer", "C1", QUEUES[0], [("b", 0)], "o1", False),
+    ("offer", "C1", QUEUES[1], [("a", 1)], "o1", False),
+    ("offer", "C1", QUEUES[1], [("b", 0)], "o1", True),
+    ("offer", "C1", QUEUES[1], [("a", 1), ("b", 2)], "o1", False),
+    ("offer", "C1", QUEUES[1], [("b", 2)], "o1", False)])
 def test_the_lua_scripts_do_what_the_booking_rule_states(
         redis_url: str, redis_prefix: str, loads: dict[str, int],
         ops: list[tuple[Any, ...]]) -> None:
@@ -262,26 +378,43 @@ def test_the_lua_scripts_do_what_the_booking_rule_states(
             if loads:
                 await client.hset(f"{prefix}router:load", mapping={k: v for k, v in loads.items()})
             for n, op in enumerate(ops):
+                text = template(n)
                 if op[0] == "release":
                     # When a case is released, Then the script answers as the rule says
                     assert await cases.release(op[1], op[2]) == model.release(op[1], op[2])
                     continue
-                _, cid, mode, candidates, triggers, stale = op
-                rev = model.cases.get(cid, (0, "", {}))[0]
-                text = template(n)
-                # When a decision commits (from a stale revision, if so drawn)
-                got = await cases.commit(cid, expected=rev + 1 if stale else rev, template=text,
-                                         triggers=triggers, booking=mode, candidates=candidates,
-                                         assigned_reason=ASSIGNED, unassigned_reason=UNASSIGNED)
-                status, event, held = model.commit(cid, mode, candidates, triggers, stale, text)
+                if op[0] == "offer":
+                    # When a case is offered from a queue, Then as the offer rule says
+                    _, cid, queue, candidates, trigger, stale = op
+                    rev = model.cases.get(cid, CaseModel()).rev
+                    got = await cases.offer(cid, queue=queue, expected=rev + 1 if stale else rev,
+                                            template=text, trigger=trigger, candidates=candidates,
+                                            assigned_reason=ASSIGNED)
+                    status, event, held = model.offer(cid, queue, candidates, trigger, stale, text)
+                else:
+                    _, cid, mode, candidates, triggers, stale, queue = op
+                    rev = model.cases.get(cid, CaseModel()).rev
+                    # When a decision commits (from a stale revision, if so drawn)
+                    got = await cases.commit(cid, expected=rev + 1 if stale else rev, template=text,
+                                             triggers=triggers, booking=mode, candidates=candidates,
+                                             assigned_reason=ASSIGNED, unassigned_reason=UNASSIGNED,
+                                             queue=queue, now=1000 + n)
+                    status, event, held = model.commit(cid, mode, candidates, triggers, stale, text,
+                                                       queue, 1000 + n)
                 # Then status, stored event and held handler are the rule's
                 assert (got.status, got.event, got.handler) == (
                     status, event.encode() if event else None, held)
-            # And so are the loads and every case's revision and held handler
+            # And so are the loads, the queues and every case's revision, holder and queue
             assert await cases.loads() == model.loads
-            for cid, (rev, held, _) in model.cases.items():
-                stored = await client.hmget(f"{prefix}router:case:{cid}", ["rev", "held"])
-                assert stored == [str(rev).encode(), held.encode()]
+            for queue in QUEUES:
+                expected = sorted(model.queues.get(queue, {}).items(), key=lambda kv: (kv[1], kv[0]))
+                assert await cases.waiting(queue, limit=10) == expected
+            for cid, case in model.cases.items():
+                stored = await client.hmget(f"{prefix}router:case:{cid}", ["rev", "held", "q", "qs"])
+                queued = case.queued
+                assert stored == [str(case.rev).encode(), case.held.encode(),
+                                  queued.queue.encode() if queued else b"",
+                                  str(queued.since).encode() if queued else b""]
         finally:
             async for key in client.scan_iter(match=f"{prefix}*"):
                 await client.delete(key)

@@ -37,6 +37,7 @@ from schemas.events import (
     SlaEvent,
     SlaOutcome,
 )
+from services.common.errors import Rejected
 from services.common.policy import load_policy
 from services.router.adapters import RedisCases, RedisFirstContacts
 from services.router.handlers import Router
@@ -307,3 +308,83 @@ def test_two_routers_claiming_one_customer_agree_on_one_anchor(redis_url: str, r
     assert results.count(None) == 1
     (seen,) = [r for r in results if r is not None]
     assert seen.complaint_id in {"C0", "C1"}
+
+
+def assignment(cid: str, action: CaseAction, *, actor: str = "supervisor-01", **to: str) -> CaseEvent:
+    return case_event(cid, action, actor=actor, assignment={"reason": "needs a billing specialist", **to})
+
+
+def test_staff_assignments_and_transfers_rebook_the_case_and_keep_the_loads(run: Run) -> None:
+    async def scenario(instance: Instance) -> None:
+        router, publisher, cases = instance()
+        # Given a quality case booked to quality-l1-01 on Monday morning
+        await router.on_registered(None, registered(0).to_bytes())
+        cid = "261123-0000000000"
+        assert decisions(publisher, cid)[0].handler == "quality-l1-01"
+        # When a supervisor transfers it to the billing department (no handler named), twice
+        moved = assignment(cid, CaseAction.transferred, department="billing")
+        await router.on_case_event(None, moved.to_bytes())
+        await router.on_case_event(None, moved.to_bytes())
+        # Then it is re-booked once, to billing's least-loaded on-duty L1 handler, and the
+        # quality handler's load is released
+        d = decisions(publisher, cid)
+        assert [(x.decision, x.department, x.handler, x.revision) for x in d[1:]] == [
+            (DecisionKind.transferred, "billing", "billing-l1-01", 2)]
+        assert d[1].trigger == "transferred" and "needs a billing specialist" in d[1].reasons[0]
+        assert await cases.loads() == {"billing-l1-01": 1}
+        # When it is assigned by name to billing-l1-02, and a co-handler of quality is added
+        await router.on_case_event(None, assignment(cid, CaseAction.assigned,
+                                                    handler="billing-l1-02").to_bytes())
+        await router.on_case_event(None, assignment(cid, CaseAction.co_handler_added,
+                                                    handler="quality-l1-01").to_bytes())
+        # Then billing-l1-02 holds it, the co-handler is recorded and holds no load
+        last = decisions(publisher, cid)[-1]
+        assert (last.decision, last.handler, last.department, last.revision) == (
+            DecisionKind.co_handler_added, "billing-l1-02", "billing", 4)
+        assert [(c.handler, c.department) for c in last.co_handlers] == [("quality-l1-01", "quality")]
+        assert await cases.loads() == {"billing-l1-02": 1}
+        # And a resolution releases the named handler like any other
+        await router.on_case_event(None, case_event(cid, CaseAction.resolved, actor="billing-l1-02",
+                                                    result="ok").to_bytes())
+        assert await cases.loads() == {}
+    run(scenario)
+
+
+def test_a_named_handler_is_booked_beyond_capacity_and_an_unknown_department_is_refused(run: Run) -> None:
+    async def scenario(instance: Instance) -> None:
+        router, publisher, cases = instance()
+        # Given two cases, the first booked to quality-l1-01, the second to quality-l1-02
+        for n in range(2):
+            await router.on_registered(None, registered(n).to_bytes())
+        first, second = "261123-0000000000", "261123-0000000001"
+        # When staff assign the second to quality-l1-01 by name
+        await router.on_case_event(None, assignment(second, CaseAction.assigned,
+                                                    handler="quality-l1-01").to_bytes())
+        # Then quality-l1-01 holds both: staff chose them, the least-loaded rule does not apply
+        assert await cases.loads() == {"quality-l1-01": 2}
+        assert "named by staff (1 open before)" in " ".join(decisions(publisher, second)[-1].reasons)
+        # When a transfer names a department the roster does not have
+        with pytest.raises(Rejected, match="data.assignment.department: nowhere is not a department"):
+            await router.on_case_event(None, assignment(first, CaseAction.transferred,
+                                                        department="nowhere").to_bytes())
+        # Then nothing changed
+        assert len(decisions(publisher, first)) == 1 and await cases.loads() == {"quality-l1-01": 2}
+    run(scenario)
+
+
+def test_a_dissatisfied_answer_on_a_revisit_call_escalates_once_with_its_reopen(run: Run) -> None:
+    async def scenario(instance: Instance) -> None:
+        router, publisher, _ = instance()
+        # Given a routed case
+        await router.on_registered(None, registered(0).to_bytes())
+        cid = "261123-0000000000"
+        # When a revisit call records a score of 1, and the notifier's reopen (caused by it) follows
+        call = case_event(cid, CaseAction.contacted, actor="quality-l1-01", contact={
+            "kind": "phone_callback", "purpose": "revisit", "reached": True, "score": 1})
+        await router.on_case_event(None, call.to_bytes())
+        await router.on_case_event(None, case_event(cid, CaseAction.reopened, cause=call).to_bytes())
+        # Then the case climbs one level, once
+        d = decisions(publisher, cid)
+        assert [(x.decision, x.level, x.trigger) for x in d[1:]] == [
+            (DecisionKind.escalated, Level.L2, "dissatisfied")]
+    run(scenario)

@@ -55,7 +55,8 @@ def action(name: CaseAction, at: datetime, **fields: object) -> CaseEvent:
         fields.setdefault("result", "done")
     if name is CaseAction.satisfaction:
         fields.setdefault("score", 4)
-    update = CaseUpdate(complaint_id="C", action=name, actor="agent-1", **fields)  # type: ignore[arg-type]
+    update = CaseUpdate(complaint_id="C", action=name, actor=str(fields.pop("actor", "agent-1")),
+                        **fields)  # type: ignore[arg-type]
     return CaseEvent.new(update, id=f"{name.value}@{at.isoformat()}", source="intake", time=at, subject="C")
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter
@@ -100,6 +101,18 @@ class CaseRow:
     reopen_count: int = 0
     satisfaction_score: int | None = None
     satisfaction_at: datetime | None = None
+    co_handlers: str | None = None  # "handler@department, @department" in the order added
+    plan_measures: int | None = None
+    solution: str | None = None
+    compensation_amount: Decimal | None = None
+    compensation_currency: str | None = None
+    party_at_fault: str | None = None
+    root_cause: str | None = None
+    approved_by: str | None = None
+    last_contact_at: datetime | None = None
+    last_contact_kind: str | None = None
+    last_contact_purpose: str | None = None
+    last_contact_reached: bool | None = None
     policy_version: str | None = None
     event_count: int = 0
     last_event_time: datetime | None = None
@@ -216,7 +229,7 @@ def _facts(event: Envelope) -> tuple[str, str, dict[str, JsonValue]]:
         if u.note is not None:  # the customer's words: their length only; staff notes, scrubbed
             said = {"note_chars": len(u.note)} if u.actor == CUSTOMER else {"note": scrub(u.note)}
         return u.actor, u.action.value, {
-            **said, "result": scrub(u.result), "score": u.score, "code": u.code}
+            **said, "result": scrub(u.result), "score": u.score, "code": u.code, **_work(event)}
     if isinstance(event, SlaEvent):
         return event.source, event.data.outcome.value, event.data.model_dump(
             mode="json", exclude={"complaint_id"})
@@ -225,6 +238,31 @@ def _facts(event: Envelope) -> tuple[str, str, dict[str, JsonValue]]:
         summary = n.model_dump(mode="json", exclude={"complaint_id", "detail"})
         return event.source, n.status, {**summary, "detail": scrub(n.detail)}
     raise Rejected(f"not an archived event type: {event.type}")
+
+
+def _work(event: CaseEvent) -> dict[str, JsonValue]:
+    """The structured work an event carries (only the parts it has), staff text scrubbed."""
+    u = event.data
+    out: dict[str, JsonValue] = {}
+    if u.assignment is not None:
+        a = u.assignment
+        out["assignment"] = {"handler": a.handler, "department": a.department, "reason": scrub(a.reason)}
+    if u.plan is not None:
+        out["plan"] = {"summary": scrub(u.plan.summary), "measures": [
+            {"description": scrub(m.description), "owner": m.owner, "due": m.due.isoformat()}
+            for m in u.plan.measures]}
+    if u.outcome is not None:
+        o = u.outcome
+        out["outcome"] = {
+            "solution": o.solution.value, "party_at_fault": o.party_at_fault, "root_cause": o.root_cause,
+            "compensation": {"amount": str(o.compensation.amount), "currency": o.compensation.currency}
+            if o.compensation else None, "template": o.template,
+            "fields": {k: scrub(v) for k, v in o.fields.items()}, "approved_by": o.approved_by}
+    if u.approval is not None:
+        out["approval"] = u.approval.model_dump(mode="json")
+    if u.contact is not None:
+        out["contact"] = u.contact.model_dump(mode="json")
+    return out
 
 
 def _iso(at: datetime | None) -> str | None:

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Numeric,
     PrimaryKeyConstraint,
     String,
     Table,
@@ -58,6 +59,24 @@ class UtcDateTime(TypeDecorator[datetime]):
 def json_type() -> Any:
     """JSON, as JSONB on PostgreSQL."""
     return JSON().with_variant(JSONB(), "postgresql")
+
+
+def work_columns() -> list[Column[Any]]:
+    """The case row's columns of the structured work (revision 0002)."""
+    return [
+        Column("co_handlers", String(), comment="handler@department, in the order added"),
+        Column("plan_measures", Integer(), comment="corrective measures of the latest plan"),
+        Column("solution", String()),
+        Column("compensation_amount", Numeric(14, 2)),
+        Column("compensation_currency", String()),
+        Column("party_at_fault", String()),
+        Column("root_cause", String(), comment="root-cause taxonomy code"),
+        Column("approved_by", String(), comment="staff id of the resolution's approver"),
+        Column("last_contact_at", UtcDateTime()),
+        Column("last_contact_kind", String(), comment="phone_callback | visit | chat"),
+        Column("last_contact_purpose", String(), comment="feedback | revisit | other"),
+        Column("last_contact_reached", Boolean()),
+    ]
 
 
 metadata = MetaData(naming_convention={"pk": "pk_%(table_name)s"})
@@ -116,6 +135,7 @@ cases = Table(
     Column("satisfaction_at", UtcDateTime()),
     Column("policy_version", String()),
     Column("event_count", Integer(), nullable=False),
+    *work_columns(),
     Column("last_event_time", UtcDateTime()),
     Column("updated_at", UtcDateTime(), nullable=False, comment="when the archive last wrote the row"),
     Index("ix_archive_cases_status_closed_at", "status", "closed_at"),

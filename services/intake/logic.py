@@ -182,7 +182,9 @@ def case_state(events: list[dict[str, Any]]) -> dict[str, Any]:
                              code=data.get("code"), review=data.get("review", False))
             if state["status"] == "registered":
                 state["status"] = "routed"
-        elif kind == "case.updated" and data["action"] not in ("note", "satisfaction"):
+        elif kind == "case.updated" and data["action"] not in (
+                "note", "satisfaction", "assigned", "transferred", "co_handler_added", "approved",
+                "contacted"):  # work on the case, not a change of its status
             state["status"] = data["action"]
             if data.get("result"):
                 state["result"] = data["result"]

@@ -81,21 +81,29 @@ class Notifier:
         if reopened is not None:
             await self.publisher.publish(LIFECYCLE, reopened)
             return
+        cid = update.complaint_id
+        if logic.revisited(event):  # revisited in person: the survey message is not needed
+            await self._withdraw_revisits(cid, event, f"revisited by {update.contact.kind}"
+                                          if update.contact else "revisited")
+            return
         if update.action not in (CaseAction.resolved, CaseAction.reopened):
             return
-        cid = update.complaint_id
         known = await self.customers.get(cid)
         if known is None:
             raise Retry(f"complaint {cid} not yet known to the notifier")
         for note, not_before in logic.customer_notices(event, known.contact, templates=self.policy.notifier,
-                                                       sla_scale=self.settings.sla_scale):
+                                                       sla_scale=self.settings.sla_scale,
+                                                       results=self.policy.result_templates):
             await self.queue([note], event, not_before=not_before)
         if update.action is CaseAction.reopened:  # the revisit of the failed resolution is withdrawn
-            for note_id, queue in (await self.customers.revisits(cid)).items():
-                if await self.outbox.cancel(queue, note_id):
-                    await self.publisher.publish(NOTIFICATIONS, record(
-                        note_id, cid, NotificationKind.revisit, queue, "cancelled", now=self.now(),
-                        cause=event, detail="case reopened before the revisit"))
+            await self._withdraw_revisits(cid, event, "case reopened before the revisit")
+
+    async def _withdraw_revisits(self, cid: str, event: CaseEvent, detail: str) -> None:
+        for note_id, queue in (await self.customers.revisits(cid)).items():
+            if await self.outbox.cancel(queue, note_id):
+                await self.publisher.publish(NOTIFICATIONS, record(
+                    note_id, cid, NotificationKind.revisit, queue, "cancelled", now=self.now(),
+                    cause=event, detail=detail))
 
     async def on_routed(self, key: bytes | None, value: bytes) -> None:
         """Tell the handler and owner of an assignment; department head or executives of more."""

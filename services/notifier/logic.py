@@ -26,7 +26,8 @@ from schemas.events import (
     RoutingDecision,
 )
 from services.common.policy import NotifierPolicy, QuietHours, SatisfactionPolicy
-from services.notifier.messages import CUSTOMER, SERVICE, render
+from services.common.resolution import ResultTemplate
+from services.notifier.messages import CUSTOMER, SERVICE, render, result_text
 from services.notifier.messages import Notification as Notification  # re-exported: tests.fakes
 
 
@@ -70,16 +71,33 @@ def due_time(note: Notification, *, now: datetime, not_before: datetime | None,
     return max(t for t in (now, not_before, hushed) if t is not None)
 
 
+def answer_score(event: CaseEvent) -> int | None:
+    """The satisfaction answer an event carries: a survey answer, or one given on a revisit contact."""
+    update = event.data
+    if update.action is CaseAction.satisfaction:
+        return update.score
+    if update.action is CaseAction.contacted and update.contact is not None:
+        return update.contact.score
+    return None
+
+
 def reopen(answer: CaseEvent, *, satisfaction: SatisfactionPolicy) -> CaseEvent | None:
-    """The ``reopened`` event a dissatisfied survey answer causes (id derived from it); else None."""
-    update = answer.data
-    if update.action is not CaseAction.satisfaction or not satisfaction.dissatisfied(update.score):
+    """The ``reopened`` event a dissatisfied answer causes (id derived from it); else None."""
+    update, score = answer.data, answer_score(answer)
+    if not satisfaction.dissatisfied(score):
         return None
     return CaseEvent.new(
         CaseUpdate(complaint_id=update.complaint_id, action=CaseAction.reopened, actor=CUSTOMER,
-                   note=f"dissatisfied: score {update.score} of 5"),
+                   note=f"dissatisfied: score {score} of 5"),
         id=derived_id("reopened", answer.id), source=SERVICE, time=answer.time,
         subject=update.complaint_id, cause=answer)
+
+
+def revisited(event: CaseEvent) -> bool:
+    """True for a contact that reached the customer for the revisit (call-back, visit, chat)."""
+    contact = event.data.contact
+    return (event.data.action is CaseAction.contacted and contact is not None and contact.reached
+            and contact.purpose == "revisit")
 
 
 class Scheduled(NamedTuple):
@@ -90,12 +108,14 @@ class Scheduled(NamedTuple):
 
 
 def customer_notices(event: CaseEvent, contact: Contact, *, templates: NotifierPolicy,
-                     sla_scale: float) -> list[Scheduled]:
+                     sla_scale: float, results: Mapping[str, ResultTemplate] | None = None,
+                     ) -> list[Scheduled]:
     """A resolution owes the result now and the revisit after the policy's delay; a reopen, a notice."""
     update, cid = event.data, event.data.complaint_id
     if update.action is CaseAction.resolved:
+        result = result_text(update, contact.language, results=results or {})
         return [Scheduled(render(NotificationKind.result, contact, complaint_id=cid, templates=templates,
-                                 result=update.result, cause=event.id)),
+                                 result=result, cause=event.id)),
                 Scheduled(render(NotificationKind.revisit, contact, complaint_id=cid, templates=templates,
                                  cause=event.id), event.time + templates.revisit_after / sla_scale)]
     if update.action is CaseAction.reopened:

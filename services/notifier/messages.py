@@ -9,9 +9,18 @@ from typing import Literal
 from pydantic import Field
 
 from schemas.envelope import Envelope, Model, derived_id
-from schemas.events import Complaint, Contact, NotificationEvent, NotificationKind, NotificationRecord
+from schemas.events import (
+    CaseUpdate,
+    Complaint,
+    Contact,
+    NotificationEvent,
+    NotificationKind,
+    NotificationRecord,
+)
+from services.common.errors import Rejected
 from services.common.policy import NotifierPolicy
 from services.common.privacy import mask
+from services.common.resolution import ResultTemplate, render_result
 
 SERVICE = "notifier"
 CUSTOMER = "customer"
@@ -89,6 +98,21 @@ SAMPLE = {
     "deadline": "2026-11-26T18:00:00+08:00", "reason": "resolve deadline breached", "score": 2,
 }
 """Sample values for `complaints notify preview`."""
+
+
+def result_text(update: CaseUpdate, language: Literal["zh", "en"], *,
+                results: Mapping[str, ResultTemplate]) -> str | None:
+    """What a resolution tells the customer: its outcome's policy template filled, else its result.
+
+    Raises ``Rejected`` naming the problem for an unknown template or a missing or unknown
+    field: the customer never gets a half-filled text, nor the handler's words instead.
+    """
+    if update.outcome is None or update.outcome.template is None:
+        return update.result
+    try:
+        return render_result(update.outcome, language, templates=results)
+    except ValueError as exc:
+        raise Rejected(f"data.outcome: {exc}") from None
 
 
 def acknowledgement(complaint: Complaint, *, templates: NotifierPolicy) -> Notification:

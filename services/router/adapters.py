@@ -8,6 +8,9 @@ All of it is derived state: it can be rebuilt from ``complaints.routed`` and
   event, JSON), ``held`` (handler whose load this case holds, or empty), and one
   ``t:<trigger key>`` field per applied trigger holding the event it produced
 - ``router:load``                     hash: handler id -> open cases booked
+- ``router:queue:<department>:<level>`` sorted set: the cases waiting for a handler there,
+  scored by when they started waiting (epoch ms); the case hash holds ``q`` (its queue)
+  and ``qs`` (that start) while it waits
 
 A decision is committed by one Lua script: it checks that no trigger key was applied and
 that the revision is the one the decision was computed from (optimistic concurrency,
@@ -15,8 +18,8 @@ so two router instances never both apply a decision to one case), applies the bo
 rule (keep the held handler, or release it and book the least-loaded candidate) and
 stores the finished event. Everything a script does happens atomically on the Redis
 server, so two instances never double-book. The scripts do what ``logic.book``,
-``logic.fill`` and ``logic.release`` state in Python; tests/test_contract_router.py
-checks that they agree.
+``logic.fill``, ``logic.release``, ``waiting.waits`` and ``waiting.offer`` state in Python;
+tests/test_contract_router.py checks that they agree.
 """
 
 from __future__ import annotations
@@ -63,18 +66,24 @@ end
 # ARGV: expected rev, event template, ttl seconds, booking mode (logic.BookingMode: "book"
 #       releases the held handler and books the least loaded; "keep" keeps the held one,
 #       else books; "none" leaves both), assigned reason format (%s handler, %d load),
-#       unassigned reason, n trigger keys, trigger keys..., then candidate pairs:
-#       handler id, capacity (0: unlimited)
+#       unassigned reason, queue key prefix, complaint id, queue to wait in, now (ms),
+#       n trigger keys, trigger keys..., then candidate pairs: handler id, capacity (0: unlimited)
+# The case waits (fields q, qs; member of the queue's sorted set, scored by qs) as
+# waiting.waits states: unassigned joins the queue keeping its first wait start, booked or
+# kept leaves it, none leaves it as it is.
 _COMMIT = _REPLACE + f"""
-local n = tonumber(ARGV[7])
+local n = tonumber(ARGV[11])
 for i = 1, n do
-  local done = redis.call('HGET', KEYS[1], 't:' .. ARGV[7 + i])
+  local done = redis.call('HGET', KEYS[1], 't:' .. ARGV[11 + i])
   if done then return {{'duplicate', done}} end
 end
 local rev = tonumber(redis.call('HGET', KEYS[1], 'rev') or '0')
 if rev ~= tonumber(ARGV[1]) then return {{'conflict', tostring(rev)}} end
 local event = ARGV[2]
 local held = redis.call('HGET', KEYS[1], 'held') or ''
+local q = redis.call('HGET', KEYS[1], 'q') or ''
+local qs = redis.call('HGET', KEYS[1], 'qs') or ''
+local waits = false
 if ARGV[4] == 'keep' and held ~= '' then
   event = replace(event, '"{HANDLER}"', '"' .. held .. '"')
   event = replace(event, '{HANDLER_REASON}', 'handler ' .. held .. ': keeps the case')
@@ -86,7 +95,7 @@ elseif ARGV[4] ~= 'none' then
     held = ''
   end
   local best, bestload = nil, nil
-  for j = 8 + n, #ARGV, 2 do
+  for j = 12 + n, #ARGV, 2 do
     local cap = tonumber(ARGV[j + 1])
     local load = tonumber(redis.call('HGET', KEYS[2], ARGV[j]) or '0')
     if (cap == 0 or load < cap) and (best == nil or load < bestload) then
@@ -99,17 +108,29 @@ elseif ARGV[4] ~= 'none' then
     event = replace(event, '"{HANDLER}"', '"' .. best .. '"')
     event = replace(event, '{HANDLER_REASON}', string.format(ARGV[5], best, bestload))
   else
+    waits = true
     event = replace(event, '"{HANDLER}"', 'null')
     event = replace(event, '{HANDLER_REASON}', ARGV[6])
   end
 end
-redis.call('HSET', KEYS[1], 'rev', rev + 1, 'd', event, 'held', held)
-for i = 1, n do redis.call('HSET', KEYS[1], 't:' .. ARGV[7 + i], event) end
+if ARGV[4] ~= 'none' then
+  if q ~= '' and (not waits or q ~= ARGV[9]) then redis.call('ZREM', ARGV[7] .. q, ARGV[8]) end
+  if waits then
+    if q == '' then qs = ARGV[10] end
+    q = ARGV[9]
+    redis.call('ZADD', ARGV[7] .. q, tonumber(qs), ARGV[8])
+  else
+    q, qs = '', ''
+  end
+end
+redis.call('HSET', KEYS[1], 'rev', rev + 1, 'd', event, 'held', held, 'q', q, 'qs', qs)
+for i = 1, n do redis.call('HSET', KEYS[1], 't:' .. ARGV[11 + i], event) end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
 return {{'committed', event, held}}
 """
 
-# KEYS: case hash, loads hash; ARGV: trigger key, ttl seconds
+# KEYS: case hash, loads hash; ARGV: trigger key, ttl seconds, queue key prefix, complaint id
+# A release also takes the case out of the queue it waits in.
 _RELEASE = """
 if redis.call('HEXISTS', KEYS[1], 't:' .. ARGV[1]) == 1 then return {'duplicate', ''} end
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'unknown', ''} end
@@ -119,9 +140,45 @@ if held ~= '' then
     redis.call('HDEL', KEYS[2], held)
   end
 end
-redis.call('HSET', KEYS[1], 'held', '', 't:' .. ARGV[1], 'released:' .. held)
+local q = redis.call('HGET', KEYS[1], 'q') or ''
+if q ~= '' then redis.call('ZREM', ARGV[3] .. q, ARGV[4]) end
+redis.call('HSET', KEYS[1], 'held', '', 'q', '', 'qs', '', 't:' .. ARGV[1], 'released:' .. held)
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
 return {'released', held}
+"""
+
+# KEYS: case hash, loads hash
+# ARGV: expected rev, event template, ttl seconds, assigned reason format, queue key prefix,
+#       complaint id, queue, trigger key, then candidate pairs: handler id, capacity
+# As waiting.offer states: a case no longer waiting in the queue is dropped from it
+# ('gone'); nobody with room changes nothing ('full'); else the least-loaded candidate is
+# booked and the case leaves the queue, one script so two instances never both offer it.
+_OFFER = _REPLACE + f"""
+local done = redis.call('HGET', KEYS[1], 't:' .. ARGV[8])
+if done then return {{'duplicate', done}} end
+if redis.call('HGET', KEYS[1], 'q') ~= ARGV[7] then
+  redis.call('ZREM', ARGV[5] .. ARGV[7], ARGV[6])
+  return {{'gone', ''}}
+end
+local rev = tonumber(redis.call('HGET', KEYS[1], 'rev') or '0')
+if rev ~= tonumber(ARGV[1]) then return {{'conflict', tostring(rev)}} end
+local best, bestload = nil, nil
+for j = 9, #ARGV, 2 do
+  local cap = tonumber(ARGV[j + 1])
+  local load = tonumber(redis.call('HGET', KEYS[2], ARGV[j]) or '0')
+  if (cap == 0 or load < cap) and (best == nil or load < bestload) then
+    best, bestload = ARGV[j], load
+  end
+end
+if not best then return {{'full', ''}} end
+redis.call('HINCRBY', KEYS[2], best, 1)
+redis.call('ZREM', ARGV[5] .. ARGV[7], ARGV[6])
+local event = replace(ARGV[2], '"{HANDLER}"', '"' .. best .. '"')
+event = replace(event, '{HANDLER_REASON}', string.format(ARGV[4], best, bestload))
+redis.call('HSET', KEYS[1], 'rev', rev + 1, 'd', event, 'held', best, 'q', '', 'qs', '',
+           't:' .. ARGV[8], event)
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+return {{'committed', event, best}}
 """
 
 
@@ -131,8 +188,10 @@ class RedisCases:
     def __init__(self, client: aioredis.Redis, *, prefix: str, ttl_seconds: int) -> None:
         self._r, self._ttl = client, ttl_seconds
         self._case, self._loads = f"{prefix}router:case:", f"{prefix}router:load"
+        self._queue = f"{prefix}router:queue:"
         self._commit = client.register_script(_COMMIT)
         self._release = client.register_script(_RELEASE)
+        self._offer = client.register_script(_OFFER)
 
     async def read(self, complaint_id: str, triggers: list[str]) -> CaseRead:
         values = await self._r.hmget(self._case + complaint_id, ["rev", "d", *[f"t:{t}" for t in triggers]])
@@ -142,11 +201,11 @@ class RedisCases:
 
     async def commit(self, complaint_id: str, *, expected: int, template: str, triggers: list[str],
                      booking: BookingMode, candidates: list[tuple[str, int]], assigned_reason: str,
-                     unassigned_reason: str) -> Commit:
+                     unassigned_reason: str, queue: str, now: int) -> Commit:
         """Apply a proposed decision unless a trigger was applied or the revision moved on."""
         args: list[str | int] = [expected, template, self._ttl, str(booking),
-                                 assigned_reason, unassigned_reason,
-                                 len(triggers), *triggers]
+                                 assigned_reason, unassigned_reason, self._queue, complaint_id,
+                                 queue, now, len(triggers), *triggers]
         for handler, capacity in candidates:
             args += [handler, capacity]
         result = await self._commit(keys=[self._case + complaint_id, self._loads], args=args)
@@ -160,8 +219,39 @@ class RedisCases:
     async def release(self, complaint_id: str, trigger: str) -> tuple[str, str | None]:
         """Release the case's handler load once per trigger: (status, handler released)."""
         status, held = await self._release(keys=[self._case + complaint_id, self._loads],
-                                           args=[trigger, self._ttl])
+                                           args=[trigger, self._ttl, self._queue, complaint_id])
         return text(status), text(held) or None
+
+    async def offer(self, complaint_id: str, *, queue: str, expected: int, template: str,
+                    trigger: str, candidates: list[tuple[str, int]], assigned_reason: str) -> Commit:
+        """Book a case waiting in ``queue`` to the least-loaded candidate with room, atomically."""
+        args: list[str | int] = [expected, template, self._ttl, assigned_reason, self._queue,
+                                 complaint_id, queue, trigger]
+        for handler, capacity in candidates:
+            args += [handler, capacity]
+        result = await self._offer(keys=[self._case + complaint_id, self._loads], args=args)
+        status = text(result[0])
+        if status == "committed":
+            return Commit("committed", _bytes(result[1]), text(result[2]))
+        if status == "duplicate":
+            return Commit("duplicate", _bytes(result[1]), None)
+        return Commit("full" if status == "full" else "gone" if status == "gone" else "conflict",
+                      None, None)
+
+    async def waiting(self, queue: str, *, limit: int) -> list[tuple[str, int]]:
+        """The oldest ``limit`` cases of ``queue``: (complaint id, waiting since in epoch ms)."""
+        rows = await self._r.zrange(self._queue + queue, 0, limit - 1, withscores=True)
+        return [(text(row[0]), int(row[1])) for row in rows if isinstance(row, list | tuple)]
+
+    async def queues(self, queues: list[str]) -> dict[str, tuple[int, int | None]]:
+        """Per queue: cases waiting and the oldest's wait start (epoch ms), None when empty."""
+        pipe = self._r.pipeline(transaction=False)
+        for q in queues:
+            pipe.zcard(self._queue + q)
+            pipe.zrange(self._queue + q, 0, 0, withscores=True)
+        raw = await pipe.execute()
+        return {q: (int(raw[2 * i]), int(raw[2 * i + 1][0][1]) if raw[2 * i + 1] else None)
+                for i, q in enumerate(queues)}
 
     async def loads(self) -> dict[str, int]:
         """Open cases per handler."""

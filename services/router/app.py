@@ -1,5 +1,5 @@
-"""Router wiring: the faust app, its agents over registered, lifecycle and sla, the load timer,
-/metrics and /healthz. What the router decides is in ``handlers.Router`` and ``logic``."""
+"""Router wiring: the faust app, its agents over registered, lifecycle and sla, the load and
+queue timers, /metrics and /healthz. What the router decides is in ``handlers.Router`` and ``logic``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from prometheus_client import CollectorRegistry
 
 from schemas.topics import LIFECYCLE, REGISTERED, SLA
 from services.common.boundary import Boundary
-from services.common.policy import Policy
+from services.common.errors import ConfigError
+from services.common.policy import DEFAULT_POLICY, Policy
 from services.common.runtime import FaustPublisher, add_web, always_ready, make_app, redis_client
 from services.router.adapters import RedisCases, RedisFirstContacts
 from services.router.handlers import SERVICE, Router
@@ -26,7 +27,13 @@ def load_rules(settings: RouterSettings, policy: Policy) -> tuple[Taxonomy, Rost
     """The taxonomy and the roster; every department a code or the review queue names is staffed."""
     taxonomy = load_taxonomy(settings.taxonomy_file)
     departments = {t.department for t in taxonomy.types} | {policy.router.review_department}
-    return taxonomy, load_roster(settings.roster_file, departments=departments)
+    roster = load_roster(settings.roster_file, departments=departments)
+    unknown = sorted(set(policy.queue.departments) - set(roster.departments))
+    if unknown:
+        raise ConfigError("\n".join(
+            f"{settings.policy_file or DEFAULT_POLICY}: queue.departments.{d}: not a department "
+            f"of roster {roster.version}" for d in unknown))
+    return taxonomy, roster
 
 
 def build(settings: RouterSettings, policy: Policy, *, publisher: Publisher | None = None,
@@ -61,6 +68,11 @@ def build(settings: RouterSettings, policy: Policy, *, publisher: Publisher | No
     @app.timer(interval=settings.load_interval)  # type: ignore[untyped-decorator]
     async def loads() -> None:
         await boundary.guard("loads", router.refresh_loads)
+
+    @app.timer(interval=settings.queue_interval)  # type: ignore[untyped-decorator]
+    async def queues() -> None:
+        await boundary.guard("queues", router.queues.sweep)
+        await boundary.guard("queue_gauges", router.queues.refresh)
 
     add_web(app, service=SERVICE, registry=registry, check=check)
     return app

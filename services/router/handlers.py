@@ -19,10 +19,11 @@ from schemas.events import (
 from schemas.topics import ROUTED
 from services.common.errors import Retry
 from services.common.policy import Policy
-from services.router import logic
+from services.router import casework, logic, waiting
 from services.router.logic import Escalate, Ignore, Proposal, Reclassify, Release
 from services.router.metrics import RouterMetrics
 from services.router.ports import Cases, Clock, Commit, FirstContacts, PriorComplaint, Publisher
+from services.router.queueing import Queues, epoch_ms
 from services.router.roster import Roster
 from services.router.taxonomy import Taxonomy
 
@@ -68,6 +69,10 @@ class Router:
     with its booking atomically through ``Cases`` and publishes it to
     ``complaints.routed``, keyed by complaint id and numbered by revision.
 
+    A case that finds nobody on duty with room waits in its department's queue; a handler
+    who gives up a case is offered the oldest waiting one (``queues``, which the queue timer
+    also sweeps for handlers who came on shift).
+
     Idempotent: every decision is stored under its trigger keys (the input's event id,
     and for a breach its milestone and cycle, for a reopen the answer that caused it),
     and a trigger already applied republishes the stored event under the same id. A
@@ -81,6 +86,8 @@ class Router:
         self.publisher, self.first_contacts, self.cases = publisher, first_contacts, cases
         self.clock, self.metrics = clock, metrics
         self._locks = KeyedLocks()
+        self.queues = Queues(cases=cases, roster=roster, limits=policy.queue, clock=clock,
+                             metrics=metrics, hold=self._locks.hold, publish=self._publish_queued)
 
     # ---- inputs -------------------------------------------------------------------
 
@@ -105,9 +112,16 @@ class Router:
         await self._decide(complaint.complaint_id, [registered.id], propose, cause=registered)
 
     async def on_case_event(self, key: bytes | None, value: bytes) -> None:
-        """Re-route on reclassification, escalate on dissatisfaction or reopen, release on resolution."""
+        """Re-book on assignment, re-route on reclassification, escalate on dissatisfaction, release."""
         event = CaseEvent.model_validate_json(value)
         cid = event.data.complaint_id
+        work = casework.work_effect(event)
+        if work is not None:
+            async def assign(current: RoutingDecision | None) -> Proposal | None:
+                return None if current is None else casework.propose(current, work, roster=self.roster)
+
+            await self._decide(cid, list(work.triggers), assign, cause=event)
+            return
         match logic.case_effect(event, satisfaction=self.policy.satisfaction):
             case Release(trigger):
                 await self._release(cid, trigger)
@@ -139,6 +153,8 @@ class Router:
         if status == "released":
             self.metrics.released.inc()
         log.debug("release complaint=%s status=%s handler=%s", cid, status, handler)
+        if handler is not None:
+            await self.queues.freed(handler)
 
     async def _escalate(self, cid: str, escalation: Escalate, *, cause: Envelope) -> None:
         rules = self.policy.router
@@ -156,8 +172,10 @@ class Router:
         Per complaint, decisions are serialised in this process by a lock and across
         processes by the revision check of the commit; a conflict recomputes the proposal
         from the newer state. A trigger already applied republishes its stored event,
-        so a redelivery or a repeated trigger changes nothing.
+        so a redelivery or a repeated trigger changes nothing. A handler the decision took
+        the case from is offered the oldest case waiting in their queue.
         """
+        freed = None
         async with self._locks.hold(cid):
             for _ in range(MAX_CONFLICTS):
                 read = await self.cases.read(cid, triggers)
@@ -177,8 +195,14 @@ class Router:
                     continue
                 assert commit.event is not None
                 await self._publish_stored(commit.event, duplicate=commit.status == "duplicate")
-                return
-            raise Retry(f"complaint {cid}: {MAX_CONFLICTS} conflicting decisions in a row")
+                if (commit.status == "committed" and current is not None and current.handler
+                        and proposal.booking is not None and commit.handler != current.handler):
+                    freed = current.handler
+                break
+            else:
+                raise Retry(f"complaint {cid}: {MAX_CONFLICTS} conflicting decisions in a row")
+        if freed is not None:
+            await self.queues.freed(freed)
 
     async def _commit(self, cid: str, revision: int, triggers: list[str], proposal: Proposal,
                       cause: Envelope) -> Commit:
@@ -186,9 +210,14 @@ class Router:
         event = ComplaintRouted.new(proposal.decision, id=derived_id("routed", triggers[0]),
                                     source=SERVICE, time=now, subject=cid, cause=cause)
         candidates: list[tuple[str, int]] = []
-        assigned = unassigned = ""
+        assigned = unassigned = queue = ""
         booking = proposal.booking
         if booking is not None:
+            queue = waiting.queue_of(booking.department, booking.level)
+        if booking is not None and booking.handler is not None:
+            candidates = [(booking.handler, 0)]  # named by staff: booked whatever the load
+            assigned = "handler %s: named by staff (%d open before)"
+        elif booking is not None:
             dept, level = booking.department, booking.level.value
             on_duty = self.roster.on_duty(booking.department, booking.level, now)
             candidates = [(h.id, h.capacity) for h in on_duty]
@@ -199,7 +228,10 @@ class Router:
         return await self.cases.commit(
             cid, expected=revision, template=event.model_dump_json(), triggers=triggers,
             booking=logic.booking_mode(booking), candidates=candidates,
-            assigned_reason=assigned, unassigned_reason=unassigned)
+            assigned_reason=assigned, unassigned_reason=unassigned, queue=queue, now=epoch_ms(now))
+
+    async def _publish_queued(self, stored: bytes, duplicate: bool) -> None:
+        await self._publish_stored(stored, duplicate=duplicate)
 
     async def _publish_stored(self, stored: bytes, *, duplicate: bool) -> None:
         event = ComplaintRouted.model_validate_json(stored)

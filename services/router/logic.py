@@ -44,11 +44,12 @@ _NEXT = {Level.L1: Level.L2, Level.L2: Level.L3}
 
 @dataclass(frozen=True)
 class Booking:
-    """Book the least-loaded on-duty handler of ``department`` at ``level``."""
+    """Book the least-loaded on-duty handler of ``department`` at ``level`` (or ``handler``)."""
 
     department: str
     level: Level
     keep: bool = False  # keep the handler the case holds, if it holds one
+    handler: str | None = None  # staff named this handler: book them, whatever their load
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,11 @@ def case_effect(event: CaseEvent, *, satisfaction: SatisfactionPolicy) -> Effect
     if update.action is CaseAction.satisfaction and satisfaction.dissatisfied(update.score):
         return Escalate((event.id,), "dissatisfied",
                         f"customer dissatisfied (score {update.score} of 5)")
+    contact = update.contact
+    if (update.action is CaseAction.contacted and contact is not None
+            and satisfaction.dissatisfied(contact.score)):  # the answer given on a revisit contact
+        return Escalate((event.id,), "dissatisfied",
+                        f"customer dissatisfied (score {contact.score} of 5, {contact.kind} revisit)")
     if update.action is CaseAction.reopened:
         # a reopen caused by a dissatisfied answer is the same trigger: escalate once
         cause = (event.causationid,) if event.causationid else ()

@@ -19,6 +19,10 @@ class RouterMetrics:
     confidence: Histogram
     load: Gauge
     codes: Counter
+    offered: Counter
+    queue_waiting: Gauge
+    queue_oldest: Gauge
+    queue_limit: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> RouterMetrics:
@@ -61,4 +65,20 @@ class RouterMetrics:
                 "complaints_router_classified_total",
                 "First routing decisions by complaint code (the taxonomy's codes; a bounded set).",
                 ["code"], registry=registry),
+            offered=Counter(
+                "complaints_router_queue_offered_total",
+                "Waiting cases booked to a handler who freed capacity or came on shift.",
+                ["department"], registry=registry),
+            queue_waiting=Gauge(
+                "complaints_router_queue_waiting",
+                "Cases waiting in the department's queue for a handler, read from Redis.",
+                ["department"], registry=registry),
+            queue_oldest=Gauge(
+                "complaints_router_queue_oldest_wait_seconds",
+                "How long the department queue's oldest case has waited for a handler (0: none).",
+                ["department"], registry=registry),
+            queue_limit=Gauge(
+                "complaints_router_queue_wait_limit_seconds",
+                "The policy's waiting limit of the department's queue (queue.alert_after).",
+                ["department"], registry=registry),
         )

@@ -13,7 +13,7 @@ __all__ = ["BookingMode", "CaseRead", "Cases", "Commit", "Clock", "FirstContacts
            "PriorComplaint"]
 
 
-Status = Literal["committed", "duplicate", "conflict"]
+Status = Literal["committed", "duplicate", "conflict", "full", "gone"]  # full, gone: offers only
 
 
 @dataclass(frozen=True)
@@ -72,19 +72,40 @@ class Cases(Protocol):
 
     async def commit(self, complaint_id: str, *, expected: int, template: str, triggers: list[str],
                      booking: BookingMode, candidates: list[tuple[str, int]],
-                     assigned_reason: str, unassigned_reason: str) -> Commit:
+                     assigned_reason: str, unassigned_reason: str, queue: str, now: int) -> Commit:
         """Store the decision ``template`` filled by the booking, as revision ``expected`` + 1.
 
         "duplicate" (with that trigger's stored value) when a trigger key was applied,
         "conflict" when the revision is not ``expected``; else "committed" with the event
-        and the handler the case holds afterwards.
+        and the handler the case holds afterwards. A booking that finds nobody with room
+        leaves the case waiting in ``queue`` since ``now`` (epoch ms; a case already
+        waiting keeps its start), any other booking takes it out (``waiting.waits``).
         """
+        ...
+
+    async def offer(self, complaint_id: str, *, queue: str, expected: int, template: str,
+                    trigger: str, candidates: list[tuple[str, int]], assigned_reason: str) -> Commit:
+        """Book a case waiting in ``queue`` to the least-loaded candidate with room (``waiting.offer``).
+
+        "duplicate" when ``trigger`` was applied, "gone" (its queue entry dropped) when the
+        case no longer waits there, "conflict" when the revision is not ``expected``, "full"
+        when no candidate has room (nothing changes); else "committed", the case out of the queue.
+        """
+        ...
+
+    async def waiting(self, queue: str, *, limit: int) -> list[tuple[str, int]]:
+        """The oldest ``limit`` cases waiting in ``queue``, oldest first: (id, since in epoch ms)."""
+        ...
+
+    async def queues(self, queues: list[str]) -> dict[str, tuple[int, int | None]]:
+        """Per queue: how many cases wait, and the oldest's wait start (None when empty)."""
         ...
 
     async def release(self, complaint_id: str, trigger: str) -> tuple[str, str | None]:
         """Give up the case's handler load once per ``trigger``: (status, handler released).
 
         Status "released", "duplicate" (the trigger was applied) or "unknown" (no case).
+        A released case no longer waits in any queue.
         """
         ...
 

@@ -4,8 +4,12 @@ Kafka is the system of record; the router's Redis keys are derived from it:
 
 - each case's last decision, revision and applied triggers: from ``complaints.routed``
   (the highest revision per complaint; every decision's ``causationid`` is a trigger key);
-- the handler a case holds and the loads per handler: the last decision's handler, unless
-  a ``resolved`` or ``closed`` event on ``complaints.lifecycle`` came after it;
+- the handler a case holds and the loads per handler: the handler of the last decision that
+  booked (every kind but ``co_handler_added``), unless a ``resolved`` or ``closed`` event on
+  ``complaints.lifecycle`` came after it;
+- the waiting queues: a case whose last booking found nobody (handler null; not praise,
+  which books nobody) and that was not released after it waits in the queue of that
+  decision's department and level, since the first of its trailing run of such decisions;
 - each customer's anchor complaint of the repeat window: from ``complaints.registered``.
 
 Stop the routers first: the rebuild replaces every ``router:`` key under the prefix.
@@ -24,10 +28,11 @@ from typing import Any
 import redis
 from redis.typing import EncodableT, FieldT
 
-from schemas.events import ANONYMOUS_CUSTOMER
+from schemas.events import ANONYMOUS_CUSTOMER, Level
 from schemas.topics import LIFECYCLE, REGISTERED, ROUTED
 from services.common.kafka import read_topic
 from services.router.logic import RELEASING
+from services.router.waiting import queue_of
 
 
 @dataclass
@@ -35,12 +40,13 @@ class Report:
     cases: int = 0
     held: int = 0
     anchors: int = 0
+    waiting: int = 0
     records: Counter[str] = field(default_factory=Counter)
 
     def __str__(self) -> str:
         read = ", ".join(f"{t} {n}" for t, n in sorted(self.records.items()))
         return (f"rebuilt router state: {self.cases} cases, {self.held} holding a handler, "
-                f"{self.anchors} customer anchors (read: {read})")
+                f"{self.waiting} waiting for one, {self.anchors} customer anchors (read: {read})")
 
 
 def rebuild(bootstrap: list[str], client: redis.Redis, *, prefix: str, window: timedelta,
@@ -48,6 +54,8 @@ def rebuild(bootstrap: list[str], client: redis.Redis, *, prefix: str, window: t
     """Replace the router's keys under ``prefix`` with state derived from the topics."""
     report = Report()
     last: dict[str, dict[str, Any]] = {}
+    booked: dict[str, dict[str, Any]] = {}  # the last decision that booked (co-handlers do not)
+    bookings: dict[str, list[dict[str, Any]]] = {}  # every decision that booked, per case
     triggers: dict[str, dict[FieldT, EncodableT]] = {}
     for event in read_topic(bootstrap, ROUTED.name):
         report.records[ROUTED.name] += 1
@@ -57,6 +65,10 @@ def rebuild(bootstrap: list[str], client: redis.Redis, *, prefix: str, window: t
             triggers.setdefault(cid, {})[f"t:{event['causationid']}"] = raw
         if cid not in last or data["revision"] > last[cid]["data"]["revision"]:
             last[cid] = event
+        if data.get("decision") != "co_handler_added":
+            bookings.setdefault(cid, []).append(event)
+            if cid not in booked or data["revision"] > booked[cid]["data"]["revision"]:
+                booked[cid] = event
     released: dict[str, list[tuple[str, str]]] = {}
     for event in read_topic(bootstrap, LIFECYCLE.name):
         report.records[LIFECYCLE.name] += 1
@@ -76,16 +88,22 @@ def rebuild(bootstrap: list[str], client: redis.Redis, *, prefix: str, window: t
     loads: Counter[str] = Counter()
     pipe = client.pipeline(transaction=False)
     for cid, event in last.items():
-        decided = datetime.fromisoformat(event["time"])
+        booking = booked.get(cid, event)
+        decided = datetime.fromisoformat(booking["time"])
         ends = [(t, i) for t, i in released.get(cid, [])]
-        holder = event["data"].get("handler") or ""
+        holder = booking["data"].get("handler") or ""
         if holder and any(datetime.fromisoformat(t) > decided for t, _ in ends):
             holder = ""
         if holder:
             loads[holder] += 1
+        queue, since = _waiting(bookings.get(cid, []), ends)
+        if queue:
+            pipe.zadd(f"{prefix}router:queue:{queue}", {cid: since})
+            report.waiting += 1
         fields: dict[FieldT, EncodableT] = {"rev": int(event["data"]["revision"]),
                   "d": json.dumps(event, ensure_ascii=False, separators=(",", ":")),
-                  "held": holder, **triggers.get(cid, {}),
+                  "held": holder, "q": queue, "qs": str(since) if queue else "",
+                  **triggers.get(cid, {}),
                   **{f"t:{i}": "released:" for _, i in ends}}
         case = f"{prefix}router:case:{cid}"
         pipe.hset(case, mapping=fields)
@@ -102,3 +120,24 @@ def rebuild(bootstrap: list[str], client: redis.Redis, *, prefix: str, window: t
     pipe.execute()
     report.cases, report.held = len(last), sum(loads.values())
     return report
+
+
+def _waiting(bookings: list[dict[str, Any]], ends: list[tuple[str, str]]) -> tuple[str, int]:
+    """The queue a case waits in and since when (epoch ms), or ("", 0) when it does not wait."""
+    ordered = sorted(bookings, key=lambda e: e["data"]["revision"])
+    if not ordered:
+        return "", 0
+    last = ordered[-1]["data"]
+    praise = last.get("nature") == "praise" and last.get("decision") == "routed"
+    decided = datetime.fromisoformat(ordered[-1]["time"])
+    if last.get("handler") or praise or any(datetime.fromisoformat(t) > decided for t, _ in ends):
+        return "", 0
+    released = max((datetime.fromisoformat(t) for t, _ in ends), default=None)
+    first = ordered[-1]
+    for event in reversed(ordered):  # back to the last booking or release: it waited since
+        if event["data"].get("handler") or (
+                released is not None and datetime.fromisoformat(event["time"]) <= released):
+            break
+        first = event
+    since = int(datetime.fromisoformat(first["time"]).timestamp() * 1000)
+    return queue_of(last["department"], Level(last["level"])), since

@@ -18,6 +18,8 @@ class RouterSettings(CommonSettings):
     ROUTER_CASE_TTL_DAYS   how long a case's routing state stays in Redis after its last
                            decision (default 400 days; it can be rebuilt from the topics)
     ROUTER_LOAD_INTERVAL   seconds between refreshes of the handler-load gauge (default 10)
+    ROUTER_QUEUE_INTERVAL  seconds between sweeps of the waiting queues (offers to handlers
+                           who came on shift) and refreshes of the queue gauges (default 30)
     """
 
     http_port: int = Field(default=8081, ge=1, le=65535, validation_alias="ROUTER_HTTP_PORT")
@@ -25,3 +27,4 @@ class RouterSettings(CommonSettings):
     roster_file: Path | None = Field(default=None, validation_alias="ROUTER_ROSTER_FILE")
     case_ttl_days: int = Field(default=400, ge=1, le=3650, validation_alias="ROUTER_CASE_TTL_DAYS")
     load_interval: float = Field(default=10.0, gt=0, le=3600, validation_alias="ROUTER_LOAD_INTERVAL")
+    queue_interval: float = Field(default=30.0, gt=0, le=3600, validation_alias="ROUTER_QUEUE_INTERVAL")

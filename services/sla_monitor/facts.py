@@ -25,7 +25,7 @@ from schemas.events import (
     NotificationEvent,
     Severity,
 )
-from services.common.policy import SlaPolicy
+from services.common.policy import CONTACT_PURPOSES, SlaPolicy
 
 ClockKind = Literal["calendar", "business"]
 
@@ -90,7 +90,10 @@ def facts_of(event: Envelope) -> list[Fact]:
             facts.append(Fact(id=f"{event.id}:assigned", at=event.time, signals=["assigned"]))
         return facts
     if isinstance(event, CaseEvent):
-        return [Fact(id=event.id, at=event.time, signals=[event.data.action.value])]
+        signals, contact = [event.data.action.value], event.data.contact
+        if contact is not None and contact.reached and contact.purpose in CONTACT_PURPOSES:
+            signals.append(f"contacted:{contact.purpose}")  # the customer was told, or revisited
+        return [Fact(id=event.id, at=event.time, signals=signals)]
     if isinstance(event, NotificationEvent) and event.data.status == "sent":
         return [Fact(id=event.id, at=event.time, signals=[f"notified:{event.data.kind.value}"])]
     return []

@@ -1,8 +1,8 @@
 """In-memory fakes of the router's ports, keeping faith with the Redis adapters.
 
-``DictCases`` stores each case as the Redis hash does (``rev``, ``d``, ``held`` and one
-``t:<trigger>`` field per applied trigger) and books through ``services.router.logic``,
-the rule the Lua scripts apply; tests/test_contract_router.py runs the same assertions
+``DictCases`` stores each case as the Redis hash does (``rev``, ``d``, ``held``, the queue
+it waits in and one ``t:<trigger>`` field per applied trigger) and books through
+``services.router.logic`` and ``services.router.waiting``, the rules the Lua scripts apply; tests/test_contract_router.py runs the same assertions
 against these and against Redis.
 """
 
@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from services.router.logic import BookingMode, book, fill, release
 from services.router.ports import CaseRead, Cases, Clock, Commit, FirstContacts, PriorComplaint
+from services.router.waiting import Waiting, offer, waits
 
 _RELEASED = b"released:"
 
@@ -42,6 +43,7 @@ class Case:
     rev: int = 0
     decision: bytes | None = None                          # field d
     held: str = ""                                         # field held
+    waiting: Waiting | None = None                         # fields q, qs
     applied: dict[str, bytes] = field(default_factory=dict)  # fields t:<trigger>
 
 
@@ -51,6 +53,14 @@ class DictCases:
     def __init__(self) -> None:
         self.cases: dict[str, Case] = {}
         self.load: dict[str, int] = {}
+        self.queued: dict[str, dict[str, int]] = {}  # queue -> complaint id -> since (ms)
+
+    def _wait(self, cid: str, case: Case, after: Waiting | None) -> None:
+        if case.waiting is not None:
+            self.queued.get(case.waiting.queue, {}).pop(cid, None)
+        if after is not None:
+            self.queued.setdefault(after.queue, {})[cid] = after.since
+        case.waiting = after
 
     async def read(self, complaint_id: str, triggers: list[str]) -> CaseRead:
         case = self.cases.get(complaint_id, Case())
@@ -60,7 +70,7 @@ class DictCases:
 
     async def commit(self, complaint_id: str, *, expected: int, template: str, triggers: list[str],
                      booking: BookingMode, candidates: list[tuple[str, int]], assigned_reason: str,
-                     unassigned_reason: str) -> Commit:
+                     unassigned_reason: str, queue: str, now: int) -> Commit:
         case = self.cases.get(complaint_id, Case())
         for trigger in triggers:
             if trigger in case.applied:  # a release marker too, as the script does
@@ -71,6 +81,7 @@ class DictCases:
         event = fill(template, booked, assigned_reason=assigned_reason,
                      unassigned_reason=unassigned_reason).encode()
         self.load = booked.loads
+        self._wait(complaint_id, case, waits(booked.seat, queued=case.waiting, queue=queue, now=now))
         case.rev, case.decision, case.held = case.rev + 1, event, booked.held or ""
         case.applied.update(dict.fromkeys(triggers, event))
         self.cases[complaint_id] = case
@@ -84,7 +95,39 @@ class DictCases:
         if status != "released" or case is None:
             return status, None
         case.held, case.applied[trigger] = "", _RELEASED + held.encode()
+        self._wait(complaint_id, case, None)
         return status, held or None
+
+    async def offer(self, complaint_id: str, *, queue: str, expected: int, template: str,
+                    trigger: str, candidates: list[tuple[str, int]], assigned_reason: str) -> Commit:
+        case = self.cases.get(complaint_id, Case())
+        if trigger in case.applied:
+            return Commit("duplicate", case.applied[trigger], None)
+        status, booked = offer(queued=case.waiting, queue=queue, candidates=candidates, loads=self.load)
+        if status == "gone":
+            self.queued.get(queue, {}).pop(complaint_id, None)
+            return Commit("gone", None, None)
+        if case.rev != expected:
+            return Commit("conflict", None, None)
+        if booked is None:
+            return Commit("full", None, None)
+        event = fill(template, booked, assigned_reason=assigned_reason, unassigned_reason="").encode()
+        self.load = booked.loads
+        self._wait(complaint_id, case, None)
+        case.rev, case.decision, case.held = case.rev + 1, event, booked.held or ""
+        case.applied[trigger] = event
+        return Commit("committed", event, booked.held)
+
+    async def waiting(self, queue: str, *, limit: int) -> list[tuple[str, int]]:
+        rows = sorted(self.queued.get(queue, {}).items(), key=lambda kv: (kv[1], kv[0]))
+        return rows[:limit]
+
+    async def queues(self, queues: list[str]) -> dict[str, tuple[int, int | None]]:
+        out: dict[str, tuple[int, int | None]] = {}
+        for q in queues:
+            members = self.queued.get(q, {})
+            out[q] = (len(members), min(members.values(), default=None))
+        return out
 
     async def loads(self) -> dict[str, int]:
         return dict(self.load)
