@@ -1,6 +1,6 @@
 """The services' own entry point: what the image runs (no tools needed).
 
-    python -m services run intake|router|sla-monitor|notifier   one service in this process
+    python -m services run intake|router|sla-monitor|notifier|archive|desk   one service in this process
     python -m services topics                                   create the topics (idempotent)
     python -m services rebuild router|intake                    a service's Redis state from the topics
 
@@ -23,6 +23,7 @@ SERVICES = {
     "sla-monitor": ("services.sla_monitor.app", "services.sla_monitor.settings", "SlaMonitorSettings"),
     "notifier": ("services.notifier.app", "services.notifier.settings", "NotifierSettings"),
     "archive": ("services.archive.app", "services.archive.settings", "ArchiveSettings"),
+    "desk": ("services.desk.app", "services.desk.settings", "DeskSettings"),
 }
 REBUILDS = ("router", "intake", "archive")
 

@@ -161,6 +161,7 @@ def test_build_without_an_archive_migrates_the_default_sqlite_file(monkeypatch: 
 
     # Given no database URL: the default SQLite file under the data dir
     monkeypatch.setenv("COMPLAINTS_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DESK_JWT_SECRET", "archive-test-staff-token-secret-32chars")
     settings = ArchiveSettings()
     # When the archive is built
     archive_app.build(settings, load_policy(), publisher=NoPublisher())

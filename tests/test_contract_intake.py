@@ -134,6 +134,7 @@ def test_build_with_every_port_given_makes_no_redis_client(monkeypatch: pytest.M
 
     monkeypatch.setattr(intake_app, "redis_client", no_redis)
     monkeypatch.setenv("COMPLAINTS_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DESK_JWT_SECRET", "intake-test-staff-token-secret-32chars")
     # When intake is built with every port
     app = intake_app.build(IntakeSettings(), load_policy(), publisher=RecordingPublisher(),
                            registrations=DictRegistrations(), timelines=DictTimelines())

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from services.__main__ import add_rebuild, add_run, add_topics, dispatch
 from tools.archive_cli import add_archive_commands
+from tools.staff import add_staff
 
 
 def _schemas_export(args: argparse.Namespace) -> int:
@@ -21,7 +22,8 @@ def _schemas_export(args: argparse.Namespace) -> int:
 def _up(args: argparse.Namespace) -> int:
     from tools.devstack.up import up
 
-    return up(demo=args.demo, sla_scale=args.sla_scale)
+    only = tuple(n.strip() for n in (args.only or "").split(",") if n.strip())
+    return up(demo=args.demo, sla_scale=args.sla_scale, postgres=args.postgres, only=only)
 
 
 def _post(args: argparse.Namespace) -> int:
@@ -37,11 +39,13 @@ def _post(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from tools.bench.run import bench
+    from tools.bench.run import ArchiveOptions, bench
 
     return bench(count=args.count, timeout=args.timeout, stage=args.stage, via=args.via,
                  concurrency=args.concurrency, intake_url=args.intake_url,
-                 intake_processes=args.intake_processes, redis_footprint=args.redis_footprint)
+                 intake_processes=args.intake_processes, redis_footprint=args.redis_footprint,
+                 archive=ArchiveOptions(url=args.archive_url, rate=args.rate, steady=args.steady,
+                                        report_cases=args.report_cases))
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -153,6 +157,13 @@ def parser() -> argparse.ArgumentParser:
     upp.add_argument("--demo", action="store_true", help="feed sample complaints, print their way")
     upp.add_argument("--sla-scale", type=float, default=1.0, metavar="N",
                      help="divide every time limit by N (demos and tests)")
+    upp.add_argument("--postgres", action="store_true",
+                     help="keep the archive in a PostgreSQL of its own (the machine's server binaries, "
+                          "cluster under $COMPLAINTS_DATA_DIR/postgres, port $ARCHIVE_POSTGRES_PORT "
+                          "or 55432) instead of SQLite")
+    upp.add_argument("--only", metavar="NAME[,NAME]",
+                     help="start only these services, e.g. archive (a stage's bench beside nothing "
+                          "else); the broker, Redis and topics as usual")
     upp.set_defaults(func=_up)
 
     post = sub.add_parser("post", help="post a payload file to intake, signed like an integration")
@@ -170,15 +181,17 @@ def parser() -> argparse.ArgumentParser:
 
     add_rebuild(sub)
     add_archive_commands(sub)  # after add_rebuild: whatif, export, history
+    add_staff(sub)
 
     b = sub.add_parser("bench", help="drive complaints through the running stack, print figures")
     b.add_argument("--count", type=int, default=2000)
     b.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the stack")
-    b.add_argument("--stage", choices=["pipeline", "intake", "router", "notifier", "sla"],
+    b.add_argument("--stage", choices=["pipeline", "intake", "router", "notifier", "sla", "archive"],
                    default="pipeline",
                    help="pipeline: inbound to acknowledgement (default); intake: to registration; "
                         "router: registration to routing decision; notifier: registration to "
-                        "acknowledgement sent; sla: breach lateness")
+                        "acknowledgement sent; sla: breach lateness; archive: events archived/s "
+                        "(burst and steady) and the monthly report's time over a million cases")
     b.add_argument("--via", choices=["kafka", "http"], default="kafka",
                    help="feed complaints.inbound (default) or POST web forms to intake (intake stage)")
     b.add_argument("--concurrency", type=int, default=16, metavar="N",
@@ -193,6 +206,15 @@ def parser() -> argparse.ArgumentParser:
                    help="after the run, measure the Redis memory of every key under REDIS_PREFIX "
                         "(MEMORY USAGE), by service, per complaint of the run; needs a stack whose "
                         "prefix holds this run's complaints only")
+    b.add_argument("--archive-url", metavar="URL",
+                   help="archive stage: the archive's base URL (default http://127.0.0.1:$ARCHIVE_HTTP_PORT)")
+    b.add_argument("--rate", type=float, metavar="R",
+                   help="archive stage: events/s of the steady phase (default half the burst rate)")
+    b.add_argument("--steady", type=float, default=20.0, metavar="S",
+                   help="archive stage: seconds of the steady phase (default 20)")
+    b.add_argument("--report-cases", type=int, default=1_000_000, metavar="N",
+                   help="archive stage: archived cases of the report figure, in a scratch "
+                        "PostgreSQL database (default 1,000,000; 0 skips it)")
     b.set_defaults(func=_bench)
 
     r = sub.add_parser("replay", help="feed a CSV or JSONL export through intake, account for every row")

@@ -59,6 +59,9 @@ def build(settings: ArchiveSettings, policy: Policy, *, publisher: Publisher | N
 
     add_web(app, service=SERVICE, registry=registry, check=archive.ping)
     if owned and isinstance(archive, SqlArchive):  # the reports read the same database
+        from services.desk.auth import TokenVerifier
+
         add_report_api(app, engine=archive.store.engine, policy=policy,
-                       calendar=load_calendar(settings.calendar_file))
+                       calendar=load_calendar(settings.calendar_file),
+                       verifier=TokenVerifier.from_settings(settings))
     return app

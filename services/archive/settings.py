@@ -6,13 +6,15 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 
-from services.common.settings import CommonSettings
+from services.common.staff_tokens import StaffTokenSettings
 
 SQLITE_FILE = "archive.sqlite3"
 
 
-class ArchiveSettings(CommonSettings):
-    """Archive settings: the shared ones (see CommonSettings) plus
+class ArchiveSettings(StaffTokenSettings):
+    """Archive settings: the shared ones (see CommonSettings) and the staff token ones
+    (StaffTokenSettings: DESK_JWT_SECRET, DESK_JWT_SECRET_FILE, DESK_JWKS, ...: GET
+    /v1/reports/kpi needs a staff token) plus
 
     ARCHIVE_DATABASE_URL        SQLAlchemy URL of the archive database: sqlite:///PATH or
                                 postgresql://USER:PASSWORD@HOST:PORT/DB (driver psycopg 3 unless

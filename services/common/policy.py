@@ -25,6 +25,7 @@ from pydantic import (
 
 from schemas.events import CaseAction, Channel, Demand, Level, Milestone, NotificationKind, Severity
 from services.common.errors import ConfigError
+from services.common.resolution import ResolutionPolicy, ResultTemplate
 
 DEFAULT_POLICY = Path(__file__).with_name("default_policy.yaml")
 
@@ -69,9 +70,12 @@ class _Frozen(BaseModel):
 #   assigned            a routing decision with a handler and no review pending
 #   <case action>       a case.updated action: acknowledged, plan_decided, resolved, ...
 #   notified:<kind>     a notification sent to the customer: acknowledgement, result, revisit
+#   contacted:<purpose> a contact record that reached the customer: feedback, revisit
 NOTIFIED_KINDS = ("acknowledgement", "result", "revisit")
+CONTACT_PURPOSES = ("feedback", "revisit")
 SIGNALS = frozenset({"routed", "assigned", *(a.value for a in CaseAction),
-                     *(f"notified:{k}" for k in NOTIFIED_KINDS)})
+                     *(f"notified:{k}" for k in NOTIFIED_KINDS),
+                     *(f"contacted:{p}" for p in CONTACT_PURPOSES)})
 _CODE = re.compile(r"^[A-Z]{2}-\d{2}$")
 
 
@@ -328,6 +332,85 @@ class ReportPolicy(_Frozen):
                                description="Pareto: the codes making up this share are the vital few.")
 
 
+STAFF_SCOPES = ("booked", "department_unassigned", "department", "review", "all")
+Scope = Literal["booked", "department_unassigned", "department", "review", "all"]
+# The case actions of the casework contract, accepted here before schemas/events.py has them all.
+_CONTRACT_ACTIONS = frozenset({"assigned", "transferred", "co_handler_added", "resolution_proposed",
+                               "approved", "contacted"})
+
+
+def _staff_actions(values: list[str]) -> list[str]:
+    known = {a.value for a in CaseAction} | _CONTRACT_ACTIONS | {"*"}
+    unknown = [v for v in values if v not in known]
+    if unknown:
+        raise ValueError(f"unknown case actions {unknown}; known: {', '.join(sorted(known))}")
+    return values
+
+
+class StaffRole(_Frozen):
+    """What one staff role may read and do on the desk (services/desk, docs/desk.md)."""
+
+    scopes: list[Scope] = Field(min_length=1, description="The cases it reaches: booked (booked to "
+                                "the person or co-handled), department_unassigned (its department's "
+                                "cases without a handler: read and take only), department, review "
+                                "(the review queue), all.")
+    actions: Annotated[list[str], AfterValidator(_staff_actions)] = Field(
+        default_factory=list, description="Case actions it may take on those cases; * for every "
+                                          "action; none: read only.")
+
+
+def _default_roles() -> dict[str, StaffRole]:
+    work = ["assigned", "transferred", "co_handler_added", "acknowledged", "note", "plan_decided",
+            "resolution_proposed", "resolved", "awaiting_customer", "customer_replied", "contacted",
+            "closed"]
+    return {"handler": StaffRole(scopes=["booked", "department_unassigned"], actions=work),
+            "department_head": StaffRole(scopes=["department"], actions=["*"]),
+            "supervisor": StaffRole(scopes=["all"], actions=["*"]),
+            "executive": StaffRole(scopes=["all"], actions=["*"]),
+            "reviewer": StaffRole(scopes=["review"], actions=["note", "reclassified"]),
+            "auditor": StaffRole(scopes=["all"], actions=[])}
+
+
+class StaffPolicy(_Frozen):
+    """Staff roles and the desk's work-list thresholds."""
+
+    due_soon: Duration = Field(default=timedelta(hours=2),
+                               description="An open deadline this close is about to breach.")
+    roles: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], StaffRole] = Field(
+        default_factory=_default_roles, min_length=1)
+    report_roles: list[str] = Field(
+        default_factory=lambda: ["department_head", "supervisor", "executive", "auditor"],
+        description="Roles that may read the reports (GET /v1/reports/kpi): rule report_roles.")
+
+    @model_validator(mode="after")
+    def _known_report_roles(self) -> StaffPolicy:
+        unknown = sorted(set(self.report_roles) - set(self.roles))
+        if unknown:
+            raise ValueError(f"report_roles: {unknown} are not roles of staff.roles")
+        return self
+
+
+class QueuePolicy(_Frozen):
+    """How long a case may wait in a department's queue for a handler before ops are alerted."""
+
+    alert_after: Duration = Field(default=timedelta(hours=1), description="The limit of every "
+                                  "department without one of its own.")
+    departments: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")], Duration] = Field(
+        default_factory=dict, description="Limits per roster department.")
+
+    @model_validator(mode="after")
+    def _positive(self) -> QueuePolicy:
+        bad = [k for k, v in {"alert_after": self.alert_after, **self.departments}.items()
+               if v <= timedelta(0)]
+        if bad:
+            raise ValueError(f"waiting limits must be positive: {', '.join(bad)}")
+        return self
+
+    def limit(self, department: str) -> timedelta:
+        """The waiting limit of ``department``."""
+        return self.departments.get(department, self.alert_after)
+
+
 class Policy(_Frozen):
     version: str = Field(min_length=1)
     satisfaction: SatisfactionPolicy
@@ -336,6 +419,21 @@ class Policy(_Frozen):
     router: RouterPolicy
     notifier: NotifierPolicy
     reports: ReportPolicy = Field(default_factory=ReportPolicy)
+    resolution: ResolutionPolicy = Field(
+        default_factory=lambda: ResolutionPolicy(approval_above={}, approver_roles=["supervisor"]),
+        description="Approval of compensations (four-eyes); default: every compensation.")
+    result_templates: dict[str, ResultTemplate] = Field(
+        default_factory=dict, description="Customer-facing result texts by id (zh, en).")
+
+    @model_validator(mode="after")
+    def _template_ids(self) -> Policy:
+        bad = sorted(t for t in self.result_templates if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", t))
+        if bad:
+            raise ValueError(f"result_templates: ids must be lower case words like repair_done: {bad}")
+        return self
+    staff: StaffPolicy = Field(default_factory=StaffPolicy)
+    queue: QueuePolicy = Field(default_factory=QueuePolicy,
+                               description="Waiting limits of the router's department queues.")
 
     @model_validator(mode="after")
     def _satisfied_above_dissatisfied(self) -> Policy:

@@ -190,22 +190,6 @@ class Intake:
         self.metrics.registered.labels(Channel.survey_reply.value, "satisfaction").inc()
         return Accepted(complaint_id, event.id, False, "case_event")
 
-    async def record_case_event(
-        self, complaint_id: str, body: dict[str, Any], *, idempotency_key: str | None
-    ) -> CaseEvent:
-        """Record a handler's or customer's step on an existing complaint."""
-        registered = await self._registered(complaint_id)
-        update = CaseUpdate.model_validate({**body, "complaint_id": complaint_id})
-        now = self.clock()
-        event_id = derived_id("case", complaint_id, idempotency_key) if idempotency_key else None
-        event = CaseEvent.new(update, id=event_id, source=SERVICE, time=now,
-                              subject=complaint_id, cause=registered)
-        await self.publisher.publish(LIFECYCLE, event)
-        await self.timelines.add(complaint_id, event.id, event.to_bytes())
-        log.info("case event complaint=%s event=%s action=%s", complaint_id, event.id,
-                 update.action.value)
-        return event
-
     async def state(self, complaint_id: str) -> dict[str, Any]:
         """The complaint's current state and its timeline."""
         events = [json.loads(raw) for raw in await self.timelines.get(complaint_id)]

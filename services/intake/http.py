@@ -1,13 +1,26 @@
-"""Intake's HTTP API: channel messages in, case events in, a complaint's state out.
+"""Intake's HTTP API: channel messages in, a complaint's state out (to staff).
 
-Errors are RFC 9457 problem documents: 400 malformed, 401 unsigned, 404 unknown, 413 too
-large, 422 invalid, 503 while a dependency does not answer.
+    POST /v1/inbound/{channel}    a channel message, HMAC-signed (services/intake/auth.py)
+    GET  /v1/complaints/{id}      the live state and timeline; a staff bearer token (the desk's
+                                  tokens and read rule, policy `staff`); the read is recorded on
+                                  complaints.audit
+
+Staff work on a case goes through the desk (POST /v1/desk/cases/{id}/actions, the actor from
+the token); a customer's satisfaction answer comes in as a survey_reply channel message.
+/healthz and /metrics (services.common.runtime) stay open for probes and Prometheus: they carry
+counts and states, no personal data.
+
+Errors are RFC 9457 problem documents: 400 malformed, 401 unsigned or no valid staff token,
+403 refused (``rule`` names the permission rule), 404 unknown, 413 too large, 422 invalid,
+503 while a dependency does not answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import logging
 import time
 import uuid
 from datetime import UTC, datetime
@@ -17,14 +30,21 @@ import faust
 from faust.web import Request, Response, View
 from pydantic import ValidationError
 
-from schemas.events import Channel, InboundMessage, InboundReceived
+from schemas.audit import StaffAccess, StaffAccessed
+from schemas.events import Channel, ComplaintRegistered, InboundMessage, InboundReceived
+from schemas.topics import AUDIT
 from services.common.boundary import TRANSIENT
 from services.common.errors import Rejected
+from services.desk.auth import Identity, TokenVerifier, Unauthorized, bearer
+from services.desk.logic import CaseFacts, Refused, co_handlers, may_read
 from services.intake import auth
 from services.intake.handlers import SERVICE, Intake, UnknownComplaint
+from services.intake.logic import case_state
 from services.intake.settings import IntakeSettings
 
+log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
+PERSONAL_FIELDS = ("subject", "first_contact")  # what the state shows of the complaint itself
 
 
 def problem(view: View, status: int, title: str, detail: str, **extra: Any) -> Response:
@@ -62,10 +82,12 @@ def _payload(body: bytes, content_type: str) -> dict[str, Any] | str:
     return body.decode("utf-8")
 
 
-def add_http_api(app: faust.App, intake: Intake, settings: IntakeSettings) -> None:
-    """Serve the intake API on the faust web server."""
+def add_http_api(app: faust.App, intake: Intake, settings: IntakeSettings, *,
+                 verifier: TokenVerifier | None = None) -> None:
+    """Serve the intake API on the faust web server (staff token keys checked here, at start-up)."""
     max_body = settings.max_body_bytes
     secrets = settings.secrets()
+    staff_tokens = verifier or TokenVerifier.from_settings(settings)
 
     @app.page("/v1/inbound/{channel}")
     class InboundView(View):
@@ -111,35 +133,48 @@ def add_http_api(app: faust.App, intake: Intake, settings: IntakeSettings) -> No
                 status=202, headers={"Location": f"/v1/complaints/{cid}"},
             )
 
-    @app.page("/v1/complaints/{complaint_id}/events")
-    class CaseEventsView(View):
-        async def post(self, request: Request, complaint_id: str) -> Response:
-            body = await _read_body(self, request, max_body)
-            if isinstance(body, Response):
-                return body
-            try:
-                fields = json.loads(body)
-                if not isinstance(fields, dict):
-                    return problem(self, 422, "Invalid event", "body must be a JSON object")
-                event = await intake.record_case_event(
-                    complaint_id, fields, idempotency_key=request.headers.get("Idempotency-Key"))
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                return problem(self, 400, "Malformed body", str(exc), field="(body)")
-            except UnknownComplaint:
-                return problem(self, 404, "Unknown complaint", f"no complaint {complaint_id!r}")
-            except ValidationError as exc:
-                return problem(self, 422, "Invalid event", "the event violates the schema",
-                               errors=_field_errors(exc))
-            except TRANSIENT as exc:
-                return problem(self, 503, "Temporarily unavailable", type(exc).__name__)
-            return self.json({"event_id": event.id, "complaint_id": complaint_id}, status=202)
-
     @app.page("/v1/complaints/{complaint_id}")
     class ComplaintView(View):
         async def get(self, request: Request, complaint_id: str) -> Response:
             try:
-                return self.json(await intake.state(complaint_id))
+                token = bearer(request.headers.get("Authorization"))
+                who = await asyncio.to_thread(staff_tokens.verify, token)
+                return self.json(await _read_case(intake, who, complaint_id))
+            except Unauthorized as exc:
+                reply = problem(self, 401, "Unauthorized", str(exc))
+                reply.headers["WWW-Authenticate"] = 'Bearer realm="complaints"'
+                return reply
+            except _Refused as exc:
+                return problem(self, 403, "Forbidden", exc.refused.detail, rule=exc.refused.rule)
             except UnknownComplaint:
                 return problem(self, 404, "Unknown complaint", f"no complaint {complaint_id!r}")
             except TRANSIENT as exc:
                 return problem(self, 503, "Temporarily unavailable", type(exc).__name__)
+
+
+class _Refused(Exception):
+    def __init__(self, refused: Refused) -> None:
+        super().__init__(refused.detail)
+        self.refused = refused
+
+
+async def _read_case(intake: Intake, who: Identity, complaint_id: str) -> dict[str, Any]:
+    """The case state for a staff member the desk's rule lets read it; the read is recorded first."""
+    events = [json.loads(raw) for raw in await intake.timelines.get(complaint_id)]
+    if not any(e["type"] == ComplaintRegistered.EVENT_TYPE for e in events):
+        raise UnknownComplaint(complaint_id)
+    state = case_state(events)
+    facts = CaseFacts(complaint_id=complaint_id, handler=state.get("handler"),
+                      department=state.get("department"), review=bool(state.get("review")),
+                      co_handlers=co_handlers({"action": e["data"]["action"], "summary": e["data"]}
+                                              for e in events if e["type"] == "case.updated"))
+    decision = may_read(who, facts, staff=intake.policy.staff)
+    if isinstance(decision, Refused):
+        raise _Refused(decision)
+    access = StaffAccess(actor=who.sub, roles=list(who.roles), department=who.department,
+                         kind="case_viewed", complaint_id=complaint_id, fields=list(PERSONAL_FIELDS),
+                         granted_by=f"{decision.role}:{decision.scope}")
+    event = StaffAccessed.new(access, source=f"{SERVICE}.http", time=intake.clock(), subject=complaint_id)
+    await intake.publisher.publish(AUDIT, event)
+    log.info("access recorded event=%s complaint=%s actor=%s", event.id, complaint_id, who.sub)
+    return state

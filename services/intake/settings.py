@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, field_validator
 
-from services.common.settings import CommonSettings
+from services.common.staff_tokens import StaffTokenSettings
 
 
-class IntakeSettings(CommonSettings):
-    """Intake settings: the shared ones (see CommonSettings) plus
+class IntakeSettings(StaffTokenSettings):
+    """Intake settings: the shared ones (see CommonSettings) and the staff token ones
+    (StaffTokenSettings: DESK_JWT_SECRET, DESK_JWT_SECRET_FILE, DESK_JWKS, ...: GET
+    /v1/complaints/{id} needs a staff token) plus
 
     INTAKE_HTTP_PORT       port of the HTTP API, /metrics and /healthz (default 8080)
     INTAKE_MAX_BODY_BYTES  largest accepted request or record body (default 1 MiB)

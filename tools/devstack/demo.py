@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import urllib.error
+import urllib.request
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -206,8 +208,9 @@ class Demo:
     """Feeds the samples through intake and records handler steps, printing the events."""
 
     def __init__(self, *, bootstrap: list[str], intake_port: int, sla_scale: float,
-                 secrets: dict[str, bytes]) -> None:
+                 secrets: dict[str, bytes], desk_port: int = 8085) -> None:
         self.base = f"http://127.0.0.1:{intake_port}"
+        self.desk = f"http://127.0.0.1:{desk_port}"
         self.secrets = secrets
         self.sla_scale = sla_scale
         self.printer = Printer(bootstrap)
@@ -239,7 +242,31 @@ class Demo:
             raise ValueError(f"intake answered {status}: {answer}")
         return answer
 
+    def _act(self, cid: str, step: dict[str, Any], *, key: str, timeout: float = 60.0) -> None:
+        """A handler step through the desk, as the step's actor (a supervisor's token of this
+        stack's key); the desk acts on archived cases, so a 404 is waited out."""
+        from services.common.settings import load_settings
+        from services.common.staff_tokens import StaffTokenSettings
+        from services.desk.auth import mint
+
+        token = mint(load_settings(StaffTokenSettings).hs256_secret(), sub=str(step["actor"]),
+                     roles=["supervisor"], department=None, ttl=timedelta(minutes=10), now=time.time())
+        body = json.dumps({k: v for k, v in step.items() if k != "actor"}, ensure_ascii=False).encode()
+        deadline = time.monotonic() + timeout
+        while True:
+            request = urllib.request.Request(  # noqa: S310 - the stack's own loopback address
+                f"{self.desk}/v1/desk/cases/{cid}/actions", data=body, method="POST",
+                headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}",
+                         "Idempotency-Key": key})
+            try:
+                with urllib.request.urlopen(request, timeout=10):  # noqa: S310
+                    return
+            except urllib.error.HTTPError as err:
+                if err.code != 404 or time.monotonic() > deadline or self._stopping.wait(0.5):
+                    raise ValueError(f"the desk answered {err.code}: {err.read()[:300]!r}") from None
+
     def _feed(self) -> None:
+
         try:
             self._feed_samples()
         except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
@@ -268,7 +295,7 @@ class Demo:
             for step in sample.steps:
                 if self._stopping.is_set():
                     return
-                self._post(f"/v1/complaints/{cid}/events", step, key=f"demo-{cid}-{step['action']}")
+                self._act(cid, step, key=f"demo-{cid}-{step['action']}")
         unacked = ", ".join(f"{c} ({s.channel})" for s, c in fed if not s.steps)
         print(f"demo: handler steps recorded; left unacknowledged: {unacked}. "
               "The stack keeps running; Ctrl-C stops it.", flush=True)

@@ -3,8 +3,10 @@
     GET /v1/reports/kpi?month=2026-11[&by=department]
     GET /v1/reports/kpi?from=2026-11-01&to=2026-11-15[&by=handler]
 
-Errors are RFC 9457 problem documents: 400 for a bad period or ``by`` (``field`` names the
-parameter), 503 while the archive database does not answer.
+It needs a staff bearer token (the desk's tokens) of a role in the policy's
+``staff.report_roles``. Errors are RFC 9457 problem documents: 400 for a bad period or ``by``
+(``field`` names the parameter), 401 without a valid token, 403 for another role (``rule``:
+report_roles), 503 while the archive database does not answer.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from services.archive.reports.period import PeriodError, local_date, parse_perio
 from services.archive.reports.query import GROUPS
 from services.archive.reports.service import build_report
 from services.common.policy import Policy
+from services.desk.auth import TokenVerifier, Unauthorized, bearer
+from services.desk.logic import Refused, may_read_reports
 from services.sla_monitor.calendar import BusinessCalendar
 
 log = logging.getLogger(__name__)
@@ -56,7 +60,8 @@ def kpi(query: Mapping[str, str], *, engine: Engine, policy: Policy, calendar: B
     return 200, as_json(report)
 
 
-def add_report_api(app: faust.App, *, engine: Engine, policy: Policy, calendar: BusinessCalendar) -> None:
+def add_report_api(app: faust.App, *, engine: Engine, policy: Policy, calendar: BusinessCalendar,
+                   verifier: TokenVerifier) -> None:
     """Serve ``GET /v1/reports/kpi`` on the faust app's web server (the report is made in a
     worker thread, so the event loop goes on)."""
 
@@ -64,10 +69,22 @@ def add_report_api(app: faust.App, *, engine: Engine, policy: Policy, calendar: 
     class KpiView(View):
         async def get(self, request: Request) -> Response:
             query = dict(request.query)
-            status, body = await asyncio.to_thread(kpi, query, engine=engine, policy=policy,
-                                                   calendar=calendar, now=datetime.now(UTC))
-            return self.bytes(json.dumps(body, ensure_ascii=False).encode(), status=status,
-                              content_type="application/json" if status == 200 else PROBLEM)
+            try:
+                who = await asyncio.to_thread(verifier.verify, bearer(request.headers.get("Authorization")))
+            except Unauthorized as exc:
+                status, body = _problem(401, "Unauthorized", str(exc))
+            else:
+                decision = may_read_reports(who, staff=policy.staff)
+                if isinstance(decision, Refused):
+                    status, body = _problem(403, "Forbidden", decision.detail, rule=decision.rule)
+                else:
+                    status, body = await asyncio.to_thread(kpi, query, engine=engine, policy=policy,
+                                                           calendar=calendar, now=datetime.now(UTC))
+            response = self.bytes(json.dumps(body, ensure_ascii=False).encode(), status=status,
+                                  content_type="application/json" if status == 200 else PROBLEM)
+            if status == 401:
+                response.headers["WWW-Authenticate"] = 'Bearer realm="complaints"'
+            return response
 
 
 def _problem(status: int, title: str, detail: str, **extra: Any) -> tuple[int, dict[str, Any]]:

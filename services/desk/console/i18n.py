@@ -1,0 +1,165 @@
+"""Every word of the console in both languages, in one place, and the choice of language.
+
+``TEXT[key] = (zh, en)``. A key the templates ask for and this table lacks is an error at
+render time (``Words.__call__`` raises), so a test that renders every page finds it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+Lang = Literal["zh", "en"]
+LANGS: tuple[Lang, ...] = ("zh", "en")
+DEFAULT_LANG: Lang = "zh"
+
+TEXT: dict[str, tuple[str, str]] = {
+    # frame
+    "title": ("投诉工作台", "Complaint desk"), "signed_in_as": ("当前用户", "Signed in as"),
+    "sign_in": ("登录", "Sign in"), "sign_out": ("退出", "Sign out"), "department": ("部门", "Department"),
+    "roles": ("角色", "Roles"), "none": ("无", "none"), "back": ("返回", "Back"),
+    "language": ("语言", "Language"), "report": ("月度报告", "Monthly report"), "search": ("搜索", "Search"),
+    "next_page": ("下一页", "Next page"), "prev_page": ("上一页", "Previous page"),
+    "empty": ("没有案件", "No cases"), "submit": ("提交", "Submit"),
+    # sign-in
+    "signin_help": ("粘贴您的员工令牌（JWT）。令牌只保存在本浏览器的 HttpOnly Cookie 中。",
+                    "Paste your staff token (JWT). It is kept only in an HttpOnly cookie of this browser."),
+    "token": ("令牌", "Token"), "signed_out": ("您已退出。", "You are signed out."),
+    "bad_token": ("令牌无效", "The token was refused"),
+    # lists
+    "list_mine": ("我的案件", "My cases"), "list_department": ("部门队列", "Department queue"),
+    "list_review": ("复核队列", "Review queue"), "list_unassigned": ("待分配", "Unassigned"),
+    "list_overdue": ("超时/即将超时", "Overdue / due soon"),
+    "col_number": ("编号", "Number"), "col_status": ("状态", "Status"), "col_code": ("类型", "Type"),
+    "col_severity": ("等级", "Severity"), "col_channel": ("渠道", "Channel"),
+    "col_handler": ("处理人", "Handler"), "col_received": ("受理时间", "Received"),
+    "col_deadline": ("最近时限", "Next deadline"), "col_milestone": ("时限", "Milestone"),
+    "col_state": ("时限状态", "Deadline state"), "unassigned": ("未分配", "unassigned"),
+    # search
+    "f_number": ("编号（前缀）", "Number (prefix)"), "f_status": ("状态", "Status"),
+    "f_code": ("类型代码", "Type code"), "f_severity": ("等级", "Severity"), "f_channel": ("渠道", "Channel"),
+    "f_handler": ("处理人", "Handler"), "f_department": ("部门", "Department"), "f_from": ("自", "From"),
+    "f_to": ("至", "To"), "f_customer": ("客户电话或邮箱", "Customer phone or e-mail"),
+    "any": ("任意", "any"), "search_note": ("按客户搜索会被记录（不记录号码本身）。",
+                                           "A customer search is recorded (the number itself is not)."),
+    # case page
+    "case": ("案件", "Case"), "owners": ("责任人", "Who owns what"),
+    "first_contact_owner": ("首接责任人", "First-contact owner"), "handler": ("处理人", "Handler"),
+    "level": ("级别", "Level"), "co_handlers": ("协办人", "Co-handlers"), "contact": ("联系方式（已脱敏）",
+                                                                                "Contact (masked)"),
+    "product": ("产品", "Product"), "store": ("门店", "Store"), "demand": ("诉求", "Demand"),
+    "deadlines": ("处理时限", "Deadlines"), "timeline": ("处理记录", "Timeline"),
+    "actions": ("可执行操作", "Actions you may take"), "no_actions": ("您对此案件只有查看权限。",
+                                                                   "You may only read this case."),
+    "time": ("时间", "Time"), "actor": ("操作人", "By"), "event": ("事件", "Event"),
+    "details": ("详情", "Details"), "left": ("剩余", "left"), "overdue_by": ("已超时", "overdue by"),
+    "unit_d": ("天", "d"), "unit_h": ("小时", "h"), "unit_m": ("分", "min"),
+    "recorded": ("已提交：", "Recorded: "), "recorded_note": (
+        "处理记录将在归档收到事件后显示。", "The timeline shows it once the archive has the event."),
+    "review_flag": ("待复核", "in review"), "result": ("处理结果", "Result"),
+    # action form fields
+    "a_handler": ("处理人工号", "Handler (staff id)"), "a_department": ("部门", "Department"),
+    "a_reason": ("原因", "Reason"), "a_note": ("备注", "Note"), "a_summary": ("方案摘要", "Plan summary"),
+    "a_measure": ("整改措施", "Corrective measure"), "a_owner": ("责任人工号", "Owner (staff id)"),
+    "a_due": ("完成日期", "Due date"), "a_solution": ("解决方式", "Solution"),
+    "a_party": ("责任方", "Party at fault"), "a_root_cause": ("根因代码", "Root-cause code"),
+    "a_template": ("结果模板", "Result template"), "a_fields": ("模板字段", "Template fields"),
+    "a_amount": ("补偿金额", "Compensation amount"), "a_currency": ("币种", "Currency"),
+    "a_proposal": ("待审批方案", "Proposal to approve"), "a_kind": ("联系方式", "Contact kind"),
+    "a_purpose": ("目的", "Purpose"), "a_reached": ("已联系上客户", "Customer reached"),
+    "a_score": ("满意度 1-5", "Satisfaction 1-5"), "a_code": ("新类型代码", "New type code"),
+    "take_reason": ("从队列领取", "taken from the queue"), "take": ("领取此案件", "Take this case"),
+    "needs_approval": ("补偿金额达到审批线，需先提交方案并经他人审批。",
+                       "The compensation needs an approval: propose the resolution and have someone "
+                       "else approve it first."),
+    # errors
+    "error": ("出错了", "Something went wrong"), "e401": ("请先登录", "Please sign in"),
+    "e403": ("无权操作", "Not permitted"), "e404": ("未找到", "Not found"),
+    "e422": ("提交内容有误", "The form has a problem"), "e409": ("冲突", "Conflict"),
+    "e400": ("请求有误", "Bad request"), "e503": ("暂时不可用", "Temporarily unavailable"),
+    "e500": ("内部错误", "Internal error"), "rule": ("规则", "Rule"),
+    "csrf": ("表单已过期或来自其他网站，请返回重新提交。",
+             "The form is stale or came from another site; go back and submit it again."),
+    "month": ("月份", "Month"), "show": ("显示", "Show"),
+    "report_scope": ("月度报告仅对部门负责人、主管、高管和审计开放。",
+                     "The monthly report is for department heads, supervisors, executives and auditors."),
+}
+
+# Enumerations shown to people: (kind, value) -> (zh, en)
+NAMES: dict[str, dict[str, tuple[str, str]]] = {
+    "action": {
+        "acknowledged": ("初步响应", "Acknowledge"), "note": ("备注", "Note"),
+        "plan_decided": ("确定处理方案", "Record the plan"), "resolved": ("解决", "Resolve"),
+        "satisfaction": ("满意度", "Satisfaction"), "reopened": ("重新打开", "Reopen"),
+        "reclassified": ("重新分类", "Reclassify"),
+        "awaiting_customer": ("等待客户", "Wait for the customer"),
+        "customer_replied": ("客户已回复", "Customer replied"), "closed": ("结案", "Close"),
+        "assigned": ("分配", "Assign"), "transferred": ("转办", "Transfer"),
+        "co_handler_added": ("增加协办人", "Add a co-handler"),
+        "resolution_proposed": ("提交解决方案审批", "Propose a resolution"),
+        "approved": ("审批通过", "Approve"), "contacted": ("联系记录", "Record a contact"),
+        "registered": ("登记", "Registered"), "routed": ("分派", "Routed"),
+        "escalated": ("升级", "Escalated"),
+    },
+    "status": {"open": ("处理中", "open"), "awaiting_customer": ("等待客户", "awaiting customer"),
+               "reopened": ("已重开", "reopened"), "resolved": ("已解决", "resolved"),
+               "closed": ("已结案", "closed")},
+    "severity": {"general": ("一般", "general"), "urgent": ("紧急", "urgent"), "major": ("重大", "major")},
+    "state": {"overdue": ("已超时", "overdue"), "due_soon": ("即将超时", "due soon"),
+              "running": ("计时中", "running"), "paused": ("暂停", "paused"), "met": ("按时完成", "met"),
+              "breached": ("已违约", "breached"), "cancelled": ("已取消", "cancelled")},
+    "milestone": {"acknowledge": ("受理回执", "acknowledge"), "respond": ("初步响应", "respond"),
+                  "dispatch": ("分派", "dispatch"), "plan": ("处理方案", "plan"),
+                  "resolve": ("解决", "resolve"),
+                  "feedback": ("结果反馈", "feedback"), "revisit": ("回访", "revisit")},
+    "solution": {"repair": ("维修", "repair"), "replace": ("更换", "replace"), "return": ("退货", "return"),
+                 "refund": ("退款", "refund"), "software_fix": ("软件修复", "software fix"),
+                 "apology": ("道歉", "apology"), "explanation": ("解释说明", "explanation"),
+                 "compensation": ("补偿", "compensation"), "other": ("其他", "other")},
+    "party": {"company": ("公司", "company"), "customer": ("客户", "customer"),
+              "third_party": ("第三方", "third party"), "none": ("无", "none"),
+              "undetermined": ("待定", "undetermined")},
+    "kind": {"phone_callback": ("电话回访", "phone call-back"), "visit": ("上门", "visit"),
+             "chat": ("在线沟通", "chat")},
+    "purpose": {"feedback": ("结果反馈", "feedback"), "revisit": ("满意度回访", "revisit"),
+                "other": ("其他", "other")},
+}
+
+
+class Words:
+    """The console's words in one language: ``t("key")`` and ``name("kind", value)``."""
+
+    def __init__(self, lang: Lang) -> None:
+        self.lang = lang
+        self._i = LANGS.index(lang)
+
+    def __call__(self, key: str) -> str:
+        """The word for ``key`` (KeyError for a key the table lacks)."""
+        return TEXT[key][self._i]
+
+    def name(self, kind: str, value: object) -> str:
+        """How an enumeration value is shown; an unknown value is shown as it is."""
+        pair = NAMES[kind].get(str(value))
+        return pair[self._i] if pair else str(value)
+
+
+def choose_lang(query: Mapping[str, str], cookie: str | None, accept_language: str | None) -> Lang:
+    """The language: ?lang=, then the cookie, then the browser's Accept-Language, then zh."""
+    for given in (query.get("lang"), cookie):
+        if given in LANGS:
+            return given
+    ranked: list[tuple[float, int, str]] = []
+    for index, part in enumerate((accept_language or "").split(",")):
+        tag, _, params = part.strip().partition(";")
+        q = 1.0
+        if params.strip().startswith("q="):
+            try:
+                q = float(params.strip()[2:])
+            except ValueError:
+                q = 0.0
+        ranked.append((-q, index, tag.strip().lower()))
+    for negative_q, _, tag in sorted(ranked):
+        primary = tag.split("-")[0]
+        if negative_q < 0 and primary in LANGS:
+            return primary
+    return DEFAULT_LANG

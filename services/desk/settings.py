@@ -1,0 +1,63 @@
+"""Desk settings: the staff listener, the archive it reads, how staff tokens are verified."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+
+from services.common.staff_tokens import MIN_SECRET, SECRET_FILE, StaffTokenSettings
+
+__all__ = ["MIN_SECRET", "SECRET_FILE", "DeskSettings"]
+
+
+class DeskSettings(StaffTokenSettings):
+    """Desk settings: the shared ones (see CommonSettings, StaffTokenSettings) plus
+
+    DESK_HTTP_PORT          port of the staff API, /metrics and /healthz (default 8085); separate
+                            from intake's channel listener, so each can be exposed on its own
+    ARCHIVE_DATABASE_URL    the archive's database, read only (default: the archive's SQLite file
+                            under COMPLAINTS_DATA_DIR); may hold a password: never printed
+    DESK_JWT_SECRET         HS256 secret of staff tokens, at least 32 characters (embedded stack);
+                            default: the file COMPLAINTS_DATA_DIR/desk-jwt-secret that
+                            `complaints up` writes (mode 0600)
+    DESK_JWT_SECRET_FILE    a file holding the HS256 secret instead
+    DESK_JWKS               RS256 / ES256 keys of an identity provider: a JWKS file path or an
+                            https:// URL (deployments); when set, HS256 tokens are refused
+    DESK_JWT_ISSUER         the `iss` every token must carry (checked when set)
+    DESK_JWT_AUDIENCE       the `aud` every token must carry (checked when set)
+    DESK_JWT_LEEWAY         seconds of clock skew allowed on `exp` (default 30)
+    INTAKE_IDENTITY_KEY     the customer identity key (intake's): customer search computes the
+                            same keyed hash of a phone or e-mail
+    DESK_PAGE_SIZE          default page size of the work lists (default 50)
+    DESK_MAX_PAGE_SIZE      largest `limit` accepted (default 200)
+    DESK_MAX_BODY_BYTES     largest action body accepted (default 64 KiB)
+    DESK_COOKIE_SECURE      mark the console's session cookie Secure (true behind https; default false)
+    SLA_MONITOR_CALENDAR_FILE  the business calendar of the console's monthly report (default: shipped)
+    """
+
+    http_port: int = Field(default=8085, ge=1, le=65535, validation_alias="DESK_HTTP_PORT")
+    database_url: SecretStr | None = Field(default=None, validation_alias="ARCHIVE_DATABASE_URL")
+    identity_key: SecretStr = Field(default=SecretStr("dev-only-identity-key"), min_length=8,
+                                    validation_alias="INTAKE_IDENTITY_KEY")
+    page_size: int = Field(default=50, ge=1, le=1000, validation_alias="DESK_PAGE_SIZE")
+    max_page_size: int = Field(default=200, ge=1, le=1000, validation_alias="DESK_MAX_PAGE_SIZE")
+    max_body_bytes: int = Field(default=65_536, ge=1024, le=4 * 1_048_576,
+                                validation_alias="DESK_MAX_BODY_BYTES")
+    cookie_secure: bool = Field(default=False, validation_alias="DESK_COOKIE_SECURE")
+    calendar_file: Path | None = Field(default=None, validation_alias="SLA_MONITOR_CALENDAR_FILE")
+
+    @model_validator(mode="after")
+    def _page_sizes(self) -> DeskSettings:
+        if self.page_size > self.max_page_size:
+            raise ValueError(f"DESK_PAGE_SIZE ({self.page_size}) is above DESK_MAX_PAGE_SIZE "
+                             f"({self.max_page_size})")
+        return self
+
+    def database(self) -> str:
+        """The archive's database URL in clear (for the engine only: never log it)."""
+        from services.archive.settings import SQLITE_FILE
+
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{(self.data_dir / SQLITE_FILE).resolve()}"
