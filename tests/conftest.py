@@ -16,12 +16,15 @@ import yaml
 
 from services.common.kafka import ensure_topics
 from services.sla_monitor.calendar import ALWAYS_OPEN
-from tests.harness import TEST_SECRET, Service, free_port, port_open, wait_for
-from tests.postgres import postgres_url  # noqa: F401 - the session PostgreSQL, for the archive tests
+from tests.harness import STAFF_SECRET, TEST_SECRET, Service, free_port, port_open, wait_for
+from tests.postgres import (
+    fresh_database,
+    postgres_url,  # noqa: F401 - the session PostgreSQL, for the archive tests and the stack's archive
+)
 
 SLA_SCALE = 3600  # acknowledge (general): 1 h -> 1 s; resolve: 72 h -> 72 s
 SERVER_FIXTURES = frozenset({"broker", "redis_url", "redis_prefix", "stack_env", "stack", "intake_url",
-                             "postgres_url"})
+                             "postgres_url", "desk_url"})
 """Fixtures that start or reach a server: a test that uses one must be marked ``integration``."""
 
 
@@ -128,26 +131,40 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def stack_env(broker: str, redis_url: str, redis_prefix: str, test_roster: Path,
-              tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+              tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """The services' environment; the archive's database is one of this session's own.
+
+    PostgreSQL when the session has one (a database of its own on the server of
+    ``tests.postgres``, dropped afterwards), else (that fixture skips: no server binaries) a
+    SQLite file under the session's tmp dir.
+    """
     data = tmp_path_factory.mktemp("stack")
-    return {
-        "KAFKA_BOOTSTRAP_SERVERS": broker, "KAFKA_REBALANCE_TIMEOUT": "3",
-        "REDIS_URL": redis_url, "REDIS_PREFIX": redis_prefix,
-        "COMPLAINTS_SLA_SCALE": str(SLA_SCALE), "INTAKE_SIGNING_SECRETS": json.dumps({"*": TEST_SECRET}), "COMPLAINTS_DATA_DIR": str(data / "data"),
-        "NOTIFIER_OUTBOX_DIR": str(data / "outbox"), "LOG_LEVEL": "info",
-        "ROUTER_ROSTER_FILE": str(test_roster),
-        "SLA_MONITOR_CALENDAR_FILE": str(ALWAYS_OPEN),
-        "INTAKE_HTTP_PORT": str(free_port()), "ROUTER_HTTP_PORT": str(free_port()),
-        "SLA_MONITOR_HTTP_PORT": str(free_port()), "NOTIFIER_HTTP_PORT": str(free_port()),
-    }
+    with contextlib.ExitStack() as held:
+        try:
+            archive_db = held.enter_context(fresh_database(request.getfixturevalue("postgres_url")))
+        except pytest.skip.Exception:
+            archive_db = f"sqlite:///{data / 'archive.sqlite3'}"
+        yield {
+            "KAFKA_BOOTSTRAP_SERVERS": broker, "KAFKA_REBALANCE_TIMEOUT": "3",
+            "REDIS_URL": redis_url, "REDIS_PREFIX": redis_prefix,
+            "COMPLAINTS_SLA_SCALE": str(SLA_SCALE), "INTAKE_SIGNING_SECRETS": json.dumps({"*": TEST_SECRET}), "COMPLAINTS_DATA_DIR": str(data / "data"),
+            "NOTIFIER_OUTBOX_DIR": str(data / "outbox"), "LOG_LEVEL": "info",
+            "ROUTER_ROSTER_FILE": str(test_roster),
+            "SLA_MONITOR_CALENDAR_FILE": str(ALWAYS_OPEN),
+            "INTAKE_HTTP_PORT": str(free_port()), "ROUTER_HTTP_PORT": str(free_port()),
+            "SLA_MONITOR_HTTP_PORT": str(free_port()), "NOTIFIER_HTTP_PORT": str(free_port()),
+            "ARCHIVE_HTTP_PORT": str(free_port()), "ARCHIVE_DATABASE_URL": archive_db,
+            "DESK_HTTP_PORT": str(free_port()), "DESK_JWT_SECRET": STAFF_SECRET,
+        }
 
 
 @pytest.fixture(scope="session")
 def stack(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Service]]:
-    """The four services, one process each, healthy."""
+    """The six services, one process each, healthy (the archive on ARCHIVE_DATABASE_URL)."""
     logs = tmp_path_factory.mktemp("logs")
     ports = {"intake": "INTAKE_HTTP_PORT", "router": "ROUTER_HTTP_PORT",
-             "sla-monitor": "SLA_MONITOR_HTTP_PORT", "notifier": "NOTIFIER_HTTP_PORT"}
+             "sla-monitor": "SLA_MONITOR_HTTP_PORT", "notifier": "NOTIFIER_HTTP_PORT",
+             "archive": "ARCHIVE_HTTP_PORT", "desk": "DESK_HTTP_PORT"}
     services = {name: Service(name, stack_env, int(stack_env[var]), logs)
                 for name, var in ports.items()}
     try:
@@ -162,3 +179,9 @@ def stack(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
 @pytest.fixture(scope="session")
 def intake_url(stack: dict[str, Service]) -> str:
     return f"http://127.0.0.1:{stack['intake'].port}"
+
+
+@pytest.fixture(scope="session")
+def desk_url(stack: dict[str, Service]) -> str:
+    """The desk's staff API (tokens: tests.harness.staff_headers, staff_step)."""
+    return f"http://127.0.0.1:{stack['desk'].port}"

@@ -27,20 +27,13 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from tests.harness import free_port
+from tools.devstack.postgres import bindir
 
 ENV_URL = "ARCHIVE_TEST_POSTGRES_URL"
 RUN_AS = "postgres"
 
 
-def _bindir() -> Path | None:
-    given = os.environ.get("ARCHIVE_TEST_PG_BINDIR")
-    candidates = [Path(given)] if given else []
-    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"),
-                         key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0, reverse=True)
-    on_path = shutil.which("pg_ctl")
-    if on_path:
-        candidates.append(Path(on_path).parent)
-    return next((c for c in candidates if (c / "initdb").exists() and (c / "pg_ctl").exists()), None)
+_bindir = bindir  # the machine's server binaries, found as `complaints up --postgres` finds them
 
 
 def _run(cmd: list[str], *, as_user: list[str]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -391,6 +392,18 @@ def test_history_lines_tell_the_trail_in_both_languages() -> None:
     for line in en + zh:
         for secret in PERSONAL:
             assert secret not in line
+
+
+def test_history_lines_give_deadlines_in_the_zone_of_the_lines() -> None:
+    # Given a trail whose acknowledge clock started at 01:02 UTC with a deadline at 02:02 UTC
+    trail = closed_story("C9").archived()
+    # When told in Shanghai time
+    lines = logic.history_lines(trail, lang="en", tz=ZoneInfo("Asia/Shanghai"))
+    # Then the line and its deadline are both local (+0800), never UTC beside local
+    (started,) = [line for line in lines if "SLA acknowledge (cycle 1) started" in line]
+    assert started.startswith("2026-11-23 09:02:00 +0800")
+    assert ", deadline 2026-11-23 10:00:00 +0800 (cause " in started
+    assert "UTC" not in "".join(lines)
 
 
 # ---- any order, any repetition ------------------------------------------------------------

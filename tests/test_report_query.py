@@ -25,9 +25,11 @@ from services.archive.reports.period import parse_period
 from services.archive.reports.service import build_report
 from services.archive.tables import cases, events, notifications, sla
 from services.common.policy import load_policy
+from services.desk.auth import TokenVerifier, mint
 from services.sla_monitor.calendar import load_calendar
 from tests.postgres import fresh_database, postgres_url  # noqa: F401 - the session fixture
 from tools import cli
+from tools.bench.archive_load import cases_sql
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 12, 10, 4, 0, tzinfo=UTC)
@@ -264,18 +266,51 @@ def test_an_empty_period_is_a_report_with_a_note(engine: Engine) -> None:
 # ---- GET /v1/reports/kpi -------------------------------------------------------------
 
 
-def ask(engine: Engine, query: str) -> tuple[int, str, dict[str, Any]]:
-    """GET the KPI path on a faust app's web server, in process (no broker)."""
+STAFF_SECRET = b"report-test-staff-secret-of-32-chars!"
+
+
+def staff_token(*roles: str, secret: bytes = STAFF_SECRET, ttl: float = 600) -> str:
+    """A staff token of these roles (the desk's HS256 tokens)."""
+    return mint(secret, sub="viewer", roles=list(roles), department=None, ttl=timedelta(seconds=ttl),
+                now=time.time())
+
+
+def ask(engine: Engine, query: str, token: str | None = "supervisor",
+        ) -> tuple[int, str, dict[str, Any]]:
+    """GET the KPI path on a faust app's web server, in process (no broker); ``token``: a role, a
+    raw token (with a dot), or None for no Authorization header."""
     app = faust.App("report-api-test", broker="kafka://127.0.0.1:1", store="memory://",
                     autodiscover=False, web_port=6066)
-    add_report_api(app, engine=engine, policy=POLICY, calendar=CALENDAR)
+    add_report_api(app, engine=engine, policy=POLICY, calendar=CALENDAR,
+                   verifier=TokenVerifier(secret=STAFF_SECRET))
+    if token is not None and "." not in token:
+        token = staff_token(token)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     async def go() -> tuple[int, str, dict[str, Any]]:
         async with TestClient(TestServer(app.web.web_app)) as client:
-            response = await client.get(f"{PATH}?{query}")
+            response = await client.get(f"{PATH}?{query}", headers=headers)
             return response.status, response.content_type, json.loads(await response.text())
 
     return asyncio.run(go())
+
+
+@pytest.mark.parametrize(("token", "status"), [
+    (None, 401),                                                         # no token
+    (staff_token("supervisor", secret=b"another-secret-of-thirty-two-chars!!"), 401),  # another key
+    (staff_token("supervisor", ttl=-120), 401),                          # expired
+    ("handler", 403), ("reviewer", 403),                                 # roles not allowed to read
+    ("department_head", 200), ("supervisor", 200), ("executive", 200), ("auditor", 200),
+])
+def test_the_report_needs_a_staff_token_of_a_report_role(engine: Engine, token: str | None,
+                                                         status: int) -> None:
+    # Given a token (or none), When the report is asked for, Then only report roles get it
+    got, content_type, body = ask(engine, "month=2026-11", token)
+    assert got == status, body
+    if status != 200:
+        assert content_type == "application/problem+json" and body["status"] == status
+    if status == 403:
+        assert body["rule"] == "report_roles"
 
 
 def test_the_api_answers_the_report_as_json(engine: Engine) -> None:
@@ -401,36 +436,7 @@ def test_postgresql_gives_the_same_report_as_sqlite(engine: Engine, postgres_url
     assert json.dumps(got, sort_keys=True) == json.dumps(expected, sort_keys=True)
 
 
-MILLION = """
-INSERT INTO archive_cases (complaint_id, status, channel, nature, received_at, code, department, severity,
-  handler, repeat_of, escalation_count, acknowledged_at, resolved_at, reopen_count, satisfaction_score,
-  event_count, updated_at)
-SELECT 'C' || i, CASE WHEN i % 20 = 0 THEN 'open' ELSE 'resolved' END,
-  (ARRAY['phone','web_form','email','wechat','social','app'])[1 + i % 6],
-  CASE WHEN i % 10 = 0 THEN 'praise' ELSE 'complaint' END, t, 'PQ-' || lpad((i % 30)::text, 2, '0'),
-  (ARRAY['quality','service','operations','billing'])[1 + i % 4], (ARRAY['general','urgent','major'])[1 + i % 3],
-  'h-' || (i * 7) % 200, CASE WHEN i % 17 = 0 THEN 'C0' END, CASE WHEN i % 19 = 0 THEN 1 ELSE 0 END,
-  t + make_interval(mins => 5 + i % 90), CASE WHEN i % 20 <> 0 THEN t + make_interval(hours => 2 + i % 100) END,
-  CASE WHEN i % 23 = 0 THEN 1 ELSE 0 END, CASE WHEN i % 4 <> 0 THEN 1 + i % 5 END, 8, t
-FROM (SELECT i, timestamptz '2025-12-01 00:00+00' + make_interval(secs => i * 31.536) AS t
-      FROM generate_series(1, 1000000) AS i) s;
-INSERT INTO archive_sla (complaint_id, milestone, cycle, severity, outcome, on_time, warnings, last_event_time)
-SELECT c.complaint_id, m, 1, c.severity, CASE WHEN hashtext(c.complaint_id || m) & 63 = 0 THEN 'breached' ELSE 'met' END,
-  hashtext(c.complaint_id || m) & 63 > 1, 0, c.received_at
-FROM archive_cases c, unnest(ARRAY['acknowledge','respond','dispatch','plan','resolve','feedback','revisit']) AS m
-WHERE c.nature = 'complaint';
-INSERT INTO archive_events (event_id, complaint_id, topic, type, time, actor, action, summary, ingested_at)
-SELECT c.complaint_id || '-' || k, c.complaint_id, 'complaints.routed', 'complaint.routed', c.received_at, 'router',
-  CASE WHEN k = 2 AND c.escalation_count > 0 THEN 'escalated' ELSE 'routed' END,
-  jsonb_build_object('level', CASE WHEN k = 2 THEN 'L2' ELSE 'L1' END, 'reasons', jsonb_build_array('a', 'b')),
-  c.received_at
-FROM archive_cases c, generate_series(1, 6) AS k;
-INSERT INTO archive_notifications (notification_id, complaint_id, kind, role, transport, recipient, language, status,
-  attempts, updated_at)
-SELECT c.complaint_id || '-' || k, c.complaint_id, k, 'customer', 'sms', '+86***', 'zh', 'sent', 1, c.received_at
-FROM archive_cases c, unnest(ARRAY['acknowledgement','assignment','result','revisit']) AS k WHERE c.nature = 'complaint';
-ANALYZE;
-"""
+# the million archived cases: the same SQL as `complaints bench --stage archive` (tools.bench.archive_load)
 
 
 @pytest.mark.integration
@@ -443,7 +449,7 @@ def test_a_monthly_report_over_a_million_archived_cases_covers_the_month(postgre
         try:
             upgrade(pg)
             with pg.begin() as conn:
-                conn.execute(text(MILLION))
+                conn.execute(text(cases_sql(1_000_000)))
             period, _ = parse_period(month="2026-11", timezone="Asia/Shanghai", today=NOW.date())
             # When the November report is made (statsmodels imported beforehand, as a server would)
             build_report(pg, period=Period(date(2020, 1, 1), date(2020, 1, 2), "Asia/Shanghai", "warm-up"),

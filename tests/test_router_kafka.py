@@ -41,6 +41,8 @@ from tests.harness import (
     http,
     post_inbound,
     produce,
+    staff_headers,
+    staff_step,
     wait_for,
 )
 
@@ -119,7 +121,7 @@ def test_escalation_over_the_broker_climbs_once_per_trigger(
 
 
 def test_a_reviewer_reclassifies_a_low_confidence_complaint_through_the_event_api(
-        intake_url: str, broker: str) -> None:
+        intake_url: str, desk_url: str, broker: str) -> None:
     reader = TopicReader(broker, "complaints.routed")
     try:
         # Given a complaint the classifier cannot place with confidence
@@ -128,10 +130,16 @@ def test_a_reviewer_reclassifies_a_low_confidence_complaint_through_the_event_ap
         # Then it waits in the review queue, with a reviewer booked and its deadlines running
         assert (first["review"], first["department"]) == (True, "complaint_review")
         assert first["handler"].startswith("complaint-review-l1-")
-        # When a reviewer files the code through intake's event API
-        status, _ = http("POST", f"{intake_url}/v1/complaints/{cid}/events",
-                         {"action": "reclassified", "actor": "reviewer-7", "code": "PB-01"})
-        assert status == 202
+        # When a reviewer files the code through the desk (a reviewer's token: the review queue)
+        headers = staff_headers("reviewer-7", "reviewer", department="complaint_review")
+        answer: list[Any] = []
+
+        def filed() -> bool:  # the desk acts on what the archive holds: the case on the review
+            answer[:] = [http("POST", f"{desk_url}/v1/desk/cases/{cid}/actions",  # queue (until then:
+                              {"action": "reclassified", "code": "PB-01"}, headers=headers)]  # 404, 403)
+            return answer[0][0] not in (403, 404)
+        wait_for(filed, timeout=60, what="the desk to see the case on the review queue")
+        assert answer[0][0] == 202, answer
         # Then the case is re-routed to the code's department with a handler of its own
         re = reader.wait(lambda e: e.get("subject") == cid and e["data"]["decision"] == "reclassified",
                          timeout=60, what="re-routed")[0]["data"]
@@ -141,7 +149,7 @@ def test_a_reviewer_reclassifies_a_low_confidence_complaint_through_the_event_ap
         assert re["handler"].startswith(f"billing-{re['level'].lower()}-")
         # And the case's state says so
         def state() -> dict[str, Any] | None:
-            got = http("GET", f"{intake_url}/v1/complaints/{cid}")[1]
+            got = http("GET", f"{intake_url}/v1/complaints/{cid}", headers=staff_headers())[1]
             return got if got.get("revision", 0) >= re["revision"] else None
         assert wait_for(state, timeout=30, what="state with the new routing")["department"] == "billing"
     finally:
@@ -255,7 +263,7 @@ def test_two_router_instances_one_killed_lose_nothing_and_never_double_book(
 
 
 def test_a_dissatisfied_survey_reply_reopens_the_case_and_escalates_it_once(
-        intake_url: str, broker: str) -> None:
+        intake_url: str, desk_url: str, broker: str) -> None:
     reader = TopicReader(broker, "complaints.routed", "complaints.lifecycle")
     try:
         # Given a complaint that is handled and resolved
@@ -264,7 +272,7 @@ def test_a_dissatisfied_survey_reply_reopens_the_case_and_escalates_it_once(
                     timeout=60, what="routed")
         for step in ({"action": "acknowledged", "actor": "agent-1"},
                      {"action": "resolved", "actor": "agent-1", "result": "Screen replaced"}):
-            assert http("POST", f"{intake_url}/v1/complaints/{cid}/events", step)[0] == 202
+            assert staff_step(desk_url, cid, step)[0] == 202
         # When the customer answers the revisit dissatisfied (the survey channel, twice)
         answer = {"complaint_id": cid, "score": 1, "survey_id": f"S-{cid}", "comment": "still broken"}
         for _ in range(2):

@@ -148,18 +148,35 @@ class SqlStore:
 
     def _refold(self, conn: Connection, complaint_ids: Sequence[str], *, now: datetime,
                 new: Sequence[ArchivedEvent] | None = None) -> None:
-        """Fold the complaints' whole trails and upsert their rows; with ``new`` (the events
-        this append added) only the SLA and notification rows those events changed."""
+        """Fold the complaints' rows and upsert them. Without ``new``: from their whole trails.
+        With ``new`` (the events this append added): a case row whose new events all come
+        after its last one is advanced from the row alone (``logic.advance_case``), the others
+        are folded from their trails; SLA and notification rows are folded from the events of
+        the rows the new events changed, and no others."""
         trails: dict[str, list[ArchivedEvent]] = {}
-        for start in range(0, len(complaint_ids), CHUNK):
-            chunk = complaint_ids[start:start + CHUNK]
-            for row in conn.execute(select(*_TRAIL).where(self._in(events.c.complaint_id, chunk))):
-                e = ArchivedEvent(*row)
-                trails.setdefault(e.complaint_id, []).append(e)
+        case_rows: list[dict[str, Any]] = []
+        if new is None:
+            trails = self._trails(conn, complaint_ids)
+        else:
+            later: dict[str, list[ArchivedEvent]] = {}
+            for e in new:
+                later.setdefault(e.complaint_id, []).append(e)
+            stored = self._case_rows(conn, complaint_ids)
+            refold = []
+            for cid in complaint_ids:
+                row = stored.get(cid)
+                advanced = None if row is None else logic.advance_case(row, later[cid])
+                if advanced is None:
+                    refold.append(cid)
+                else:
+                    case_rows.append({**_fields(advanced), "updated_at": now})
+            trails = self._trails(conn, refold)
         changed = None if new is None else {_row_key(e) for e in new}
-        case_rows, sla_rows, note_rows = [], [], []
+        sla_rows, note_rows = [], []
         for trail in trails.values():
             case_rows.append({**_fields(logic.fold_case(trail)), "updated_at": now})
+        clocks = trails if changed is None else self._clock_trails(conn, changed, have=trails)
+        for trail in clocks.values():
             # an SLA or notification row is the fold of its own events only: fold the changed ones
             mine = trail if changed is None else [e for e in trail if _row_key(e) in changed]
             sla_rows += [_fields(r) for r in logic.fold_sla(mine)]
@@ -167,6 +184,59 @@ class SqlStore:
         self._write(conn, cases, case_rows, keys=["complaint_id"], update=True)
         self._write(conn, sla, sla_rows, keys=["complaint_id", "milestone", "cycle"], update=True)
         self._write(conn, notifications, note_rows, keys=["notification_id"], update=True)
+
+    def _trails(self, conn: Connection, complaint_ids: Sequence[str], *,
+                types: Sequence[str] = ()) -> dict[str, list[ArchivedEvent]]:
+        """The archived events of the complaints (of the given types only, if any), by complaint."""
+        trails: dict[str, list[ArchivedEvent]] = {}
+        for start in range(0, len(complaint_ids), CHUNK):
+            chunk = complaint_ids[start:start + CHUNK]
+            query = select(*_TRAIL).where(self._in(events.c.complaint_id, chunk))
+            if types:
+                query = query.where(events.c.type.in_(list(types)))
+            for row in conn.execute(query):
+                e = ArchivedEvent(*row)
+                trails.setdefault(e.complaint_id, []).append(e)
+        return trails
+
+    def _clock_trails(self, conn: Connection, changed: set[tuple[object, ...]], *,
+                      have: dict[str, list[ArchivedEvent]]) -> dict[str, list[ArchivedEvent]]:
+        """The events of the changed SLA and notification rows (by complaint), read by row key
+        in the database; the trails already read are reused, not read again."""
+        clocks = sorted(f"{k[1]}|{k[2]}|{k[3]}" for k in changed if k[0] == "sla" and k[1] not in have)
+        notes = sorted((str(k[1]), str(k[2])) for k in changed if k[0] == "notification" and k[1] not in have)
+        out: dict[str, list[ArchivedEvent]] = {cid: list(trail) for cid, trail in have.items()}
+        summary = events.c.summary
+        clock_key = (events.c.complaint_id.concat("|").concat(summary["milestone"].as_string())
+                     .concat("|").concat(summary["cycle"].as_string()))
+        for start in range(0, len(clocks), CHUNK):
+            chunk = clocks[start:start + CHUNK]
+            ids = sorted({k.split("|", 1)[0] for k in chunk})
+            query = select(*_TRAIL).where(self._in(events.c.complaint_id, ids),
+                                          events.c.type == "sla.alert", self._in(clock_key, chunk))
+            for row in conn.execute(query):
+                e = ArchivedEvent(*row)
+                out.setdefault(e.complaint_id, []).append(e)
+        for start in range(0, len(notes), CHUNK):
+            pairs = notes[start:start + CHUNK]
+            query = select(*_TRAIL).where(
+                self._in(events.c.complaint_id, sorted({cid for cid, _ in pairs})),
+                events.c.type == "notification.recorded",
+                self._in(summary["notification_id"].as_string(), [nid for _, nid in pairs]))
+            for row in conn.execute(query):
+                e = ArchivedEvent(*row)
+                out.setdefault(e.complaint_id, []).append(e)
+        return out
+
+    def _case_rows(self, conn: Connection, complaint_ids: Sequence[str]) -> dict[str, CaseRow]:
+        """The stored case rows of the complaints, by complaint."""
+        out: dict[str, CaseRow] = {}
+        for start in range(0, len(complaint_ids), CHUNK):
+            chunk = complaint_ids[start:start + CHUNK]
+            query = select(*(cases.c[f] for f in _CASE_FIELDS)).where(self._in(cases.c.complaint_id, chunk))
+            for row in conn.execute(query):  # columns in field order
+                out[row.complaint_id] = CaseRow(*row)
+        return out
 
     def purge(self, *, closed_before: datetime, limit: int) -> int:
         """Delete up to ``limit`` cases closed before ``closed_before``, with every row of theirs."""
@@ -264,7 +334,13 @@ def _unnest_sql(table: Table, keys: list[str], *, update: bool, dialect: Dialect
 
 def _fields(row: Any) -> dict[str, Any]:
     """A row dataclass as a dict (shallow: ``dataclasses.asdict`` deep-copies, and costs)."""
-    return {f.name: getattr(row, f.name) for f in dataclasses.fields(row)}
+    names = _NAMES.get(type(row))
+    if names is None:
+        names = _NAMES[type(row)] = tuple(f.name for f in dataclasses.fields(row))
+    return {name: getattr(row, name) for name in names}
+
+
+_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 def _row_key(e: ArchivedEvent) -> tuple[object, ...]:
@@ -272,7 +348,7 @@ def _row_key(e: ArchivedEvent) -> tuple[object, ...]:
     if e.type == "sla.alert":
         return "sla", e.complaint_id, str(e.summary["milestone"]), int(e.summary["cycle"])
     if e.type == "notification.recorded":
-        return "notification", str(e.summary["notification_id"])
+        return "notification", e.complaint_id, str(e.summary["notification_id"])
     return ("case",)
 
 

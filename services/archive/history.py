@@ -39,7 +39,7 @@ def history_lines(events: Iterable[ArchivedEvent], *, lang: Lang, tz: tzinfo = U
     zh = lang == "zh"
     lines = []
     for e in sorted(unique, key=ArchivedEvent.key):
-        what = _WHAT.get(e.type, _other)(e, zh)
+        what = _sla(e, zh, tz) if e.type == "sla.alert" else _WHAT.get(e.type, _other)(e, zh)
         cause = ""
         if e.causation_id:
             cause = f"（起因 {e.causation_id[:8]}）" if zh else f" (cause {e.causation_id[:8]})"
@@ -91,7 +91,7 @@ def _case(e: ArchivedEvent, zh: bool) -> str:
     return ("，" if zh else ", ").join(parts)
 
 
-def _sla(e: ArchivedEvent, zh: bool) -> str:
+def _sla(e: ArchivedEvent, zh: bool, tz: tzinfo = UTC) -> str:
     s = e.summary
     outcome = _SLA.get(e.action, (e.action, e.action))[0 if zh else 1]
     extra: list[str] = []
@@ -101,7 +101,7 @@ def _sla(e: ArchivedEvent, zh: bool) -> str:
         extra.append(("按时" if s.get("on_time") else "逾期") if zh else
                      ("on time" if s.get("on_time") else "late"))
     if s.get("deadline") and e.action in ("started", "resumed", "warning", "breached"):
-        extra.append(("期限 " if zh else "deadline ") + _time(s["deadline"], UTC))
+        extra.append(("期限 " if zh else "deadline ") + _time(s["deadline"], tz))  # the line's zone
     tail = (("，" if zh else ", ") + ("，" if zh else ", ").join(extra)) if extra else ""
     if zh:
         return f"时限 {s.get('milestone')}（第 {s.get('cycle')} 轮）{outcome}{tail}"

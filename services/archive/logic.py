@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from schemas.events import CaseAction, DecisionKind, Level, SlaOutcome
 from services.archive.history import history_lines as history_lines
@@ -106,6 +107,35 @@ def _case_actions(row: dict[str, JsonValue], events: list[ArchivedEvent]) -> Non
             row["reopen_count"] = int(row.get("reopen_count") or 0) + 1
         elif action is CaseAction.satisfaction:
             row.update(satisfaction_score=e.summary.get("score"), satisfaction_at=e.time)
+        _work(row, action, e)
+
+
+def _work(row: dict[str, JsonValue], action: CaseAction, e: ArchivedEvent) -> None:
+    """Fold the structured work of a case event: co-handlers, plan, outcome, approval, contact."""
+    s = e.summary
+    if action is CaseAction.co_handler_added and isinstance(s.get("assignment"), dict):
+        a = s["assignment"]
+        entry = f"{a.get('handler') or ''}@{a.get('department') or ''}"
+        added = [c for c in str(row.get("co_handlers") or "").split(", ") if c and c != entry]
+        row["co_handlers"] = ", ".join([*added, entry])
+    if isinstance(plan := s.get("plan"), dict):
+        row["plan_measures"] = len(plan.get("measures") or [])
+    if isinstance(o := s.get("outcome"), dict):  # proposed, then final: the last word wins
+        money = o.get("compensation") or {}
+        row.update(solution=o.get("solution"), party_at_fault=o.get("party_at_fault"),
+                   root_cause=o.get("root_cause"), compensation_currency=money.get("currency"),
+                   compensation_amount=Decimal(money["amount"]) if "amount" in money else None)
+        if action is CaseAction.resolved:
+            row["approved_by"] = o.get("approved_by") or row.get("approved_by")
+    if action is CaseAction.approved:
+        row["approved_by"] = e.actor
+    elif action is CaseAction.reopened:
+        row["approved_by"] = None  # a new resolution needs its own approval
+    if isinstance(c := s.get("contact"), dict):
+        row.update(last_contact_at=e.time, last_contact_kind=c.get("kind"),
+                   last_contact_purpose=c.get("purpose"), last_contact_reached=c.get("reached"))
+        if c.get("score") is not None:  # the satisfaction answer, given on a revisit contact
+            row.update(satisfaction_score=c["score"], satisfaction_at=e.time)
 
 
 def fold_sla(events: Iterable[ArchivedEvent]) -> list[SlaRow]:
@@ -186,3 +216,45 @@ def _observed(alert: ArchivedEvent | None) -> datetime | None:
 
 def _str(value: JsonValue) -> str | None:
     return None if value is None else str(value)
+
+
+def advance_case(row: CaseRow, later: Iterable[ArchivedEvent]) -> CaseRow | None:
+    """The case row after events that all come after its last one, without its trail.
+
+    Equal to ``fold_case`` of the whole trail (a property test holds them together); None
+    when the step cannot be taken safely from the row alone: an event at or before the
+    row's last event time (arrival out of order), or a routing decision without a
+    first-contact owner over a registration (whose owner the row does not keep). The caller
+    then folds the whole trail.
+    """
+    new = ordered(later)
+    if not new or row.last_event_time is None or new[0].time <= row.last_event_time:
+        return None
+    d: dict[str, JsonValue] = {f: getattr(row, f) for f in row.__dataclass_fields__}
+    routed = [e for e in new if e.type == "complaint.routed"]
+    if routed:
+        if d.get("routed_revision") is None and d.get("registered_at") is None:
+            first = routed[0].summary  # the first routing decision: nature and receipt until registered
+            d.update(nature=first.get("nature"), received_at=_at(first.get("received_at")))
+        latest = max(routed, key=lambda e: (int(e.summary["revision"]), e.key()))
+        stored = d.get("routed_revision")
+        if stored is None or int(latest.summary["revision"]) >= int(str(stored)):
+            _routing(d, latest.summary)
+            if d.get("first_contact_owner") is None and d.get("registered_at") is not None:
+                return None
+        levels = [str(e.summary["level"]) for e in routed]
+        if d.get("highest_level") is not None:
+            levels.append(str(d["highest_level"]))
+        d["highest_level"] = max(levels, key=_LEVELS.index)
+        d["escalation_count"] = int(str(d.get("escalation_count") or 0)) + sum(
+            e.action == DecisionKind.escalated for e in routed)
+    registered = [e for e in new if e.type == "complaint.registered"]
+    if registered and d.get("registered_at") is None:
+        _registration(d, registered[0])
+    _case_actions(d, [e for e in new if e.type == "case.updated"])
+    alerts = [e for e in new if e.type == "sla.alert"]
+    if alerts:
+        d["policy_version"] = alerts[-1].summary.get("policy_version")
+    d["event_count"] = int(str(d.get("event_count") or 0)) + len(new)
+    d["last_event_time"] = new[-1].time
+    return CaseRow(**d)

@@ -40,6 +40,7 @@ import math
 import os
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from kafka import KafkaConsumer, KafkaProducer
@@ -70,13 +71,15 @@ SLA_BREACHED = ("acknowledge", "respond")  # the milestones that breach within t
 
 def bench(*, count: int, timeout: float, stage: str = "pipeline", via: str = "kafka",
           concurrency: int = 16, intake_url: str | None = None, intake_processes: int = 1,
-          redis_footprint: bool = False) -> int:
+          redis_footprint: bool = False, archive: ArchiveOptions | None = None) -> int:
     """Run the baseline, then the stage; print the figures. 0 complete, 1 incomplete, 2 error."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("kafka").setLevel(logging.ERROR)
     if count < 1 or concurrency < 1 or intake_processes < 1:
         print("complaints bench: --count, --concurrency and --intake-processes must be at least 1")
         return 2
+    if stage == "archive":
+        return _archive(count=count, timeout=timeout, archive=archive)
     if stage in ("pipeline", "router", "sla", "notifier") and via != "kafka":
         print(f"complaints bench: --stage {stage} runs over Kafka only; over HTTP, measure "
               "`--stage intake --via http` (its 202 is the registration)")
@@ -95,6 +98,39 @@ def bench(*, count: int, timeout: float, stage: str = "pipeline", via: str = "ka
             print(rpt.format_footprint(footprint(settings.redis_url, settings.redis_prefix), count,
                                        settings.redis_prefix))
         return code
+    except (KafkaError, BenchError) as exc:
+        print(f"complaints bench: {exc}")
+        return 2
+
+
+@dataclass(frozen=True)
+class ArchiveOptions:
+    """Options of the archive stage (see tools.bench.archive)."""
+
+    url: str | None = None  # the archive's base URL (default http://127.0.0.1:$ARCHIVE_HTTP_PORT)
+    rate: float | None = None  # steady events/s (default half the burst rate)
+    steady: float = 20.0  # seconds of the steady phase
+    report_cases: int = 1_000_000  # archived cases of the report figure (0: not measured)
+
+
+def _archive(*, count: int, timeout: float, archive: ArchiveOptions | None) -> int:
+    from services.archive.settings import ArchiveSettings
+    from tools.bench.archive import archive_bench
+
+    opts = archive or ArchiveOptions()
+    if opts.steady <= 0 or opts.report_cases < 0 or (opts.rate is not None and opts.rate <= 0):
+        print("complaints bench: --steady and --rate must be positive, --report-cases at least 0")
+        return 2
+    try:
+        settings = load_settings(ArchiveSettings)
+    except ValueError as exc:
+        print(f"complaints bench: {exc}")
+        return 2
+    url = (opts.url or f"http://127.0.0.1:{settings.http_port}").rstrip("/")
+    try:
+        return archive_bench(bootstrap=settings.bootstrap_list(), count=count, timeout=timeout,
+                             archive_url=url, database_url=settings.database(), rate=opts.rate,
+                             steady=opts.steady, report_cases=opts.report_cases)
     except (KafkaError, BenchError) as exc:
         print(f"complaints bench: {exc}")
         return 2

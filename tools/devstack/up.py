@@ -29,7 +29,7 @@ from tools.devstack.supervisor import POLL, Stopped, Supervisor, UpError
 
 log = logging.getLogger(__name__)
 
-SERVICES = ("intake", "router", "sla-monitor", "notifier", "archive")
+SERVICES = ("intake", "router", "sla-monitor", "notifier", "archive", "desk")
 HEALTH_TIMEOUT = 90.0
 EMBEDDED_REBALANCE_TIMEOUT = "3"
 
@@ -37,9 +37,10 @@ EMBEDDED_REBALANCE_TIMEOUT = "3"
 class UpSettings(CommonSettings):
     """Settings of `complaints up`: the shared ones (see CommonSettings) plus
 
-    INTAKE_HTTP_PORT, ROUTER_HTTP_PORT, SLA_MONITOR_HTTP_PORT, NOTIFIER_HTTP_PORT, ARCHIVE_HTTP_PORT
-                           the services' HTTP ports (default 8080, 8081, 8082, 8083, 8084)
+    INTAKE_HTTP_PORT, ROUTER_HTTP_PORT, SLA_MONITOR_HTTP_PORT, NOTIFIER_HTTP_PORT, ARCHIVE_HTTP_PORT,
+    DESK_HTTP_PORT         the services' HTTP ports (default 8080, 8081, 8082, 8083, 8084, 8085)
     NOTIFIER_OUTBOX_DIR    where the notifier writes messages (default $COMPLAINTS_DATA_DIR/outbox)
+    ARCHIVE_POSTGRES_PORT  port of the PostgreSQL `up --postgres` starts (default 55432)
     """
 
     intake_http_port: int = Field(default=8080, ge=1, le=65535, validation_alias="INTAKE_HTTP_PORT")
@@ -49,13 +50,16 @@ class UpSettings(CommonSettings):
     notifier_http_port: int = Field(default=8083, ge=1, le=65535,
                                     validation_alias="NOTIFIER_HTTP_PORT")
     archive_http_port: int = Field(default=8084, ge=1, le=65535, validation_alias="ARCHIVE_HTTP_PORT")
+    desk_http_port: int = Field(default=8085, ge=1, le=65535, validation_alias="DESK_HTTP_PORT")
     notifier_outbox_dir: Path | None = Field(default=None, validation_alias="NOTIFIER_OUTBOX_DIR")
+    archive_postgres_port: int = Field(default=55432, ge=1, le=65535,
+                                       validation_alias="ARCHIVE_POSTGRES_PORT")
 
     def ports(self) -> dict[str, int]:
         """Each service's HTTP port, by service name."""
         return {"intake": self.intake_http_port, "router": self.router_http_port,
                 "sla-monitor": self.sla_monitor_http_port, "notifier": self.notifier_http_port,
-                "archive": self.archive_http_port}
+                "archive": self.archive_http_port, "desk": self.desk_http_port}
 
 
 def _service_env(settings: UpSettings, *, embedded_broker: bool, sla_scale: float,
@@ -76,44 +80,82 @@ def _service_env(settings: UpSettings, *, embedded_broker: bool, sla_scale: floa
         # where `complaints post` (and the demo) find it.
         env["INTAKE_SIGNING_SECRETS"] = json.dumps({"*": secrets.token_hex(24)})
     write_secrets(settings.data_dir, env["INTAKE_SIGNING_SECRETS"])
+    if not {"DESK_JWT_SECRET", "DESK_JWT_SECRET_FILE", "DESK_JWKS"} & env.keys():
+        from services.desk.auth import ensure_secret
+
+        ensure_secret(settings.data_dir)  # staff tokens of this stack (`complaints staff token`)
     return env
 
 
 def _report(settings: UpSettings, *, broker: bool, valkey: bool, outbox: Path,
-            log_dir: Path) -> None:
+            log_dir: Path, postgres: str | None = None, names: tuple[str, ...] = SERVICES) -> None:
     kind = {True: "embedded", False: "external"}
-    lines = [f"complaints: all services healthy ({len(SERVICES)} running)",
+    where = "the embedded PostgreSQL" if postgres else _archive_database(settings)
+    lines = [f"complaints: all services healthy ({len(names)} running)",
              f"  broker    {settings.kafka_bootstrap_servers} ({kind[broker]}"
              + (", tansu, memory storage)" if broker else ")"),
              f"  redis     {masked(settings.redis_url)} ({kind[valkey]}"
              + (", valkey)" if valkey else f", key prefix {settings.redis_prefix})")]
     for name, port in settings.ports().items():
+        if name not in names:
+            continue
         base = f"http://127.0.0.1:{port}"
         lines.append(f"  {name:<11} {base}   {base}/healthz   {base}/metrics")
     intake = f"http://127.0.0.1:{settings.intake_http_port}"
     lines += [f"  intake API  POST {intake}/v1/inbound/{{channel}}   "
-              f"GET {intake}/v1/complaints/{{id}}   POST {intake}/v1/complaints/{{id}}/events",
+              f"GET {intake}/v1/complaints/{{id}} (staff token; steps: the desk's actions)",
               f"  signing   HTTP channel requests are HMAC-signed; secrets in "
               f"{secrets_path(settings.data_dir)} (`complaints post CHANNEL FILE` signs for you)",
               f"  reports   GET http://127.0.0.1:{settings.archive_http_port}/v1/reports/kpi?month=YYYY-MM   "
-              f"`complaints report --month YYYY-MM --format html` (SQLite under {settings.data_dir})",
+              f"`complaints report --month YYYY-MM --format html` ({where})",
+              *_desk_lines(settings),
+              *([f"  archive   {postgres} (embedded PostgreSQL under {settings.data_dir}/postgres; "
+                 "give it to `complaints report|bench` as ARCHIVE_DATABASE_URL)"] if postgres else []),
               f"  outbox    {outbox}", f"  logs      {log_dir}/", "Press Ctrl-C to stop."]
     print("\n".join(lines), flush=True)
 
 
-def _demo(bootstrap: list[str], intake_port: int, sla_scale: float, signing: str) -> Demo:
+def _desk_lines(settings: UpSettings) -> list[str]:
+    """The desk's address and a demo supervisor's token (8 h), unless tokens come from elsewhere."""
+    from services.common.errors import ConfigError
+    from tools.staff import DEMO_SUPERVISOR, token
+
+    desk = f"http://127.0.0.1:{settings.desk_http_port}/v1/desk"
+    lines = [f"  desk API  GET {desk}/lists/mine   GET {desk}/cases/{{id}}   "
+             f"POST {desk}/cases/{{id}}/actions   (Authorization: Bearer TOKEN)"]
+    try:
+        demo = token(sub=str(DEMO_SUPERVISOR["sub"]), roles=list(DEMO_SUPERVISOR["roles"]),
+                     department=str(DEMO_SUPERVISOR["department"]), ttl="8h")
+    except ConfigError:  # DESK_JWKS: the identity provider issues the tokens
+        return lines
+    return [*lines, "  staff     demo supervisor token (8 h; `complaints staff token --id ID --role ROLE "
+                    "--department D` mints others):", f"            {demo}"]
+
+
+def _archive_database(settings: UpSettings) -> str:
+    """Where the archive keeps its records (never the URL: it may hold a password)."""
+    url = os.environ.get("ARCHIVE_DATABASE_URL")
+    if url:
+        return f"{url.split(':', 1)[0].split('+', 1)[0]} database of ARCHIVE_DATABASE_URL"
+    return f"SQLite under {settings.data_dir}"
+
+
+def _demo(bootstrap: list[str], intake_port: int, sla_scale: float, signing: str, *,
+          desk_port: int = 8085) -> Demo:
     try:
         runner = Demo(bootstrap=bootstrap, intake_port=intake_port, sla_scale=sla_scale,
-                      secrets=parse_secrets(signing))
+                      secrets=parse_secrets(signing), desk_port=desk_port)
     except KafkaError as exc:
         raise UpError(f"demo: cannot read the topics ({type(exc).__name__}: {exc})") from None
     runner.start()
     return runner
 
 
-def _run(sup: Supervisor, settings: UpSettings, *, demo: bool, sla_scale: float) -> int:
+def _run(sup: Supervisor, settings: UpSettings, *, demo: bool, sla_scale: float,
+         postgres: bool = False, only: tuple[str, ...] = ()) -> int:
     ports = settings.ports()
-    for name in SERVICES:
+    names = tuple(n for n in SERVICES if not only or n in only)
+    for name in names:
         if tcp_open("127.0.0.1", ports[name]):
             raise UpError(f"port {ports[name]} for {name} is already in use")
     bootstrap = settings.bootstrap_list()
@@ -122,6 +164,12 @@ def _run(sup: Supervisor, settings: UpSettings, *, demo: bool, sla_scale: float)
     create_topics(sup, bootstrap)
     outbox = (settings.notifier_outbox_dir or settings.data_dir / "outbox").resolve()
     env = _service_env(settings, embedded_broker=broker, sla_scale=sla_scale, outbox=outbox)
+    if postgres:
+        from tools.devstack.postgres import ensure_postgres
+
+        if "ARCHIVE_DATABASE_URL" in os.environ:
+            raise UpError("--postgres starts a database of its own: unset ARCHIVE_DATABASE_URL")
+        env["ARCHIVE_DATABASE_URL"] = ensure_postgres(sup, settings.data_dir, settings.archive_postgres_port)
     if broker and not valkey and "redis_prefix" not in settings.model_fields_set:
         # A fresh in-memory broker knows none of the state an earlier run left in this
         # Redis: give the run a key prefix of its own, and delete its keys at the end.
@@ -129,13 +177,15 @@ def _run(sup: Supervisor, settings: UpSettings, *, demo: bool, sla_scale: float)
             update={"redis_prefix": f"{settings.redis_prefix}run-{secrets.token_hex(4)}:"})
         env["REDIS_PREFIX"] = settings.redis_prefix
         sup.run_prefix = (settings.redis_url, settings.redis_prefix)
-    for name in SERVICES:
+    for name in names:
         sup.services.append(sup.spawn(name, [sys.executable, "-m", "services", "run", name], env))
-    print(f"complaints: started {', '.join(SERVICES)}; waiting until healthy ...", flush=True)
-    for name in SERVICES:
+    print(f"complaints: started {', '.join(names)}; waiting until healthy ...", flush=True)
+    for name in names:
         sup.wait_for(f"{name} /healthz", partial(healthy, ports[name]), timeout=HEALTH_TIMEOUT)
-    _report(settings, broker=broker, valkey=valkey, outbox=outbox, log_dir=sup.log_dir.resolve())
-    runner = (_demo(bootstrap, ports["intake"], sla_scale, env["INTAKE_SIGNING_SECRETS"])
+    _report(settings, broker=broker, valkey=valkey, outbox=outbox, log_dir=sup.log_dir.resolve(),
+            postgres=env.get("ARCHIVE_DATABASE_URL") if postgres else None, names=names)
+    runner = (_demo(bootstrap, ports["intake"], sla_scale, env["INTAKE_SIGNING_SECRETS"],
+                    desk_port=ports["desk"])
               if demo else None)
     try:
         while True:
@@ -146,7 +196,7 @@ def _run(sup: Supervisor, settings: UpSettings, *, demo: bool, sla_scale: float)
             runner.stop()
 
 
-def up(*, demo: bool, sla_scale: float) -> int:
+def up(*, demo: bool, sla_scale: float, postgres: bool = False, only: tuple[str, ...] = ()) -> int:
     """Run the whole stack until Ctrl-C or SIGTERM; 0 on a clean stop, 1 on a failure."""
     settings = load_settings(UpSettings)
     log_dir = settings.data_dir / "logs"
@@ -154,7 +204,12 @@ def up(*, demo: bool, sla_scale: float) -> int:
     sup = Supervisor(log_dir)
     previous = {sig: signal.signal(sig, sup.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return _run(sup, settings, demo=demo, sla_scale=sla_scale)
+        unknown = sorted(set(only) - set(SERVICES))
+        if unknown:
+            raise UpError(f"--only: no service {', '.join(unknown)} (the services: {', '.join(SERVICES)})")
+        if demo and only:
+            raise UpError("--demo needs the whole stack: leave out --only")
+        return _run(sup, settings, demo=demo, sla_scale=sla_scale, postgres=postgres, only=only)
     except Stopped:
         return 0
     except UpError as exc:

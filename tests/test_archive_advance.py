@@ -1,0 +1,94 @@
+"""The case row advanced by later events equals the fold of the whole trail (``advance_case``).
+
+The archive's writer takes this step for a live stream (each case's new events come after
+the ones it holds) instead of re-reading and re-folding the trail; when it cannot be taken
+from the row alone it says so, and the writer folds the trail.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas.events import CaseAction, DecisionKind, Level, Milestone, SlaOutcome
+from services.archive import logic
+from services.archive.records import ArchivedEvent
+from tests.test_archive_logic import Story, closed_story, open_story, reopened_story
+
+
+def routed_before_registered(cid: str) -> Story:
+    """A clock and the routing decision come before the registration (times from three services)."""
+    return (Story(cid).sla(0, Milestone.acknowledge, SlaOutcome.started).route(1, 1).register(2)
+            .case(5, CaseAction.acknowledged).case(9, CaseAction.resolved, result="replaced"))
+
+
+STORIES = [closed_story("V1"), reopened_story("V2"), open_story("V3"), routed_before_registered("V4")]
+
+
+def in_time_order(story: Story) -> list[ArchivedEvent]:
+    return logic.ordered(story.archived())
+
+
+@settings(max_examples=120, deadline=None)
+@given(data=st.data(), story=st.sampled_from(STORIES))
+def test_advancing_the_row_by_later_events_equals_folding_the_whole_trail(
+        data: st.DataObject, story: Story) -> None:
+    # Given a case's trail cut at any point into an archived prefix and later events
+    trail = in_time_order(story)
+    cut = data.draw(st.integers(min_value=1, max_value=len(trail) - 1))
+    prefix, later = trail[:cut], trail[cut:]
+    # When the prefix's row is advanced by the later events
+    advanced = logic.advance_case(logic.fold_case(prefix), later)
+    # Then, unless two events share the cut's instant, it is the row of the whole trail
+    if later[0].time > prefix[-1].time:
+        assert advanced == logic.fold_case(trail)
+    else:
+        assert advanced is None
+
+
+@pytest.mark.parametrize("story", STORIES, ids=lambda s: s.cid)
+def test_a_live_stream_advances_one_event_at_a_time(story: Story) -> None:
+    # Given a case whose events arrive one by one, each later than the last
+    trail = in_time_order(story)
+    row = logic.fold_case(trail[:1])
+    steps = 0
+    # When each is applied to the row alone
+    for i, event in enumerate(trail[1:], start=2):
+        nxt = logic.advance_case(row, [event])
+        if nxt is None:  # same instant as the previous event: the writer folds the trail
+            nxt = logic.fold_case(trail[:i])
+        else:
+            steps += 1
+        # Then after every step the row is the fold of the trail so far
+        assert nxt == logic.fold_case(trail[:i]), f"after {event.type} {event.action}"
+        row = nxt
+    # And most steps needed no trail at all
+    assert steps >= (len(trail) - 1) * 2 // 3
+
+
+def test_an_event_older_than_the_row_asks_for_the_whole_trail() -> None:
+    # Given a closed case's row, and one of its own events sent again
+    trail = in_time_order(closed_story("V5"))
+    row = logic.fold_case(trail)
+    # When the row is advanced by an event that is not later than its last one
+    # Then the step is refused (the writer refolds the trail)
+    assert logic.advance_case(row, [trail[3]]) is None
+    assert logic.advance_case(row, []) is None
+
+
+def test_a_lower_revision_arriving_later_does_not_undo_the_routing() -> None:
+    # Given a case escalated to L2 (revision 2), then a late copy of a revision-1 decision
+    story = (Story("V6").register(0).route(1, 2, decision=DecisionKind.escalated, level=Level.L2,
+                                           handler="quality-l2-01")
+             .case(5, CaseAction.acknowledged))
+    trail = in_time_order(story)
+    stale = Story("V6").route(10, 1, handler="quality-l1-09").archived()[0]
+    stale = ArchivedEvent(**{**stale.__dict__, "time": trail[-1].time + timedelta(minutes=1)})
+    # When the row is advanced by it
+    advanced = logic.advance_case(logic.fold_case(trail), [stale])
+    # Then the routing of revision 2 stands, as in the fold of the whole trail
+    assert advanced == logic.fold_case([*trail, stale])
+    assert advanced is not None and advanced.handler == "quality-l2-01"
