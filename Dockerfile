@@ -1,6 +1,6 @@
-# One image for the four services and their one-shot commands, through the services' own
-# entry point: `python -m services run intake|router|sla-monitor|notifier`, `... topics`,
-# `... rebuild router|intake` (the arguments after the entry point: CMD, compose's command,
+# One image for the six services and their one-shot commands, through the services' own
+# entry point: `python -m services run intake|router|sla-monitor|notifier|archive|desk`, `... topics`,
+# `... rebuild router|intake|archive` (the arguments after the entry point: CMD, compose's command,
 # Kubernetes' args). It holds what a service runs and nothing else: schemas/ and services/,
 # installed without extras. The tools (tools/) are not in it, so the `complaints` script that
 # pip installs from pyproject.toml is removed: the image's command is the entry point above.

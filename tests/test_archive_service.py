@@ -96,7 +96,8 @@ def test_killed_mid_stream_and_restarted_the_archive_loses_nothing_and_doubles_n
     database = tmp_path / "archive.sqlite3"
     env = {"KAFKA_BOOTSTRAP_SERVERS": broker, "KAFKA_REBALANCE_TIMEOUT": "3",
            "COMPLAINTS_DATA_DIR": str(tmp_path / "data"), "ARCHIVE_DATABASE_URL": f"sqlite:///{database}",
-           "ARCHIVE_HTTP_PORT": str(free_port()), "ARCHIVE_BATCH_SIZE": "50", "LOG_LEVEL": "info"}
+           "ARCHIVE_HTTP_PORT": str(free_port()), "ARCHIVE_BATCH_SIZE": "50", "LOG_LEVEL": "info",
+           "DESK_JWT_SECRET": "archive-service-test-staff-token-secret"}
     stories = the_stories()
     # events interleaved across cases, as the topics carry them
     stream = sorted((item for story in stories for item in story), key=lambda item: item[1].time)
