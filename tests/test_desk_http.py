@@ -22,11 +22,13 @@ from schemas.events import CaseAction, Contact
 from services.archive.database import make_engine, upgrade
 from services.archive.tables import cases, events, sla
 from services.common.policy import load_policy
+from services.desk.adapters import ArchiveReader
 from services.desk.app import build
 from services.desk.auth import mint
 from services.desk.settings import DeskSettings
 from services.intake.logic import customer_key
 from tests.fakes import FixedClock, RecordingPublisher
+from tests.postgres import fresh_database, postgres_url  # noqa: F401 - the session PostgreSQL
 
 NOW = datetime(2026, 11, 23, 9, tzinfo=UTC)
 SECRET = "desk-test-secret-of-thirty-two-chars!"
@@ -57,10 +59,21 @@ def event(cid: str, eid: str, action: str, actor: str, *, type_: str = "case.upd
             "summary": summary or {}, "ingested_at": NOW}
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def archive_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The archive database the desk reads: a SQLite file, or a database of its own on the
+    tests' PostgreSQL (the desk's queries run on both)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'archive.sqlite3'}"
+        return
+    with fresh_database(request.getfixturevalue("postgres_url")) as url:
+        yield url
+
+
 @pytest.fixture
-def archive(tmp_path: Path) -> Iterator[Engine]:
+def archive(archive_url: str) -> Iterator[Engine]:
     """Given an archive: quality cases of ann and bob, unassigned ones, billing's, the review queue."""
-    eng = make_engine(f"sqlite:///{tmp_path / 'archive.sqlite3'}")
+    eng = make_engine(archive_url)
     upgrade(eng)
     key = customer_key(Contact(phone=PHONE), account=None, secret=IDENTITY_KEY.encode())
     with eng.begin() as conn:
@@ -101,10 +114,12 @@ def serve(tmp_path: Path, archive: Engine, scenario: Callable[[Call], Awaitable[
           ) -> RecordingPublisher:
     """Run the scenario against the desk's HTTP API; return what the desk published."""
     settings = DeskSettings(**{"COMPLAINTS_DATA_DIR": str(tmp_path), "DESK_JWT_SECRET": SECRET,
-                               "ARCHIVE_DATABASE_URL": str(archive.url), "INTAKE_IDENTITY_KEY": IDENTITY_KEY,
+                               "ARCHIVE_DATABASE_URL": archive.url.render_as_string(hide_password=False), "INTAKE_IDENTITY_KEY": IDENTITY_KEY,
                                "DESK_PAGE_SIZE": "2"})
     publisher = RecordingPublisher()
-    app = build(settings, load_policy(), publisher=publisher, clock=FixedClock(NOW))
+    # the desk reads through the fixture's engine, which the fixture disposes
+    app = build(settings, load_policy(), publisher=publisher, clock=FixedClock(NOW),
+                reader=ArchiveReader(archive))
 
     async def go() -> None:
         async with TestClient(TestServer(app.web.web_app)) as client:
