@@ -25,6 +25,10 @@ REQUIRED_CLAIMS = ["sub", "roles", "exp"]  # and "department", which may be null
 RESERVED_SUBJECTS = frozenset({"customer"})  # the archive reads a 'customer' actor as the customer
 
 
+class KeysUnavailable(ConnectionError):
+    """The identity provider's key set could not be fetched: try again (503), not the token's fault."""
+
+
 class Unauthorized(Exception):
     """No usable token: missing, malformed, badly signed, expired or lacking a claim."""
 
@@ -106,6 +110,8 @@ class TokenVerifier:
                                 options={"require": REQUIRED_CLAIMS})
         except jwt.ExpiredSignatureError:
             raise Unauthorized("the token has expired") from None
+        except jwt.PyJWKClientConnectionError:
+            raise KeysUnavailable("the identity provider's key set could not be fetched") from None
         except jwt.PyJWKClientError:
             raise Unauthorized("the token's key is not in the identity provider's key set") from None
         except jwt.InvalidTokenError as exc:

@@ -73,6 +73,8 @@ def add_report_api(app: faust.App, *, engine: Engine, policy: Policy, calendar: 
                 who = await asyncio.to_thread(verifier.verify, bearer(request.headers.get("Authorization")))
             except Unauthorized as exc:
                 status, body = _problem(401, "Unauthorized", str(exc))
+            except ConnectionError:  # the identity provider's keys could not be fetched
+                status, body = _problem(503, "Temporarily unavailable", "no staff token keys")
             else:
                 decision = may_read_reports(who, staff=policy.staff)
                 if isinstance(decision, Refused):
