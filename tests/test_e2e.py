@@ -111,7 +111,8 @@ def test_one_breach_for_one_missed_deadline(intake_url: str, desk_url: str, read
     assert breaches[0]["data"]["owner"] and breaches[0]["data"]["handler"]
     assert breaches[0]["data"]["policy_version"]
     # And the one acknowledged in time (by the events' own times: a loaded machine may take
-    # longer than the 1 s limit between the two requests) was met, never breached
+    # longer than the 1 s limit between the two requests) was met on time; acknowledged late,
+    # met late after exactly one breach
     received = reader.wait(_of(prompt, "complaints.registered"), timeout=30, what="prompt registered")[0]
     acked = reader.wait(_of(prompt, "complaints.lifecycle", action="acknowledged"), timeout=30,
                         what="prompt acknowledged")[0]
@@ -122,7 +123,14 @@ def test_one_breach_for_one_missed_deadline(intake_url: str, desk_url: str, read
     assert met["data"]["on_time"] is in_time
     breached = [e for e in reader.events
                 if _of(prompt, "complaints.sla", milestone="respond", outcome="breached")(e)]
-    assert len({e["id"] for e in breached}) == (0 if in_time else 1)
+    # (an acknowledgement stamped before the deadline may still reach the monitor after it, on
+    # a loaded machine with this 1 s limit: then a breach was alerted first and the met record,
+    # on time, corrects it; the archive's precedence keeps "met")
+    breach_ids = {e["id"] for e in breached}
+    if in_time:
+        assert len(breach_ids) <= 1
+    else:
+        assert len(breach_ids) == 1
 
 
 def test_bad_kafka_input_is_dead_lettered_and_the_rest_flows(broker: str, reader: TopicReader) -> None:

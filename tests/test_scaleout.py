@@ -29,7 +29,7 @@ from kafka import KafkaProducer
 from services.common.policy import DEFAULT_POLICY
 from services.sla_monitor.calendar import ALWAYS_OPEN
 from tests.conftest import SLA_SCALE, tansu
-from tests.harness import TEST_SECRET, Service, TopicReader, free_port, wait_for
+from tests.harness import STAFF_SECRET, TEST_SECRET, Service, TopicReader, free_port, wait_for
 from tests.sinks import MailSink, http_sink
 from tools.bench.load import inbound_records
 
@@ -82,7 +82,7 @@ def test_two_of_each_service_one_of_each_killed_in_turn(redis_url: str, redis_pr
                "COMPLAINTS_POLICY_FILE": str(policy_file), "COMPLAINTS_SLA_SCALE": str(SLA_SCALE),
                "SLA_MONITOR_CALENDAR_FILE": str(ALWAYS_OPEN), "SLA_MONITOR_CLAIM_LEASE": "10",
                "ROUTER_ROSTER_FILE": str(test_roster),
-               "INTAKE_SIGNING_SECRETS": json.dumps({"*": TEST_SECRET}),
+               "INTAKE_SIGNING_SECRETS": json.dumps({"*": TEST_SECRET}), "DESK_JWT_SECRET": STAFF_SECRET,
                "COMPLAINTS_DATA_DIR": str(tmp_path / "data"), "NOTIFIER_OUTBOX_DIR": str(tmp_path / "outbox"),
                "NOTIFIER_SMTP": json.dumps({"host": "127.0.0.1", "port": smtp.port, "security": "none",
                                             "sender": "service@example.com", "domain": "example.com",
