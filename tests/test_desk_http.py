@@ -218,6 +218,31 @@ def test_my_open_cases_come_nearest_deadline_first_in_stable_pages(tmp_path: Pat
     assert pages[0]["limit"] == 2 and pages[1]["items"][0]["next_deadline"].startswith("2026-11-23T14:00")
 
 
+def test_a_co_handler_finds_the_case_in_their_list_and_a_namesake_prefix_does_not(
+        tmp_path: Path, archive: Engine) -> None:
+    # Given a billing case co-handled by ann of quality (as the archive folds it), and one
+    # co-handled by "ann_2" (a LIKE wildcard and a longer name that starts with ann)
+    with archive.begin() as conn:
+        conn.execute(insert(cases), [
+            case("C1", handler="sam", department="billing", co_handlers="kim@legal, ann@quality"),
+            case("C2", handler="sam", department="billing", co_handlers="annx@quality, ann_2@quality")])
+    found: dict[str, list[str]] = {}
+
+    async def scenario(call: Call) -> None:
+        for who in ("ann", "annx"):
+            status, _, body = await call("GET", "/v1/desk/lists/mine?limit=10", token(who, "handler"))
+            assert status == 200, body
+            found[who] = [c["complaint_id"] for c in body["items"]]
+        status, _, _ = await call("GET", "/v1/desk/cases/C2", token("ann", "handler"))
+        found["ann reads C2"] = [str(status)]
+
+    serve(tmp_path, archive, scenario)
+    # Then ann's list holds C1 beside her own cases, annx's holds C2, and ann may not read C2
+    assert "C1" in found["ann"] and "C2" not in found["ann"]
+    assert found["annx"] == ["C2"]
+    assert found["ann reads C2"] == ["403"]
+
+
 @pytest.mark.parametrize(("who", "path", "expected"), [
     (("hq", "department_head"), "/v1/desk/lists/department", ["U1", "U2"]),  # first page, oldest first
     (("ann", "handler"), "/v1/desk/lists/unassigned", ["U1", "U2"]),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, false, func, or_, select, true
+from sqlalchemy import ColumnElement, Connection, Select, and_, false, func, literal, or_, select, true
 
 from services.archive.tables import cases, events, sla
 from services.common.policy import StaffPolicy
@@ -41,8 +41,15 @@ class Search:
     customer_key: str | None = None
 
 
+def booked_to(who: Identity) -> ColumnElement[bool]:
+    """SQL: the cases booked to this person, as handler or as a co-handler (the archive's
+    ``co_handlers`` column: "handler@department, ..." in the order added)."""
+    co = (literal(", ") + func.coalesce(cases.c.co_handlers, "")).contains(f", {who.sub}@", autoescape=True)
+    return or_(cases.c.handler == who.sub, co)
+
+
 def readable(who: Identity, staff: StaffPolicy) -> ColumnElement[bool]:
-    """SQL: the cases this person may read (``logic.may_read``; co-handling is on the case page only)."""
+    """SQL: the cases this person may read (``logic.may_read``)."""
     terms: list[ColumnElement[bool]] = []
     for name in who.roles:
         for scope in staff.roles[name].scopes if name in staff.roles else ():
@@ -51,7 +58,7 @@ def readable(who: Identity, staff: StaffPolicy) -> ColumnElement[bool]:
             if scope == "review":
                 terms.append(cases.c.review.is_(True))
             elif scope == "booked":
-                terms.append(cases.c.handler == who.sub)
+                terms.append(booked_to(who))
             elif who.department is not None and scope == "department":
                 terms.append(cases.c.department == who.department)
             elif who.department is not None and scope == "department_unassigned":
@@ -81,7 +88,7 @@ def work_list(conn: Connection, kind: str, who: Identity, staff: StaffPolicy, *,
     if kind == "overdue":
         return _deadlines(conn, and_(is_open, allowed), now=now, due_soon=staff.due_soon,
                           limit=limit, offset=offset)
-    where = {"mine": cases.c.handler == who.sub,
+    where = {"mine": booked_to(who),
              "department": cases.c.department == (department or who.department),
              "review": cases.c.review.is_(True),
              "unassigned": cases.c.handler.is_(None)}[kind]
