@@ -30,7 +30,6 @@ from sqlalchemy import (
     JSON,
     ColumnElement,
     Connection,
-    Dialect,
     Engine,
     String,
     Table,
@@ -47,6 +46,7 @@ from services.archive import logic
 from services.archive.database import make_engine, upgrade
 from services.archive.ports import Appended
 from services.archive.records import ArchivedEvent, CaseRow
+from services.archive.sqlrows import fields, row_key, unnest_sql
 from services.archive.tables import cases, events, notifications, sla
 
 LOCK_SPACE = 712_041  # first key of the archive's per-complaint advisory locks (PostgreSQL)
@@ -95,12 +95,12 @@ class SqlStore:
         if not rows:
             return []
         rows = sorted(rows, key=lambda r: tuple(r[k] for k in keys))
-        if self._pg:  # one statement per batch, the rows as column arrays: see _unnest_sql
+        if self._pg:  # one statement per batch, the rows as column arrays: see sqlrows.unnest_sql
             columns = {c.name: [r[c.name] for r in rows] for c in table.c}
             for c in table.c:
                 if isinstance(c.type.dialect_impl(conn.dialect), JSON):
                     columns[c.name] = [None if v is None else json.dumps(v) for v in columns[c.name]]
-            sql = _unnest_sql(table, keys, update=update, dialect=conn.dialect)
+            sql = unnest_sql(table, keys, update=update, dialect=conn.dialect)
             return [tuple(r) for r in conn.exec_driver_sql(sql, columns)]
         ins = sqlite.insert(table)
         stmt = (ins.on_conflict_do_update(index_elements=keys, set_={
@@ -125,7 +125,7 @@ class SqlStore:
             return Appended(frozenset(), 0)
         with self._tx() as conn:
             self._lock(conn, sorted({e.complaint_id for e in unique}))
-            rows = [{**_fields(e), "ingested_at": now} for e in unique]
+            rows = [{**fields(e), "ingested_at": now} for e in unique]
             new = frozenset(k for (k,) in self._write(conn, events, rows, keys=["event_id"], update=False))
             added = [e for e in unique if e.event_id in new]
             touched = sorted({e.complaint_id for e in added})
@@ -169,18 +169,18 @@ class SqlStore:
                 if advanced is None:
                     refold.append(cid)
                 else:
-                    case_rows.append({**_fields(advanced), "updated_at": now})
+                    case_rows.append({**fields(advanced), "updated_at": now})
             trails = self._trails(conn, refold)
-        changed = None if new is None else {_row_key(e) for e in new}
+        changed = None if new is None else {row_key(e) for e in new}
         sla_rows, note_rows = [], []
         for trail in trails.values():
-            case_rows.append({**_fields(logic.fold_case(trail)), "updated_at": now})
+            case_rows.append({**fields(logic.fold_case(trail)), "updated_at": now})
         clocks = trails if changed is None else self._clock_trails(conn, changed, have=trails)
         for trail in clocks.values():
             # an SLA or notification row is the fold of its own events only: fold the changed ones
-            mine = trail if changed is None else [e for e in trail if _row_key(e) in changed]
-            sla_rows += [_fields(r) for r in logic.fold_sla(mine)]
-            note_rows += [_fields(r) for r in logic.fold_notifications(mine)]
+            mine = trail if changed is None else [e for e in trail if row_key(e) in changed]
+            sla_rows += [fields(r) for r in logic.fold_sla(mine)]
+            note_rows += [fields(r) for r in logic.fold_notifications(mine)]
         self._write(conn, cases, case_rows, keys=["complaint_id"], update=True)
         self._write(conn, sla, sla_rows, keys=["complaint_id", "milestone", "cycle"], update=True)
         self._write(conn, notifications, note_rows, keys=["notification_id"], update=True)
@@ -310,46 +310,6 @@ class SqlArchive:
 
     async def ping(self) -> None:
         await asyncio.to_thread(self.store.ping)
-
-
-_UNNEST: dict[tuple[str, bool], str] = {}
-
-
-def _unnest_sql(table: Table, keys: list[str], *, update: bool, dialect: Dialect) -> str:
-    """PostgreSQL: INSERT ... SELECT * FROM unnest(one array per column) ON CONFLICT ... RETURNING
-    the keys. The text is the same for every batch, so psycopg parses it once and the server
-    prepares it; a multi-row VALUES list is a new text per batch size, parsed every time."""
-    sql = _UNNEST.get((table.name, update))
-    if sql is None:
-        names = [c.name for c in table.c]
-        # %(name)b: psycopg sends the array in binary (no per-element escaping in Python)
-        arrays = ", ".join(f"CAST(%({c.name})b AS {c.type.compile(dialect=dialect)}[])" for c in table.c)
-        conflict = (("DO UPDATE SET " + ", ".join(f"{n} = EXCLUDED.{n}" for n in names if n not in keys))
-                    if update else "DO NOTHING")
-        sql = (f"INSERT INTO {table.name} ({', '.join(names)}) SELECT * FROM unnest({arrays}) "  # noqa: S608 - names from the tables module, values bound
-               f"ON CONFLICT ({', '.join(keys)}) {conflict} RETURNING {', '.join(keys)}")
-        _UNNEST[(table.name, update)] = sql
-    return sql
-
-
-def _fields(row: Any) -> dict[str, Any]:
-    """A row dataclass as a dict (shallow: ``dataclasses.asdict`` deep-copies, and costs)."""
-    names = _NAMES.get(type(row))
-    if names is None:
-        names = _NAMES[type(row)] = tuple(f.name for f in dataclasses.fields(row))
-    return {name: getattr(row, name) for name in names}
-
-
-_NAMES: dict[type, tuple[str, ...]] = {}
-
-
-def _row_key(e: ArchivedEvent) -> tuple[object, ...]:
-    """The SLA or notification row an event belongs to."""
-    if e.type == "sla.alert":
-        return "sla", e.complaint_id, str(e.summary["milestone"]), int(e.summary["cycle"])
-    if e.type == "notification.recorded":
-        return "notification", e.complaint_id, str(e.summary["notification_id"])
-    return ("case",)
 
 
 def _unavailable(exc: OperationalError | InterfaceError) -> DatabaseUnavailable:
