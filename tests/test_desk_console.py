@@ -374,3 +374,31 @@ def test_a_bad_form_names_the_field(action: str, form: dict[str, str], field: st
         body_of(action, form, timeline=[], templates=policy.result_templates, resolution=policy.resolution,
                 lang="en")
     assert caught.value.field == field
+
+
+@pytest.mark.parametrize(("lang", "expected", "absent"), [
+    ("zh", ["开始计时", "时限", "处理方案", "期限", "2026-11-24 01:00 UTC", "解决方式: 维修", "责任方: 公司",
+            "模板字段: date=2026-12-10"], ["{", "2026-11-24T01:00", "milestone", "solution"]),
+    ("en", ["clock started", "milestone", "plan", "deadline", "2026-11-24 01:00 UTC", "solution: repair",
+            "party at fault: company"], ["{", "2026-11-24T01:00"]),
+])
+def test_the_timeline_reads_in_the_pages_language(lang: str, expected: list[str], absent: list[str]) -> None:
+    # Given a clock's start and a resolution with a structured outcome, as archived
+    from services.desk.console.i18n import Words
+    from services.desk.console.pages import timeline_view
+
+    events = [
+        {"time": NOW, "actor": "sla-monitor", "type": "sla.alert", "action": "started",
+         "summary": {"milestone": "plan", "cycle": 1, "deadline": "2026-11-24T09:00:00+08:00"}},
+        {"time": NOW, "actor": "ann", "type": "case.updated", "action": "resolved",
+         "summary": {"result": "repaired", "outcome": {
+             "solution": "repair", "party_at_fault": "company", "root_cause": "PQ-01",
+             "template": "repaired", "fields": {"date": "2026-12-10"}}}}]
+    # When the case page shows them in the language
+    lines = timeline_view(events, Words(lang))  # type: ignore[arg-type]
+    text = " ".join(f"{e['action']} " + " ".join(f"{k}: {v}" for k, v in e["details"]) for e in lines)
+    # Then names, times and the outcome read in that language: no raw keys, ISO times or dicts
+    for word in expected:
+        assert word in text, (word, text)
+    for word in absent:
+        assert word not in text, (word, text)

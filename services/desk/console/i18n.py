@@ -14,6 +14,7 @@ LANGS: tuple[Lang, ...] = ("zh", "en")
 DEFAULT_LANG: Lang = "zh"
 
 TEXT: dict[str, tuple[str, str]] = {
+    "yes": ("是", "yes"), "no": ("否", "no"),
     # frame
     "title": ("投诉工作台", "Complaint desk"), "signed_in_as": ("当前用户", "Signed in as"),
     "sign_in": ("登录", "Sign in"), "sign_out": ("退出", "Sign out"), "department": ("部门", "Department"),
@@ -100,7 +101,29 @@ NAMES: dict[str, dict[str, tuple[str, str]]] = {
         "approved": ("审批通过", "Approve"), "contacted": ("联系记录", "Record a contact"),
         "registered": ("登记", "Registered"), "routed": ("分派", "Routed"),
         "escalated": ("升级", "Escalated"),
+        # SLA clocks and notifications on the timeline
+        "started": ("开始计时", "clock started"), "warning": ("时限预警", "deadline warning"),
+        "paused": ("暂停计时", "clock paused"), "resumed": ("恢复计时", "clock resumed"),
+        "met": ("按时限完成", "milestone met"), "breached": ("超时", "deadline breached"),
+        "cancelled": ("已取消", "cancelled"), "queued": ("待发送", "queued"), "sent": ("已发送", "sent"),
+        "deferred": ("延后发送", "deferred"), "retrying": ("重试发送", "retrying"),
+        "failed": ("发送失败", "failed"), "in_doubt": ("待核实", "in doubt"),
     },
+    # the facts on a timeline line
+    "detail": {"note": ("备注", "note"), "result": ("处理结果", "result"), "score": ("评分", "score"),
+               "code": ("类型代码", "code"), "department": ("部门", "department"),
+               "handler": ("处理人", "handler"), "level": ("级别", "level"), "reason": ("原因", "reason"),
+               "milestone": ("时限", "milestone"), "cycle": ("轮次", "cycle"),
+               "deadline": ("期限", "deadline"),
+               "kind": ("类别", "kind"), "status": ("状态", "status"), "plan": ("处理方案", "plan"),
+               "measure": ("整改措施", "measure"), "assignment": ("分配", "assignment"),
+               "outcome": ("解决要素", "outcome"), "approval": ("审批", "approval"),
+               "contact": ("联系", "contact"), "solution": ("解决方式", "solution"),
+               "party_at_fault": ("责任方", "party at fault"), "root_cause": ("根本原因", "root cause"),
+               "compensation": ("补偿", "compensation"), "template": ("结果模板", "template"),
+               "fields": ("模板字段", "fields"), "approved_by": ("审批人", "approved by"),
+               "purpose": ("目的", "purpose"), "reached": ("已联系上", "reached"),
+               "proposal_event_id": ("方案事件", "proposal"), "requester": ("申请人", "requester")},
     "status": {"open": ("处理中", "open"), "awaiting_customer": ("等待客户", "awaiting customer"),
                "reopened": ("已重开", "reopened"), "resolved": ("已解决", "resolved"),
                "closed": ("已结案", "closed")},

@@ -4,7 +4,7 @@ page's timeline, deadlines with their remaining time, the forms offered. Pure.""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from services.common.resolution import ResultTemplate
@@ -53,31 +53,60 @@ def _when(at: Any) -> str:
     return at.strftime("%Y-%m-%d %H:%M UTC") if isinstance(at, datetime) else str(at or "")
 
 
-def _details(event: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """The facts of one archived event worth a line on the timeline (never personal data)."""
+def _details(event: Mapping[str, Any], words: Words) -> list[tuple[str, str]]:
+    """The facts of one archived event worth a line on the timeline, in the page's language
+    (never personal data)."""
     summary = event.get("summary") or {}
     out: list[tuple[str, str]] = []
     for key in DETAIL_KEYS:
         value = summary.get(key)
         if value not in (None, "", [], {}) and key not in HIDDEN:
-            out.append((key, str(value)))
+            out.append((words.name("detail", key), _value(key, value, words)))
     for part in ("assignment", "plan", "outcome", "approval", "contact"):
         value = summary.get(part)
         if isinstance(value, dict):
             if part == "plan":
-                out.append(("plan", str(value.get("summary") or "")))
-                out.extend((f"measure {i + 1}", f"{m.get('description')} · {m.get('owner')} · {m.get('due')}")
+                out.append((words.name("detail", "plan"), str(value.get("summary") or "")))
+                out.extend((f"{words.name('detail', 'measure')} {i + 1}",
+                            f"{m.get('description')} · {m.get('owner')} · {m.get('due')}")
                            for i, m in enumerate(value.get("measures") or []))
                 continue
             shown = {k: v for k, v in value.items() if v not in (None, "", {}, [])}
-            out.append((part, ", ".join(f"{k}: {v}" for k, v in shown.items())))
+            sep = "；" if words.lang == "zh" else "; "
+            out.append((words.name("detail", part), sep.join(
+                f"{words.name('detail', k)}: {_value(k, v, words)}" for k, v in shown.items())))
     return out
+
+
+def _value(key: str, value: Any, words: Words) -> str:
+    """One fact as a person reads it: names in the page's language, times as on the page."""
+    if key == "milestone":
+        return words.name("milestone", value)
+    if key == "solution":
+        return words.name("solution", value)
+    if key == "party_at_fault":
+        return words.name("party", value)
+    if key in ("kind", "purpose") and words.name(key, value) != str(value):
+        return words.name(key, value)
+    if key == "reached" and isinstance(value, bool):
+        return words("yes") if value else words("no")
+    if key == "deadline" and isinstance(value, str):
+        try:
+            return _when(datetime.fromisoformat(value).astimezone(UTC))
+        except ValueError:
+            return value
+    if key == "compensation" and isinstance(value, dict):
+        return f"{value.get('amount')} {value.get('currency')}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
 
 
 def timeline_view(timeline: Sequence[Mapping[str, Any]], words: Words) -> list[dict[str, Any]]:
     """The case's events, oldest first, as the timeline shows them."""
     return [{"time": _when(e.get("time")), "actor": e.get("actor") or "", "type": e.get("type") or "",
-             "action": words.name("action", e.get("action")), "details": _details(e)} for e in timeline]
+             "action": words.name("action", e.get("action")), "details": _details(e, words)}
+            for e in timeline]
 
 
 def deadline_view(deadlines: Sequence[Mapping[str, Any]], *, now: datetime,
