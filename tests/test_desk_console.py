@@ -23,7 +23,7 @@ from services.archive.tables import cases, events, sla
 from services.common.policy import load_policy
 from services.desk.app import build
 from services.desk.console.forms import body_of
-from services.desk.console.i18n import TEXT, Words, choose_lang
+from services.desk.console.i18n import NAMES, TEXT, Words, choose_lang
 from services.desk.console.pages import remaining
 from services.desk.handlers import Invalid
 from services.desk.settings import DeskSettings
@@ -278,6 +278,7 @@ def test_a_refusal_is_a_403_page_naming_the_rule(tmp_path: Path, archive: Engine
         response = await client.request(method, path, data=form)
         html = await response.text()
         assert response.status == 403 and f'id="rule">{rule}<' in html, html[:2000]
+        assert NAMES["rule"][rule][1] in html  # why, in the page's language (en here)
         assert "Traceback" not in html
 
     assert run(tmp_path, archive, scenario).of_type("case.updated") == []

@@ -82,8 +82,11 @@ class Console:
         return ctx.who
 
     def error(self, ctx: Ctx, status: int, detail: str, **more: Any) -> Page:
+        rule = more.get("rule")
+        why = Words(ctx.lang).name("rule", rule) if rule else ""
         return self.page(ctx, "error.html.j2", status=status, status_code=status, detail=detail,
-                         rule=more.get("rule"), field=more.get("field"), errors=more.get("errors", []))
+                         rule=rule, why=why if why != rule else "", field=more.get("field"),
+                         errors=more.get("errors", []))
 
     async def guarded(self, ctx: Ctx, handle: Callable[[Ctx], Awaitable[Page]]) -> Page | Redirect:
         """Run a page; every failure becomes its page (or the redirect to sign-in)."""
