@@ -130,20 +130,12 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def stack_env(broker: str, redis_url: str, redis_prefix: str, test_roster: Path,
-              tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
-    """The services' environment; the archive's database is one of this session's own.
-
-    PostgreSQL when the session has one (a database of its own on the server of
-    ``tests.postgres``, dropped afterwards), else (that fixture skips: no server binaries) a
-    SQLite file under the session's tmp dir.
-    """
+def stack_env(broker: str, redis_url: str, redis_prefix: str, test_roster: Path, postgres_url: str,  # noqa: F811
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The services' environment; the archive's database is one of this session's own (on the
+    server of ``tests.postgres``, dropped afterwards)."""
     data = tmp_path_factory.mktemp("stack")
-    with contextlib.ExitStack() as held:
-        try:
-            archive_db = held.enter_context(fresh_database(request.getfixturevalue("postgres_url")))
-        except pytest.skip.Exception:
-            archive_db = f"sqlite:///{data / 'archive.sqlite3'}"
+    with fresh_database(postgres_url) as archive_db:
         yield {
             "KAFKA_BOOTSTRAP_SERVERS": broker, "KAFKA_REBALANCE_TIMEOUT": "3",
             "REDIS_URL": redis_url, "REDIS_PREFIX": redis_prefix,

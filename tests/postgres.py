@@ -5,7 +5,7 @@ port of 127.0.0.1 and on a socket directory of its own, runs with fsync off, and
 and deleted when the session ends; nothing outside its directory is touched. PostgreSQL
 refuses to run as root, so under root it runs as the ``postgres`` user (``runuser``).
 Binaries: ARCHIVE_TEST_PG_BINDIR, else Debian's /usr/lib/postgresql/<version>/bin, else
-``pg_ctl`` on the PATH; the tests that need a server are skipped when there is none.
+``pg_ctl`` on the PATH; the tests that need a server fail, naming the install step, when there is none.
 
 ``fresh_database(url)`` makes a database of its own for one test on that server and drops it.
 """
@@ -99,6 +99,8 @@ def postgres_url() -> Iterator[str]:
         return
     bindir = _bindir()
     if bindir is None:
-        pytest.skip(f"no PostgreSQL server binaries (set {ENV_URL} or ARCHIVE_TEST_PG_BINDIR)")
+        # a missing server is a missing install step, never a skipped test
+        pytest.fail(f"no PostgreSQL server binaries: run scripts/test-deps.sh (Debian's postgresql), "
+                    f"or set {ENV_URL} or ARCHIVE_TEST_PG_BINDIR", pytrace=False)
     with private_server(bindir) as server, fresh_database(server) as url:
         yield url
