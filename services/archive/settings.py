@@ -45,6 +45,12 @@ class ArchiveSettings(StaffTokenSettings):
 
     def database(self) -> str:
         """The database URL in clear (for the engine only: never log it)."""
-        if self.database_url is not None:
-            return self.database_url.get_secret_value()
-        return f"sqlite:///{(self.data_dir / SQLITE_FILE).resolve()}"
+        return database_url(self.database_url, self.data_dir)
+
+
+def database_url(given: SecretStr | None, data_dir: Path) -> str:
+    """The archive's database URL in clear: ARCHIVE_DATABASE_URL, else the SQLite file under the
+    data dir (for the archive's writer and the desk's reader alike; never log it)."""
+    if given is not None:
+        return given.get_secret_value()
+    return f"sqlite:///{(data_dir / SQLITE_FILE).resolve()}"

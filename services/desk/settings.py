@@ -18,15 +18,7 @@ class DeskSettings(StaffTokenSettings):
                             from intake's channel listener, so each can be exposed on its own
     ARCHIVE_DATABASE_URL    the archive's database, read only (default: the archive's SQLite file
                             under COMPLAINTS_DATA_DIR); may hold a password: never printed
-    DESK_JWT_SECRET         HS256 secret of staff tokens, at least 32 characters (embedded stack);
-                            default: the file COMPLAINTS_DATA_DIR/desk-jwt-secret that
-                            `complaints up` writes (mode 0600)
-    DESK_JWT_SECRET_FILE    a file holding the HS256 secret instead
-    DESK_JWKS               RS256 / ES256 keys of an identity provider: a JWKS file path or an
-                            https:// URL (deployments); when set, HS256 tokens are refused
-    DESK_JWT_ISSUER         the `iss` every token must carry (checked when set)
-    DESK_JWT_AUDIENCE       the `aud` every token must carry (checked when set)
-    DESK_JWT_LEEWAY         seconds of clock skew allowed on `exp` (default 30)
+    DESK_JWT_*, DESK_JWKS   how staff tokens are verified: see StaffTokenSettings
     INTAKE_IDENTITY_KEY     the customer identity key (intake's): customer search computes the
                             same keyed hash of a phone or e-mail
     DESK_PAGE_SIZE          default page size of the work lists (default 50)
@@ -56,8 +48,6 @@ class DeskSettings(StaffTokenSettings):
 
     def database(self) -> str:
         """The archive's database URL in clear (for the engine only: never log it)."""
-        from services.archive.settings import SQLITE_FILE
+        from services.archive.settings import database_url
 
-        if self.database_url is not None:
-            return self.database_url.get_secret_value()
-        return f"sqlite:///{(self.data_dir / SQLITE_FILE).resolve()}"
+        return database_url(self.database_url, self.data_dir)
