@@ -67,17 +67,17 @@ def readable(who: Identity, staff: StaffPolicy) -> ColumnElement[bool]:
 
 
 def _next_deadline() -> Any:
-    return (select(sla.c.complaint_id, func.min(sla.c.deadline).label("next_deadline"))
-            .where(sla.c.outcome == "open", sla.c.deadline.is_not(None))
-            .group_by(sla.c.complaint_id).subquery("next"))
+    """The case's nearest open deadline: a correlated subquery, so a page reads the clocks of
+    its own cases by the SLA table's key, not every open clock of the archive."""
+    return (select(func.min(sla.c.deadline))
+            .where(sla.c.complaint_id == cases.c.complaint_id, sla.c.outcome == "open",
+                   sla.c.deadline.is_not(None))
+            .scalar_subquery().label("next_deadline"))
 
 
 def _listing(where: ColumnElement[bool]) -> tuple[Select[Any], Any]:
     nxt = _next_deadline()
-    query = (select(*LIST_COLUMNS, nxt.c.next_deadline)
-             .select_from(cases.outerjoin(nxt, nxt.c.complaint_id == cases.c.complaint_id))
-             .where(where))
-    return query, nxt
+    return select(*LIST_COLUMNS, nxt).where(where), nxt
 
 
 def work_list(conn: Connection, kind: str, who: Identity, staff: StaffPolicy, *, now: datetime,
@@ -94,7 +94,7 @@ def work_list(conn: Connection, kind: str, who: Identity, staff: StaffPolicy, *,
              "unassigned": cases.c.handler.is_(None)}[kind]
     query, nxt = _listing(and_(is_open, allowed, where))
     if kind == "mine":  # nearest open deadline first; none last
-        order = [nxt.c.next_deadline.is_(None), nxt.c.next_deadline, cases.c.complaint_id]
+        order = [nxt.is_(None), nxt, cases.c.complaint_id]
     else:  # oldest waiting first
         order = [cases.c.received_at.is_(None), cases.c.received_at, cases.c.complaint_id]
     rows = conn.execute(query.order_by(*order).limit(limit + 1).offset(offset)).mappings()
