@@ -26,13 +26,13 @@ from pydantic import ValidationError
 
 from schemas.events import Channel, Severity
 from services.common.boundary import TRANSIENT
+from services.common.problems import BEARER_CHALLENGE, PROBLEM, problem_body
 from services.desk.auth import Identity, Unauthorized
 from services.desk.handlers import Conflict, Desk, Forbidden, Invalid, NotFound, as_json
 from services.desk.logic import OPEN_STATUSES
 from services.desk.queries import LISTS, Search
 from services.desk.settings import DeskSettings
 
-PROBLEM = "application/problem+json"
 STATUSES = (*OPEN_STATUSES, "resolved", "closed")
 
 
@@ -44,9 +44,8 @@ def _body(status: int, payload: Any, *, content_type: str = "application/json",
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> tuple[int, bytes, str, dict[str, str]]:
     """An RFC 9457 problem document."""
-    headers = {"WWW-Authenticate": 'Bearer realm="complaints-desk"'} if status == 401 else {}
-    return _body(status, {"type": "about:blank", "title": title, "status": status, "detail": detail,
-                          **extra}, content_type=PROBLEM, headers=headers)
+    headers = dict(BEARER_CHALLENGE) if status == 401 else {}
+    return _body(status, problem_body(status, title, detail, **extra), content_type=PROBLEM, headers=headers)
 
 
 def _int(query: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:

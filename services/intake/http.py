@@ -35,6 +35,7 @@ from schemas.events import Channel, ComplaintRegistered, InboundMessage, Inbound
 from schemas.topics import AUDIT
 from services.common.boundary import TRANSIENT
 from services.common.errors import Rejected
+from services.common.problems import BEARER_CHALLENGE, PROBLEM, problem_body
 from services.desk.auth import Identity, TokenVerifier, Unauthorized, bearer
 from services.desk.logic import CaseFacts, Refused, co_handlers, may_read
 from services.intake import auth
@@ -43,13 +44,12 @@ from services.intake.logic import case_state
 from services.intake.settings import IntakeSettings
 
 log = logging.getLogger(__name__)
-PROBLEM = "application/problem+json"
 PERSONAL_FIELDS = ("subject", "first_contact")  # what the state shows of the complaint itself
 
 
 def problem(view: View, status: int, title: str, detail: str, **extra: Any) -> Response:
     """An RFC 9457 problem document."""
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    body = problem_body(status, title, detail, **extra)
     return view.bytes(json.dumps(body, ensure_ascii=False).encode(), status=status,
                       content_type=PROBLEM)
 
@@ -142,7 +142,7 @@ def add_http_api(app: faust.App, intake: Intake, settings: IntakeSettings, *,
                 return self.json(await _read_case(intake, who, complaint_id))
             except Unauthorized as exc:
                 reply = problem(self, 401, "Unauthorized", str(exc))
-                reply.headers["WWW-Authenticate"] = 'Bearer realm="complaints"'
+                reply.headers.update(BEARER_CHALLENGE)
                 return reply
             except _Refused as exc:
                 return problem(self, 403, "Forbidden", exc.refused.detail, rule=exc.refused.rule)

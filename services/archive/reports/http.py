@@ -30,13 +30,13 @@ from services.archive.reports.period import PeriodError, local_date, parse_perio
 from services.archive.reports.query import GROUPS
 from services.archive.reports.service import build_report
 from services.common.policy import Policy
+from services.common.problems import BEARER_CHALLENGE, PROBLEM, problem_body
 from services.desk.auth import TokenVerifier, Unauthorized, bearer
 from services.desk.logic import Refused, may_read_reports
 from services.sla_monitor.calendar import BusinessCalendar
 
 log = logging.getLogger(__name__)
 PATH = "/v1/reports/kpi"
-PROBLEM = "application/problem+json"
 
 
 def kpi(query: Mapping[str, str], *, engine: Engine, policy: Policy, calendar: BusinessCalendar,
@@ -85,9 +85,9 @@ def add_report_api(app: faust.App, *, engine: Engine, policy: Policy, calendar: 
             response = self.bytes(json.dumps(body, ensure_ascii=False).encode(), status=status,
                                   content_type="application/json" if status == 200 else PROBLEM)
             if status == 401:
-                response.headers["WWW-Authenticate"] = 'Bearer realm="complaints"'
+                response.headers.update(BEARER_CHALLENGE)
             return response
 
 
 def _problem(status: int, title: str, detail: str, **extra: Any) -> tuple[int, dict[str, Any]]:
-    return status, {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return status, problem_body(status, title, detail, **extra)
