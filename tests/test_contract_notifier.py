@@ -22,10 +22,11 @@ from hypothesis import strategies as st
 from schemas.events import Contact, NotificationKind
 from services.common.redis_store import text
 from services.notifier import logic
-from services.notifier.adapters import RedisCustomers, RedisOutbox
+from services.notifier.adapters import RedisCustomers, RedisOutbox, RedisRecipientLimit
 from services.notifier.logic import Begin, Book, Cancel, Claim, Delivery, Enqueue, Entry, Release, Settle
 from services.notifier.messages import CustomerRecord, Notification
 from tests.fakes import DictCustomers, DictOutbox
+from tests.fakes.notifier import DictRecipientLimit
 
 Stores = tuple[DictCustomers | RedisCustomers, DictOutbox | RedisOutbox]
 
@@ -221,6 +222,40 @@ def test_the_rebuild_markers_and_the_rebuild_lock(backend: Backend) -> None:
         await outbox.unlock_rebuild("A")
         assert await outbox.lock_rebuild("B", 60) is True
     backend.run(scenario)
+
+
+# ---- customer messages per recipient and window ------------------------------------------
+
+
+def test_a_recipient_gets_at_most_the_limit_per_window_and_a_retry_counts_once(backend: Backend) -> None:
+    async def main() -> None:
+        client = aioredis.from_url(backend.url) if backend.url else None
+        limit = (RedisRecipientLimit(client, prefix=backend.prefix, limit=2, window=3600) if client
+                 else DictRecipientLimit(limit=2, window=3600))
+        who, other = logic.recipient_key("+8613800138000"), logic.recipient_key("+8613900139000")
+        try:
+            # Given two messages to one recipient in a window, Then a third is refused
+            assert [await limit.admit(who, n, now=7200) for n in ("a", "b", "c")] == [True, True, False]
+            # and another recipient is not held up, nor a message counted already (a retry)
+            assert await limit.admit(other, "c", now=7200) is True
+            assert await limit.admit(who, "a", now=10799) is True
+            assert await limit.admit(who, "c", now=10799) is False
+            # When the next window begins, Then the recipient gets messages again
+            assert await limit.admit(who, "c", now=10800) is True
+            if client is not None:  # the address is nowhere in Redis, only its hash
+                keys = [text(k) async for k in client.scan_iter(match=f"{backend.prefix}*")]
+                assert keys and all("13800138000" not in k for k in keys)
+                assert all([await client.ttl(k) > 0 for k in keys])
+        finally:
+            if client is not None:
+                await client.aclose()
+    asyncio.run(main())
+
+
+def test_the_recipient_key_is_a_hash_of_the_address_not_the_address() -> None:
+    key = logic.recipient_key("Li.Lei@Example.com")
+    assert key == logic.recipient_key(" li.lei@example.com") != logic.recipient_key("han.mei@example.com")
+    assert "li.lei" not in key and len(key) == 32
 
 
 # ---- the Lua against logic.step -------------------------------------------------------

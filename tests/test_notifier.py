@@ -35,6 +35,7 @@ from services.notifier.messages import Notification, mask, render
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.settings import NotifierSettings
 from tests.fakes import CountingTransport, DictCustomers, DictOutbox, FixedClock, RecordingPublisher
+from tests.fakes.notifier import DictRecipientLimit
 
 POLICY = load_policy()
 T0 = datetime(2026, 11, 23, 9, tzinfo=UTC)
@@ -254,9 +255,9 @@ def test_with_fakes_a_registration_is_acknowledged_once_and_a_lost_store_rebuilt
         await notifier.on_registered(None, reg.to_bytes())
         await dispatcher.dispatch("outbox")
         await dispatcher.dispatch("outbox")
-        # Then one acknowledgement is queued, sent and recorded so
+        # Then one acknowledgement is queued, written to the outbox and recorded outboxed (not sent)
         statuses = [e.data.status for e in publisher.of_type("notification.recorded")]  # type: ignore[attr-defined]
-        assert statuses == ["queued", "sent"] and len(transports["outbox"].sent) == 1
+        assert statuses == ["queued", "outboxed"] and len(transports["outbox"].sent) == 1
         # When the store is lost, Then the check rebuilds it and nothing is sent again
         outbox.lose_everything()
         customers.lose_everything()
@@ -276,5 +277,60 @@ def test_build_with_every_port_given_opens_no_redis(monkeypatch: pytest.MonkeyPa
     # When the notifier is built with every port, Then it is wired without one
     app = notifier_app.build(settings, POLICY, publisher=RecordingPublisher(), customers=DictCustomers(),
                              outbox=DictOutbox(), transports={"outbox": CountingTransport("outbox")},
-                             clock=FixedClock(), registry=CollectorRegistry())
+                             clock=FixedClock(), registry=CollectorRegistry(),
+                             limit=DictRecipientLimit(limit=10, window=86400))
     assert set(app.agents) == {f"notifier.{n}" for n in ("registered", "lifecycle", "routed", "sla")}
+
+
+# ---- the file outbox: allowed explicitly, and never taken for a delivery -------------------
+
+SMTP = {"host": "smtp.example.com", "sender": "service@example.com", "domain": "example.com"}
+GATEWAY = {"url": "https://sms.example.com/send"}
+EVERY_ROLE = {role: {"kind": "slack", "url": "https://hooks.example.com/x"} for role in logic.staff_roles(POLICY)}
+
+
+@pytest.mark.parametrize(("env", "missing"), [
+    ({}, ["NOTIFIER_SMTP (e-mail)", "NOTIFIER_SMS_GATEWAY (SMS)", "NOTIFIER_CHAT.executives"]),
+    ({"NOTIFIER_SMTP": SMTP, "NOTIFIER_SMS_GATEWAY": GATEWAY},
+     ["NOTIFIER_CHAT.department_head", "NOTIFIER_CHAT.first_contact_owner", "NOTIFIER_CHAT.handler"]),
+    ({"NOTIFIER_SMTP": SMTP, "NOTIFIER_CHAT": EVERY_ROLE}, ["NOTIFIER_SMS_GATEWAY (SMS)"]),
+])
+def test_the_notifier_refuses_to_start_on_the_outbox_unless_it_is_enabled(
+        tmp_path: Path, env: dict[str, Any], missing: list[str]) -> None:
+    from services.common.errors import ConfigError
+
+    def build(**more: Any) -> Any:
+        settings = NotifierSettings(COMPLAINTS_DATA_DIR=str(tmp_path), NOTIFIER_OUTBOX_DIR=str(tmp_path / "outbox"),
+                                    **env, **more)
+        return notifier_app.build(settings, POLICY, publisher=RecordingPublisher(), customers=DictCustomers(),
+                                  outbox=DictOutbox(), clock=FixedClock(), registry=CollectorRegistry(),
+                                  limit=DictRecipientLimit(limit=10, window=86400))
+
+    # Given channels without a transport, When the notifier starts, Then it refuses, naming the
+    # setting and every channel the outbox would stand in for
+    with pytest.raises(ConfigError, match="NOTIFIER_OUTBOX_ENABLED") as refused:
+        build()
+    assert all(name in str(refused.value) for name in missing), str(refused.value)
+    # unless the outbox is enabled explicitly
+    assert build(NOTIFIER_OUTBOX_ENABLED="true").agents
+    # Given every channel configured, Then it starts without it
+    complete = {"NOTIFIER_SMTP": SMTP, "NOTIFIER_SMS_GATEWAY": GATEWAY, "NOTIFIER_CHAT": EVERY_ROLE}
+    settings = NotifierSettings(COMPLAINTS_DATA_DIR=str(tmp_path), **complete)
+    assert notifier_app.build(settings, POLICY, publisher=RecordingPublisher(), customers=DictCustomers(),
+                              outbox=DictOutbox(), clock=FixedClock(), registry=CollectorRegistry(),
+                              limit=DictRecipientLimit(limit=10, window=86400)).agents
+
+
+def test_the_roles_a_notice_may_go_to_are_the_policys() -> None:
+    assert logic.staff_roles(POLICY) == {"handler", "first_contact_owner", "department_head", "executives"}
+
+
+def test_an_outboxed_notification_is_no_notice_to_the_sla_clocks() -> None:
+    from services.notifier.messages import record
+    from services.sla_monitor.facts import facts_of
+
+    note = render(NotificationKind.acknowledgement, CONTACT, complaint_id="C-1", templates=POLICY.notifier)
+    outboxed, sent = (record(note.notification_id, "C-1", note.kind, queue, status, now=T0, cause=None, note=note)
+                      for queue, status in (("outbox", "outboxed"), ("sms-gateway", "sent")))
+    assert facts_of(outboxed) == []
+    assert [f.signals for f in facts_of(sent)] == [["notified:acknowledgement"]]

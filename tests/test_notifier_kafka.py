@@ -33,7 +33,8 @@ pytestmark = pytest.mark.integration
 def registered(run: str, i: int) -> ComplaintRegistered:
     cid = f"N{run}-{i:04d}"
     now = datetime.now(UTC)
-    contact = Contact(email=f"c{i}@example.com") if i % 2 else Contact(phone="+8613800138000")
+    # a number of its own each: NOTIFIER_RECIPIENT_LIMIT allows one number 10 messages a day
+    contact = Contact(email=f"c{i}@example.com") if i % 2 else Contact(phone=f"+86138{i:08d}")
     c = Complaint(complaint_id=cid, channel=Channel.web_form, received_at=now, source_message_id=cid,
                   customer=contact, customer_key=cid, first_contact="web-desk", subject="s", description="d")
     return ComplaintRegistered.new(c, source="tests", time=now, subject=cid)
@@ -56,6 +57,7 @@ def test_two_notifiers_one_killed_send_every_acknowledgement_once(
         env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_REBALANCE_TIMEOUT": "3", "REDIS_URL": redis_url,
                "REDIS_PREFIX": f"{redis_prefix}notify-{run}:", "COMPLAINTS_POLICY_FILE": str(policy_file),
                "COMPLAINTS_DATA_DIR": str(tmp_path / "data"), "NOTIFIER_OUTBOX_DIR": str(tmp_path / "outbox"),
+               "NOTIFIER_OUTBOX_ENABLED": "true",  # the staff's notices: no chat configured
                "NOTIFIER_SMTP": json.dumps({"host": "127.0.0.1", "port": smtp.port, "security": "none",
                                             "sender": "service@example.com", "domain": "example.com",
                                             "timeout": 2}),

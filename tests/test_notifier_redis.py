@@ -36,13 +36,13 @@ from schemas.events import (
 )
 from services.common.errors import Retry
 from services.common.policy import load_policy
-from services.notifier.adapters import RedisCustomers, RedisOutbox
+from services.notifier.adapters import RedisCustomers, RedisOutbox, RedisRecipientLimit
 from services.notifier.dispatch import Dispatcher
 from services.notifier.handlers import Notifier
 from services.notifier.messages import Notification
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.settings import NotifierSettings
-from services.notifier.transports import PermanentDelivery, TransientDelivery
+from services.notifier.transports import InDoubtDelivery, PermanentDelivery, TransientDelivery
 from tests.fakes import CountingTransport, FixedClock, RecordingPublisher
 from tests.harness import wait_until
 
@@ -67,7 +67,8 @@ class World:
         self.clients: list[aioredis.Redis] = []
         self.inputs: list[Envelope] = []  # what the input topics hold (tests that rebuild)
 
-    def notifier(self, transports: dict[str, Any], **settings: Any) -> Instance:
+    def notifier(self, transports: dict[str, Any], *, limited: bool = False, **settings: Any) -> Instance:
+        """One instance; ``limited``: with the per-recipient limit of customer messages."""
         client = aioredis.from_url(self.redis_url)
         self.clients.append(client)
         world = self
@@ -87,7 +88,9 @@ class World:
                      customers=RedisCustomers(client, prefix=self.prefix, ttl_seconds=3600), outbox=outbox,
                      queues=list(transports), clock=self.clock, metrics=metrics, read=read),
             Dispatcher(settings=config, publisher=self.publisher, outbox=outbox, transports=transports,
-                       clock=self.clock, metrics=metrics))
+                       clock=self.clock, metrics=metrics,
+                       limit=RedisRecipientLimit(client, prefix=self.prefix, limit=config.recipient_limit,
+                                                 window=config.recipient_window) if limited else None))
 
     def records(self, **match: Any) -> list[Any]:
         return [e.data for e in self.publisher.of_type("notification.recorded")
@@ -128,15 +131,15 @@ async def registered_and_sent(world: World, notifier: Instance) -> None:
 
 def test_a_redelivered_registration_is_queued_and_sent_once(redis_url: str, redis_prefix: str) -> None:
     async def scenario(world: World) -> None:
-        outbox = CountingTransport("outbox")
-        a = world.notifier({"outbox": outbox})
+        sms = CountingTransport("sms-gateway")
+        a = world.notifier({"outbox": CountingTransport("outbox"), "sms-gateway": sms})
         raw = registered().to_bytes()
         await a.handlers.on_registered(None, raw)
         await a.handlers.on_registered(None, raw)
         assert [r.status for r in world.records()] == ["queued"]
-        await a.dispatcher.dispatch("outbox")
-        await a.dispatcher.dispatch("outbox")
-        assert len(outbox.sent) == 1 and outbox.sent[0].transport == "sms"
+        await a.dispatcher.dispatch("sms-gateway")
+        await a.dispatcher.dispatch("sms-gateway")
+        assert len(sms.sent) == 1 and sms.sent[0].transport == "sms"
         sent = world.records(status="sent")
         assert len(sent) == 1 and sent[0].recipient == "+86*******8000" and sent[0].attempt == 1
         assert "13800138000" not in world.publisher.published[0][1].to_bytes().decode()
@@ -186,6 +189,48 @@ def test_transient_failures_retry_with_backoff_and_permanent_ones_are_dead_lette
         (letter,) = world.publisher.of_type("deadletter.recorded")
         assert letter.data.reason == "sms-gateway: HTTP 400" and letter.data.service == "notifier"
         assert "13800138000" not in letter.to_bytes().decode()
+    run(redis_url, redis_prefix, scenario)
+
+
+def test_customer_messages_over_the_recipients_limit_are_not_sent(redis_url: str, redis_prefix: str) -> None:
+    async def scenario(world: World) -> None:
+        # Given a limit of two customer messages per recipient a day, and the web form used to
+        # file three complaints with one phone number
+        sms = CountingTransport("sms-gateway", failures=[TransientDelivery("HTTP 503")])
+        a = world.notifier({"outbox": CountingTransport("outbox"), "sms-gateway": sms}, limited=True,
+                           NOTIFIER_RECIPIENT_LIMIT=2, NOTIFIER_RECIPIENT_WINDOW=86400)
+        for n in range(3):
+            await a.handlers.on_registered(None, registered(f"C-{n}").to_bytes())
+        # When the queue is drained (the first send failing once and retried later)
+        for _ in range(3):
+            await a.dispatcher.dispatch("sms-gateway")
+            world.clock.now += timedelta(hours=1)
+        # Then two acknowledgements go, each once, the retry counted once; the third is not sent
+        # (the three are sent concurrently: which one is refused is not fixed)
+        went = [n.complaint_id for n in sms.sent]
+        (limited,) = world.records(status="rate_limited")
+        assert len(set(went)) == len(went) == 2 and {*went, limited.complaint_id} == {"C-0", "C-1", "C-2"}
+        assert "NOTIFIER_RECIPIENT_LIMIT" in (limited.detail or "")
+        assert limited.recipient == "+86*******8000"
+        assert a.dispatcher.metrics.rate_limited.labels("acknowledgement", "sms-gateway")._value.get() == 1
+        assert world.publisher.of_type("deadletter.recorded") == []
+        # and it is settled for good, and another recipient is not held up
+        await a.dispatcher.dispatch("sms-gateway")
+        await a.handlers.on_registered(None, registered("D-1", Contact(phone="+8613900139000")).to_bytes())
+        await a.dispatcher.dispatch("sms-gateway")
+        assert len(sms.sent) == 3 and len(world.records(status="rate_limited")) == 1
+        # When the next day begins, Then the first recipient gets messages again
+        world.clock.now += timedelta(days=1)
+        await a.handlers.on_registered(None, registered("C-3").to_bytes())
+        await a.dispatcher.dispatch("sms-gateway")
+        assert sms.sent[-1].complaint_id == "C-3"
+        # and Redis holds the recipients' hashes, never their numbers
+        client = aioredis.from_url(world.redis_url)
+        try:
+            keys = [k async for k in client.scan_iter(match=f"{world.prefix}notifier:rate:*")]
+            assert keys and all(b"13800138000" not in k and b"13900139000" not in k for k in keys)
+        finally:
+            await client.aclose()
     run(redis_url, redis_prefix, scenario)
 
 
@@ -383,12 +428,45 @@ def test_a_send_whose_sender_died_is_resent_or_held_by_policy(redis_url: str, re
         letters = world.publisher.of_type("deadletter.recorded")
         if policy == "resend":
             assert [n.notification_id for n in outbox.sent] == [hangs.sent[0].notification_id]
-            assert [r.status for r in world.records()] == ["queued", "sent"] and letters == []
+            assert [r.status for r in world.records()] == ["queued", "outboxed"] and letters == []
         else:
             assert outbox.sent == []
             assert [r.status for r in world.records()] == ["queued", "in_doubt"]
             assert len(letters) == 1 and "in doubt" in letters[0].data.reason
             assert letters[0].data.error_type == "InDoubtDelivery"
+    run(redis_url, redis_prefix, scenario)
+
+
+@pytest.mark.parametrize("policy", ["resend", "hold"])
+def test_a_send_left_unanswered_after_it_went_is_resent_or_held_by_policy(redis_url: str, redis_prefix: str,
+                                                                         policy: str) -> None:
+    async def scenario(world: World) -> None:
+        # Given a gateway that took the first request and never answered it (a read timeout)
+        sms = CountingTransport("sms-gateway", failures=[InDoubtDelivery("sms-gateway: TimeoutError after "
+                                                                         "the request was sent")])
+        a = world.notifier({"outbox": CountingTransport("outbox"), "sms-gateway": sms},
+                           NOTIFIER_IN_DOUBT=policy)
+        await a.handlers.on_registered(None, registered().to_bytes())
+        # When it is dispatched, and again whenever it would be due
+        await a.dispatcher.dispatch("sms-gateway")
+        world.clock.now = T0 + timedelta(hours=1)
+        await a.dispatcher.dispatch("sms-gateway")
+        await a.dispatcher.dispatch("sms-gateway")
+        # Then it is retried under the same id, or held in doubt and dead-lettered: never both
+        statuses = [r.status for r in world.records()]
+        letters = world.publisher.of_type("deadletter.recorded")
+        held = a.dispatcher.metrics.in_doubt.labels("acknowledgement", "sms-gateway", "held")._value.get()
+        resent = a.dispatcher.metrics.in_doubt.labels("acknowledgement", "sms-gateway", "resent")._value.get()
+        if policy == "resend":
+            assert statuses == ["queued", "retrying", "sent"] and letters == [] and len(sms.sent) == 1
+            assert (held, resent) == (0, 1)
+        else:
+            assert statuses == ["queued", "in_doubt"] and sms.sent == []
+            assert await a.dispatcher.outbox.state(world.records()[0].notification_id) == "in_doubt"  # type: ignore[attr-defined]
+            (letter,) = letters
+            assert letter.data.error_type == "InDoubtDelivery" and "TimeoutError" in letter.data.reason
+            assert "13800138000" not in letter.to_bytes().decode()
+            assert (held, resent) == (1, 0)
     run(redis_url, redis_prefix, scenario)
 
 

@@ -22,6 +22,7 @@ from services.notifier.messages import Notification
 from services.notifier.transports import (
     HttpConfig,
     HttpTransport,
+    InDoubtDelivery,
     PermanentDelivery,
     SmtpConfig,
     SmtpTransport,
@@ -144,6 +145,63 @@ def test_a_refused_recipient_is_permanent_and_a_dead_server_transient(
         asyncio.run(smtp(free_port(), certificate).send(note()))
 
 
+class Stalling:
+    """An aiosmtpd handler that stalls (or answers ``answer``) at one step of the session."""
+
+    def __init__(self, stall: str, answer: str | None = None) -> None:
+        self.stall, self.answer, self.contents = stall, answer, 0
+
+    async def handle_MAIL(self, server: Any, session: Session, envelope: Envelope, address: str,  # noqa: N802
+                          mail_options: list[str]) -> str:
+        if self.stall == "MAIL":
+            await asyncio.sleep(3)
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        self.contents += 1  # the server has the message, whatever it answers
+        if self.stall == "DATA":
+            await asyncio.sleep(3)
+        return self.answer or "250 Message accepted"
+
+
+@pytest.mark.parametrize(("stall", "answer", "error", "contents"), [
+    ("MAIL", None, TransientDelivery, 0),        # no answer before the message went: try again
+    ("DATA", None, InDoubtDelivery, 1),          # no answer after the content went: it may have it
+    ("none", "451 4.3.0 try later", TransientDelivery, 1),   # a refusal is no doubt
+    ("none", "554 5.6.0 rejected", PermanentDelivery, 1),
+])
+def test_smtp_failures_after_the_content_went_are_in_doubt(stall: str, answer: str | None,
+                                                           error: type[Exception], contents: int) -> None:
+    handler, port = Stalling(stall, answer), free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        transport = SmtpTransport(SmtpConfig(host="127.0.0.1", port=port, security="none",
+                                             sender="service@example.com", domain="example.com",
+                                             timeout=0.5))
+        with pytest.raises(error):
+            asyncio.run(transport.send(note()))
+        assert handler.contents == contents
+    finally:
+        controller.stop()
+
+
+def test_smtp_dot_stuffs_the_content_and_sends_non_ascii_addresses_with_smtputf8() -> None:
+    box, port = Mailbox(), free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port, enable_SMTPUTF8=True)
+    controller.start()
+    try:
+        transport = SmtpTransport(SmtpConfig(host="127.0.0.1", port=port, security="none",
+                                             sender="service@example.com", domain="example.com"))
+        dotted = note(address="李雷@例子.中国").model_copy(update={"body": "第一行\n.\n.最后一行"})
+        asyncio.run(transport.send(dotted))
+        (msg,) = box.messages
+        assert msg["To"] == "李雷@例子.中国" and msg.get_content().splitlines() == ["第一行", ".", ".最后一行"]
+    finally:
+        controller.stop()
+
+
 # ---- HTTP gateways ----------------------------------------------------------------------
 
 
@@ -220,12 +278,49 @@ def test_gateway_answers_are_classified(kind: str, answer: tuple[int, Any], erro
     asyncio.run(with_sink(scenario))
 
 
-def test_a_slow_gateway_times_out_as_transient() -> None:
+def test_a_gateway_that_took_the_request_and_timed_out_is_in_doubt() -> None:
     async def scenario(sink: Sink, base: str) -> None:
         sink.delay = 2.0
-        with pytest.raises(TransientDelivery, match="TimeoutError"):
+        with pytest.raises(InDoubtDelivery, match="TimeoutError after the request was sent"):
             await HttpTransport("sms", HttpConfig(url=f"{base}/x", timeout=0.2), "sms").send(note("sms"))
+        assert len(sink.requests) == 1  # it had the request
     asyncio.run(with_sink(scenario))
+
+
+async def raw_server(on_connect: Any) -> tuple[asyncio.Server, int]:
+    port = free_port()
+    return await asyncio.start_server(on_connect, "127.0.0.1", port), port
+
+
+def test_a_gateway_that_hangs_up_after_the_request_is_in_doubt() -> None:
+    async def scenario() -> None:
+        got: list[bytes] = []
+
+        async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            got.append(await reader.readuntil(b"\r\n\r\n"))
+            writer.close()
+        server, port = await raw_server(hang_up)
+        async with server:
+            with pytest.raises(InDoubtDelivery, match="ServerDisconnectedError"):
+                await HttpTransport("sms", HttpConfig(url=f"http://127.0.0.1:{port}/x"), "sms").send(note("sms"))
+        assert len(got) == 1 and b"Idempotency-Key: n-1" in got[0]
+    asyncio.run(scenario())
+
+
+def test_a_timeout_before_the_request_went_is_transient() -> None:
+    async def scenario() -> None:
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                await reader.read(65536)  # the TLS handshake's first words, never answered
+                await reader.read(65536)  # till the client gives up
+            finally:
+                writer.close()
+        server, port = await raw_server(silent)
+        async with server:
+            with pytest.raises(TransientDelivery, match="TimeoutError"):
+                await HttpTransport("sms", HttpConfig(url=f"https://127.0.0.1:{port}/x", timeout=0.3),
+                                    "sms").send(note("sms"))
+    asyncio.run(scenario())
 
 
 def test_a_dead_gateway_is_transient() -> None:

@@ -84,6 +84,7 @@ def test_two_of_each_service_one_of_each_killed_in_turn(redis_url: str, redis_pr
                "ROUTER_ROSTER_FILE": str(test_roster),
                "INTAKE_SIGNING_SECRETS": json.dumps({"*": TEST_SECRET}), "DESK_JWT_SECRET": STAFF_SECRET,
                "COMPLAINTS_DATA_DIR": str(tmp_path / "data"), "NOTIFIER_OUTBOX_DIR": str(tmp_path / "outbox"),
+               "NOTIFIER_OUTBOX_ENABLED": "true",  # the staff's notices: no chat configured
                "NOTIFIER_SMTP": json.dumps({"host": "127.0.0.1", "port": smtp.port, "security": "none",
                                             "sender": "service@example.com", "domain": "example.com",
                                             "timeout": 2}),

@@ -10,6 +10,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from services.common.redis_store import LeasedSchedule, Rebuildable, text
+from services.notifier import logic
 from services.notifier.logic import Queued
 from services.notifier.messages import CustomerRecord, Notification
 from services.notifier.ports import Transport
@@ -76,6 +77,33 @@ def transports_of(settings: NotifierSettings) -> dict[str, Transport]:
     for role, chat in settings.chat.items():
         out[f"chat:{role}"] = HttpTransport(f"chat:{role}", chat, chat.kind)
     return out
+
+
+# ---- customer messages per recipient and window ----------------------------------------
+
+# KEYS: the recipient's set of the window; ARGV: id, limit, ttl. 1 when the id may go (counted
+# now or before), 0 when the recipient had ``limit`` others in the window: logic.admit.
+_ADMIT = """
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 1 end
+if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+return 1
+"""
+
+
+class RedisRecipientLimit:
+    """Notification ids per recipient (a hash of the address: ``logic.recipient_key``) and fixed
+    window, in a set that expires with its window; one Lua script checks and counts."""
+
+    def __init__(self, client: aioredis.Redis, *, prefix: str, limit: int, window: int) -> None:
+        self._p, self.limit, self.window = f"{prefix}notifier:rate:", limit, window
+        self._admit = client.register_script(_ADMIT)
+
+    async def admit(self, recipient: str, notification_id: str, *, now: float) -> bool:
+        """True when the notification may go to ``recipient`` (a key, never an address)."""
+        key = f"{self._p}{recipient}:{logic.rate_window(now, window=self.window)}"
+        return bool(await self._admit(keys=[key], args=[notification_id, self.limit, self.window + 60]))
 
 
 # ---- the delivery queue (its states stated in Python: services.notifier.logic.step) ----

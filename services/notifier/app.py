@@ -6,6 +6,7 @@ per-transport queues is ``services.notifier.dispatch.Dispatcher``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -15,38 +16,48 @@ from prometheus_client import CollectorRegistry
 
 from schemas.topics import LIFECYCLE, REGISTERED, ROUTED, SLA
 from services.common.boundary import Boundary
+from services.common.errors import ConfigError
 from services.common.kafka import read_topic
 from services.common.policy import Policy
 from services.common.runtime import FaustPublisher, add_web, always_ready, make_app, redis_client
-from services.notifier.adapters import RedisCustomers, RedisOutbox, transports_of
+from services.notifier import logic
+from services.notifier.adapters import RedisCustomers, RedisOutbox, RedisRecipientLimit, transports_of
 from services.notifier.dispatch import Dispatcher
 from services.notifier.handlers import Notifier
 from services.notifier.messages import SERVICE
 from services.notifier.metrics import NotifierMetrics
-from services.notifier.ports import Clock, Customers, Outbox, Publisher, Transport
+from services.notifier.ports import Clock, Customers, Outbox, Publisher, RecipientLimit, Transport
 from services.notifier.settings import NotifierSettings
+
+log = logging.getLogger(__name__)
 
 
 def build(settings: NotifierSettings, policy: Policy, *, publisher: Publisher | None = None,
           customers: Customers | None = None, outbox: Outbox | None = None,
           transports: dict[str, Transport] | None = None, clock: Clock | None = None,
-          registry: CollectorRegistry | None = None) -> faust.App:
-    """Wire the notifier (no Redis client when customers and outbox are given)."""
+          registry: CollectorRegistry | None = None, limit: RecipientLimit | None = None) -> faust.App:
+    """Wire the notifier (no Redis client when customers, outbox and limit are given)."""
     app = make_app(SERVICE, settings, web_port=settings.http_port)
     registry = registry or CollectorRegistry()
     check: Callable[[], Awaitable[object]] = always_ready
-    if customers is None or outbox is None:
+    if customers is None or outbox is None or limit is None:
         redis = redis_client(settings)
         ttl = settings.contact_ttl_days * 86400
         if customers is None:
             customers = RedisCustomers(redis, prefix=settings.redis_prefix, ttl_seconds=ttl)
         if outbox is None:
             outbox = RedisOutbox(redis, prefix=settings.redis_prefix, ttl_seconds=ttl)
+        if limit is None:
+            limit = RedisRecipientLimit(redis, prefix=settings.redis_prefix, limit=settings.recipient_limit,
+                                        window=settings.recipient_window)
         check = redis.ping
     publisher = publisher or FaustPublisher(app)
-    transports = transports_of(settings) if transports is None else transports
+    if transports is None:
+        transports = transports_of(settings)
+        check_outbox(settings, policy, transports)
     clock = clock or (lambda: datetime.now(UTC))
     metrics = NotifierMetrics.create(registry)
+    metrics.start_at_zero(transports)
     bootstrap = settings.bootstrap_list()
 
     def read(topic: str) -> list[dict[str, Any]]:
@@ -55,9 +66,9 @@ def build(settings: NotifierSettings, policy: Policy, *, publisher: Publisher | 
     notifier = Notifier(settings=settings, policy=policy, publisher=publisher, customers=customers,
                         outbox=outbox, queues=list(transports), clock=clock, metrics=metrics, read=read)
     dispatcher = Dispatcher(settings=settings, publisher=publisher, outbox=outbox, transports=transports,
-                            clock=clock, metrics=metrics)
+                            clock=clock, metrics=metrics, limit=limit)
     boundary = Boundary(service=SERVICE, publisher=publisher, registry=registry,
-                        max_retries=settings.missing_contact_retries)
+                        max_retries=settings.missing_contact_retries, settings=settings)
 
     n = settings.agent_concurrency
     boundary.subscribe(app, "registered", notifier.on_registered, REGISTERED, concurrency=n)
@@ -75,6 +86,21 @@ def build(settings: NotifierSettings, policy: Policy, *, publisher: Publisher | 
 
     add_web(app, service=SERVICE, registry=registry, check=check)
     return app
+
+
+def check_outbox(settings: NotifierSettings, policy: Policy, transports: dict[str, Transport]) -> None:
+    """Refuse to start while a channel would fall back to the file outbox, unless that is allowed
+    (NOTIFIER_OUTBOX_ENABLED): its messages reach nobody, so a deployment must not run on it unawares."""
+    missing = logic.outbox_stand_ins(transports, roles=logic.staff_roles(policy))
+    if not missing:
+        return
+    if not settings.outbox_enabled:
+        raise ConfigError(
+            "environment: NOTIFIER_OUTBOX_ENABLED: false, yet the file outbox (which reaches nobody) "
+            f"would take the messages of {', '.join(missing)}: configure those, or set "
+            "NOTIFIER_OUTBOX_ENABLED=true where that is meant (development, tests)")
+    log.warning("the file outbox %s stands in for %s: what it takes is recorded outboxed and reaches nobody",
+                settings.outbox_dir, ", ".join(missing))
 
 
 def _drainer(boundary: Boundary, dispatcher: Dispatcher, queue: str) -> Callable[[], Awaitable[None]]:

@@ -12,12 +12,13 @@ from datetime import datetime, timedelta
 from schemas.envelope import derived_id
 from schemas.events import DeadLetter, DeadLetterEvent
 from schemas.topics import DEADLETTER, NOTIFICATIONS
-from services.notifier.logic import Queued
-from services.notifier.messages import SERVICE, Status, record
+from services.notifier import logic
+from services.notifier.logic import OUTBOX, Queued
+from services.notifier.messages import CUSTOMER, SERVICE, Status, record
 from services.notifier.metrics import NotifierMetrics
-from services.notifier.ports import Clock, Outbox, Publisher, Transport
+from services.notifier.ports import Clock, Outbox, Publisher, RecipientLimit, Transport
 from services.notifier.settings import NotifierSettings
-from services.notifier.transports import PermanentDelivery, TransientDelivery, backoff
+from services.notifier.transports import InDoubtDelivery, PermanentDelivery, TransientDelivery, backoff
 
 log = logging.getLogger(__name__)
 RUNNABLE = ("queued", "sending")  # states a claimed notification is attempted in
@@ -29,17 +30,23 @@ class Dispatcher:
     ``dispatch(queue)`` claims up to NOTIFIER_DISPATCH_BATCH due notifications (leased to this
     instance for NOTIFIER_SEND_LEASE seconds) and sends up to NOTIFIER_TRANSPORT_CONCURRENCY at
     once. Each send first ``begin``s (one sender at a time per notification), then settles:
-    ``sent``; ``retrying`` after a transient failure (back-off with jitter, up to
-    NOTIFIER_MAX_ATTEMPTS); ``failed`` after a permanent one or the last attempt, dead-lettered.
-    A notification found ``sending`` under a dead sender's lapsed lease is in doubt: resent
-    under the same id (NOTIFIER_IN_DOUBT=resend) or recorded ``in_doubt`` and dead-lettered
-    (hold), never both. A slow or failing transport holds up only its own queue.
+    ``sent`` (``outboxed`` by the file outbox, which reaches nobody); ``retrying`` after a
+    transient failure (back-off with jitter, up to NOTIFIER_MAX_ATTEMPTS); ``failed`` after a
+    permanent one or the last attempt, dead-lettered.
+    A send is in doubt when the transport may have the message: it was found ``sending`` under
+    a dead sender's lapsed lease, or the transport raised ``InDoubtDelivery`` (no answer after
+    the request or the SMTP content went). In doubt, it is resent under the same id
+    (NOTIFIER_IN_DOUBT=resend: a retry like a transient failure's) or recorded ``in_doubt``
+    and dead-lettered (hold), never both. A slow or failing transport holds up only its own queue.
+    With a ``limit``, a customer message whose recipient had NOTIFIER_RECIPIENT_LIMIT others in
+    the window is not sent: recorded ``rate_limited`` (final, not dead-lettered) and counted.
     """
 
     def __init__(self, *, settings: NotifierSettings, publisher: Publisher, outbox: Outbox,
-                 transports: Mapping[str, Transport], clock: Clock, metrics: NotifierMetrics) -> None:
+                 transports: Mapping[str, Transport], clock: Clock, metrics: NotifierMetrics,
+                 limit: RecipientLimit | None = None) -> None:
         self.settings, self.publisher, self.outbox = settings, publisher, outbox
-        self.transports, self.now, self.metrics = transports, clock, metrics
+        self.transports, self.now, self.metrics, self.limit = transports, clock, metrics, limit
         self.token = uuid.uuid4().hex[:12]  # this instance, in send leases
 
     async def dispatch(self, queue: str) -> int:
@@ -75,27 +82,50 @@ class Dispatcher:
                         note.complaint_id, note.notification_id, kind, queue)
         elif go != "go":
             return  # sent or settled meanwhile, or another instance is sending it right now
+        if self.limit is not None and note.role == CUSTOMER and not await self.limit.admit(
+                logic.recipient_key(note.address), note.notification_id, now=self.now().timestamp()):
+            await self._limited(queue, item, attempt)
+            return
         try:
             await transport.send(note)
-        except TransientDelivery as exc:
-            if attempt < self.settings.max_attempts:
-                wait = backoff(attempt, base=self.settings.retry_base, cap=self.settings.retry_cap)
-                due = self.now() + timedelta(seconds=wait)
-                await self.outbox.settle(queue, note.notification_id, "retry", due=due.timestamp())
-                self.metrics.retried.labels(kind, queue).inc()
-                await self._record(queue, item, "retrying", attempt, due_at=due, detail=str(exc))
+        except InDoubtDelivery as exc:
+            if self.settings.in_doubt == "hold":
+                await self.outbox.settle(queue, note.notification_id, "in_doubt")
+                await self._held(queue, item, attempt, reason=(
+                    f"in doubt: {exc}, so the transport may or may not have it; not resent "
+                    "(NOTIFIER_IN_DOUBT=hold)"))
                 return
-            await self._fail(queue, item, attempt, f"{exc} (after {attempt} attempts)")
+            self.metrics.in_doubt.labels(kind, queue, "resent").inc()
+            await self._retry(queue, item, attempt, exc)
+            return
+        except TransientDelivery as exc:
+            await self._retry(queue, item, attempt, exc)
             return
         except PermanentDelivery as exc:
             await self._fail(queue, item, attempt, str(exc))
             return
         await self.outbox.settle(queue, note.notification_id, "sent")
+        if queue == OUTBOX:  # written to a file: it reached nobody, so it is no notice (nor a SLA stop)
+            self.metrics.outboxed.labels(kind).inc()
+            await self._record(queue, item, "outboxed", attempt)
+            return
         self.metrics.sent.labels(kind, queue).inc()
         if "queued_at" in item.meta:
             self.metrics.latency.labels(kind).observe(max(0.0, (
                 self.now() - datetime.fromisoformat(item.meta["queued_at"])).total_seconds()))
         await self._record(queue, item, "sent", attempt)
+
+    async def _retry(self, queue: str, item: Queued, attempt: int, exc: Exception) -> None:
+        """Back in the queue after a back-off, or failed when that was the last attempt."""
+        note, kind = item.note, item.note.kind.value
+        if attempt < self.settings.max_attempts:
+            wait = backoff(attempt, base=self.settings.retry_base, cap=self.settings.retry_cap)
+            due = self.now() + timedelta(seconds=wait)
+            await self.outbox.settle(queue, note.notification_id, "retry", due=due.timestamp())
+            self.metrics.retried.labels(kind, queue).inc()
+            await self._record(queue, item, "retrying", attempt, due_at=due, detail=str(exc))
+            return
+        await self._fail(queue, item, attempt, f"{exc} (after {attempt} attempts)")
 
     async def _record(self, queue: str, item: Queued, status: Status, attempt: int, *,
                       due_at: datetime | None = None, detail: str | None = None) -> None:
@@ -104,12 +134,23 @@ class Dispatcher:
             note.notification_id, note.complaint_id, note.kind, queue, status, now=self.now(), cause=None,
             note=note, attempt=attempt, due_at=due_at, detail=detail, meta=item.meta))
 
-    async def _held(self, queue: str, item: Queued, attempt: int) -> None:
-        """A sender died mid-send and the policy is not to resend: record and dead-letter it."""
+    async def _held(self, queue: str, item: Queued, attempt: int, *, reason: str = (
+            "in doubt: the instance sending it died mid-send, so the transport may or may not "
+            "have it; not resent (NOTIFIER_IN_DOUBT=hold)")) -> None:
+        """A send is in doubt and the policy is not to resend: record and dead-letter it."""
         self.metrics.in_doubt.labels(item.note.kind.value, queue, "held").inc()
-        reason = ("in doubt: the instance sending it died mid-send, so the transport may or may "
-                  "not have it; not resent (NOTIFIER_IN_DOUBT=hold)")
         await self._letter(queue, item, attempt, "in_doubt", reason, "InDoubtDelivery")
+
+    async def _limited(self, queue: str, item: Queued, attempt: int) -> None:
+        """Over the recipient's limit: not sent, settled for good, recorded rate_limited."""
+        note, s = item.note, self.settings
+        await self.outbox.settle(queue, note.notification_id, "failed")
+        self.metrics.rate_limited.labels(note.kind.value, queue).inc()
+        reason = (f"rate limited: its recipient had {s.recipient_limit} customer messages in this "
+                  f"{s.recipient_window} s window (NOTIFIER_RECIPIENT_LIMIT); not sent")
+        await self._record(queue, item, "rate_limited", attempt, detail=reason)
+        log.warning("notification rate_limited complaint=%s id=%s kind=%s queue=%s", note.complaint_id,
+                    note.notification_id, note.kind.value, queue)
 
     async def _fail(self, queue: str, item: Queued, attempt: int, reason: str) -> None:
         await self.outbox.settle(queue, item.note.notification_id, "failed")

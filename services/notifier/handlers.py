@@ -33,7 +33,8 @@ from services.notifier.settings import NotifierSettings
 
 log = logging.getLogger(__name__)
 TopicReader = Callable[[str], list[dict[str, Any]]]
-ENDED = frozenset(d.value for d in logic.ENDED)  # record statuses after which nothing more is sent
+# record statuses after which nothing more is sent
+ENDED = frozenset(d.value for d in logic.ENDED) | {"outboxed", "rate_limited"}
 
 
 class Notifier:

@@ -8,6 +8,7 @@ routing decision owes whom, a dissatisfied answer turned into a reopen; and (``D
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
@@ -25,7 +26,7 @@ from schemas.events import (
     NotificationKind,
     RoutingDecision,
 )
-from services.common.policy import NotifierPolicy, QuietHours, SatisfactionPolicy
+from services.common.policy import NotifierPolicy, Policy, QuietHours, SatisfactionPolicy
 from services.common.resolution import ResultTemplate
 from services.notifier.messages import CUSTOMER, SERVICE, render, result_text
 from services.notifier.messages import Notification as Notification  # re-exported: tests.fakes
@@ -57,11 +58,50 @@ def quiet_until(at: datetime, quiet: QuietHours | None, transport: str) -> datet
 
 # ---- which queue, when, and what an event owes -------------------------------------
 
+OUTBOX = "outbox"  # the file outbox's queue: what goes by it reaches nobody ("outboxed")
+
 
 def queue_of(note: Notification, *, queues: Collection[str]) -> str:
     """The queue a notification goes by: its transport's if configured, else the file outbox."""
     wanted = {"email": "smtp", "sms": "sms-gateway", "chat": f"chat:{note.address}"}.get(note.transport)
-    return wanted if wanted is not None and wanted in queues else "outbox"
+    return wanted if wanted is not None and wanted in queues else OUTBOX
+
+
+def staff_roles(policy: Policy) -> set[str]:
+    """Every role an internal notice may go to under ``policy`` (see ``recipients``, the SLA's notify)."""
+    roles = {"handler", "first_contact_owner", "department_head"}
+    roles.update(r for named in policy.router.notify.values() for r in named)
+    roles.update(r for rule in policy.sla.milestones.values()
+                 for named in rule.notify.values() for r in named)
+    return roles
+
+
+def outbox_stand_ins(queues: Collection[str], *, roles: Collection[str]) -> list[str]:
+    """The channels without a transport among ``queues``, that the file outbox would take, by the
+    setting that would configure each."""
+    wanted = {"NOTIFIER_SMTP (e-mail)": "smtp", "NOTIFIER_SMS_GATEWAY (SMS)": "sms-gateway",
+              **{f"NOTIFIER_CHAT.{r}": f"chat:{r}" for r in sorted(roles)}}
+    return [setting for setting, queue in wanted.items() if queue not in queues]
+
+
+# ---- per-recipient limit of customer messages -------------------------------------------
+
+
+def recipient_key(address: str) -> str:
+    """What a recipient's messages are counted under: a hash of the address, never the address."""
+    return hashlib.sha256(f"notifier-recipient:{address.strip().lower()}".encode()).hexdigest()[:32]
+
+
+def rate_window(now: float, *, window: int) -> int:
+    """The fixed window ``now`` falls in (windows of ``window`` seconds from the epoch)."""
+    return int(now // window)
+
+
+def admit(counted: Collection[str], notification_id: str, *, limit: int) -> bool:
+    """Whether a notification may go to a recipient who had ``counted`` ones in the window: one
+    counted already may (a retry or a resend is no new message), else while under ``limit``.
+    What RedisRecipientLimit's Lua does."""
+    return notification_id in counted or len(counted) < limit
 
 
 def due_time(note: Notification, *, now: datetime, not_before: datetime | None,

@@ -132,7 +132,8 @@ def internal(kind: NotificationKind, roles: list[str], values: Mapping[str, obje
         subject=subject, body=body, role=role) for role in dict.fromkeys(roles)]
 
 
-Status = Literal["queued", "deferred", "sent", "retrying", "failed", "cancelled", "in_doubt"]
+Status = Literal["queued", "deferred", "sent", "outboxed", "retrying", "failed", "cancelled", "in_doubt",
+                 "rate_limited"]
 
 
 def record(notification_id: str, complaint_id: str, kind: NotificationKind, queue: str, status: Status,

@@ -8,7 +8,7 @@ from services.common.ports import Clock, Publisher, RebuildableStore
 from services.notifier.logic import Queued
 from services.notifier.messages import CustomerRecord, Notification
 
-__all__ = ["Clock", "Customers", "Outbox", "Publisher", "Transport"]
+__all__ = ["Clock", "Customers", "Outbox", "Publisher", "RecipientLimit", "Transport"]
 
 
 class Customers(Protocol):
@@ -41,8 +41,15 @@ class Outbox(RebuildableStore, Protocol):
     async def cancel(self, queue: str, notification_id: str) -> bool: ...
 
 
+class RecipientLimit(Protocol):
+    """Customer messages per recipient and window (``logic.admit``); see RedisRecipientLimit."""
+
+    async def admit(self, recipient: str, notification_id: str, *, now: float) -> bool: ...
+
+
 class Transport(Protocol):
-    """Delivers a notification; raises TransientDelivery or PermanentDelivery on failure."""
+    """Delivers a notification; raises TransientDelivery, InDoubtDelivery (it may have reached
+    the server: no answer came after it was handed over) or PermanentDelivery on failure."""
 
     name: str
 

@@ -29,6 +29,11 @@ class NotifierSettings(CommonSettings):
     NOTIFIER_HTTP_PORT        port of /metrics and /healthz (default 8083)
     NOTIFIER_OUTBOX_DIR       directory of the file outbox, the transport of every channel that
                               has none configured (default .complaints/outbox)
+    NOTIFIER_OUTBOX_ENABLED   true to let the file outbox stand in for channels without a
+                              transport (development, tests; default false: the notifier refuses
+                              to start while e-mail, SMS or a staff role's chat has none). What it
+                              writes reaches nobody: it is recorded ``outboxed``, never ``sent``,
+                              and stops no SLA clock
     NOTIFIER_SMTP             JSON: e-mail over SMTP {"host", "port", "security": starttls|ssl|none,
                               "username", "password", "sender", "sender_name", "domain", "ca_file"}
     NOTIFIER_SMS_GATEWAY      JSON: {"url", "token"} of a JSON SMS gateway
@@ -50,6 +55,12 @@ class NotifierSettings(CommonSettings):
                               may or may not have it): resend (default; at least once, same
                               Message-ID / Idempotency-Key) or hold (at most once: recorded as
                               in_doubt and dead-lettered for a person to check)
+    NOTIFIER_RECIPIENT_LIMIT  most customer messages one recipient (phone number, e-mail address)
+                              is sent per window (default 10): over it a message is not sent but
+                              recorded rate_limited, so the web form cannot send the company's SMS
+                              to any number at will. Counted per notification id (a retry counts
+                              once) in Redis under a hash of the address, never the address
+    NOTIFIER_RECIPIENT_WINDOW seconds of that window, fixed windows (default 86400)
     NOTIFIER_MAX_ATTEMPTS     attempts before a transient failure counts as permanent (default 8)
     NOTIFIER_RETRY_BASE, NOTIFIER_RETRY_CAP  back-off of retries in seconds: base * 2^(n-1),
                               jittered, at most cap (defaults 1 and 300)
@@ -61,6 +72,7 @@ class NotifierSettings(CommonSettings):
 
     http_port: int = Field(default=8083, ge=1, le=65535, validation_alias="NOTIFIER_HTTP_PORT")
     outbox_dir: Path = Field(default=Path(".complaints/outbox"), validation_alias="NOTIFIER_OUTBOX_DIR")
+    outbox_enabled: bool = Field(default=False, validation_alias="NOTIFIER_OUTBOX_ENABLED")
     smtp: SmtpConfig | None = Field(default=None, validation_alias="NOTIFIER_SMTP")
     sms_gateway: HttpConfig | None = Field(default=None, validation_alias="NOTIFIER_SMS_GATEWAY")
     chat: dict[str, ChatConfig] = Field(default_factory=dict, validation_alias="NOTIFIER_CHAT")
@@ -75,6 +87,9 @@ class NotifierSettings(CommonSettings):
                                        validation_alias="NOTIFIER_TRANSPORT_CONCURRENCY")
     send_lease: float = Field(default=60.0, ge=1, le=3600, validation_alias="NOTIFIER_SEND_LEASE")
     in_doubt: Literal["resend", "hold"] = Field(default="resend", validation_alias="NOTIFIER_IN_DOUBT")
+    recipient_limit: int = Field(default=10, ge=1, le=10_000, validation_alias="NOTIFIER_RECIPIENT_LIMIT")
+    recipient_window: int = Field(default=86_400, ge=60, le=30 * 86_400,
+                                  validation_alias="NOTIFIER_RECIPIENT_WINDOW")
     max_attempts: int = Field(default=8, ge=1, le=100, validation_alias="NOTIFIER_MAX_ATTEMPTS")
     retry_base: float = Field(default=1.0, gt=0, le=3600, validation_alias="NOTIFIER_RETRY_BASE")
     retry_cap: float = Field(default=300.0, gt=0, le=86400, validation_alias="NOTIFIER_RETRY_CAP")

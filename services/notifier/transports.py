@@ -1,8 +1,12 @@
 """Transports of the notifier: SMTP e-mail, a JSON SMS gateway, chat webhooks.
 
-Every transport raises ``TransientDelivery`` (try again later: the server is down, busy
-or timed out) or ``PermanentDelivery`` (this message can never go: a refused address,
-a rejected payload); anything it returns from is delivered. Each carries the
+Every transport raises ``TransientDelivery`` (try again later: the server is down, busy,
+refused the connection or timed out before the message was handed over),
+``InDoubtDelivery`` (the message was handed over, or partly, and then the answer never
+came: a read timeout, a connection dropped after the request or after SMTP DATA's
+content was sent; the server may or may not have it) or ``PermanentDelivery`` (this
+message can never go: a refused address, a rejected payload); anything it returns from is
+delivered. Each carries the
 notification id so that the far side can recognise a repeat: the e-mail's Message-ID,
 the gateway's ``Idempotency-Key`` header. Messages of one complaint thread together in
 mail clients (``In-Reply-To`` / ``References`` name the complaint).
@@ -13,10 +17,15 @@ Addresses and message texts are personal data: they are never logged.
 from __future__ import annotations
 
 import asyncio
+import email.policy
+import io
+import json
 import random
+import re
 import smtplib
 import ssl
 from datetime import UTC, datetime
+from email.generator import BytesGenerator
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 from typing import Any, Literal
@@ -29,6 +38,11 @@ from services.notifier.logic import Notification
 
 class TransientDelivery(Exception):
     """The message may go later: retry with back-off."""
+
+
+class InDoubtDelivery(Exception):
+    """The message may have reached the server, but no answer came: resending it may deliver it
+    twice (the dispatcher resends or holds it by NOTIFIER_IN_DOUBT)."""
 
 
 class PermanentDelivery(Exception):
@@ -89,26 +103,49 @@ class SmtpTransport:
             context.load_verify_locations(self.config.ca_file)
         return context
 
-    def _send(self, note: Notification) -> None:
+    def _connect(self) -> smtplib.SMTP:
         c = self.config
+        if c.security == "ssl":
+            smtp: smtplib.SMTP = smtplib.SMTP_SSL(c.host, c.port, timeout=c.timeout, context=self._context())
+        else:
+            smtp = smtplib.SMTP(c.host, c.port, timeout=c.timeout)
         try:
-            if c.security == "ssl":
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(c.host, c.port, timeout=c.timeout,
-                                                      context=self._context())
-            else:
-                smtp = smtplib.SMTP(c.host, c.port, timeout=c.timeout)
-            with smtp:
+            smtp.ehlo()
+            if c.security == "starttls":
+                smtp.starttls(context=self._context())
                 smtp.ehlo()
-                if c.security == "starttls":
-                    smtp.starttls(context=self._context())
-                    smtp.ehlo()
-                if c.username:
-                    # one mechanism (AUTH PLAIN, under TLS): smtplib.login would try every
-                    # advertised one and report the last failure
-                    smtp.user, smtp.password = c.username, (c.password.get_secret_value()
-                                                            if c.password else "")
-                    smtp.auth("PLAIN", smtp.auth_plain)
-                smtp.send_message(email_message(note, c))
+            if c.username:
+                # one mechanism (AUTH PLAIN, under TLS): smtplib.login would try every
+                # advertised one and report the last failure
+                smtp.user, smtp.password = c.username, (c.password.get_secret_value()
+                                                        if c.password else "")
+                smtp.auth("PLAIN", smtp.auth_plain)
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
+
+    def _send(self, note: Notification) -> None:
+        """MAIL, RCPT, DATA one by one (not ``send_message``): what fails before DATA's content
+        went is transient or permanent by the server's code; a failure after it is in doubt."""
+        c = self.config
+        international = not (c.sender.isascii() and note.address.isascii())
+        content = _flatten(email_message(note, c), international=international)
+        try:
+            smtp = self._connect()
+            try:
+                if international and not smtp.has_extn("smtputf8"):
+                    raise PermanentDelivery("smtp: the server takes no SMTPUTF8 (non-ASCII) address")
+                code, reply = smtp.mail(c.sender, ["SMTPUTF8", "BODY=8BITMIME"] if international else [])
+                if code != 250:
+                    raise smtplib.SMTPSenderRefused(code, reply, c.sender)
+                code, reply = smtp.rcpt(note.address)
+                if code not in (250, 251):
+                    raise smtplib.SMTPRecipientsRefused({note.address: (code, reply)})
+                _data(smtp, content)
+            except BaseException:
+                smtp.close()
+                raise
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
             if all(500 <= code < 600 for code in codes):
@@ -121,11 +158,46 @@ class SmtpTransport:
             raise kind(f"smtp: server answered {exc.smtp_code}") from None
         except (smtplib.SMTPException, OSError) as exc:  # connection refused, TLS, timeouts
             raise TransientDelivery(f"smtp: {type(exc).__name__}") from None
+        try:  # delivered: how the session ends changes nothing
+            smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            smtp.close()
 
     async def send(self, note: Notification) -> None:
         if note.transport != "email":
             raise PermanentDelivery(f"smtp cannot deliver a {note.transport} notification")
         await asyncio.to_thread(self._send, note)
+
+
+def _flatten(msg: EmailMessage, *, international: bool) -> bytes:
+    """The message as SMTP carries it (CRLF line ends; UTF-8 headers for SMTPUTF8)."""
+    out = io.BytesIO()
+    BytesGenerator(out, policy=email.policy.SMTPUTF8 if international else email.policy.SMTP).flatten(msg)
+    return out.getvalue()
+
+
+def _data(smtp: smtplib.SMTP, content: bytes) -> None:
+    """DATA, then the content (dot-stuffed) and its end, then the answer.
+
+    Raises ``SMTPDataError`` when the server refuses DATA or answers the content with an
+    error, SMTP exceptions or OSError when DATA goes unanswered or the content cannot be
+    written to its end (the server cannot have taken it), and ``InDoubtDelivery`` when the
+    connection fails or times out while waiting for the answer to the whole content.
+    """
+    code, reply = smtp.docmd("DATA")
+    if code != 354:
+        raise smtplib.SMTPDataError(code, reply)
+    stuffed = re.sub(rb"(?m)^\.", b"..", content)
+    if not stuffed.endswith(b"\r\n"):
+        stuffed += b"\r\n"
+    smtp.send(stuffed + b".\r\n")  # fails before its end went (the server cannot take it): transient
+    try:
+        code, reply = smtp.getreply()
+    except (smtplib.SMTPException, OSError) as exc:
+        smtp.close()
+        raise InDoubtDelivery(f"smtp: {type(exc).__name__} after the message's content was sent") from None
+    if code != 250:
+        raise smtplib.SMTPDataError(code, reply)
 
 
 # ---- HTTP: SMS gateway and chat webhooks ----------------------------------------------
@@ -155,12 +227,15 @@ _RATE_LIMITED = {45009, 130101}
 
 
 class HttpTransport:
-    """POSTs JSON; ``kind`` chooses the body: a generic SMS gateway or a chat robot."""
+    """POSTs JSON; ``kind`` chooses the body: a generic SMS gateway or a chat robot.
 
-    def __init__(self, name: str, config: HttpConfig, kind: Literal["sms"] | ChatKind,
-                 session: aiohttp.ClientSession | None = None) -> None:
+    A failure before the request's headers went (DNS, connect, TLS, connect timeout) is
+    transient; one after (read timeout, the server disconnected) is in doubt: the server may
+    have acted on the request. One session per send, traced to tell the two apart.
+    """
+
+    def __init__(self, name: str, config: HttpConfig, kind: Literal["sms"] | ChatKind) -> None:
         self.name, self.config, self.kind = name, config, kind
-        self._session = session
 
     def payload(self, note: Notification) -> dict[str, Any]:
         if self.kind == "sms":
@@ -172,17 +247,24 @@ class HttpTransport:
         headers = {"Idempotency-Key": note.notification_id, "Content-Type": "application/json"}
         if self.config.token:
             headers["Authorization"] = f"Bearer {self.config.token.get_secret_value()}"
-        session = self._session or aiohttp.ClientSession()
+        handed_over = asyncio.Event()  # set once the request's headers are written
+
+        async def headers_sent(*_: object) -> None:
+            handed_over.set()
+
+        trace = aiohttp.TraceConfig()
+        trace.on_request_headers_sent.append(headers_sent)
         try:
-            async with session.post(self.config.url, json=self.payload(note), headers=headers,
-                                    timeout=aiohttp.ClientTimeout(total=self.config.timeout)) as reply:
+            async with aiohttp.ClientSession(trace_configs=[trace]) as session, session.post(
+                    self.config.url, json=self.payload(note), headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=self.config.timeout)) as reply:
                 body = await reply.read()
                 status = reply.status
         except (aiohttp.ClientError, TimeoutError) as exc:
+            if handed_over.is_set():
+                raise InDoubtDelivery(
+                    f"{self.name}: {type(exc).__name__} after the request was sent") from None
             raise TransientDelivery(f"{self.name}: {type(exc).__name__}") from None
-        finally:
-            if self._session is None:
-                await session.close()
         if status in (408, 425, 429) or status >= 500:
             raise TransientDelivery(f"{self.name}: HTTP {status}")
         if status >= 400:
@@ -192,8 +274,6 @@ class HttpTransport:
 
 
 def _check_robot(name: str, body: bytes) -> None:
-    import json
-
     try:
         answer = json.loads(body or b"{}")
     except ValueError:

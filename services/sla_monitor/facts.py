@@ -94,6 +94,8 @@ def facts_of(event: Envelope) -> list[Fact]:
         if contact is not None and contact.reached and contact.purpose in CONTACT_PURPOSES:
             signals.append(f"contacted:{contact.purpose}")  # the customer was told, or revisited
         return [Fact(id=event.id, at=event.time, signals=signals)]
+    # only a notification a transport took is a notice: not one written to the file outbox
+    # (``outboxed``: it reached nobody), held in doubt, failed or rate limited
     if isinstance(event, NotificationEvent) and event.data.status == "sent":
         return [Fact(id=event.id, at=event.time, signals=[f"notified:{event.data.kind.value}"])]
     return []

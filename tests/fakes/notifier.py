@@ -16,7 +16,7 @@ from typing import Literal, cast
 from services.notifier import logic
 from services.notifier.logic import Queued
 from services.notifier.messages import CustomerRecord, Notification
-from services.notifier.ports import Customers, Outbox, Transport
+from services.notifier.ports import Customers, Outbox, RecipientLimit, Transport
 from tests.fakes.common import DictRebuildable
 
 
@@ -125,7 +125,24 @@ class DictOutbox(DictRebuildable):
         self.book, self.payloads = logic.Book(), {}
 
 
+class DictRecipientLimit:
+    """Notification ids per (recipient, window) in sets, by ``logic.admit`` (as the Lua of
+    RedisRecipientLimit); nothing expires (Redis drops a window's set after it)."""
+
+    def __init__(self, *, limit: int, window: int) -> None:
+        self.limit, self.window = limit, window
+        self.counted: dict[tuple[str, int], set[str]] = {}
+
+    async def admit(self, recipient: str, notification_id: str, *, now: float) -> bool:
+        counted = self.counted.setdefault((recipient, logic.rate_window(now, window=self.window)), set())
+        if not logic.admit(counted, notification_id, limit=self.limit):
+            return False
+        counted.add(notification_id)
+        return True
+
+
 # mypy checks each fake against its port's Protocol
 _customers: Customers = DictCustomers()
 _outbox: Outbox = DictOutbox()
 _transport: Transport = CountingTransport()
+_limit: RecipientLimit = DictRecipientLimit(limit=1, window=60)

@@ -48,7 +48,8 @@ def classify(topic: str, event: Any) -> tuple[str, str] | None:
         return ("routed" if topic == ROUTED.name else "registered"), cid
     if topic == NOTIFICATIONS.name and data.get("kind") == "acknowledgement":
         status = data.get("status")
-        return {"sent": ("acked", cid), "failed": ("ack_failed", cid),
+        # the bench's stack has no real transport: the outbox's write is the notifier's last step
+        return {"sent": ("acked", cid), "outboxed": ("acked", cid), "failed": ("ack_failed", cid),
                 "deferred": ("ack_deferred", cid)}.get(str(status))
     return None
 

@@ -108,6 +108,8 @@ NAMES: dict[str, dict[str, tuple[str, str]]] = {
         "cancelled": ("已取消", "cancelled"), "queued": ("待发送", "queued"), "sent": ("已发送", "sent"),
         "deferred": ("延后发送", "deferred"), "retrying": ("重试发送", "retrying"),
         "failed": ("发送失败", "failed"), "in_doubt": ("待核实", "in doubt"),
+        "outboxed": ("仅写入发件箱（未送达）", "written to the outbox (not delivered)"),
+        "rate_limited": ("超出收件人限额，未发送", "not sent: recipient limit reached"),
     },
     # why a request was refused, by the rule's name (the problem's detail follows, as the desk says it)
     "rule": {"case_scope": ("此案件不在您的角色可处理的范围内。",
