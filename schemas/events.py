@@ -363,13 +363,17 @@ class NotificationKind(StrEnum):
 
 
 class NotificationRecord(Model):
-    """One step of a notification: queued, deferred, sent, retrying, failed, cancelled or
-    in_doubt.
+    """One step of a notification: queued, deferred, sent, outboxed, retrying, failed,
+    cancelled, in_doubt or rate_limited.
 
-    Every attempt and its result is recorded; ``sent``, ``failed`` and ``cancelled`` are
-    final. ``in_doubt``: the instance sending it died mid-send, so whether the transport
-    took it is unknown, and the notifier was told not to resend such a notification
-    (NOTIFIER_IN_DOUBT=hold); it is dead-lettered for a person to check.
+    Every attempt and its result is recorded; ``sent``, ``outboxed``, ``failed``,
+    ``cancelled`` and ``rate_limited`` are final. ``outboxed``: written to the file outbox
+    (NOTIFIER_OUTBOX_ENABLED), so it reached nobody and is no notice to the SLA clocks.
+    ``in_doubt``: the transport may or may not have it (its sender died mid-send, or no answer
+    came after it was handed over), and the notifier was told not to resend such a
+    notification (NOTIFIER_IN_DOUBT=hold); it is dead-lettered for a person to check.
+    ``rate_limited``: not sent, its recipient had had as many customer messages as the
+    notifier's per-recipient limit allows in the window.
     """
 
     notification_id: str
@@ -379,7 +383,8 @@ class NotificationRecord(Model):
     role: str = Field(default="customer", description="customer, handler, department_head, ...")
     recipient: str = Field(description="Masked address or the role's channel, never a full address.")
     language: Literal["zh", "en"]
-    status: Literal["queued", "deferred", "sent", "retrying", "failed", "cancelled", "in_doubt"]
+    status: Literal["queued", "deferred", "sent", "outboxed", "retrying", "failed", "cancelled", "in_doubt",
+                    "rate_limited"]
     attempt: int = Field(default=0, ge=0, description="Delivery attempts so far.")
     due_at: AwareDatetime | None = Field(default=None, description="When it is (next) due to go.")
     detail: str | None = None
@@ -402,8 +407,12 @@ class DeadLetter(Model):
     reason: str
     error_type: str
     original_key: str | None = Field(default=None, description="Base64 of the record key.")
-    original: str = Field(description="Base64 of the original bytes.")
+    original: str = Field(description="Base64 of the original bytes (their first bytes when truncated).")
     failed_at: datetime
+    original_size: int | None = Field(default=None, ge=0, description="Size of the original in bytes.")
+    original_sha256: str | None = Field(default=None, description="SHA-256 (hex) of the original bytes.")
+    truncated: bool = Field(default=False, description="True when `original` holds only the first bytes: "
+                            "the whole letter would exceed DEADLETTER_MAX_BYTES.")
 
 
 class DeadLetterEvent(Envelope):

@@ -72,8 +72,10 @@ LAG_INTERVAL = 5.0  # seconds between consumer-lag readings
 
 
 def add_web(app: faust.App, *, service: str, registry: CollectorRegistry,
-            check: Callable[[], Awaitable[object]]) -> None:
-    """Serve /healthz (200 when dependencies answer) and /metrics (Prometheus)."""
+            check: Callable[[], Awaitable[object]],
+            lag: Callable[[], dict[str, int]] | None = None) -> None:
+    """Serve /healthz (200 when dependencies answer) and /metrics (Prometheus); ``lag``: the
+    consumer lag by topic of a consumer of the service's own (default: faust's consumer)."""
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
@@ -89,12 +91,17 @@ def add_web(app: faust.App, *, service: str, registry: CollectorRegistry,
         return web.bytes(generate_latest(registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     # the scrape adds the service label (deploy/prometheus/prometheus.yml)
-    lag = Gauge("complaints_consumer_lag", "Records of an input topic not yet committed by this "
-                "instance's consumer (its assigned partitions).", ["topic"], registry=registry)
+    lag_gauge = Gauge("complaints_consumer_lag", "Records of an input topic not yet committed by "
+                      "this instance's consumer (its assigned partitions).", ["topic"],
+                      registry=registry)
 
     @app.timer(interval=LAG_INTERVAL)  # type: ignore[untyped-decorator]
     async def consumer_lag() -> None:
         try:
+            if lag is not None:  # a consumer of the service's own (the archive's batch consumer)
+                for topic, behind in lag().items():
+                    lag_gauge.labels(topic).set(behind)
+                return
             per_topic: dict[str, int] = {}
             consumer = app.consumer
             commits = getattr(consumer, "_committed_offset", {})  # faust's own record of commits
@@ -104,7 +111,7 @@ def add_web(app: faust.App, *, service: str, registry: CollectorRegistry,
                     continue
                 per_topic[tp.topic] = per_topic.get(tp.topic, 0) + max(0, high - (commits.get(tp) or 0))
             for topic, behind in per_topic.items():
-                lag.labels(topic).set(behind)
+                lag_gauge.labels(topic).set(behind)
         except Exception:  # a metric must never stop the service
             log.exception("consumer lag reading failed")
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from services.common.errors import ConfigError
 
@@ -30,6 +33,17 @@ class CommonSettings(BaseSettings):
     REBUILD_LOCK_LEASE          seconds the lock of a rebuild from the topics is leased for; the
                                 rebuilder renews it, so one that dies holds the other instances
                                 up this long at most (default 10)
+    OUTAGE_PAUSE_AFTER          seconds a dependency (Redis, the broker, the database) may keep
+                                failing before the service pauses consumption: no new record is
+                                started, offsets stay uncommitted, complaints_consumer_paused reads
+                                1 until it answers (default 30)
+    OUTAGE_MAX_BACKOFF          longest wait in seconds between retries of a record while a
+                                dependency does not answer (default 10)
+    DEADLETTER_MAX_BYTES        largest dead letter in bytes; a larger one keeps the original's first
+                                bytes with its size and SHA-256; keep it under the broker's message
+                                limit (default 900000; Kafka's default limit is 1048588)
+    HTTP_RETRY_AFTER            seconds a 503 answer (a dependency does not answer) asks the client
+                                to wait, in its Retry-After header (default 5)
     LOG_LEVEL                   debug | info | warning | error (default info)
     """
 
@@ -60,6 +74,12 @@ class CommonSettings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", validation_alias="LOG_LEVEL"
     )
+    outage_pause_after: float = Field(default=30.0, ge=0, le=3600, validation_alias="OUTAGE_PAUSE_AFTER")
+    outage_max_backoff: float = Field(default=10.0, gt=0, le=300, validation_alias="OUTAGE_MAX_BACKOFF")
+    deadletter_max_bytes: int = Field(
+        default=900_000, ge=10_000, le=100_000_000, validation_alias="DEADLETTER_MAX_BYTES"
+    )
+    http_retry_after: int = Field(default=5, ge=1, le=3600, validation_alias="HTTP_RETRY_AFTER")
 
     def kafka_urls(self) -> list[str]:
         """Broker URLs in faust's spelling."""
@@ -73,13 +93,53 @@ class CommonSettings(BaseSettings):
 S = TypeVar("S", bound=BaseSettings)
 
 
+def _strings(value: Any) -> Iterator[str]:
+    """Every string value inside a rejected input (mapping keys are names, not values)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list | tuple | set):
+        for item in value:
+            yield from _strings(item)
+    elif hasattr(value, "get_secret_value"):
+        yield from _strings(value.get_secret_value())
+
+
+def redact(message: str, rejected: Any, *, shortest: int = 4) -> str:
+    """``message`` with every string of the rejected input (``shortest`` characters or more)
+    blanked out: a configuration error names the field and the problem, never the value."""
+    for text in sorted(set(_strings(rejected)), key=len, reverse=True):
+        if len(text) >= shortest and text in message:
+            message = message.replace(text, "***")
+    return message
+
+
+def _variable(cls: type[BaseSettings], field: str) -> str:
+    info = cls.model_fields.get(field)
+    alias = info.validation_alias if info is not None else None
+    return alias if isinstance(alias, str) else field.upper()
+
+
 def load_settings(cls: type[S]) -> S:
-    """Read ``cls`` from the environment; on error name every bad variable and why."""
+    """Read ``cls`` from the environment; on error name every bad variable and why.
+
+    The messages name the variable, the field inside it and the problem, never the value:
+    a bad INTAKE_SIGNING_SECRETS or NOTIFIER_SMTP must not print its secrets.
+    """
     try:
         return cls()
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"]) or "?"
-            problems.append(f"environment: {field.upper()}: {err['msg']} (got {err.get('input')!r})")
+            problems.append(f"environment: {field.upper()}: {redact(err['msg'], err.get('input'))}")
         raise ConfigError("\n".join(problems)) from None
+    except SettingsError as exc:  # a complex field (dict, model) whose JSON does not parse
+        found = re.search(r'field "([^"]+)"', str(exc))
+        variable = _variable(cls, found.group(1)) if found else "?"
+        cause = exc.__cause__
+        where = (f" (line {cause.lineno} column {cause.colno}: {cause.msg})"
+                 if isinstance(cause, json.JSONDecodeError) else "")
+        raise ConfigError(f"environment: {variable}: not valid JSON{where}") from None

@@ -25,7 +25,7 @@ from faust.web import Request, Response, View
 from pydantic import ValidationError
 
 from schemas.events import Channel, Severity
-from services.common.boundary import TRANSIENT
+from services.common.errors import is_transient
 from services.common.problems import BEARER_CHALLENGE, PROBLEM, problem_body
 from services.desk.auth import Identity, Unauthorized
 from services.desk.handlers import Conflict, Desk, Forbidden, Invalid, NotFound, as_json
@@ -123,8 +123,11 @@ async def answer(desk: Desk, endpoint: str, authorization: str | None,
         errors = [{"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]}
                   for e in exc.errors()]
         reply = problem(422, "Invalid action", "the action violates the case event schema", errors=errors)
-    except (*TRANSIENT, ConnectionError) as exc:
-        reply = problem(503, "Temporarily unavailable", type(exc).__name__)
+    except Exception as exc:  # a dependency that does not answer: 503 (Retry-After), never a 500
+        if not is_transient(exc):
+            raise
+        reply = problem(503, "Temporarily unavailable",
+                        f"a dependency does not answer ({type(exc).__name__}); retry later")
     desk.metrics.requests.labels(endpoint, str(reply[0])).inc()
     return reply
 
@@ -137,6 +140,8 @@ def add_desk_api(app: faust.App, desk: Desk, settings: DeskSettings) -> None:
         response = view.bytes(body, status=status, content_type=content_type)
         for name, value in headers.items():
             response.headers[name] = value
+        if status == 503:  # a dependency does not answer: when to try again
+            response.headers["Retry-After"] = str(settings.http_retry_after)
         return response
 
     def paging(query: Mapping[str, str]) -> tuple[int, int]:
@@ -196,8 +201,9 @@ def add_desk_api(app: faust.App, desk: Desk, settings: DeskSettings) -> None:
                     return problem(413, "Payload too large", f"body exceeds {settings.max_body_bytes} bytes")
                 try:
                     body = json.loads(raw)
-                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                    return problem(400, "Malformed body", str(exc), field="(body)")
+                except (ValueError, RecursionError) as exc:  # not JSON, nested too deep, 5000-digit int
+                    return problem(400, "Malformed body", f"not JSON: {type(exc).__name__}: {exc}"[:300],
+                                   field="(body)")
                 if not isinstance(body, dict):
                     return problem(400, "Malformed body", "the body must be a JSON object", field="(body)")
                 event = await desk.act(who, complaint_id, body,

@@ -58,7 +58,7 @@ def build(settings: RouterSettings, policy: Policy, *, publisher: Publisher | No
         policy=policy, taxonomy=taxonomy, roster=roster, publisher=publisher,
         first_contacts=first_contacts, cases=cases,
         clock=clock or (lambda: datetime.now(UTC)), metrics=RouterMetrics.create(registry))
-    boundary = Boundary(service=SERVICE, publisher=publisher, registry=registry)
+    boundary = Boundary(service=SERVICE, publisher=publisher, registry=registry, settings=settings)
 
     n = settings.agent_concurrency
     boundary.subscribe(app, "registered", router.on_registered, REGISTERED, concurrency=n)

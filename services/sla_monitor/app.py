@@ -57,7 +57,7 @@ def build(settings: SlaMonitorSettings, policy: Policy, *, publisher: Publisher 
         settings=settings, policy=policy, publisher=publisher, store=store,
         clock=clock or (lambda: datetime.now(UTC)), metrics=SlaMetrics.create(registry),
         calendars=clocks, read=read or topic_reader(settings.bootstrap_list()))
-    boundary = Boundary(service=SERVICE, publisher=publisher, registry=registry)
+    boundary = Boundary(service=SERVICE, publisher=publisher, registry=registry, settings=settings)
 
     n = settings.agent_concurrency
     boundary.subscribe(app, "routed", monitor.on_routed, ROUTED, concurrency=n)

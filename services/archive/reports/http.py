@@ -61,9 +61,9 @@ def kpi(query: Mapping[str, str], *, engine: Engine, policy: Policy, calendar: B
 
 
 def add_report_api(app: faust.App, *, engine: Engine, policy: Policy, calendar: BusinessCalendar,
-                   verifier: TokenVerifier) -> None:
+                   verifier: TokenVerifier, retry_after: int = 5) -> None:
     """Serve ``GET /v1/reports/kpi`` on the faust app's web server (the report is made in a
-    worker thread, so the event loop goes on)."""
+    worker thread, so the event loop goes on); a 503 says when to retry (``Retry-After``)."""
 
     @app.page(PATH)
     class KpiView(View):
@@ -86,6 +86,8 @@ def add_report_api(app: faust.App, *, engine: Engine, policy: Policy, calendar: 
                                   content_type="application/json" if status == 200 else PROBLEM)
             if status == 401:
                 response.headers.update(BEARER_CHALLENGE)
+            if status == 503:  # the database (or the token keys) will be back: when to try again
+                response.headers["Retry-After"] = str(retry_after)
             return response
 
 

@@ -24,7 +24,7 @@ from faust.web import Request, Response, View
 from pydantic import ValidationError
 from sqlalchemy import Engine
 
-from services.common.boundary import TRANSIENT
+from services.common.errors import is_transient
 from services.desk.auth import Identity, Unauthorized
 from services.desk.console import forms, pages, report
 from services.desk.console import web as cw
@@ -107,9 +107,9 @@ class Console:
             return self.error(ctx, 404, f"the archive holds no complaint {str(exc)!r}")
         except Conflict as exc:
             return self.error(ctx, 409, str(exc))
-        except (*TRANSIENT, ConnectionError) as exc:
-            return self.error(ctx, 503, type(exc).__name__)
-        except Exception:  # the console's one boundary: a page, never a traceback
+        except Exception as exc:  # the console's one boundary: a page, never a traceback
+            if is_transient(exc):  # the archive's database or the broker does not answer now
+                return self.error(ctx, 503, type(exc).__name__)
             log.exception("console page %s failed", ctx.request.path)
             return self.error(ctx, 500, "see the desk's log")
 
