@@ -16,12 +16,14 @@ import yaml
 
 from services.common.kafka import ensure_topics
 from services.sla_monitor.calendar import ALWAYS_OPEN
-from tests.harness import STAFF_SECRET, TEST_SECRET, Service, free_port, port_open, wait_for
+from tests.harness import IDENTITY_KEY, STAFF_SECRET, TEST_SECRET, Service, free_port, port_open, wait_for
 from tests.postgres import (
     fresh_database,
     postgres_url,  # noqa: F401 - the session PostgreSQL, for the archive tests and the stack's archive
 )
 
+# intake and the desk refuse to start without an identity key: every test process has one
+os.environ.setdefault("INTAKE_IDENTITY_KEY", IDENTITY_KEY)
 SLA_SCALE = 3600  # acknowledge (general): 1 h -> 1 s; resolve: 72 h -> 72 s
 SERVER_FIXTURES = frozenset({"broker", "redis_url", "redis_prefix", "stack_env", "stack", "intake_url",
                              "postgres_url", "desk_url"})
@@ -140,13 +142,14 @@ def stack_env(broker: str, redis_url: str, redis_prefix: str, test_roster: Path,
             "KAFKA_BOOTSTRAP_SERVERS": broker, "KAFKA_REBALANCE_TIMEOUT": "3",
             "REDIS_URL": redis_url, "REDIS_PREFIX": redis_prefix,
             "COMPLAINTS_SLA_SCALE": str(SLA_SCALE), "INTAKE_SIGNING_SECRETS": json.dumps({"*": TEST_SECRET}), "COMPLAINTS_DATA_DIR": str(data / "data"),
-            "NOTIFIER_OUTBOX_DIR": str(data / "outbox"), "LOG_LEVEL": "info",
+            "NOTIFIER_OUTBOX_DIR": str(data / "outbox"), "NOTIFIER_OUTBOX_ENABLED": "true", "LOG_LEVEL": "info",
             "ROUTER_ROSTER_FILE": str(test_roster),
             "SLA_MONITOR_CALENDAR_FILE": str(ALWAYS_OPEN),
             "INTAKE_HTTP_PORT": str(free_port()), "ROUTER_HTTP_PORT": str(free_port()),
             "SLA_MONITOR_HTTP_PORT": str(free_port()), "NOTIFIER_HTTP_PORT": str(free_port()),
             "ARCHIVE_HTTP_PORT": str(free_port()), "ARCHIVE_DATABASE_URL": archive_db,
             "DESK_HTTP_PORT": str(free_port()), "DESK_JWT_SECRET": STAFF_SECRET,
+            "INTAKE_IDENTITY_KEY": IDENTITY_KEY,
         }
 
 

@@ -18,6 +18,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 TEST_SECRET = "test-signing-secret-0123456789"
 STAFF_SECRET = "test-staff-token-secret-of-32-chars-0123"  # the stack's DESK_JWT_SECRET
+IDENTITY_KEY = "test-identity-key-of-the-suite-0123"  # INTAKE_IDENTITY_KEY: no default exists
 
 
 def staff_headers(sub: str = "supervisor-e2e", *roles: str, department: str | None = None) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""HTTP channel signatures: pure checks with the time passed in, and the client side that signs
+"""HTTP channel signatures (v2): pure checks with the time passed in, and the client side that signs
 (services.intake.signing: the secrets `complaints up` leaves, a signed POST)."""
 
 from __future__ import annotations
@@ -15,46 +15,67 @@ from services.intake import auth, signing
 SECRET = b"s" * 24
 BODY = b'{"text": "hello"}'
 NOW = 1_800_000_000.0
+RING = {"*": {"default": SECRET}}
+PATH = "/v1/inbound/sms"
+
+
+def signed(secret: bytes = SECRET, body: bytes = BODY, *, now: float = NOW, key_id: str = "default",
+           channel: str = "sms", content_type: str = "application/json") -> dict[str, str]:
+    return {"Content-Type": content_type, **auth.sign(
+        secret, body, key_id=key_id, method="POST", path=f"/v1/inbound/{channel}", channel=channel,
+        content_type=content_type, now=now)}
+
+
+def check(headers: dict[str, str], body: bytes = BODY, ring: auth.Keyring = RING, *,
+          v1: str = "reject") -> auth.Verified:
+    return auth.verify(ring, headers, body, channel="sms", method="POST", path=PATH, now=NOW,
+                       max_age=300, max_skew=30, v1=v1)  # type: ignore[arg-type]
 
 
 def test_a_signed_request_within_the_window_passes() -> None:
-    auth.verify(SECRET, auth.sign(SECRET, BODY, now=NOW - 30), BODY, now=NOW, max_age=300)
+    verified = check(signed(now=NOW - 30))
+    assert (verified.version, verified.key_id) == (2, "default")
 
 
-@pytest.mark.parametrize(("headers", "body", "secret", "reason"), [
-    ({}, BODY, SECRET, "missing"),
-    (auth.sign(SECRET, BODY, now=NOW - 301), BODY, SECRET, "window"),
-    (auth.sign(SECRET, BODY, now=NOW + 301), BODY, SECRET, "window"),
-    (auth.sign(SECRET, BODY, now=NOW), BODY + b" ", SECRET, "does not match"),
-    (auth.sign(b"other" * 5, BODY, now=NOW), BODY, SECRET, "does not match"),
-    ({auth.TIMESTAMP_HEADER: "soon", auth.SIGNATURE_HEADER: "sha256=00"}, BODY, SECRET, "unix time"),
-    (auth.sign(SECRET, BODY, now=NOW), BODY, None, "no signing secret"),
+@pytest.mark.parametrize(("headers", "body", "ring", "reason"), [
+    ({}, BODY, RING, "missing"),
+    (signed(now=NOW - 301), BODY, RING, "window"),
+    (signed(now=NOW + 31), BODY, RING, "ahead"),
+    (signed(), BODY + b" ", RING, "does not match"),
+    (signed(b"other" * 5), BODY, RING, "does not match"),
+    ({auth.TIMESTAMP_HEADER: "soon", auth.SIGNATURE_HEADER: "v2=00"}, BODY, RING, "unix time"),
+    (signed(), BODY, {}, "no signing secret"),
+    (signed(key_id="gone"), BODY, RING, "unknown key id"),
+    ({**signed(), auth.NONCE_HEADER: "short"}, BODY, RING, "Nonce"),
+    ({**signed(), auth.NONCE_HEADER: "x" * 16 + ":injected"}, BODY, RING, "Nonce"),
 ])
 def test_bad_signatures_are_refused_with_a_reason(headers: dict[str, str], body: bytes,
-                                                  secret: bytes | None, reason: str) -> None:
+                                                  ring: auth.Keyring, reason: str) -> None:
     with pytest.raises(auth.Unauthorized, match=reason):
-        auth.verify(secret, headers, body, now=NOW, max_age=300)
+        check(headers, body, ring)
 
 
 def test_a_timestamp_cannot_be_moved_without_breaking_the_signature() -> None:
-    headers = auth.sign(SECRET, BODY, now=NOW - 1000)
+    headers = signed(now=NOW - 1000)
     headers[auth.TIMESTAMP_HEADER] = str(int(NOW))
     with pytest.raises(auth.Unauthorized, match="does not match"):
-        auth.verify(SECRET, headers, BODY, now=NOW, max_age=300)
+        check(headers)
 
 
 @pytest.mark.parametrize(("channel", "expected"), [("sms", b"sms-secret"), ("email", b"any")])
 def test_a_channel_secret_wins_over_the_catch_all(channel: str, expected: bytes) -> None:
-    assert auth.secret_for(channel, {"sms": b"sms-secret", "*": b"any"}) == expected
+    ring = auth.keyring({"sms": b"sms-secret", "*": b"any"})
+    assert auth.current_key(channel, ring) == ("default", expected)
 
 
 @pytest.mark.parametrize(("raw", "expected"), [
-    ('{"*": "any"}', {"*": b"any"}),
-    ('{"sms": "sms-secret", "*": "any"}', {"sms": b"sms-secret", "*": b"any"}),
-    ('{"sms": 42}', {"sms": b"42"}),
+    ('{"*": "any"}', {"*": {"default": b"any"}}),
+    ('{"sms": "sms-secret", "*": "any"}', {"sms": {"default": b"sms-secret"}, "*": {"default": b"any"}}),
+    ('{"sms": {"k1": "old", "k2": "new"}}', {"sms": {"k1": b"old", "k2": b"new"}}),
+    ('{"sms": 42}', {"sms": {"default": b"42"}}),
     ("{}", {}),
 ])
-def test_secrets_are_read_from_their_json_spelling(raw: str, expected: dict[str, bytes]) -> None:
+def test_secrets_are_read_from_their_json_spelling(raw: str, expected: dict[str, dict[str, bytes]]) -> None:
     # Given INTAKE_SIGNING_SECRETS as JSON, When parsed, Then secrets by channel, as bytes
     assert signing.parse_secrets(raw) == expected
 
@@ -73,10 +94,10 @@ def test_the_environment_wins_over_the_file_complaints_up_left(tmp_path: Path,
     signing.write_secrets(tmp_path, '{"*": "from-file"}')
     assert signing.secrets_path(tmp_path).stat().st_mode & 0o777 == 0o600
     # When nothing is in the environment, Then the file's secrets are used
-    assert signing.load_secrets(tmp_path) == {"*": b"from-file"}
+    assert signing.load_secrets(tmp_path) == {"*": {"default": b"from-file"}}
     # When INTAKE_SIGNING_SECRETS is set, Then it wins
     monkeypatch.setenv("INTAKE_SIGNING_SECRETS", '{"*": "from-env"}')
-    assert signing.load_secrets(tmp_path) == {"*": b"from-env"}
+    assert signing.load_secrets(tmp_path) == {"*": {"default": b"from-env"}}
 
 
 def test_a_signed_post_carries_the_channel_secrets_signature_intake_accepts() -> None:
@@ -112,9 +133,12 @@ def test_a_signed_post_carries_the_channel_secrets_signature_intake_accepts() ->
     assert (status, answer) == (202, {"complaint_id": "x"})
     assert seen["body"] == BODY and seen["headers"]["Idempotency-Key"] == "k-1"
     sent_at = float(seen["headers"][auth.TIMESTAMP_HEADER])
-    auth.verify(b"sms-secret", seen["headers"], BODY, now=sent_at, max_age=300)
+    headers = dict(seen["headers"].items())
+    assert auth.verify({"sms": {"default": b"sms-secret"}}, headers, BODY, channel="sms", method="POST",
+                       path=PATH, now=sent_at, max_age=300, max_skew=30).version == 2
     with pytest.raises(auth.Unauthorized, match="does not match"):
-        auth.verify(b"any", seen["headers"], BODY, now=sent_at, max_age=300)
+        auth.verify({"*": {"default": b"any"}}, headers, BODY, channel="sms", method="POST", path=PATH,
+                    now=sent_at, max_age=300, max_skew=30)
 
 
 def test_a_signed_post_refuses_a_url_that_is_not_http() -> None:

@@ -466,11 +466,17 @@ def load_yaml_model(path: Path, model: type[M], *, field_path: FieldPath = _dott
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "?"
-        raise ConfigError(f"{path}: {where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        problem = getattr(exc, "problem", None) or type(exc).__name__  # never the text around it
+        raise ConfigError(f"{path}: {where}: not valid YAML: {problem}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: (top level): expected a mapping, got {type(raw).__name__}")
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        lines = [f"{path}: {field_path(raw, err['loc'])}: {err['msg']}" for err in exc.errors()]
+        from services.common.settings import redact
+
+        # the field and the problem, never the value (a leaf's rejected text is blanked out)
+        lines = [f"{path}: {field_path(raw, err['loc'])}: "
+                 f"{redact(err['msg'], err.get('input') if isinstance(err.get('input'), str) else None)}"
+                 for err in exc.errors()]
         raise ConfigError("\n".join(lines)) from None

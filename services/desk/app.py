@@ -39,7 +39,7 @@ def build(settings: DeskSettings, policy: Policy, *, publisher: Publisher | None
     desk = Desk(policy=policy, reader=reader, publisher=publisher or FaustPublisher(app),
                 verifier=verifier or TokenVerifier.from_settings(settings),
                 clock=clock or (lambda: datetime.now(UTC)), metrics=DeskMetrics.create(registry),
-                identity_secret=settings.identity_key.get_secret_value().encode())
+                identity_secret=settings.identity_secret())
     add_web(app, service=SERVICE, registry=registry, check=reader.ping)
     add_desk_api(app, desk, settings)
     engine = reader.engine if isinstance(reader, ArchiveReader) else None

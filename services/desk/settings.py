@@ -6,6 +6,8 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr, model_validator
 
+from services.common import privacy
+from services.common.privacy import MIN_IDENTITY_KEY
 from services.common.staff_tokens import MIN_SECRET, SECRET_FILE, StaffTokenSettings
 
 __all__ = ["MIN_SECRET", "SECRET_FILE", "DeskSettings"]
@@ -20,7 +22,8 @@ class DeskSettings(StaffTokenSettings):
                             under COMPLAINTS_DATA_DIR); may hold a password: never printed
     DESK_JWT_*, DESK_JWKS   how staff tokens are verified: see StaffTokenSettings
     INTAKE_IDENTITY_KEY     the customer identity key (intake's): customer search computes the
-                            same keyed hash of a phone or e-mail
+                            same keyed hash of a phone or e-mail; no default (unset: the file
+                            identity-key under COMPLAINTS_DATA_DIR, else the desk refuses to start)
     DESK_PAGE_SIZE          default page size of the work lists (default 50)
     DESK_MAX_PAGE_SIZE      largest `limit` accepted (default 200)
     DESK_MAX_BODY_BYTES     largest action body accepted (default 64 KiB)
@@ -30,8 +33,8 @@ class DeskSettings(StaffTokenSettings):
 
     http_port: int = Field(default=8085, ge=1, le=65535, validation_alias="DESK_HTTP_PORT")
     database_url: SecretStr | None = Field(default=None, validation_alias="ARCHIVE_DATABASE_URL")
-    identity_key: SecretStr = Field(default=SecretStr("dev-only-identity-key"), min_length=8,
-                                    validation_alias="INTAKE_IDENTITY_KEY")
+    identity_key: SecretStr | None = Field(default=None, min_length=MIN_IDENTITY_KEY,
+                                           validation_alias="INTAKE_IDENTITY_KEY")
     page_size: int = Field(default=50, ge=1, le=1000, validation_alias="DESK_PAGE_SIZE")
     max_page_size: int = Field(default=200, ge=1, le=1000, validation_alias="DESK_MAX_PAGE_SIZE")
     max_body_bytes: int = Field(default=65_536, ge=1024, le=4 * 1_048_576,
@@ -45,6 +48,10 @@ class DeskSettings(StaffTokenSettings):
             raise ValueError(f"DESK_PAGE_SIZE ({self.page_size}) is above DESK_MAX_PAGE_SIZE "
                              f"({self.max_page_size})")
         return self
+
+    def identity_secret(self) -> bytes:
+        """The identity key (services.common.privacy.identity_key): ConfigError when unset."""
+        return privacy.identity_key(self.identity_key, self.data_dir)
 
     def database(self) -> str:
         """The archive's database URL in clear (for the engine only: never log it)."""

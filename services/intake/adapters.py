@@ -5,6 +5,11 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 CLAIM_TTL_SECONDS = 30 * 86400  # how long a channel message id stays claimed
+# How long a complaint number stays reserved. A number holds its millisecond, so only an
+# instance whose clock reads the same millisecond can draw it again: two minutes cover the
+# clock differences and steps NTP leaves between instances, and keep the reservations few
+# (at 1,000 complaints/s, 120,000 small keys: about 10 MB).
+NUMBER_TTL_SECONDS = 120
 TIMELINE_TTL_SECONDS = 400 * 86400  # how long a complaint's timeline stays after its last event
 
 
@@ -12,6 +17,8 @@ class RedisRegistrations:
     def __init__(self, client: aioredis.Redis, *, prefix: str, ttl_seconds: int = CLAIM_TTL_SECONDS) -> None:
         self._r = client
         self._prefix = f"{prefix}intake:msg:"
+        self._numbers = f"{prefix}intake:number:"
+        self._nonces = f"{prefix}intake:nonce:"
         self._ttl = ttl_seconds
 
     async def claim(self, dedupe_key: str, registered_event: bytes) -> bytes | None:
@@ -24,6 +31,17 @@ class RedisRegistrations:
                 pipe.set(self._prefix + dedupe_key, event, nx=True, ex=self._ttl, get=True)
             stored = await pipe.execute()
         return [s if s is None or isinstance(s, bytes) else s.encode() for s in stored]
+
+    async def reserve_numbers(self, numbers: list[str]) -> list[bool]:
+        # SET NX per number, in order: a number drawn twice (here or by another instance) is
+        # reserved by its first draw only.
+        async with self._r.pipeline(transaction=False) as pipe:
+            for number in numbers:
+                pipe.set(self._numbers + number, b"1", nx=True, ex=NUMBER_TTL_SECONDS)
+            return [bool(ok) for ok in await pipe.execute()]
+
+    async def first_use(self, key: str, ttl_seconds: int) -> bool:
+        return bool(await self._r.set(self._nonces + key, b"1", nx=True, ex=ttl_seconds))
 
 
 class RedisTimelines:

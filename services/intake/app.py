@@ -40,10 +40,10 @@ def build(
     intake = Intake(
         policy=policy, publisher=publisher, registrations=registrations, timelines=timelines,
         clock=clock or (lambda: datetime.now(UTC)), random_bits=lambda: secrets.randbits(23),
-        identity_secret=settings.identity_key.get_secret_value().encode(),
+        identity_secret=settings.identity_secret(),
         metrics=IntakeMetrics.create(registry), max_record_bytes=settings.max_body_bytes,
     )
-    boundary = Boundary(service=SERVICE, publisher=publisher, registry=registry)
+    boundary = Boundary(service=SERVICE, publisher=publisher, registry=registry, settings=settings)
 
     n, size, within = settings.agent_concurrency, settings.batch_size, settings.batch_within
     boundary.subscribe_batches(app, "inbound", intake.on_inbound_batch, intake.on_inbound, INBOUND,

@@ -22,7 +22,7 @@ from schemas.events import (
 )
 from schemas.topics import LIFECYCLE, REGISTERED
 from services.common.boundary import PERMANENT, Record
-from services.common.errors import Rejected
+from services.common.errors import Rejected, Retry
 from services.common.policy import Policy
 from services.common.ports import Clock, Publisher
 from services.intake import channels, logic
@@ -33,6 +33,7 @@ from services.intake.ports import Registrations, Timelines
 log = logging.getLogger(__name__)
 SERVICE = "intake"
 PERMANENT_INPUT = (ValidationError, Rejected)
+MAX_REDRAWS = 8  # draws of a complaint number before the batch is retried (Retry)
 
 
 class UnknownComplaint(LookupError):
@@ -61,6 +62,7 @@ class Intake:
         self.timelines = timelines
         self.clock = clock
         self.random_bits = random_bits
+        self.numbers = logic.ComplaintNumbers(random_bits)  # reserved in Redis before use
         self.identity_secret = identity_secret
         self.metrics = metrics
         self.max_record_bytes = max_record_bytes
@@ -127,6 +129,7 @@ class Intake:
                     results[i] = exc
                 continue
             fresh.append((i, *prepared))
+        fresh = await self._reserve_numbers(fresh, inbounds)
         stored = await self.registrations.claim_many([(k, e.to_bytes()) for _, k, e in fresh])
         events: list[ComplaintRegistered] = []
         for (i, _key, event), first in zip(fresh, stored, strict=True):
@@ -144,6 +147,29 @@ class Intake:
         await self.timelines.add_many([(e.data.complaint_id, e.id, e.to_bytes()) for e in events])
         return [r if r is not None else RuntimeError("unhandled") for r in results]
 
+    async def _reserve_numbers(self, fresh: list[tuple[int, str, ComplaintRegistered]],
+                               inbounds: list[InboundReceived],
+                               ) -> list[tuple[int, str, ComplaintRegistered]]:
+        """Reserve each new registration's complaint number (one pipelined round trip); one that
+        is taken (another instance drew it in the same millisecond) is drawn again."""
+        pending = list(range(len(fresh)))
+        for _ in range(MAX_REDRAWS):
+            reserved = await self.registrations.reserve_numbers(
+                [fresh[j][2].data.complaint_id for j in pending])
+            pending = [j for j, ok in zip(pending, reserved, strict=True) if not ok]
+            if not pending:
+                return fresh
+            for j in pending:
+                i, key, event = fresh[j]
+                number = self.numbers.redraw(event.time)
+                log.info("complaint number collision: %s taken, drawn %s instead (event %s)",
+                         event.data.complaint_id, number, event.id)
+                complaint = event.data.model_copy(update={"complaint_id": number})
+                fresh[j] = (i, key, ComplaintRegistered.new(
+                    complaint, id=derived_id("registered", number), source=SERVICE, time=event.time,
+                    subject=number, cause=inbounds[i]))
+        raise Retry(f"complaint numbers still taken after {MAX_REDRAWS} draws")
+
     def _prepare(self, inbound: InboundReceived, *, via: str,
                  ) -> tuple[str, ComplaintRegistered] | ChannelMessage:
         """Parse and normalise: the registration to claim, or a parsed survey reply."""
@@ -157,7 +183,7 @@ class Intake:
             if msg.channel is Channel.survey_reply:
                 return parsed.model_copy(update={"message_id": key})
             now = self.clock()
-            complaint_id = logic.complaint_number(now, self.random_bits())
+            complaint_id = self.numbers.next(now)
             complaint = logic.normalise(
                 msg.channel, parsed, complaint_id=complaint_id, dedupe=key, received_at=now,
                 rules=self.policy.intake, desks=self.policy.router.channel_desks,

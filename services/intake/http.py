@@ -11,8 +11,8 @@ the token); a customer's satisfaction answer comes in as a survey_reply channel 
 counts and states, no personal data.
 
 Errors are RFC 9457 problem documents: 400 malformed, 401 unsigned or no valid staff token,
-403 refused (``rule`` names the permission rule), 404 unknown, 413 too large, 422 invalid,
-503 while a dependency does not answer.
+403 refused (``rule`` names the permission rule), 404 unknown, 413 too large, 415 no
+Content-Type, 422 invalid, 503 while a dependency does not answer.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 from pydantic import ValidationError
+from pydantic_core import from_json
 
 from schemas.audit import StaffAccess, StaffAccessed
 from schemas.events import Channel, ComplaintRegistered, InboundMessage, InboundReceived
 from schemas.topics import AUDIT
-from services.common.boundary import TRANSIENT
-from services.common.errors import Rejected
+from services.common.errors import Rejected, is_transient
 from services.common.problems import BEARER_CHALLENGE, PROBLEM, problem_body
 from services.desk.auth import Identity, TokenVerifier, Unauthorized, bearer
 from services.desk.logic import CaseFacts, Refused, co_handlers, may_read
@@ -54,6 +54,17 @@ def problem(view: View, status: int, title: str, detail: str, **extra: Any) -> R
                       content_type=PROBLEM)
 
 
+def unavailable(view: View, exc: BaseException, retry_after: int) -> Response:
+    """503 while a dependency (Redis, the broker) does not answer; retry after ``retry_after`` s."""
+    log.warning("%s %s: a dependency does not answer (%s); 503", SERVICE, view.__class__.__name__,
+                type(exc).__name__)
+    reply = problem(view, 503, "Temporarily unavailable",
+                    f"a dependency does not answer ({type(exc).__name__}); retry later",
+                    retry_after=retry_after)
+    reply.headers["Retry-After"] = str(retry_after)
+    return reply
+
+
 def _field_errors(exc: ValidationError) -> list[dict[str, str]]:
     return [{"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]}
             for e in exc.errors()]
@@ -69,10 +80,31 @@ async def _read_body(view: View, request: Request, max_body: int) -> bytes | Res
     return body
 
 
-def _payload(body: bytes, content_type: str) -> dict[str, Any] | str:
-    """A JSON object for JSON bodies, else the text (raw e-mail, XML, SMS)."""
-    if content_type in ("application/json", "") or content_type.endswith("+json"):
-        value: dict[str, Any] | str = json.loads(body)  # other JSON types fail validation later
+class Unreadable(ValueError):
+    """A body intake cannot read: 400, or 415 when it names no (or no usable) media type."""
+
+    def __init__(self, detail: str, *, status: int = 400) -> None:
+        super().__init__(detail)
+        self.status = status
+
+
+MEDIA_TYPES = ("application/json", "message/rfc822", "application/xml", "text/xml", "text/plain")
+
+
+def _payload(body: bytes, content_type: str | None) -> dict[str, Any] | str:
+    """A JSON object for JSON bodies, else the text (raw e-mail, XML, SMS); Unreadable if neither.
+
+    JSON is read by the same parser as the Kafka path's records (pydantic-core): nesting
+    beyond its limit, lone surrogates and numbers of thousands of digits are a 400, never a
+    RecursionError; no Content-Type at all is a 415.
+    """
+    if content_type is None:
+        raise Unreadable(f"no Content-Type; send one of {', '.join(MEDIA_TYPES)}", status=415)
+    if content_type == "application/json" or content_type.endswith("+json"):
+        try:
+            value: dict[str, Any] | str = from_json(body)  # other JSON types fail validation later
+        except ValueError as exc:
+            raise Unreadable(f"not JSON: {exc}") from None
         return value
     if content_type == "message/rfc822":
         try:
@@ -86,7 +118,9 @@ def add_http_api(app: faust.App, intake: Intake, settings: IntakeSettings, *,
                  verifier: TokenVerifier | None = None) -> None:
     """Serve the intake API on the faust web server (staff token keys checked here, at start-up)."""
     max_body = settings.max_body_bytes
-    secrets = settings.secrets()
+    signatures = auth.SignatureCheck(  # v2 with nonces remembered in Redis (auth.py)
+        settings.keyring(), nonces=intake.registrations, max_age=settings.signature_max_age,
+        max_skew=settings.signature_max_skew, v1=settings.signing_v1)
     staff_tokens = verifier or TokenVerifier.from_settings(settings)
 
     @app.page("/v1/inbound/{channel}")
@@ -100,13 +134,18 @@ def add_http_api(app: faust.App, intake: Intake, settings: IntakeSettings, *,
                 return body
             if settings.require_signatures:
                 try:
-                    auth.verify(auth.secret_for(channel, secrets), request.headers, body,
-                                now=time.time(), max_age=settings.signature_max_age)
+                    await signatures.check(request.headers, body, channel=channel,
+                                           method=request.method, path=request.url.path, now=time.time())
                 except auth.Unauthorized as exc:
                     intake.metrics.rejected.labels(channel, "http", "Unauthorized").inc()
                     return problem(self, 401, "Unauthorized", str(exc))
+                except Exception as exc:  # the nonce store does not answer: 503, never 401 / 500
+                    if not is_transient(exc):
+                        raise
+                    return unavailable(self, exc, settings.http_retry_after)
             try:
-                payload = _payload(body, request.content_type)  # type: ignore[attr-defined]
+                payload = _payload(body, request.content_type  # type: ignore[attr-defined]
+                                   if "Content-Type" in request.headers else None)
                 message_id = request.headers.get("Idempotency-Key") or (
                     payload.get("message_id") if isinstance(payload, dict) else None)
                 inbound = InboundReceived.new(
@@ -115,6 +154,10 @@ def add_http_api(app: faust.App, intake: Intake, settings: IntakeSettings, *,
                     id=str(uuid.uuid4()),
                 )
                 accepted = await intake.register(inbound, via="http")
+            except Unreadable as exc:
+                intake.metrics.rejected.labels(channel, "http", type(exc).__name__).inc()
+                title = "Unsupported media type" if exc.status == 415 else "Malformed body"
+                return problem(self, exc.status, title, str(exc), field="(body)")
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 intake.metrics.rejected.labels(channel, "http", type(exc).__name__).inc()
                 return problem(self, 400, "Malformed body", str(exc), field="(body)")
@@ -124,8 +167,10 @@ def add_http_api(app: faust.App, intake: Intake, settings: IntakeSettings, *,
             except Rejected as exc:
                 field = str(exc).split(":", 1)[0] if ":" in str(exc) else "(body)"
                 return problem(self, 422, "Invalid payload", str(exc), field=field)
-            except TRANSIENT as exc:
-                return problem(self, 503, "Temporarily unavailable", type(exc).__name__)
+            except Exception as exc:  # a dependency that does not answer: 503, never a 500
+                if not is_transient(exc):
+                    raise
+                return unavailable(self, exc, settings.http_retry_after)
             cid = accepted.complaint_id
             return self.json(
                 {"complaint_id": cid, "duplicate": accepted.duplicate, "recorded": accepted.kind,
@@ -148,8 +193,10 @@ def add_http_api(app: faust.App, intake: Intake, settings: IntakeSettings, *,
                 return problem(self, 403, "Forbidden", exc.refused.detail, rule=exc.refused.rule)
             except UnknownComplaint:
                 return problem(self, 404, "Unknown complaint", f"no complaint {complaint_id!r}")
-            except TRANSIENT as exc:
-                return problem(self, 503, "Temporarily unavailable", type(exc).__name__)
+            except Exception as exc:  # a dependency that does not answer: 503, never a 500
+                if not is_transient(exc):
+                    raise
+                return unavailable(self, exc, settings.http_retry_after)
 
 
 class _Refused(Exception):

@@ -8,7 +8,7 @@ import html
 import json
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,6 +26,11 @@ MAX_SUBJECT = 200
 # Linear on hostile input: every attempt stops at the next "<" (an unclosed-tag flood
 # must not cost quadratic time on the consumer's hot path).
 _HTML_TAG = re.compile(r"<(script|style)\b[^<>]*>[^<]*</\1\s*>|<[^<>]*>", re.IGNORECASE)
+# html.unescape turns "&#<digits>" into int(): 5000 digits raise ValueError (CPython's limit
+# on int() of a string). A reference of more than 7 significant digits is past U+10FFFF, which
+# html.unescape reads as U+FFFD anyway, so it is shortened before unescaping.
+_CHARREF = re.compile(r"&#0*([0-9]+)")
+_CONTROLS = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")  # C0 controls but tab and line breaks, and DEL
 _SPACES = re.compile(r"[ \t\r\f\v\u00a0\u3000]+")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 
@@ -34,7 +39,8 @@ def complaint_number(now: datetime, random_bits: int) -> str:
     """A unique, time-sortable, phone-friendly number: YYMMDD-XXXXXXXXXX.
 
     Ten Crockford base-32 characters hold 27 bits of milliseconds since
-    midnight UTC and 23 random bits, so instances need no coordination.
+    midnight UTC and 23 bits drawn by ``ComplaintNumbers`` (random, then counting
+    within the millisecond); intake reserves each number in Redis before use.
     """
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     ms = int((now - midnight).total_seconds() * 1000)
@@ -43,11 +49,61 @@ def complaint_number(now: datetime, random_bits: int) -> str:
     return f"{now:%y%m%d}-{chars}"
 
 
+class ComplaintNumbers:
+    """One instance's numbers: the first of a millisecond takes 23 random bits, the next ones
+    of the same millisecond count on from it, so an instance never draws a number twice (up to
+    8 million a millisecond) and two instances collide only when their runs of one millisecond
+    overlap. Intake reserves every number in Redis before it is used and draws again on a
+    collision (``redraw``): the rare overlap costs a retry, never a shared number.
+    """
+
+    _MASK = (1 << 23) - 1
+
+    def __init__(self, random_bits: Callable[[], int]) -> None:
+        self._random_bits = random_bits
+        self._ms: tuple[int, int] | None = None  # (day ordinal, millisecond of the day) drawn in
+        self._drawn: set[int] = set()  # the values drawn in it
+        self._last = 0
+
+    def _take(self, now: datetime, value: int) -> str:
+        while value & self._MASK in self._drawn:
+            value += 1
+        self._last = value & self._MASK
+        self._drawn.add(self._last)
+        return complaint_number(now, self._last)
+
+    def _moment(self, now: datetime) -> bool:
+        """Start a new millisecond's run when ``now`` is in another; True if it is."""
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        ms = (now.toordinal(), int((now - midnight).total_seconds() * 1000))
+        if ms == self._ms:
+            return False
+        self._ms, self._drawn = ms, set()
+        return True
+
+    def next(self, now: datetime) -> str:
+        """The next number at ``now``."""
+        return self._take(now, self._random_bits() if self._moment(now) else self._last + 1)
+
+    def redraw(self, now: datetime) -> str:
+        """Another number at ``now`` after a collision: a fresh random start (another instance
+        is counting through the old one), never a number this instance drew before."""
+        self._moment(now)
+        return self._take(now, self._random_bits())
+
+
 def clean_text(text: str) -> str:
-    """NFC-normalise, strip HTML tags, unescape entities and collapse whitespace."""
-    text = unicodedata.normalize("NFC", html.unescape(_HTML_TAG.sub(" ", text)))
+    """NFC-normalise, strip HTML tags, unescape entities, drop control characters (NUL, ESC ...)
+    and collapse whitespace."""
+    text = _CHARREF.sub(_short_charref, _HTML_TAG.sub(" ", text))
+    text = _CONTROLS.sub("", unicodedata.normalize("NFC", html.unescape(text)))
     lines = (_SPACES.sub(" ", line).strip() for line in text.splitlines())
     return "\n".join(line for line in lines if line)
+
+
+def _short_charref(m: re.Match[str]) -> str:
+    digits = m.group(1)
+    return f"&#{digits if len(digits) <= 7 else 1_114_112}"  # 1114112: past U+10FFFF, U+FFFD
 
 
 def detect_language(text: str) -> str:
@@ -68,7 +124,8 @@ def dedupe_key(channel: Channel, message_id: str | None, payload: Mapping[str, A
     if message_id:
         return f"{channel.value}:id:{message_id}"
     body = payload if isinstance(payload, str) else json.dumps(payload, sort_keys=True, ensure_ascii=False)
-    return f"{channel.value}:sha256:{hashlib.sha256(body.encode()).hexdigest()}"
+    digest = hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest()  # lone surrogates too
+    return f"{channel.value}:sha256:{digest}"
 
 
 def normalise_phone(raw: str | None, *, region: str) -> str | None:
@@ -103,7 +160,9 @@ def utc_offset(moment: datetime) -> str:
 
 
 def _keyword_hit(words: list[str], text: str) -> bool:
-    return any((re.search(rf"\b{re.escape(w)}\b", text) if w.isascii() else w in text)
+    """Whether a word occurs in ``text``: Latin ones as whole words. The substring test comes
+    first, so the word-boundary search runs only where the word occurs (linear either way)."""
+    return any(w in text and (not w.isascii() or re.search(rf"\b{re.escape(w)}\b", text) is not None)
                for w in (w.lower() for w in words))
 
 
@@ -122,6 +181,14 @@ def detect_nature(text: str, *, rules: IntakePolicy) -> Nature:
         if _keyword_hit(rules.nature_keywords.get(nature, []), lowered):
             return Nature(nature)
     return Nature.complaint
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """``moment`` in UTC; Rejected when that is outside the years 1-9999 (0001-01-01T00:00+14:00)."""
+    try:
+        return moment.astimezone(UTC) if moment else None
+    except OverflowError:
+        raise Rejected("payload: a time whose UTC is outside the years 1-9999") from None
 
 
 def normalise(
@@ -145,7 +212,7 @@ def normalise(
     language = msg.language or ("zh" if detect_language(description) == "zh" else "en")
     contact = Contact(name=clean_text(msg.name or "")[:200] or None, phone=phone, email=email,
                       language=language)
-    occurred = msg.occurred_at
+    occurred, purchased = _utc(msg.occurred_at), _utc(msg.purchase_time)
     return Complaint(
         complaint_id=complaint_id, channel=channel,
         nature=msg.nature or detect_nature(f"{subject}\n{description}", rules=rules),
@@ -155,9 +222,8 @@ def normalise(
         subject=subject[:MAX_SUBJECT], description=description,
         demand=msg.demand or detect_demand(description, rules=rules), product=msg.product,
         order_id=msg.order_id, store_id=msg.store_id,
-        occurred_at=occurred.astimezone(UTC) if occurred else None,
-        occurred_utc_offset=utc_offset(occurred) if occurred else None,
-        purchase_time=msg.purchase_time.astimezone(UTC) if msg.purchase_time else None,
+        occurred_at=occurred, occurred_utc_offset=utc_offset(msg.occurred_at) if msg.occurred_at else None,
+        purchase_time=purchased,
         evidence=msg.evidence, details=details,
     )
 

@@ -16,6 +16,17 @@ class Registrations(Protocol):
         """``claim`` for many keys at once, in order (a key repeated in one call claims once)."""
         ...
 
+    async def reserve_numbers(self, numbers: list[str]) -> list[bool]:
+        """Reserve complaint numbers, in order: True for each one nobody drew before (within the
+        reservation time), False for a collision (the caller draws another; a number repeated in
+        one call is reserved once)."""
+        ...
+
+    async def first_use(self, key: str, ttl_seconds: int) -> bool:
+        """True the first time a signed request's nonce key is seen within ``ttl_seconds``, False
+        for a replay (services.intake.auth.Nonces)."""
+        ...
+
 
 class Timelines(Protocol):
     """Each complaint's events, de-duplicated by event id (a rebuildable projection)."""

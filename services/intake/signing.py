@@ -1,4 +1,5 @@
-"""Client side of HTTP channel signatures: find the secrets, sign and post a payload."""
+"""Client side of HTTP channel signatures (v2, services/intake/auth.py): find the secrets, sign
+and post a payload. Every attempt is signed afresh (a new nonce): intake refuses a nonce twice."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ import json
 import os
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from services.common.errors import ConfigError
 from services.intake import auth
 
 SECRETS_FILE = "signing-secrets.json"
@@ -29,32 +33,50 @@ def write_secrets(data_dir: Path, raw: str) -> None:
         out.write(raw)
 
 
-def parse_secrets(raw: str) -> dict[str, bytes]:
-    """Secrets by channel from their JSON spelling."""
+def parse_secrets(raw: str) -> dict[str, dict[str, bytes]]:
+    """Secrets by channel and key id from their JSON spelling (INTAKE_SIGNING_SECRETS)."""
     value = json.loads(raw)
     if not isinstance(value, dict):
         raise ValueError("signing secrets must be a JSON object of channel -> secret")
-    return {str(k): str(v).encode() for k, v in value.items()}
+    return auth.keyring({str(k): {str(kid): str(s) for kid, s in v.items()} if isinstance(v, dict)
+                         else str(v) for k, v in value.items()})
 
 
-def load_secrets(data_dir: Path) -> dict[str, bytes]:
+def load_secrets(data_dir: Path) -> dict[str, dict[str, bytes]]:
     """INTAKE_SIGNING_SECRETS from the environment, else the file `complaints up` wrote."""
-    raw = os.environ.get("INTAKE_SIGNING_SECRETS")
+    raw, where = os.environ.get("INTAKE_SIGNING_SECRETS"), "environment: INTAKE_SIGNING_SECRETS"
     if raw is None and secrets_path(data_dir).exists():
-        raw = secrets_path(data_dir).read_text(encoding="utf-8")
-    return parse_secrets(raw) if raw else {}
+        raw, where = secrets_path(data_dir).read_text(encoding="utf-8"), str(secrets_path(data_dir))
+    try:
+        return parse_secrets(raw) if raw else {}
+    except ValueError as exc:  # the problem, never the secrets themselves
+        problem = (f"not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})"
+                   if isinstance(exc, json.JSONDecodeError) else
+                   "expected a JSON object of channel -> secret or {key id: secret}")
+        raise ConfigError(f"{where}: {problem}") from None
+
+
+def sign_request(url: str, channel: str, body: bytes, *, content_type: str,
+                 secrets: Mapping[str, bytes | Mapping[str, bytes]], now: float) -> dict[str, str]:
+    """v2 headers for POSTing ``body`` to ``url`` with the channel's current key (none if the
+    channel has no secret)."""
+    key = auth.current_key(channel, auth.keyring(secrets))
+    if key is None:
+        return {}
+    key_id, secret = key
+    return auth.sign(secret, body, key_id=key_id, method="POST", path=urllib.parse.urlsplit(url).path,
+                     channel=channel, content_type=content_type, now=now)
 
 
 def signed_post(url: str, channel: str, body: bytes, *, content_type: str,
-                secrets: dict[str, bytes], headers: dict[str, str] | None = None,
-                ) -> tuple[int, Any]:
-    """POST ``body`` signed with the channel's secret; return (status, parsed answer)."""
-    all_headers = {"Content-Type": content_type, **(headers or {})}
-    secret = auth.secret_for(channel, secrets)
-    if secret is not None:
-        all_headers.update(auth.sign(secret, body, now=time.time()))
+                secrets: Mapping[str, bytes | Mapping[str, bytes]],
+                headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    """POST ``body`` signed (v2) with the channel's current key; return (status, parsed answer)."""
     if not url.startswith(("http://", "https://")):
         raise ValueError(f"not an http(s) URL: {url!r}")
+    all_headers = {"Content-Type": content_type, **(headers or {}),
+                   **sign_request(url, channel, body, content_type=content_type, secrets=secrets,
+                                  now=time.time())}
     request = urllib.request.Request(url, data=body, method="POST", headers=all_headers)  # noqa: S310
     try:
         with urllib.request.urlopen(request, timeout=10) as reply:  # noqa: S310 - operator's URL

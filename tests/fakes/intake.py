@@ -10,6 +10,8 @@ class DictRegistrations:
 
     def __init__(self) -> None:
         self.claims: dict[str, bytes] = {}
+        self.numbers: set[str] = set()  # reserved complaint numbers (no expiry: tests are short)
+        self.nonces: set[str] = set()  # signed requests' nonce keys seen
 
     async def claim(self, dedupe_key: str, registered_event: bytes) -> bytes | None:
         if dedupe_key in self.claims:
@@ -19,6 +21,19 @@ class DictRegistrations:
 
     async def claim_many(self, claims: list[tuple[str, bytes]]) -> list[bytes | None]:
         return [await self.claim(k, v) for k, v in claims]
+
+    async def reserve_numbers(self, numbers: list[str]) -> list[bool]:
+        fresh = []
+        for number in numbers:
+            fresh.append(number not in self.numbers)
+            self.numbers.add(number)
+        return fresh
+
+    async def first_use(self, key: str, ttl_seconds: int) -> bool:
+        if key in self.nonces:
+            return False
+        self.nonces.add(key)
+        return True
 
 
 class DictTimelines:

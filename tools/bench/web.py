@@ -27,9 +27,10 @@ class Answer(NamedTuple):
 
 
 
-def post_all(url: str, bodies: Sequence[bytes], secret: bytes | None, concurrency: int
+def post_all(url: str, bodies: Sequence[bytes], secret: tuple[str, bytes] | None, concurrency: int
               ) -> list[Answer]:
-    """POST every body from ``concurrency`` threads, one keep-alive connection each."""
+    """POST every body from ``concurrency`` threads, one keep-alive connection each; each request
+    signed (v2, a nonce of its own) with ``secret``, the web_form channel's (key id, secret)."""
     parts = urlsplit(url)
     cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     work: Iterator[bytes] = iter(bodies)
@@ -47,7 +48,9 @@ def post_all(url: str, bodies: Sequence[bytes], secret: bytes | None, concurrenc
                     break
                 headers = {"Content-Type": "application/json"}
                 if secret is not None:
-                    headers.update(auth.sign(secret, body, now=time.time()))
+                    headers.update(auth.sign(secret[1], body, key_id=secret[0], method="POST",
+                                             path=parts.path, channel="web_form",
+                                             content_type=headers["Content-Type"], now=time.time()))
                 start = time.perf_counter()
                 try:
                     conn.request("POST", parts.path, body=body, headers=headers)

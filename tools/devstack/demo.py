@@ -208,7 +208,7 @@ class Demo:
     """Feeds the samples through intake and records handler steps, printing the events."""
 
     def __init__(self, *, bootstrap: list[str], intake_port: int, sla_scale: float,
-                 secrets: dict[str, bytes], desk_port: int = 8085) -> None:
+                 secrets: dict[str, dict[str, bytes]], desk_port: int = 8085) -> None:
         self.base = f"http://127.0.0.1:{intake_port}"
         self.desk = f"http://127.0.0.1:{desk_port}"
         self.secrets = secrets

@@ -40,6 +40,9 @@ class UpSettings(CommonSettings):
     INTAKE_HTTP_PORT, ROUTER_HTTP_PORT, SLA_MONITOR_HTTP_PORT, NOTIFIER_HTTP_PORT, ARCHIVE_HTTP_PORT,
     DESK_HTTP_PORT         the services' HTTP ports (default 8080, 8081, 8082, 8083, 8084, 8085)
     NOTIFIER_OUTBOX_DIR    where the notifier writes messages (default $COMPLAINTS_DATA_DIR/outbox)
+    NOTIFIER_OUTBOX_ENABLED  passed on, true unless set: a development stack may write the
+                           messages of channels without a transport to the outbox (they reach
+                           nobody and are recorded outboxed)
     ARCHIVE_POSTGRES_PORT  port of the PostgreSQL `up --postgres` starts (default 55432)
     """
 
@@ -68,6 +71,7 @@ def _service_env(settings: UpSettings, *, embedded_broker: bool, sla_scale: floa
     env.update(KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers,
                REDIS_URL=settings.redis_url, COMPLAINTS_SLA_SCALE=str(sla_scale),
                NOTIFIER_OUTBOX_DIR=str(outbox))
+    env.setdefault("NOTIFIER_OUTBOX_ENABLED", "true")  # a development stack: see NotifierSettings
     if embedded_broker and "kafka_rebalance_timeout" not in settings.model_fields_set:
         env["KAFKA_REBALANCE_TIMEOUT"] = EMBEDDED_REBALANCE_TIMEOUT  # tansu waits this long
     if sla_scale != 1 and "SLA_MONITOR_CALENDAR_FILE" not in env:
@@ -80,6 +84,10 @@ def _service_env(settings: UpSettings, *, embedded_broker: bool, sla_scale: floa
         # where `complaints post` (and the demo) find it.
         env["INTAKE_SIGNING_SECRETS"] = json.dumps({"*": secrets.token_hex(24)})
     write_secrets(settings.data_dir, env["INTAKE_SIGNING_SECRETS"])
+    if "INTAKE_IDENTITY_KEY" not in env:
+        from services.common.privacy import ensure_identity_key
+
+        ensure_identity_key(settings.data_dir)  # intake's and the desk's customer identity key
     if not {"DESK_JWT_SECRET", "DESK_JWT_SECRET_FILE", "DESK_JWKS"} & env.keys():
         from services.desk.auth import ensure_secret
 
