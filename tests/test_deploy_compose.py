@@ -54,10 +54,32 @@ def deployed() -> dict[str, int]:
     return {name: port for name, port in PORTS.items() if name in compose()["services"]}
 
 
+# What an operator sets for the variables compose requires (``${VAR:?why}``): test values.
+OPERATOR_ENV = {"INTAKE_IDENTITY_KEY": "operator-identity-key-0123456789",
+                "DESK_JWT_SECRET": "operator-staff-token-secret-of-32-chars-0001",
+                "INTAKE_SIGNING_SECRETS": '{"*": {"k1": "operator-signing-secret"}}'}
+
+
 def interpolate(value: object, environ: dict[str, str] | None = None) -> str:
-    """A compose value as the container gets it: ${VAR:-default} from ``environ``, else the default."""
-    environ = environ or {}
-    return re.sub(r"\$\{([A-Z_]+):-([^}]*)\}", lambda m: environ.get(m[1]) or m[2], str(value))
+    """A compose value as the container gets it: ${VAR:-default} from ``environ``, else the default;
+    ${VAR:?why} from ``environ`` or the operator's test values (compose refuses to start without)."""
+    environ = {**OPERATOR_ENV, **(environ or {})}
+
+    def one(m: re.Match[str]) -> str:
+        if m[2] == "?":
+            return environ[m[1]]
+        return environ.get(m[1]) or m[3]
+    return re.sub(r"\$\{([A-Z_]+):([-?])([^}]*)\}", one, str(value))
+
+
+def test_no_secret_has_a_public_default() -> None:
+    # Given compose's services
+    for name, svc in compose()["services"].items():
+        for key, value in (svc.get("environment") or {}).items():
+            # Then every key of the customer hash, the staff tokens and the request signatures
+            # must come from the operator: compose refuses to start without it
+            if key in OPERATOR_ENV:
+                assert str(value).startswith(f"${{{key}:?"), (name, key, value)
 
 
 def panels(path: Path = DASHBOARD) -> list[dict[str, Any]]:
@@ -246,7 +268,7 @@ def test_complaints_and_the_image_entry_point_run_the_same_functions(
     assert calls == [call, call]
     (commands,) = [a.choices for a in cli.parser()._actions if isinstance(a, argparse._SubParsersAction)]
     assert set(commands) == {"run", "topics", "schemas", "up", "post", "notify", "rebuild", "bench", "replay",
-                             "report", "whatif", "export", "history", "staff"}
+                             "report", "whatif", "export", "history", "staff", "fuzz"}
 
 
 def test_prometheus_in_compose_scrapes_every_service_and_loads_the_rules() -> None:
@@ -323,7 +345,7 @@ def test_the_staff_api_services_share_one_token_key_and_the_desk_reads_the_archi
     services = compose()["services"]
     keys = {name: services[name]["environment"]["DESK_JWT_SECRET"] for name in STAFF_API}
     # Then one key, from one environment variable, verifies the tokens of all three
-    assert len(set(keys.values())) == 1 and next(iter(keys.values())).startswith("${DESK_JWT_SECRET:-")
+    assert len(set(keys.values())) == 1 and next(iter(keys.values())).startswith("${DESK_JWT_SECRET:?")
     desk = services["desk"]
     # And the desk reads the archive's database and keys customers as intake does
     assert desk["environment"]["ARCHIVE_DATABASE_URL"] == services["archive"]["environment"]["ARCHIVE_DATABASE_URL"]

@@ -45,7 +45,7 @@ def _bench(args: argparse.Namespace) -> int:
                  concurrency=args.concurrency, intake_url=args.intake_url,
                  intake_processes=args.intake_processes, redis_footprint=args.redis_footprint,
                  archive=ArchiveOptions(url=args.archive_url, rate=args.rate, steady=args.steady,
-                                        report_cases=args.report_cases))
+                                        report_cases=args.report_cases, pid=args.archive_pid))
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -53,6 +53,13 @@ def _replay(args: argparse.Namespace) -> int:
 
     return main(args.file, channel=args.channel, fmt=args.format, limit=args.limit,
                 timeout=args.timeout, wait=not args.no_wait)
+
+
+def _fuzz(args: argparse.Namespace) -> int:
+    from tools.fuzz.run import main
+
+    return main(args.channel, args.count, via=args.via, seed=args.seed, url=args.url,
+                concurrency=args.concurrency, timeout=args.timeout)
 
 
 def _notify_preview(args: argparse.Namespace) -> int:
@@ -191,7 +198,8 @@ def parser() -> argparse.ArgumentParser:
                    help="pipeline: inbound to acknowledgement (default); intake: to registration; "
                         "router: registration to routing decision; notifier: registration to "
                         "acknowledgement sent; sla: breach lateness; archive: events archived/s "
-                        "(burst and steady) and the monthly report's time over a million cases")
+                        "(burst, drain of a backlog, steady) and the monthly report's time over a "
+                        "million cases")
     b.add_argument("--via", choices=["kafka", "http"], default="kafka",
                    help="feed complaints.inbound (default) or POST web forms to intake (intake stage)")
     b.add_argument("--concurrency", type=int, default=16, metavar="N",
@@ -208,6 +216,10 @@ def parser() -> argparse.ArgumentParser:
                         "prefix holds this run's complaints only")
     b.add_argument("--archive-url", metavar="URL",
                    help="archive stage: the archive's base URL (default http://127.0.0.1:$ARCHIVE_HTTP_PORT)")
+    b.add_argument("--archive-pid", type=int, metavar="PID",
+                   help="archive stage: the archive's process, stopped (SIGSTOP) while the drain "
+                        "figure's backlog is produced (default: the process listening on the "
+                        "archive's port)")
     b.add_argument("--rate", type=float, metavar="R",
                    help="archive stage: events/s of the steady phase (default half the burst rate)")
     b.add_argument("--steady", type=float, default=20.0, metavar="S",
@@ -228,6 +240,18 @@ def parser() -> argparse.ArgumentParser:
                    help="seconds to wait for intake after producing (default 120)")
     r.add_argument("--no-wait", action="store_true", help="produce only; do not account")
     r.set_defaults(func=_replay)
+
+    fz = sub.add_parser("fuzz", help="hostile generated payloads through the running intake (HTTP and "
+                                     "Kafka); every one must be registered, dead-lettered or a 4xx")
+    fz.add_argument("--channel", default="all", help="a channel, or all (default)")
+    fz.add_argument("--count", type=int, default=1000, metavar="N", help="payloads per channel and path")
+    fz.add_argument("--via", default="http,kafka", help="http, kafka or both (default http,kafka)")
+    fz.add_argument("--seed", type=int, default=0, help="the generator's seed (default 0)")
+    fz.add_argument("--url", metavar="URL", help="intake base URL (default http://127.0.0.1:$INTAKE_HTTP_PORT)")
+    fz.add_argument("--concurrency", type=int, default=8, metavar="N", help="HTTP connections (default 8)")
+    fz.add_argument("--timeout", type=float, default=600.0, metavar="S",
+                    help="seconds to wait for the outcomes after sending (default 600)")
+    fz.set_defaults(func=_fuzz)
 
     rep = sub.add_parser("report", help="the complaint analysis report of a period, from the archive "
                                         "(ARCHIVE_DATABASE_URL; docs/reports.md)")
