@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, ProcessCollector
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,7 @@ class DeskMetrics:
     @classmethod
     def create(cls, registry: CollectorRegistry) -> DeskMetrics:
         """Register the metrics on ``registry``."""
+        ProcessCollector(registry=registry)  # process_start_time_seconds: the alert rules read it
         return cls(
             requests=Counter("complaints_desk_requests_total", "Staff API requests by endpoint and "
                              "answer status.", ["endpoint", "status"], registry=registry),

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
+
+from schemas.events import Channel, Nature
+
+SURVEY_NATURE = "satisfaction"
+"""The ``nature`` under which a survey reply (a satisfaction score) is counted as registered."""
 
 
 @dataclass(frozen=True)
@@ -17,7 +22,13 @@ class IntakeMetrics:
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> IntakeMetrics:
-        return cls(
+        """Register the metrics on ``registry``, every (channel, nature) registered at zero.
+
+        A labelled series otherwise appears at its first increment, which rate() and
+        increase() do not see (deploy/prometheus/alerts.yml, ComplaintsInboundSurge).
+        """
+        ProcessCollector(registry=registry)
+        metrics = cls(
             received=Counter("complaints_intake_received_total", "Channel messages received.",
                              ["channel", "via"], registry=registry),
             registered=Counter("complaints_intake_registered_total", "Complaints registered.",
@@ -31,3 +42,8 @@ class IntakeMetrics:
                                     "Time to normalise one channel message.", ["channel"],
                                     registry=registry),
         )
+        for channel in Channel:
+            for nature in Nature:
+                metrics.registered.labels(channel.value, nature.value)
+        metrics.registered.labels(Channel.survey_reply.value, SURVEY_NATURE)
+        return metrics

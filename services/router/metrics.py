@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class RouterMetrics:
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> RouterMetrics:
+        ProcessCollector(registry=registry)  # process_start_time_seconds: the alert rules read it
         return cls(
             decisions=Counter(
                 "complaints_router_decisions_total",

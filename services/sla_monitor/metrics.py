@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+
+from schemas.events import Milestone, Severity, SlaOutcome
+
+MILESTONE_OUTCOMES = tuple(
+    o for outcome in SlaOutcome if outcome is not SlaOutcome.warning
+    for o in (("met_on_time", "met_late") if outcome is SlaOutcome.met else (outcome.value,)))
+"""The ``outcome`` label of complaints_sla_milestones_total (warnings have their own counter)."""
 
 
 @dataclass(frozen=True)
@@ -21,8 +28,16 @@ class SlaMetrics:
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> SlaMetrics:
-        """Register the metrics on ``registry``."""
-        return cls(
+        """Register the metrics on ``registry``, every milestone series at zero.
+
+        A labelled series appears at its first increment unless created beforehand, and
+        Prometheus' increase() sees no increase in a series it first scrapes at 1: the alert
+        on a major complaint's breach would never fire. So every (milestone, severity,
+        outcome) starts at 0, and process_start_time_seconds tells the rules how young
+        the process is (deploy/prometheus/alerts.yml).
+        """
+        ProcessCollector(registry=registry)
+        metrics = cls(
             milestones=Counter(
                 "complaints_sla_milestones_total",
                 "Milestone clock changes: started, met_on_time, met_late, breached, paused, "
@@ -49,3 +64,8 @@ class SlaMetrics:
                 "Rebuilds of the clock store from the topics (Redis lost its keys).",
                 registry=registry),
         )
+        for milestone in Milestone:
+            for severity in Severity:
+                for outcome in MILESTONE_OUTCOMES:
+                    metrics.milestones.labels(milestone.value, severity.value, outcome)
+        return metrics
