@@ -177,6 +177,28 @@ def test_appends_of_one_case_from_many_writers_at_once_lose_nothing(stores: Stor
         assert store.case(f"S{round_}") == logic.fold_case(second)
 
 
+def test_a_batch_of_more_complaints_than_the_servers_lock_table_holds_is_archived(
+        stores: Stores) -> None:
+    # Given one batch of events of 24,000 different complaints, as a large ARCHIVE_BATCH_SIZE
+    # gathers in a backlog (each complaint takes an advisory lock; PostgreSQL's lock table,
+    # shared by all transactions, holds some thousands)
+    store = stores()
+    n = 24_000
+    batch = [ArchivedEvent(event_id=f"L-{i}", complaint_id=f"L{i:05d}", topic="complaints.registered",
+                           type="complaint.registered", time=NOW - timedelta(minutes=i % 600),
+                           actor="intake", action="registered", causation_id=None,
+                           summary={"channel": "web_form"}) for i in range(n)]
+    # When it is appended at once
+    appended = store.append(batch, now=NOW)
+    # Then every event is new and every complaint has its case row; a second delivery adds nothing
+    assert len(appended.new_events) == n and appended.complaints == n
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM archive_cases")).scalar_one() == n
+    assert store.case("L12345") == logic.fold_case([batch[12345]])
+    again = store.append(batch, now=NOW)
+    assert again.new_events == frozenset() and again.complaints == 0
+
+
 def test_retention_deletes_exactly_the_closed_cases_older_than_the_limit(stores: Stores) -> None:
     # Given cases closed long ago, one still open from then, one closed recently,
     # and one closed exactly at the cutoff (10 years before now)

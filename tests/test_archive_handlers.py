@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
 from sqlalchemy import inspect
 
 from schemas.envelope import Envelope
@@ -148,9 +149,50 @@ def test_build_with_an_archive_given_connects_to_no_database(monkeypatch: pytest
     # When the archive is built with an archive port
     archive = MemoryArchive()
     app = archive_app.build(ArchiveSettings(), load_policy(), publisher=NoPublisher(), archive=archive)
-    # Then it is wired, one batched agent over the five topics, without a database
-    assert {a.name for a in app.agents.values()} == {"archive.events"}
+    # Then it is wired without a database: the batch consumer, a task of the app, in place of
+    # faust's agent and consumer (which would join the same group with another protocol)
+    assert ArchiveSettings().consumer == "batch"
+    assert not list(app.agents.values())
+    assert "events" in {t.__name__ for t in app._app_tasks}
+    assert app.boot_strategy.enable_kafka_consumer is False
     assert not (tmp_path / "archive.sqlite3").exists()
+    # and with ARCHIVE_CONSUMER=faust, one batched agent over the five topics
+    monkeypatch.setenv("ARCHIVE_CONSUMER", "faust")
+    agent_app = archive_app.build(ArchiveSettings(), load_policy(), publisher=NoPublisher(),
+                                  archive=MemoryArchive())
+    assert {a.name for a in agent_app.agents.values()} == {"archive.events"}
+    assert agent_app.boot_strategy.enable_kafka_consumer is not False
+    monkeypatch.setenv("ARCHIVE_CONSUMER", "kafka-streams")
+    with pytest.raises(ValidationError, match="ARCHIVE_CONSUMER"):
+        ArchiveSettings()
+
+
+def test_the_archive_batches_with_its_own_concurrency_and_stream_buffer(monkeypatch: pytest.MonkeyPatch,
+                                                                       tmp_path: Path) -> None:
+    from services.archive import app as archive_app
+    from services.common.policy import load_policy
+
+    # Given the services' AGENT_CONCURRENCY and the archive's own settings
+    monkeypatch.setenv("COMPLAINTS_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("AGENT_CONCURRENCY", "8")
+    monkeypatch.setenv("ARCHIVE_STREAM_BUFFER", "12345")
+    monkeypatch.setenv("ARCHIVE_CONSUMER", "faust")  # the agent's settings
+    # When the archive is built with the defaults, and with two batches at once
+    one = archive_app.build(ArchiveSettings(), load_policy(), publisher=NoPublisher(),
+                            archive=MemoryArchive())
+    monkeypatch.setenv("ARCHIVE_AGENT_CONCURRENCY", "2")
+    two = archive_app.build(ArchiveSettings(), load_policy(), publisher=NoPublisher(),
+                            archive=MemoryArchive())
+    # Then one agent gathers the batches (several would split them and contend for the same
+    # complaints), unless told otherwise, and the records fetched ahead are the archive's own
+    assert [a.concurrency for a in one.agents.values()] == [1]
+    assert [a.concurrency for a in two.agents.values()] == [2]
+    assert one.conf.stream_buffer_maxsize == 12345
+    # And a batch may be large, with a validated bound
+    assert ArchiveSettings().batch_size == 5000
+    monkeypatch.setenv("ARCHIVE_BATCH_SIZE", "20001")
+    with pytest.raises(ValidationError, match="ARCHIVE_BATCH_SIZE"):
+        ArchiveSettings()
 
 
 def test_build_without_an_archive_migrates_the_default_sqlite_file(monkeypatch: pytest.MonkeyPatch,

@@ -90,12 +90,14 @@ def code(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, set[s
     for name, (app_mod, settings_mod, cls_name) in SERVICES.items():
         cls = getattr(importlib.import_module(settings_mod), cls_name)
         scratch = tmp_path_factory.mktemp(name)  # build() makes its directories
-        dirs = {"COMPLAINTS_DATA_DIR": scratch, "NOTIFIER_OUTBOX_DIR": scratch / "outbox",
+        dirs = {"COMPLAINTS_DATA_DIR": scratch, "NOTIFIER_OUTBOX_DIR": scratch / "outbox", "NOTIFIER_OUTBOX_ENABLED": True,
                 "DESK_JWT_SECRET": "a-test-secret-of-at-least-32-characters"}
         known = {f.validation_alias for f in cls.model_fields.values()}
         settings = cls(**{k: str(v) for k, v in dirs.items() if k in known})
         app = importlib.import_module(app_mod).build(settings, load_policy(None))
         topics = {t for agent in app.agents.values() for t in agent.channel.topics}
+        # the archive reads with a consumer of its own (services/archive/consumer.py), same group
+        topics |= {s.name for s in getattr(getattr(app, "batch_consumer", None), "specs", ())}
         # faust's consumer group id is the app id
         out[name] = (app.conf.id, topics, cls.model_fields["http_port"].default, cls)
     return out

@@ -1,5 +1,6 @@
-"""Archive wiring: one batched agent over the five complaint topics, the retention timer,
-/metrics and /healthz. What the archive keeps is ``handlers.Archive``'s and ``logic``'s."""
+"""Archive wiring: one batch consumer over the five complaint topics (ARCHIVE_CONSUMER=batch,
+the default; =faust: faust's batched agent), the retention timer, /metrics and /healthz. What
+the archive keeps is ``handlers.Archive``'s and ``logic``'s."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import faust
 from prometheus_client import CollectorRegistry
 
 from services.archive.adapters import SqlArchive, open_store
+from services.archive.consumer import BatchConsumer
 from services.archive.handlers import SERVICE, Archive
 from services.archive.metrics import ArchiveMetrics
 from services.archive.ports import CaseArchive, Clock, Publisher
@@ -35,33 +37,51 @@ def open_archive(settings: ArchiveSettings) -> SqlArchive:
 def build(settings: ArchiveSettings, policy: Policy, *, publisher: Publisher | None = None,
           archive: CaseArchive | None = None, clock: Clock | None = None,
           registry: CollectorRegistry | None = None) -> faust.App:
-    """Wire the archive: the batched agent, the retention timer, /metrics, /healthz.
+    """Wire the archive: the batch consumer (or agent), the retention timer, /metrics, /healthz.
 
     Without ``archive`` the configured database is migrated here, at start-up; with it no
     database connection is made. /healthz asks the archive's database.
     """
     app = make_app(SERVICE, settings, web_port=settings.http_port)
+    app.conf.stream_buffer_maxsize = settings.stream_buffer  # before the agent's channel exists
     registry = registry or CollectorRegistry()
     publisher = publisher or FaustPublisher(app)
     owned = archive is None
     archive = archive or open_archive(settings)
     service = Archive(archive=archive, clock=clock or (lambda: datetime.now(UTC)),
                       metrics=ArchiveMetrics.create(registry), retention_years=settings.retention_years)
-    boundary = Boundary(service=SERVICE, publisher=publisher, registry=registry)
+    boundary = Boundary(service=SERVICE, publisher=publisher, registry=registry, settings=settings)
 
-    boundary.subscribe_batches(app, "events", service.on_batch, service.on_record, *INPUTS,
-                               size=settings.batch_size, within=settings.batch_within,
-                               concurrency=settings.agent_concurrency)
+    lag = None
+    if settings.consumer == "batch":  # aiokafka's getmany into one write per batch: consumer.py
+        consumer = BatchConsumer(settings=settings, group_id=app.conf.id, boundary=boundary,
+                                 batch=service.on_batch, single=service.on_record, specs=INPUTS,
+                                 size=settings.batch_size, within=settings.batch_within,
+                                 fetch_ahead=settings.stream_buffer, depth=settings.in_flight)
+        lag = consumer.lag
+        app.batch_consumer = consumer  # type: ignore[attr-defined]  # what it reads (the deploy tests)
+        # faust's own consumer would join the same group with faust's protocol (and with no
+        # topic its conductor cannot subscribe): the producer, web and timers run without it
+        app.boot_strategy.enable_kafka_consumer = False
+
+        @app.task  # type: ignore[untyped-decorator]
+        async def events() -> None:
+            await consumer.run()
+    else:  # faust's agent, one record at a time through its stream, batched by take_events
+        boundary.subscribe_batches(app, "events", service.on_batch, service.on_record, *INPUTS,
+                                   size=settings.batch_size, within=settings.batch_within,
+                                   concurrency=settings.concurrency)
 
     @app.timer(interval=settings.retention_interval)  # type: ignore[untyped-decorator]
     async def retention() -> None:
         await boundary.guard("retention", service.retain, timeout=settings.retention_timeout)
 
-    add_web(app, service=SERVICE, registry=registry, check=archive.ping)
+    add_web(app, service=SERVICE, registry=registry, check=archive.ping, lag=lag)
     if owned and isinstance(archive, SqlArchive):  # the reports read the same database
         from services.desk.auth import TokenVerifier
 
         add_report_api(app, engine=archive.store.engine, policy=policy,
                        calendar=load_calendar(settings.calendar_file),
-                       verifier=TokenVerifier.from_settings(settings))
+                       verifier=TokenVerifier.from_settings(settings),
+                       retry_after=settings.http_retry_after)
     return app

@@ -26,7 +26,7 @@ _STATUS = {
     CaseAction.customer_replied: "open", CaseAction.awaiting_customer: "awaiting_customer",
     CaseAction.resolved: "resolved", CaseAction.reopened: "reopened", CaseAction.closed: "closed",
 }
-_FINAL_NOTIFICATION = frozenset({"sent", "failed", "cancelled"})
+_FINAL_NOTIFICATION = frozenset({"sent", "outboxed", "failed", "rate_limited", "cancelled"})
 
 
 def ordered(events: Iterable[ArchivedEvent]) -> list[ArchivedEvent]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,7 @@ class ArchiveMetrics:
     @classmethod
     def create(cls, registry: CollectorRegistry) -> ArchiveMetrics:
         """Register the metrics on ``registry``."""
+        ProcessCollector(registry=registry)  # process_start_time_seconds: the alert rules read it
         return cls(
             archived=Counter(
                 "complaints_archive_events_total", "Events newly written to the archive, by topic.",

@@ -24,7 +24,8 @@ class Appended:
 class CaseArchive(Protocol):
     """Every complaint's audit trail and the rows folded from it, in one database.
 
-    ``append`` is the write path: in one transaction it inserts the events not archived yet
+    ``append`` is the write path: in one transaction (per 1,000 complaints of a larger
+    batch; each complaint's events in one) it inserts the events not archived yet
     (idempotent on the event id) and, for every complaint that got a new event, reads the
     complaint's whole trail back, folds it (``services.archive.logic.fold``) and upserts the
     case, SLA and notification rows. Appending the same events again changes nothing, and

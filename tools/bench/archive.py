@@ -11,9 +11,14 @@ default the SQLite file `complaints up` uses):
    event of every case before the (k+1)-th of any, so each batch touches many cases that
    already hold events). Done when the archive's ``complaints_archive_events_total`` has grown
    by N; events/s = N / (last event's ``ingested_at`` - first send).
-3. Steady rate: new lifecycles at ``--rate`` events/s (default half the burst rate) for
+3. Drain: N more events of new lifecycles produced while the archive's process is stopped
+   (SIGSTOP; the process listening on ``--archive-url``'s port, or ``--archive-pid``), then
+   continued (SIGCONT); events/s = N / (last event's ``ingested_at`` - the SIGCONT). The
+   burst counts from the first send, so the producer (one client) caps it; the drain is the
+   rate at which the archive empties a backlog, the figure to judge its ingest by.
+4. Steady rate: new lifecycles at ``--rate`` events/s (default half the burst rate) for
    ``--steady`` seconds; latency = ``ingested_at`` - send time of each event (p50/p95/p99).
-4. Report (PostgreSQL only): a scratch database on the same server is filled by the server
+5. Report (PostgreSQL only): a scratch database on the same server is filled by the server
    itself with ``--report-cases`` archived cases over a year (default 1,000,000), and the
    November report (by handler) is timed; baseline: one count of the month's cases. The
    scratch database is dropped afterwards.
@@ -26,7 +31,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import signal
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator, Sequence
@@ -56,7 +64,8 @@ DB_BATCH = 500
 
 
 def archive_bench(*, bootstrap: list[str], count: int, timeout: float, archive_url: str,
-                  database_url: str, rate: float | None, steady: float, report_cases: int) -> int:
+                  database_url: str, rate: float | None, steady: float, report_cases: int,
+                  archive_pid: int | None = None) -> int:
     """Run the baselines, the burst, the steady rate and the report; print the figures."""
     logging.getLogger("alembic").setLevel(logging.WARNING)
     run_id = uuid.uuid4().hex[:8]
@@ -64,8 +73,10 @@ def archive_bench(*, bootstrap: list[str], count: int, timeout: float, archive_u
     count = cases_n * EVENTS_PER_CASE
     engine = make_engine(database_url)
     ensure_topics(bootstrap, (BASELINE,))
+    # large batches and a short linger: the burst must reach the broker faster than the
+    # archive can take it (with 16 KiB batches the client sent ~4,000 records/s here)
     producer = KafkaProducer(bootstrap_servers=bootstrap, client_id="complaints-bench",
-                             acks="all", linger_ms=5)
+                             acks="all", linger_ms=20, batch_size=256 * 1024)
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="complaints-bench",
                              group_id=None, enable_auto_commit=False, fetch_max_wait_ms=100)
     lines = [f"complaints bench: stage=archive N={count} events ({cases_n} cases x {EVENTS_PER_CASE}) "
@@ -88,6 +99,8 @@ def archive_bench(*, bootstrap: list[str], count: int, timeout: float, archive_u
         burst_rate = rpt.rate(count, seconds)
         lines.append(f"  burst     {burst_rate:,.0f} events/s archived ({count} in {seconds:.1f} s); "
                      f"{rpt.ratio(burst_rate, db_rate):.2f} of the raw database rate")
+        lines.append(drain_figure(producer, archive_url, engine, f"{run_id}d", cases_n, timeout,
+                                  db_rate=db_rate, pid=archive_pid))
         steady_rate = rate or max(50.0, burst_rate / 2)
         n_steady = max(1, math.ceil(steady_rate * steady / EVENTS_PER_CASE))
         log.info("bench %s: steady %.0f events/s for %.0f s", run_id, steady_rate, steady)
@@ -106,6 +119,56 @@ def archive_bench(*, bootstrap: list[str], count: int, timeout: float, archive_u
         engine.dispose()
     print("\n".join(lines))
     return 0
+
+
+def drain_figure(producer: KafkaProducer, url: str, engine: Engine, prefix: str, cases_n: int,
+                 timeout: float, *, db_rate: float, pid: int | None) -> str:
+    """The rate at which the archive empties a backlog produced while its process was stopped."""
+    pid = pid or listener_pid(url)
+    if pid is None:
+        return ("  drain     not measured: no process of this machine listens on the archive's "
+                "port (give --archive-pid)")
+    items = interleaved(prefix, cases_n)
+    log.info("bench: drain, %d events produced with the archive (pid %d) stopped", len(items), pid)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        sent = produce_all(producer, items)
+    finally:
+        resumed = time.time()
+        os.kill(pid, signal.SIGCONT)
+    wait_archived(url, engine, sent, timeout)
+    ingested = ingest_times(engine, list(sent))
+    seconds = max(ingested.values()) - resumed
+    drain = rpt.rate(len(sent), seconds)
+    return (f"  drain     {drain:,.0f} events/s archived ({len(sent)} produced with the archive "
+            f"stopped, emptied in {seconds:.1f} s after it continued); "
+            f"{rpt.ratio(drain, db_rate):.2f} of the raw database rate")
+
+
+def listener_pid(url: str) -> int | None:
+    """The process of this machine listening on ``url``'s TCP port (Linux /proc), if any."""
+    port = urllib.parse.urlsplit(url).port or 80
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as lines:
+                next(lines)
+                for line in lines:
+                    cols = line.split()
+                    if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:  # LISTEN
+                        inodes.add(f"socket:[{cols[9]}]")
+        except OSError:
+            return None
+    if not inodes:
+        return None
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+            if any(os.readlink(f"/proc/{pid}/fd/{fd}") in inodes for fd in fds):
+                return int(pid)
+        except OSError:  # gone, or not ours
+            continue
+    return None
 
 
 def archived_total(url: str) -> float:

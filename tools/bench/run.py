@@ -87,7 +87,7 @@ def bench(*, count: int, timeout: float, stage: str = "pipeline", via: str = "ka
     try:
         settings = load_settings(CommonSettings)
         url = rpt.intake_base_url(intake_url, os.environ) + "/v1/inbound/web_form"
-        secret = auth.secret_for("web_form", load_secrets(settings.data_dir))
+        secret = auth.current_key("web_form", load_secrets(settings.data_dir))  # v2: key id, secret
     except ValueError as exc:
         print(f"complaints bench: {exc}")
         return 2
@@ -111,6 +111,7 @@ class ArchiveOptions:
     rate: float | None = None  # steady events/s (default half the burst rate)
     steady: float = 20.0  # seconds of the steady phase
     report_cases: int = 1_000_000  # archived cases of the report figure (0: not measured)
+    pid: int | None = None  # the archive's process, stopped for the drain (default: by its port)
 
 
 def _archive(*, count: int, timeout: float, archive: ArchiveOptions | None) -> int:
@@ -130,7 +131,8 @@ def _archive(*, count: int, timeout: float, archive: ArchiveOptions | None) -> i
     try:
         return archive_bench(bootstrap=settings.bootstrap_list(), count=count, timeout=timeout,
                              archive_url=url, database_url=settings.database(), rate=opts.rate,
-                             steady=opts.steady, report_cases=opts.report_cases)
+                             steady=opts.steady, report_cases=opts.report_cases,
+                             archive_pid=opts.pid)
     except (KafkaError, BenchError) as exc:
         print(f"complaints bench: {exc}")
         return 2
@@ -159,7 +161,7 @@ def footprint(url: str, prefix: str) -> dict[str, tuple[int, int]]:
 
 
 def _run(bootstrap: list[str], count: int, timeout: float, stage: str, via: str, concurrency: int,
-         url: str, secret: bytes | None, processes: int) -> int:
+         url: str, secret: tuple[str, bytes] | None, processes: int) -> int:
     run_id = uuid.uuid4().hex[:8]
     ensure_topics(bootstrap, (BASELINE,))
     producer = KafkaProducer(bootstrap_servers=bootstrap, client_id="complaints-bench",
