@@ -35,17 +35,22 @@ def identity_key_path(data_dir: Path) -> Path:
     return data_dir / IDENTITY_KEY_FILE
 
 
-def ensure_identity_key(data_dir: Path) -> Path:
-    """Create a random identity key file (mode 0600) unless one exists; return its path."""
-    path = identity_key_path(data_dir)
+def ensure_secret_file(path: Path, nbytes: int) -> Path:
+    """Create ``path`` holding a random secret of ``nbytes`` bytes (mode 0600, never replaced
+    once there: two starting processes cannot both write it); return the path."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         return path
     with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(secrets.token_urlsafe(32))
+        out.write(secrets.token_urlsafe(nbytes))
     return path
+
+
+def ensure_identity_key(data_dir: Path) -> Path:
+    """Create a random identity key file (mode 0600) unless one exists; return its path."""
+    return ensure_secret_file(identity_key_path(data_dir), 32)
 
 
 def identity_key(given: SecretStr | None, data_dir: Path) -> bytes:

@@ -8,8 +8,6 @@ A token never reaches a log.
 
 from __future__ import annotations
 
-import os
-import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import Any
 
 import jwt
 
+from services.common.privacy import ensure_secret_file
 from services.common.staff_tokens import SECRET_FILE, StaffTokenSettings
 
 HS_ALGORITHMS = ["HS256"]
@@ -138,12 +137,4 @@ def secret_path(data_dir: Path) -> Path:
 
 def ensure_secret(data_dir: Path) -> Path:
     """Create the HS256 secret file (mode 0600) unless it exists; return its path."""
-    path = secret_path(data_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(secrets.token_urlsafe(48))
-    return path
+    return ensure_secret_file(secret_path(data_dir), 48)
