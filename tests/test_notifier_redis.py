@@ -12,6 +12,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
@@ -44,7 +45,7 @@ from services.notifier.metrics import NotifierMetrics
 from services.notifier.settings import NotifierSettings
 from services.notifier.transports import InDoubtDelivery, PermanentDelivery, TransientDelivery
 from tests.fakes import CountingTransport, FixedClock, RecordingPublisher
-from tests.harness import wait_until
+from tests.harness import OwnRedis, wait_until
 
 pytestmark = pytest.mark.integration
 POLICY = load_policy()
@@ -499,3 +500,47 @@ def test_after_redis_loses_the_queues_they_are_rebuilt_and_nothing_goes_twice(
         assert [n.kind for n in outbox.sent][2:] == [NotificationKind.revisit]
         assert set(Counter(n.notification_id for n in outbox.sent).values()) == {1}
     run(redis_url, redis_prefix, scenario)
+
+
+class RedisStopsAfterTheFirstSend:
+    """A gateway that takes each message; after the first, the test's Redis stops before the
+    dispatcher can settle that send."""
+
+    name = "sms-gateway"
+
+    def __init__(self, store: OwnRedis) -> None:
+        self.store, self.sent = store, list[Notification]()
+
+    async def send(self, notification: Notification) -> None:
+        self.sent.append(notification)
+        if len(self.sent) == 1:
+            await asyncio.to_thread(self.store.stop)
+
+
+@pytest.mark.parametrize("policy", ["resend", "hold"])
+def test_a_send_settled_after_a_redis_outage_is_not_sent_again(tmp_path: Path, policy: str) -> None:
+    store = OwnRedis(tmp_path / "redis")
+    store.start()
+
+    async def scenario(world: World) -> None:
+        # Given an acknowledgement the gateway took, and Redis stopped before the send was settled
+        sms = RedisStopsAfterTheFirstSend(store)
+        a = world.notifier({"outbox": CountingTransport("outbox"), "sms-gateway": sms},
+                           NOTIFIER_SEND_LEASE=5, NOTIFIER_IN_DOUBT=policy)
+        await a.handlers.on_registered(None, registered().to_bytes())
+        with pytest.raises(aioredis.ConnectionError):
+            await a.dispatcher.dispatch("sms-gateway")
+        # When Redis comes back (with its keys) after the send's lease ran out
+        await asyncio.to_thread(store.start)
+        world.clock.now = T0 + timedelta(seconds=6)
+        await a.dispatcher.dispatch("sms-gateway")
+        await a.dispatcher.dispatch("sms-gateway")
+        # Then the send is settled: recorded sent once, never sent again nor held in doubt
+        assert len(sms.sent) == 1
+        assert [r.status for r in world.records()] == ["queued", "sent"]
+        assert world.publisher.of_type("deadletter.recorded") == []
+        assert await a.dispatcher.outbox.state(sms.sent[0].notification_id) == "sent"  # type: ignore[attr-defined]
+    try:
+        run(store.url, "notifier-outage:", scenario)
+    finally:
+        store.stop()

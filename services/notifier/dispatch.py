@@ -6,12 +6,14 @@ import asyncio
 import base64
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from schemas.envelope import derived_id
 from schemas.events import DeadLetter, DeadLetterEvent
 from schemas.topics import DEADLETTER, NOTIFICATIONS
+from services.common.errors import is_transient
 from services.notifier import logic
 from services.notifier.logic import OUTBOX, Queued
 from services.notifier.messages import CUSTOMER, SERVICE, Status, record
@@ -22,6 +24,17 @@ from services.notifier.transports import InDoubtDelivery, PermanentDelivery, Tra
 
 log = logging.getLogger(__name__)
 RUNNABLE = ("queued", "sending")  # states a claimed notification is attempted in
+
+
+@dataclass
+class Unsettled:
+    """A transport's answer the outbox has not taken yet (Redis did not answer the settle)."""
+
+    queue: str
+    outcome: str  # sent | failed | retry | in_doubt, as ``Outbox.settle`` takes it
+    due: float
+    then: Callable[[], Awaitable[None]]  # its records, dead letter and metrics, once settled
+    settled: bool = False
 
 
 class Dispatcher:
@@ -40,6 +53,13 @@ class Dispatcher:
     and dead-lettered (hold), never both. A slow or failing transport holds up only its own queue.
     With a ``limit``, a customer message whose recipient had NOTIFIER_RECIPIENT_LIMIT others in
     the window is not sent: recorded ``rate_limited`` (final, not dead-lettered) and counted.
+
+    The transport's answer is kept in this instance until the outbox has settled it: when Redis
+    does not answer the settle (an outage), every later ``dispatch`` of the queue first settles
+    what it kept, and a notification kept here is never attempted again, so one this instance
+    sent is not sent twice however long the outage (its lease may lapse meanwhile, and the
+    outbox would hand it to this instance, its owner, as a fresh send). Only a notification
+    whose sender is gone (a restart, ``kill -9``) is in doubt, as above.
     """
 
     def __init__(self, *, settings: NotifierSettings, publisher: Publisher, outbox: Outbox,
@@ -48,9 +68,16 @@ class Dispatcher:
         self.settings, self.publisher, self.outbox = settings, publisher, outbox
         self.transports, self.now, self.metrics, self.limit = transports, clock, metrics, limit
         self.token = uuid.uuid4().hex[:12]  # this instance, in send leases
+        self.unsettled: dict[str, Unsettled] = {}  # notification id -> its answer, not yet settled
 
     async def dispatch(self, queue: str) -> int:
-        """Send what is due in one transport's queue; returns how many were attempted."""
+        """Send what is due in one transport's queue; returns how many were attempted.
+
+        What an earlier call could not settle is settled first (raising while Redis is still
+        down: nothing is claimed then).
+        """
+        for nid, kept in [(n, k) for n, k in self.unsettled.items() if k.queue == queue]:
+            await self._conclude(nid, kept)
         transport = self.transports[queue]
         s = self.settings
         taken = await self.outbox.claim(queue, now=self.now().timestamp(), limit=s.dispatch_batch,
@@ -61,15 +88,51 @@ class Dispatcher:
             async with gate:
                 await self._attempt(queue, transport, item)
 
-        await asyncio.gather(*(one(item) for item in taken if item.state in RUNNABLE))
+        runnable = [item for item in taken
+                    if item.state in RUNNABLE and item.note.notification_id not in self.unsettled]
+        # every attempt runs to its end before this returns, even when one fails (an outage):
+        # none is left sending in the background while the next call claims
+        outcomes = await asyncio.gather(*(one(item) for item in runnable), return_exceptions=True)
         for item in taken:
             if item.state not in RUNNABLE:  # settled meanwhile: just drop the lease
                 await self.outbox.release(queue, item.note.notification_id)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         return len(taken)
+
+    async def _settle(self, queue: str, item: Queued, outcome: str, then: Callable[[], Awaitable[None]], *,
+                      due: float = 0) -> None:
+        """Settle the transport's answer, then ``then`` (its records); kept until both are done."""
+        nid = item.note.notification_id
+        kept = self.unsettled[nid] = Unsettled(queue, outcome, due, then)
+        try:
+            await self._conclude(nid, kept)
+        except Exception as exc:
+            log.warning("notification %s id=%s queue=%s: settling or recording it failed (%s); kept "
+                        "and finished before the queue's next claim, never sent again", outcome, nid,
+                        queue, type(exc).__name__)
+            raise
+
+    async def _conclude(self, nid: str, kept: Unsettled) -> None:
+        """Settle (until Redis answers), then record (until the broker answers); a bug in the
+        latter is not retried for ever: the queue must go on."""
+        try:
+            if not kept.settled:
+                await self.outbox.settle(kept.queue, nid, kept.outcome, due=kept.due)
+                kept.settled = True
+            await kept.then()
+        except Exception as exc:
+            if kept.settled and not is_transient(exc):
+                self.unsettled.pop(nid, None)
+            raise
+        self.unsettled.pop(nid, None)
 
     async def _attempt(self, queue: str, transport: Transport, item: Queued) -> None:
         note, attempt = item.note, item.attempts + 1
         kind = note.kind.value
+        if note.notification_id in self.unsettled:
+            return  # answered already: its settlement waits for Redis, it is never sent again
         go = await self.outbox.begin(queue, note.notification_id, token=self.token,
                                      now=self.now().timestamp(), lease=self.settings.send_lease,
                                      in_doubt=self.settings.in_doubt)
@@ -89,41 +152,59 @@ class Dispatcher:
         try:
             await transport.send(note)
         except InDoubtDelivery as exc:
-            if self.settings.in_doubt == "hold":
-                await self.outbox.settle(queue, note.notification_id, "in_doubt")
-                await self._held(queue, item, attempt, reason=(
-                    f"in doubt: {exc}, so the transport may or may not have it; not resent "
-                    "(NOTIFIER_IN_DOUBT=hold)"))
-                return
-            self.metrics.in_doubt.labels(kind, queue, "resent").inc()
-            await self._retry(queue, item, attempt, exc)
-            return
+            await self._in_doubt(queue, item, attempt, str(exc))
         except TransientDelivery as exc:
             await self._retry(queue, item, attempt, exc)
-            return
         except PermanentDelivery as exc:
             await self._fail(queue, item, attempt, str(exc))
+        except Exception as exc:  # not a transport's known answer: it may or may not have gone
+            log.error("transport %s raised %s (its text may hold personal data: not logged) complaint=%s "
+                      "id=%s", queue, type(exc).__name__, note.complaint_id, note.notification_id)
+            await self._in_doubt(queue, item, attempt, f"{type(exc).__name__} from the transport")
+        else:
+            await self._sent(queue, item, attempt)
+
+    async def _sent(self, queue: str, item: Queued, attempt: int) -> None:
+        kind = item.note.kind.value
+
+        async def then() -> None:
+            if queue == OUTBOX:  # written to a file: it reached nobody, so it is no notice (nor a SLA stop)
+                await self._record(queue, item, "outboxed", attempt)
+                self.metrics.outboxed.labels(kind).inc()
+                return
+            await self._record(queue, item, "sent", attempt)
+            self.metrics.sent.labels(kind, queue).inc()
+            if "queued_at" in item.meta:
+                self.metrics.latency.labels(kind).observe(max(0.0, (
+                    self.now() - datetime.fromisoformat(item.meta["queued_at"])).total_seconds()))
+
+        await self._settle(queue, item, "sent", then)
+
+    async def _in_doubt(self, queue: str, item: Queued, attempt: int, cause: str) -> None:
+        """The transport may have it: held in doubt, or retried under the same id, by the policy."""
+        if self.settings.in_doubt == "hold":
+            async def then() -> None:
+                await self._held(queue, item, attempt, reason=(
+                    f"in doubt: {cause}, so the transport may or may not have it; not resent "
+                    "(NOTIFIER_IN_DOUBT=hold)"))
+
+            await self._settle(queue, item, "in_doubt", then)
             return
-        await self.outbox.settle(queue, note.notification_id, "sent")
-        if queue == OUTBOX:  # written to a file: it reached nobody, so it is no notice (nor a SLA stop)
-            self.metrics.outboxed.labels(kind).inc()
-            await self._record(queue, item, "outboxed", attempt)
-            return
-        self.metrics.sent.labels(kind, queue).inc()
-        if "queued_at" in item.meta:
-            self.metrics.latency.labels(kind).observe(max(0.0, (
-                self.now() - datetime.fromisoformat(item.meta["queued_at"])).total_seconds()))
-        await self._record(queue, item, "sent", attempt)
+        self.metrics.in_doubt.labels(item.note.kind.value, queue, "resent").inc()
+        await self._retry(queue, item, attempt, InDoubtDelivery(cause))
 
     async def _retry(self, queue: str, item: Queued, attempt: int, exc: Exception) -> None:
         """Back in the queue after a back-off, or failed when that was the last attempt."""
-        note, kind = item.note, item.note.kind.value
+        kind = item.note.kind.value
         if attempt < self.settings.max_attempts:
             wait = backoff(attempt, base=self.settings.retry_base, cap=self.settings.retry_cap)
             due = self.now() + timedelta(seconds=wait)
-            await self.outbox.settle(queue, note.notification_id, "retry", due=due.timestamp())
-            self.metrics.retried.labels(kind, queue).inc()
-            await self._record(queue, item, "retrying", attempt, due_at=due, detail=str(exc))
+
+            async def then() -> None:
+                await self._record(queue, item, "retrying", attempt, due_at=due, detail=str(exc))
+                self.metrics.retried.labels(kind, queue).inc()
+
+            await self._settle(queue, item, "retry", then, due=due.timestamp())
             return
         await self._fail(queue, item, attempt, f"{exc} (after {attempt} attempts)")
 
@@ -138,24 +219,29 @@ class Dispatcher:
             "in doubt: the instance sending it died mid-send, so the transport may or may not "
             "have it; not resent (NOTIFIER_IN_DOUBT=hold)")) -> None:
         """A send is in doubt and the policy is not to resend: record and dead-letter it."""
-        self.metrics.in_doubt.labels(item.note.kind.value, queue, "held").inc()
         await self._letter(queue, item, attempt, "in_doubt", reason, "InDoubtDelivery")
+        self.metrics.in_doubt.labels(item.note.kind.value, queue, "held").inc()
 
     async def _limited(self, queue: str, item: Queued, attempt: int) -> None:
         """Over the recipient's limit: not sent, settled for good, recorded rate_limited."""
         note, s = item.note, self.settings
-        await self.outbox.settle(queue, note.notification_id, "failed")
-        self.metrics.rate_limited.labels(note.kind.value, queue).inc()
         reason = (f"rate limited: its recipient had {s.recipient_limit} customer messages in this "
                   f"{s.recipient_window} s window (NOTIFIER_RECIPIENT_LIMIT); not sent")
-        await self._record(queue, item, "rate_limited", attempt, detail=reason)
-        log.warning("notification rate_limited complaint=%s id=%s kind=%s queue=%s", note.complaint_id,
-                    note.notification_id, note.kind.value, queue)
+
+        async def then() -> None:
+            await self._record(queue, item, "rate_limited", attempt, detail=reason)
+            self.metrics.rate_limited.labels(note.kind.value, queue).inc()
+            log.warning("notification rate_limited complaint=%s id=%s kind=%s queue=%s", note.complaint_id,
+                        note.notification_id, note.kind.value, queue)
+
+        await self._settle(queue, item, "failed", then)
 
     async def _fail(self, queue: str, item: Queued, attempt: int, reason: str) -> None:
-        await self.outbox.settle(queue, item.note.notification_id, "failed")
-        self.metrics.failed.labels(item.note.kind.value, queue, "permanent").inc()
-        await self._letter(queue, item, attempt, "failed", reason, "PermanentDelivery")
+        async def then() -> None:
+            await self._letter(queue, item, attempt, "failed", reason, "PermanentDelivery")
+            self.metrics.failed.labels(item.note.kind.value, queue, "permanent").inc()
+
+        await self._settle(queue, item, "failed", then)
 
     async def _letter(self, queue: str, item: Queued, attempt: int, status: Status, reason: str,
                       error_type: str) -> None:
