@@ -44,10 +44,11 @@ def topics() -> int:
 
     from services.common.kafka import ensure_topics
     from services.common.settings import CommonSettings, load_settings
+    from services.common.transport import kafka_python_kwargs
 
     settings = load_settings(CommonSettings)
     try:
-        created = ensure_topics(settings.bootstrap_list())
+        created = ensure_topics(settings.bootstrap_list(), security=kafka_python_kwargs(settings))
     except KafkaError as exc:
         print(f"complaints: cannot create topics on {settings.kafka_bootstrap_servers}: {exc}",
               file=sys.stderr)
@@ -60,9 +61,8 @@ def rebuild(service: str) -> int:
     """Rebuild the router's or intake's Redis state, or the archive, from the topics; print the report."""
     from datetime import UTC, datetime, timedelta
 
-    import redis
-
     from services.common.settings import CommonSettings, load_settings
+    from services.common.transport import sync_redis
 
     if service == "archive":
         from kafka.errors import KafkaError
@@ -84,7 +84,7 @@ def rebuild(service: str) -> int:
         from services.intake.adapters import CLAIM_TTL_SECONDS, TIMELINE_TTL_SECONDS
 
         common = load_settings(CommonSettings)
-        client = redis.Redis.from_url(common.redis_url)
+        client = sync_redis(common)  # TLS and the ACL user as the settings say
         try:
             print(intake_rebuild.rebuild(common.bootstrap_list(), client, prefix=common.redis_prefix,
                                          claim_ttl=timedelta(seconds=CLAIM_TTL_SECONDS),
@@ -99,7 +99,7 @@ def rebuild(service: str) -> int:
 
     settings = load_settings(RouterSettings)
     policy = load_policy(settings.policy_file)
-    client = redis.Redis.from_url(settings.redis_url)
+    client = sync_redis(settings)
     try:
         report = router_rebuild(settings.bootstrap_list(), client, prefix=settings.redis_prefix,
                                 window=policy.router.repeat_window,

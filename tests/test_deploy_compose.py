@@ -57,7 +57,13 @@ def deployed() -> dict[str, int]:
 # What an operator sets for the variables compose requires (``${VAR:?why}``): test values.
 OPERATOR_ENV = {"INTAKE_IDENTITY_KEY": "operator-identity-key-0123456789",
                 "DESK_JWT_SECRET": "operator-staff-token-secret-of-32-chars-0001",
-                "INTAKE_SIGNING_SECRETS": '{"*": {"k1": "operator-signing-secret"}}'}
+                "INTAKE_SIGNING_SECRETS": '{"*": {"k1": "operator-signing-secret"}}',
+                "PII_MASTER_KEYS": "kop:b3BlcmF0b3ItbWFzdGVyLWtleS0wMTIzNDU2Nzg5YWI=",
+                "KAFKA_SASL_PASSWORD": "operator-scram-password-0123",
+                "REDIS_PASSWORD": "operator-redis-acl-password-0123",
+                "GRAFANA_ADMIN_PASSWORD": "operator-grafana-password-0123"}
+METRICS_PORT = 9100  # every service's /metrics in compose, apart from its API port
+CERTS_IN_CONTAINER = "/etc/complaints/certs/"  # ./certs, made by deploy/certs/make-dev-certs.sh
 
 
 def interpolate(value: object, environ: dict[str, str] | None = None) -> str:
@@ -268,7 +274,7 @@ def test_complaints_and_the_image_entry_point_run_the_same_functions(
     assert calls == [call, call]
     (commands,) = [a.choices for a in cli.parser()._actions if isinstance(a, argparse._SubParsersAction)]
     assert set(commands) == {"run", "topics", "schemas", "up", "post", "notify", "rebuild", "bench", "replay",
-                             "report", "whatif", "export", "history", "staff", "fuzz"}
+                             "report", "whatif", "export", "history", "staff", "fuzz", "erase-customer"}
 
 
 def test_prometheus_in_compose_scrapes_every_service_and_loads_the_rules() -> None:
@@ -277,7 +283,7 @@ def test_prometheus_in_compose_scrapes_every_service_and_loads_the_rules() -> No
     config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.compose.yml").read_text(encoding="utf-8"))
     targets = {c["labels"]["service"]: c["targets"] for job in config["scrape_configs"]
                for c in job["static_configs"]}
-    assert targets == {name: [f"{name}:{port}"] for name, port in deployed().items()}
+    assert targets == {name: [f"{name}:{METRICS_PORT}"] for name in deployed()}
     assert {"intake", "router", "sla-monitor", "notifier", "archive"} <= set(deployed())
     assert "./prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro" in compose()["services"]["prometheus"]["volumes"]
 
@@ -323,18 +329,42 @@ def test_the_dashboards_archive_row_reads_only_the_archives_metrics() -> None:
         assert subject in titles, subject
 
 
+@pytest.fixture(scope="module")
+def dev_certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What deploy/certs/make-dev-certs.sh makes (run on a copy, in a scratch folder)."""
+    folder = tmp_path_factory.mktemp("certs")
+    script = folder / "make-dev-certs.sh"
+    shutil.copy(DEPLOY / "certs" / "make-dev-certs.sh", script)
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=120, check=False)  # noqa: S603, S607
+    assert done.returncode == 0, done.stdout + done.stderr
+    return folder
+
+
 @pytest.mark.parametrize("name", sorted(deployed()))
-def test_each_service_accepts_its_compose_environment(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_each_service_accepts_its_compose_environment(name: str, monkeypatch: pytest.MonkeyPatch,
+                                                      dev_certs: Path) -> None:
+    from services.common.transport import kafka_ssl_context, redis_kwargs
+
     cls = SETTINGS[name]
     env = {k: interpolate(v) for k, v in compose()["services"][name]["environment"].items()}
+    assert "./certs:/etc/complaints/certs:ro" in compose()["services"][name]["volumes"]
     for key, value in env.items():  # read as the container reads it: from the environment
-        monkeypatch.setenv(key, value)
+        # the certificate files: those the script makes for the ./certs mount
+        monkeypatch.setenv(key, str(dev_certs / value.removeprefix(CERTS_IN_CONTAINER))
+                           if value.startswith(CERTS_IN_CONTAINER) else value)
     settings = cls()
     assert settings.http_port == PORTS[name]
     assert settings.bootstrap_list() == ["kafka:9092"]
+    # over TLS with SCRAM to Kafka, TLS with a client certificate and an ACL user to Redis
+    assert (settings.kafka_security_protocol, settings.kafka_sasl_mechanism) == ("SASL_SSL", "SCRAM-SHA-512")
+    assert kafka_ssl_context(settings) is not None  # the script's CA loads
+    assert settings.redis_url.startswith("rediss://")
+    assert {"username", "password", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile"} <= redis_kwargs(settings).keys()
+    assert settings.metrics_port == METRICS_PORT != settings.http_port
     # and no secret of it shows when the settings are printed
     password = interpolate(compose()["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"])
-    for secret in (password, env.get("INTAKE_IDENTITY_KEY"), env.get("DESK_JWT_SECRET")):
+    for secret in (password, env.get("INTAKE_IDENTITY_KEY"), env.get("DESK_JWT_SECRET"),
+                   env.get("KAFKA_SASL_PASSWORD"), env.get("REDIS_PASSWORD")):
         assert not secret or secret not in f"{settings!r} {settings}"
     if name in STAFF_API:  # and the staff token key is usable (32+ characters)
         assert len(settings.hs256_secret()) >= 32  # type: ignore[attr-defined]
@@ -390,12 +420,16 @@ def test_the_archive_as_compose_configures_it_runs_on_postgresql_and_exports_wha
         given = make_url(database)
         secret = given.password or "compose-secret-never-printed-7d1c"
         url = given.set(drivername="postgresql", password=secret).render_as_string(hide_password=False)
-        port = free_port()
+        port, metrics_port = free_port(), free_port()
         env = {k: interpolate(v) for k, v in compose()["services"]["archive"]["environment"].items()}
+        # the test broker (tansu) speaks plaintext only, and the archive needs no Redis: the
+        # transport settings are checked in test_each_service_accepts_its_compose_environment
+        # and run over TLS in tests/test_transport_*.py
+        env = {k: v for k, v in env.items() if not k.startswith(("KAFKA_SASL_", "KAFKA_SSL_", "REDIS_"))}
         env |= {"KAFKA_BOOTSTRAP_SERVERS": broker, "KAFKA_REBALANCE_TIMEOUT": "3", "LOG_LEVEL": "debug",
+                "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT", "METRICS_PORT": str(metrics_port),
                 "ARCHIVE_DATABASE_URL": url, "ARCHIVE_HTTP_PORT": str(port), "SERVICE_PORT": str(port),
                 "COMPLAINTS_DATA_DIR": str(tmp_path / "data")}
-        assert env["REDIS_URL"] == "redis://redis:6379/0"  # kept: no Redis here, and it needs none
         logs = tmp_path / "logs"
         logs.mkdir()
         archive = Service("archive", env, port, logs)
@@ -411,7 +445,7 @@ def test_the_archive_as_compose_configures_it_runs_on_postgresql_and_exports_wha
             producer.flush()
 
             def scraped() -> dict[str, float]:
-                text = str(http("GET", f"http://127.0.0.1:{port}/metrics")[1])
+                text = str(http("GET", f"http://127.0.0.1:{metrics_port}/metrics")[1])
                 out: dict[str, float] = {}
                 for line in text.splitlines():
                     if line and not line.startswith("#"):
@@ -464,3 +498,63 @@ def test_the_archive_as_compose_configures_it_runs_on_postgresql_and_exports_wha
         assert f"{given.username}:***@" in archive.log_path.read_text(errors="replace")
         for log in logs.iterdir():
             assert secret not in log.read_text(errors="replace"), log.name
+
+
+# ---- transport security -----------------------------------------------------------------------
+
+def kafka_image_property(variable: str) -> str:
+    """The property the apache/kafka image makes of a KAFKA_* variable (its ConvertKey)."""
+    key = re.sub(r"[^_]_[^_]", lambda m: m[0].replace("_", "."), variable.removeprefix("KAFKA_"))
+    return key.replace("___", "-").replace("__", "_").lower()
+
+
+def test_kafka_serves_the_services_over_tls_with_scram_only() -> None:
+    kafka = compose()["services"]["kafka"]["environment"]
+    protocols = dict(item.split(":") for item in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    listeners = dict(item.split("://") for item in kafka["KAFKA_LISTENERS"].split(","))
+    # the listener the services use (kafka:9092) is SASL_SSL; any plaintext one is loopback only
+    assert protocols["INTERNAL"] == "SASL_SSL" and listeners["INTERNAL"] == ":9092"
+    for name, protocol in protocols.items():
+        if protocol == "PLAINTEXT":
+            assert listeners[name].startswith("127.0.0.1:"), name
+    assert kafka["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+    # the apache/kafka image turns KAFKA_* into properties (docker/resources/utility: "_" is ".",
+    # "__" is "_", "___" is "-"): the JAAS line must land on the listener's SCRAM property
+    properties = {kafka_image_property(k): v for k, v in kafka.items() if k.startswith("KAFKA_")}
+    assert "ScramLoginModule" in properties["listener.name.internal.scram-sha-512.sasl.jaas.config"]
+    assert properties["ssl.keystore.type"] == properties["ssl.truststore.type"] == "PEM"
+    # the SCRAM user is made before the topics, with the password the services use
+    services = compose()["services"]
+    users = services["kafka-users"]
+    assert users["network_mode"] == "service:kafka"
+    assert users["environment"]["SCRAM_PASSWORD"] == services["intake"]["environment"]["KAFKA_SASL_PASSWORD"]
+    assert "SCRAM-SHA-512=" in users["command"][0] and "$$SCRAM_PASSWORD" in users["command"][0]
+    assert services["topics"]["depends_on"]["kafka-users"]["condition"] == "service_completed_successfully"
+    assert services["topics"]["environment"]["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+
+
+def test_redis_listens_on_tls_only_with_client_certificates_and_no_default_user() -> None:
+    redis = compose()["services"]["redis"]
+    command = " ".join(redis["command"])
+    assert "--port 0" in command and "--tls-port 6380" in command
+    assert "--tls-auth-clients yes" in command
+    assert "user default off" in command and "--aclfile" in command
+    assert "~complaints:*" in command and "-@dangerous" in command  # its prefix only (REDIS_PREFIX)
+    assert "REDIS_PASSWORD" not in command.split("--aclfile")[1]  # not on redis-server's command line
+    assert "--tls" in redis["healthcheck"]["test"][1]
+    for name in deployed():
+        env = compose()["services"][name]["environment"]
+        assert env["REDIS_URL"] == "rediss://redis:6380/0" and env["REDIS_PREFIX"] == "complaints:"
+
+
+def test_metrics_are_not_published_and_grafana_wants_a_login() -> None:
+    services = compose()["services"]
+    for name, svc in services.items():
+        for port in svc.get("ports", []):
+            assert f":{METRICS_PORT}" not in interpolate(port), (name, port)
+    for name in ("prometheus", "alertmanager", "grafana"):  # operators' tools: loopback only
+        assert all(interpolate(p).startswith("127.0.0.1:") for p in services[name]["ports"]), name
+    grafana = services["grafana"]["environment"]
+    assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert "GF_AUTH_ANONYMOUS_ORG_ROLE" not in grafana
+    assert str(grafana["GF_SECURITY_ADMIN_PASSWORD"]).startswith("${GRAFANA_ADMIN_PASSWORD:?")

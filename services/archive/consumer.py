@@ -57,6 +57,8 @@ class BatchConsumer:
         self.rebalances = 0
 
     def make_consumer(self) -> AIOKafkaConsumer:
+        from services.common.transport import aiokafka_kwargs
+
         s = self.settings
         timeout_ms = int(s.kafka_rebalance_timeout * 1000)
         return AIOKafkaConsumer(
@@ -68,6 +70,7 @@ class BatchConsumer:
             max_poll_records=self.size, fetch_max_wait_ms=int(min(self.within, 0.5) * 1000),
             # records fetched ahead per partition while a batch is written
             max_partition_fetch_bytes=max(1 << 20, self.fetch_ahead * 1024 // 4),
+            **aiokafka_kwargs(s),  # TLS / SASL (services/common/transport.py)
         )
 
     async def run(self) -> None:

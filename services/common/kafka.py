@@ -13,15 +13,22 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from schemas.topics import ALL_TOPICS, TopicSpec
+from services.common.transport import kafka_python_kwargs
 
 log = logging.getLogger(__name__)
 
 
 def ensure_topics(
-    bootstrap: list[str], specs: tuple[TopicSpec, ...] = ALL_TOPICS, *, replication: int = 1
+    bootstrap: list[str], specs: tuple[TopicSpec, ...] = ALL_TOPICS, *, replication: int = 1,
+    security: dict[str, Any] | None = None,
 ) -> list[str]:
-    """Create the topics that do not exist yet; return the names created."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="complaints-topics")
+    """Create the topics that do not exist yet; return the names created.
+
+    ``security``: TLS / SASL keyword arguments (transport.kafka_python_kwargs); by default
+    those of the environment's settings, as the services run with.
+    """
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="complaints-topics",
+                             **(security if security is not None else kafka_python_kwargs()))
     try:
         existing = set(admin.list_topics())
         missing = [s for s in specs if s.name not in existing]
@@ -29,7 +36,8 @@ def ensure_topics(
         for spec in missing:
             try:
                 admin.create_topics(
-                    [NewTopic(spec.name, num_partitions=spec.partitions, replication_factor=replication)]
+                    [NewTopic(spec.name, num_partitions=spec.partitions, replication_factor=replication,
+                              topic_configs=dict(spec.config))]
                 )
                 created.append(spec.name)
             except TopicAlreadyExistsError:
@@ -39,13 +47,16 @@ def ensure_topics(
         admin.close()
 
 
-def read_topic(bootstrap: list[str], topic: str, *, idle: float = 5.0) -> Iterator[dict[str, Any]]:
-    """Every JSON event of ``topic`` from the start to the end offsets taken now (no group).
+def read_topic(bootstrap: list[str], topic: str, *, idle: float = 5.0,
+               security: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+    """Every JSON event of ``topic`` from the start to the end offsets taken now (no group);
+    ``security`` as for ``ensure_topics``.
 
     Stops early when no partition has advanced for ``idle`` seconds (a broker may report an
     end offset it never delivers up to, e.g. after a transaction marker), saying so.
     """
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                             **(security if security is not None else kafka_python_kwargs()))
     try:
         parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
         consumer.assign(parts)

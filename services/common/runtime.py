@@ -4,28 +4,61 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import weakref
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import faust
+import faust.transport.drivers as faust_transports
 import redis.asyncio as aioredis
+from faust.transport.drivers import aiokafka as aiokafka_driver
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
 from schemas.envelope import Envelope
 from schemas.topics import PARTITIONS, TopicSpec
 from services.common.boundary import raw_topic
 from services.common.settings import CommonSettings
+from services.common.transport import faust_credentials, redis_kwargs
 
 log = logging.getLogger(__name__)
+# the METRICS_PORT of each app make_app built (add_web reads it)
+_METRICS_PORTS: weakref.WeakKeyDictionary[faust.App, int] = weakref.WeakKeyDictionary()
+
+
+class IdempotentProducer(aiokafka_driver.Producer):
+    """faust's aiokafka producer with ``enable_idempotence``: the broker drops a batch a retry
+    sends twice (KAFKA_IDEMPOTENT_PRODUCER; Apache Kafka, not tansu)."""
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
+
+
+class IdempotentTransport(aiokafka_driver.Transport):
+    """The aiokafka transport with IdempotentProducer; URL scheme ``kafka-idempotent://``."""
+
+    Producer = IdempotentProducer
+
+
+faust_transports.TRANSPORTS.aliases.setdefault(
+    "kafka-idempotent", f"{__name__}:{IdempotentTransport.__name__}")
+
+
+def broker_urls(settings: CommonSettings) -> list[str]:
+    """The broker URLs for faust: ``kafka-idempotent://`` when KAFKA_IDEMPOTENT_PRODUCER is on."""
+    urls = settings.kafka_urls()
+    if settings.kafka_idempotent_producer:
+        return [url.replace("kafka://", "kafka-idempotent://", 1) for url in urls]
+    return urls
 
 
 def make_app(service: str, settings: CommonSettings, *, web_port: int) -> faust.App:
     """Build the service's faust app; one consumer group per service."""
     timeout = settings.kafka_rebalance_timeout
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return faust.App(
+    app = faust.App(
         f"complaints-{service}",
-        broker=settings.kafka_urls(),
+        broker=broker_urls(settings),
+        broker_credentials=faust_credentials(settings),  # TLS / SASL (services/common/transport.py)
         store="memory://",
         autodiscover=False,
         topic_partitions=PARTITIONS,
@@ -45,6 +78,9 @@ def make_app(service: str, settings: CommonSettings, *, web_port: int) -> faust.
         datadir=str(settings.data_dir / f"{service}-{web_port}"),
         web_cors_options=None,
     )
+    if settings.metrics_port is not None:
+        _METRICS_PORTS[app] = settings.metrics_port
+    return app
 
 
 class FaustPublisher:
@@ -75,7 +111,11 @@ def add_web(app: faust.App, *, service: str, registry: CollectorRegistry,
             check: Callable[[], Awaitable[object]],
             lag: Callable[[], dict[str, int]] | None = None) -> None:
     """Serve /healthz (200 when dependencies answer) and /metrics (Prometheus); ``lag``: the
-    consumer lag by topic of a consumer of the service's own (default: faust's consumer)."""
+    consumer lag by topic of a consumer of the service's own (default: faust's consumer).
+
+    With METRICS_PORT set, /metrics is served on that port only, not on the service's HTTP
+    port (the public API's, for intake and the desk); /healthz stays on the HTTP port.
+    """
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
@@ -86,9 +126,15 @@ def add_web(app: faust.App, *, service: str, registry: CollectorRegistry,
                              "error": type(exc).__name__}, status=503)
         return web.json({"status": "ok", "service": service})
 
-    @app.page("/metrics")
-    async def metrics(web: Any, request: Any) -> Any:
-        return web.bytes(generate_latest(registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+    metrics_port = _METRICS_PORTS.get(app)
+    if metrics_port is None:
+        @app.page("/metrics")
+        async def metrics(web: Any, request: Any) -> Any:
+            return web.bytes(generate_latest(registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+    else:
+        @app.task  # type: ignore[untyped-decorator]
+        async def metrics_server() -> None:
+            await serve_metrics(registry, metrics_port)
 
     # the scrape adds the service label (deploy/prometheus/prometheus.yml)
     lag_gauge = Gauge("complaints_consumer_lag", "Records of an input topic not yet committed by "
@@ -116,14 +162,35 @@ def add_web(app: faust.App, *, service: str, registry: CollectorRegistry,
             log.exception("consumer lag reading failed")
 
 
+async def serve_metrics(registry: CollectorRegistry, port: int) -> None:
+    """Serve GET /metrics of ``registry`` on ``port`` (all interfaces) until cancelled."""
+    from aiohttp import web
+
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    server = web.Application()
+    server.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(server, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "0.0.0.0", port).start()  # noqa: S104 - for the scraper
+        log.info("metrics on port %d", port)
+        await asyncio.Event().wait()  # until the app stops and cancels this task
+    finally:
+        await runner.cleanup()
+
+
 async def always_ready() -> bool:
     """The health check of a service given every port (tests): nothing to ping."""
     return True
 
 
 def redis_client(settings: CommonSettings) -> aioredis.Redis:
-    """An asyncio Redis client (connections are made lazily, on first use)."""
-    return aioredis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    """An asyncio Redis client (connections are made lazily, on first use); TLS and the ACL
+    user as the settings say."""
+    return aioredis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5,
+                             **redis_kwargs(settings))
 
 
 def run_worker(app: faust.App, *, log_level: str) -> None:

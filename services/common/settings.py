@@ -8,21 +8,133 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from services.common.errors import ConfigError
 
+TRANSPORT_ERROR = "transport_settings"  # the error type of a check across fields: names, no values
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+KafkaSaslMechanism = Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"]
 
-class CommonSettings(BaseSettings):
-    """Shared settings. Environment variables:
+
+class TransportSettings(BaseSettings):
+    """How the services reach Kafka and Redis: TLS, SASL, Redis ACL users (docs/operations.md,
+    "Transport security"). Environment variables:
+
+    KAFKA_SECURITY_PROTOCOL     PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL (default PLAINTEXT)
+    KAFKA_SASL_MECHANISM        SCRAM-SHA-256 | SCRAM-SHA-512 | PLAIN; required with SASL_*
+    KAFKA_SASL_USERNAME         the SASL user; required with SASL_*
+    KAFKA_SASL_PASSWORD         its password (secret; never printed); required with SASL_*
+    KAFKA_SSL_CAFILE            PEM file of the CA(s) the broker's certificate is checked
+                                against (default: the system's); SSL and SASL_SSL only
+    KAFKA_SSL_CERTFILE          PEM client certificate, for mTLS (with KAFKA_SSL_KEYFILE)
+    KAFKA_SSL_KEYFILE           PEM private key of the client certificate
+    KAFKA_SSL_KEY_PASSWORD      the key file's password, when it is encrypted (secret)
+    REDIS_USERNAME              Redis ACL user (default: none, or the one in REDIS_URL)
+    REDIS_PASSWORD              its password (secret; default: none, or the one in REDIS_URL)
+    REDIS_SSL_CA_CERTS          PEM file of the CA(s) Redis's certificate is checked against
+                                (default: the system's); needs a rediss:// REDIS_URL
+    REDIS_SSL_CERTFILE          PEM client certificate, when Redis asks for one
+                                (tls-auth-clients yes), with REDIS_SSL_KEYFILE
+    REDIS_SSL_KEYFILE           PEM private key of the client certificate
+    Every combination is checked at start-up: a SASL protocol needs mechanism, user and
+    password; certificate files must exist; a client certificate needs its key and TLS.
+    """
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
+
+    kafka_security_protocol: KafkaSecurityProtocol = Field(
+        default="PLAINTEXT", validation_alias="KAFKA_SECURITY_PROTOCOL")
+    kafka_sasl_mechanism: KafkaSaslMechanism | None = Field(
+        default=None, validation_alias="KAFKA_SASL_MECHANISM")
+    kafka_sasl_username: str | None = Field(
+        default=None, min_length=1, max_length=256, validation_alias="KAFKA_SASL_USERNAME")
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None, min_length=1, max_length=1024, validation_alias="KAFKA_SASL_PASSWORD")
+    kafka_ssl_cafile: Path | None = Field(default=None, validation_alias="KAFKA_SSL_CAFILE")
+    kafka_ssl_certfile: Path | None = Field(default=None, validation_alias="KAFKA_SSL_CERTFILE")
+    kafka_ssl_keyfile: Path | None = Field(default=None, validation_alias="KAFKA_SSL_KEYFILE")
+    kafka_ssl_key_password: SecretStr | None = Field(
+        default=None, min_length=1, max_length=1024, validation_alias="KAFKA_SSL_KEY_PASSWORD")
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", validation_alias="REDIS_URL")
+    redis_username: str | None = Field(
+        default=None, min_length=1, max_length=256, validation_alias="REDIS_USERNAME")
+    redis_password: SecretStr | None = Field(
+        default=None, min_length=1, max_length=1024, validation_alias="REDIS_PASSWORD")
+    redis_ssl_ca_certs: Path | None = Field(default=None, validation_alias="REDIS_SSL_CA_CERTS")
+    redis_ssl_certfile: Path | None = Field(default=None, validation_alias="REDIS_SSL_CERTFILE")
+    redis_ssl_keyfile: Path | None = Field(default=None, validation_alias="REDIS_SSL_KEYFILE")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TransportSettings:
+        problems = transport_problems(self)
+        if problems:  # a type of its own: the messages hold names only, nothing to redact
+            raise PydanticCustomError(TRANSPORT_ERROR, "; ".join(problems))
+        return self
+
+
+def transport_problems(s: TransportSettings) -> list[str]:
+    """What is inconsistent in ``s``, each naming its variables (never a value)."""
+    problems = []
+    protocol = s.kafka_security_protocol
+    sasl, tls = protocol.startswith("SASL_"), protocol.endswith("SSL")
+    if sasl:
+        problems += [f"{name} is required with KAFKA_SECURITY_PROTOCOL={protocol}"
+                     for name, value in (("KAFKA_SASL_MECHANISM", s.kafka_sasl_mechanism),
+                                         ("KAFKA_SASL_USERNAME", s.kafka_sasl_username),
+                                         ("KAFKA_SASL_PASSWORD", s.kafka_sasl_password))
+                     if value is None]
+    else:
+        problems += [f"{name} is set but KAFKA_SECURITY_PROTOCOL={protocol} uses no SASL "
+                     f"(SASL_PLAINTEXT or SASL_SSL)"
+                     for name, value in (("KAFKA_SASL_MECHANISM", s.kafka_sasl_mechanism),
+                                         ("KAFKA_SASL_USERNAME", s.kafka_sasl_username),
+                                         ("KAFKA_SASL_PASSWORD", s.kafka_sasl_password))
+                     if value is not None]
+    kafka_files = (("KAFKA_SSL_CAFILE", s.kafka_ssl_cafile), ("KAFKA_SSL_CERTFILE", s.kafka_ssl_certfile),
+                   ("KAFKA_SSL_KEYFILE", s.kafka_ssl_keyfile))
+    if not tls:
+        problems += [f"{name} is set but KAFKA_SECURITY_PROTOCOL={protocol} uses no TLS "
+                     f"(SSL or SASL_SSL)" for name, value in kafka_files if value is not None]
+    if (s.kafka_ssl_certfile is None) != (s.kafka_ssl_keyfile is None):
+        problems.append("KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE go together (the client "
+                        "certificate and its key)")
+    if s.kafka_ssl_key_password is not None and s.kafka_ssl_keyfile is None:
+        problems.append("KAFKA_SSL_KEY_PASSWORD is set without KAFKA_SSL_KEYFILE")
+    scheme = s.redis_url.split("://", 1)[0].lower() if "://" in s.redis_url else ""
+    if scheme not in ("redis", "rediss", "unix"):
+        problems.append("REDIS_URL must start with redis://, rediss:// (TLS) or unix://")
+    redis_files = (("REDIS_SSL_CA_CERTS", s.redis_ssl_ca_certs),
+                   ("REDIS_SSL_CERTFILE", s.redis_ssl_certfile), ("REDIS_SSL_KEYFILE", s.redis_ssl_keyfile))
+    if scheme != "rediss":
+        problems += [f"{name} is set but REDIS_URL is not rediss:// (TLS)"
+                     for name, value in redis_files if value is not None]
+    if (s.redis_ssl_certfile is None) != (s.redis_ssl_keyfile is None):
+        problems.append("REDIS_SSL_CERTFILE and REDIS_SSL_KEYFILE go together (the client "
+                        "certificate and its key)")
+    if s.redis_username is not None and s.redis_password is None:
+        problems.append("REDIS_USERNAME is set without REDIS_PASSWORD")
+    for name, path in (*kafka_files, *redis_files):
+        if path is not None and not path.is_file():
+            problems.append(f"{name}: no such file (or not a file)")
+    return problems
+
+
+class CommonSettings(TransportSettings):
+    """Shared settings; the transport's (TLS, SASL, Redis ACL) in TransportSettings. Environment
+    variables:
 
     KAFKA_BOOTSTRAP_SERVERS     comma-separated host:port list (default 127.0.0.1:9092)
     KAFKA_REBALANCE_TIMEOUT     seconds; keep at a few seconds on tansu (default 60)
     KAFKA_MAX_POLL_INTERVAL     seconds a member may go without polling before it is evicted
                                 (default 300)
     KAFKA_PROCESSING_GUARANTEE  at_least_once | exactly_once (exactly_once needs real Kafka)
-    REDIS_URL                   redis://host:port/db (default redis://127.0.0.1:6379/0)
+    KAFKA_IDEMPOTENT_PRODUCER   true: the services' producers are idempotent (no duplicate from a
+                                retried send; needs Apache Kafka, not tansu) (default false)
+    REDIS_URL                   redis://host:port/db, rediss:// for TLS; a user and password in
+                                it are never printed (default redis://127.0.0.1:6379/0)
     REDIS_PREFIX                key prefix for every key this deployment writes (default complaints:)
     COMPLAINTS_POLICY_FILE      YAML policy file; the shipped default when unset
     COMPLAINTS_SLA_SCALE        divide every time limit by this, for demos and tests (default 1)
@@ -42,6 +154,10 @@ class CommonSettings(BaseSettings):
     DEADLETTER_MAX_BYTES        largest dead letter in bytes; a larger one keeps the original's first
                                 bytes with its size and SHA-256; keep it under the broker's message
                                 limit (default 900000; Kafka's default limit is 1048588)
+    METRICS_PORT                serve /metrics on this port of its own instead of the service's
+                                HTTP port, so that the public API's port carries no metrics and a
+                                network policy can open each to its own clients (default: unset,
+                                /metrics on the HTTP port)
     HTTP_RETRY_AFTER            seconds a 503 answer (a dependency does not answer) asks the client
                                 to wait, in its Retry-After header (default 5)
     LOG_LEVEL                   debug | info | warning | error (default info)
@@ -61,7 +177,7 @@ class CommonSettings(BaseSettings):
     kafka_processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
         default="at_least_once", validation_alias="KAFKA_PROCESSING_GUARANTEE"
     )
-    redis_url: str = Field(default="redis://127.0.0.1:6379/0", validation_alias="REDIS_URL")
+    kafka_idempotent_producer: bool = Field(default=False, validation_alias="KAFKA_IDEMPOTENT_PRODUCER")
     redis_prefix: str = Field(
         default="complaints:", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$",
         validation_alias="REDIS_PREFIX",
@@ -80,6 +196,15 @@ class CommonSettings(BaseSettings):
         default=900_000, ge=10_000, le=100_000_000, validation_alias="DEADLETTER_MAX_BYTES"
     )
     http_retry_after: int = Field(default=5, ge=1, le=3600, validation_alias="HTTP_RETRY_AFTER")
+    metrics_port: int | None = Field(default=None, ge=1, le=65535, validation_alias="METRICS_PORT")
+
+    @model_validator(mode="after")
+    def _own_metrics_port(self) -> CommonSettings:
+        http_port = getattr(self, "http_port", None)  # each service's settings class has one
+        if self.metrics_port is not None and self.metrics_port == http_port:
+            raise PydanticCustomError(TRANSPORT_ERROR, "METRICS_PORT must differ from the service's "
+                                                       "HTTP port (or be unset)")
+        return self
 
     def kafka_urls(self) -> list[str]:
         """Broker URLs in faust's spelling."""
@@ -131,8 +256,11 @@ def load_settings(cls: type[S]) -> S:
     try:
         return cls()
     except ValidationError as exc:
-        problems = []
+        problems: list[str] = []
         for err in exc.errors():
+            if err["type"] == TRANSPORT_ERROR:  # written here: names the variables, no value
+                problems.extend(f"environment: {p}" for p in err["msg"].split("; "))
+                continue
             field = ".".join(str(p) for p in err["loc"]) or "?"
             problems.append(f"environment: {field.upper()}: {redact(err['msg'], err.get('input'))}")
         raise ConfigError("\n".join(problems)) from None

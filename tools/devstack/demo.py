@@ -19,6 +19,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from schemas.topics import LIFECYCLE, NOTIFICATIONS, REGISTERED, ROUTED, SLA
+from services.common.transport import kafka_python_kwargs
 from services.intake.signing import signed_post
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,8 @@ class Printer:
 
     def __init__(self, bootstrap: list[str]) -> None:
         self._consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                       enable_auto_commit=False, client_id="complaints-demo")
+                                       enable_auto_commit=False, client_id="complaints-demo",
+                                       **kafka_python_kwargs())
         parts = [TopicPartition(spec.name, p) for spec in WATCHED
                  for p in sorted(self._consumer.partitions_for_topic(spec.name)
                                  or range(spec.partitions))]

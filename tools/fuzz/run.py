@@ -30,6 +30,7 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from schemas.topics import DEADLETTER, INBOUND, LIFECYCLE, REGISTERED
+from services.common.transport import kafka_python_kwargs
 from services.intake.signing import sign_request
 from tools.fuzz.generate import CHANNELS, Sample, samples
 
@@ -154,7 +155,7 @@ class Watcher:
     def __init__(self, bootstrap: Sequence[str]) -> None:
         self.consumer = KafkaConsumer(bootstrap_servers=list(bootstrap), client_id="complaints-fuzz",
                                       group_id=None, enable_auto_commit=False, fetch_max_wait_ms=100,
-                                      max_partition_fetch_bytes=8 * 1024 * 1024)
+                                      max_partition_fetch_bytes=8 * 1024 * 1024, **kafka_python_kwargs())
         parts = [TopicPartition(t, p) for t in WATCHED
                  for p in sorted(self.consumer.partitions_for_topic(t) or [])]
         if not parts:
@@ -313,7 +314,7 @@ def campaign(channels: Sequence[str], count: int, *, intake_url: str, bootstrap:
     run = uuid.uuid4().hex[:8]
     watcher = Watcher(bootstrap)
     producer = KafkaProducer(bootstrap_servers=list(bootstrap), client_id="complaints-fuzz", acks="all",
-                             linger_ms=5, max_request_size=8 * 1024 * 1024)
+                             linger_ms=5, max_request_size=8 * 1024 * 1024, **kafka_python_kwargs())
     tallies: list[Tally] = []
     try:
         known = _known_complaints(intake_url, secrets, run) if "survey_reply" in channels else []
