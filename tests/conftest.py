@@ -24,6 +24,9 @@ from tests.postgres import (
 
 # intake and the desk refuse to start without an identity key: every test process has one
 os.environ.setdefault("INTAKE_IDENTITY_KEY", IDENTITY_KEY)
+# intake and the notifier refuse to start without the master key that wraps the customers' data keys
+PII_MASTER_KEYS = "ktest:" + "dGVzdC1tYXN0ZXIta2V5LW9mLXRoZS1zdWl0ZS0wMDA="  # 32 bytes, base64url
+os.environ.setdefault("PII_MASTER_KEYS", PII_MASTER_KEYS)
 SLA_SCALE = 3600  # acknowledge (general): 1 h -> 1 s; resolve: 72 h -> 72 s
 SERVER_FIXTURES = frozenset({"broker", "redis_url", "redis_prefix", "stack_env", "stack", "intake_url",
                              "postgres_url", "desk_url"})
@@ -77,10 +80,34 @@ def tansu(log_dir: Path) -> Iterator[str]:
         _stop(proc)
 
 
+@contextlib.contextmanager
+def apache_kafka(log_dir: Path) -> Iterator[str]:
+    """A fresh Apache Kafka node (tools/kafka_broker; jars fetched once), topics created."""
+    from tools.kafka_broker import KafkaBroker
+
+    node = KafkaBroker(log_dir, free_port())
+    node.start(timeout=120)  # a JVM on a busy 2-core box
+    try:
+        wait_for(lambda: ensure_topics([node.bootstrap]) is not None, timeout=30, what="topics")
+        yield node.bootstrap
+    finally:
+        node.stop()
+
+
+TEST_BROKERS = {"tansu": tansu, "kafka": apache_kafka}
+
+
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """This session's broker, shared by the stack and the tests that read its topics."""
-    with tansu(tmp_path_factory.mktemp("broker")) as bootstrap:
+    """This session's broker, shared by the stack and the tests that read its topics.
+
+    ``COMPLAINTS_TEST_BROKER``: ``tansu`` (default; embedded, memory only) or ``kafka`` (Apache
+    Kafka, tools/kafka_broker: needs Java and Maven); the one place a test run picks its broker.
+    """
+    choice = os.environ.get("COMPLAINTS_TEST_BROKER", "tansu")
+    if choice not in TEST_BROKERS:
+        raise pytest.UsageError(f"COMPLAINTS_TEST_BROKER: {choice!r} is not one of {sorted(TEST_BROKERS)}")
+    with TEST_BROKERS[choice](tmp_path_factory.mktemp("broker")) as bootstrap:
         yield bootstrap
 
 
@@ -140,6 +167,8 @@ def stack_env(broker: str, redis_url: str, redis_prefix: str, test_roster: Path,
     with fresh_database(postgres_url) as archive_db:
         yield {
             "KAFKA_BOOTSTRAP_SERVERS": broker, "KAFKA_REBALANCE_TIMEOUT": "3",
+            # Apache Kafka takes idempotent producers; tansu does not (COMPLAINTS_TEST_BROKER)
+            "KAFKA_IDEMPOTENT_PRODUCER": str(os.environ.get("COMPLAINTS_TEST_BROKER") == "kafka").lower(),
             "REDIS_URL": redis_url, "REDIS_PREFIX": redis_prefix,
             "COMPLAINTS_SLA_SCALE": str(SLA_SCALE), "INTAKE_SIGNING_SECRETS": json.dumps({"*": TEST_SECRET}), "COMPLAINTS_DATA_DIR": str(data / "data"),
             "NOTIFIER_OUTBOX_DIR": str(data / "outbox"), "NOTIFIER_OUTBOX_ENABLED": "true", "LOG_LEVEL": "info",
@@ -149,7 +178,7 @@ def stack_env(broker: str, redis_url: str, redis_prefix: str, test_roster: Path,
             "SLA_MONITOR_HTTP_PORT": str(free_port()), "NOTIFIER_HTTP_PORT": str(free_port()),
             "ARCHIVE_HTTP_PORT": str(free_port()), "ARCHIVE_DATABASE_URL": archive_db,
             "DESK_HTTP_PORT": str(free_port()), "DESK_JWT_SECRET": STAFF_SECRET,
-            "INTAKE_IDENTITY_KEY": IDENTITY_KEY,
+            "INTAKE_IDENTITY_KEY": IDENTITY_KEY, "PII_MASTER_KEYS": PII_MASTER_KEYS,
         }
 
 

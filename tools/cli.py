@@ -8,6 +8,7 @@ from pathlib import Path
 
 from services.__main__ import add_rebuild, add_run, add_topics, dispatch
 from tools.archive_cli import add_archive_commands
+from tools.privacy_cli import add_privacy_commands
 from tools.staff import add_staff
 
 
@@ -23,7 +24,8 @@ def _up(args: argparse.Namespace) -> int:
     from tools.devstack.up import up
 
     only = tuple(n.strip() for n in (args.only or "").split(",") if n.strip())
-    return up(demo=args.demo, sla_scale=args.sla_scale, postgres=args.postgres, only=only)
+    return up(demo=args.demo, sla_scale=args.sla_scale, postgres=args.postgres, only=only,
+              broker=args.broker)
 
 
 def _post(args: argparse.Namespace) -> int:
@@ -171,6 +173,10 @@ def parser() -> argparse.ArgumentParser:
     upp.add_argument("--only", metavar="NAME[,NAME]",
                      help="start only these services, e.g. archive (a stage's bench beside nothing "
                           "else); the broker, Redis and topics as usual")
+    upp.add_argument("--broker", choices=("tansu", "kafka"), default="tansu",
+                     help="what to start when no broker answers: tansu (embedded, memory only; the "
+                          "default) or kafka (Apache Kafka, needs Java and Maven; its data under "
+                          "$COMPLAINTS_DATA_DIR/kafka survives a restart)")
     upp.set_defaults(func=_up)
 
     post = sub.add_parser("post", help="post a payload file to intake, signed like an integration")
@@ -189,6 +195,7 @@ def parser() -> argparse.ArgumentParser:
     add_rebuild(sub)
     add_archive_commands(sub)  # after add_rebuild: whatif, export, history
     add_staff(sub)
+    add_privacy_commands(sub)
 
     b = sub.add_parser("bench", help="drive complaints through the running stack, print figures")
     b.add_argument("--count", type=int, default=2000)

