@@ -96,13 +96,61 @@ class Evidence(Model):
     url: str | None = Field(default=None, max_length=2000)
 
 
+class SealedField(Model):
+    """One personal-data field, sealed: AES-256-GCM under the customer's data key ``kid``
+    (docs/privacy.md); the associated data binds it to the customer and the field name."""
+
+    kid: str = Field(pattern=r"^[0-9a-f]{16}$", description="Id of the customer's data key that seals it.")
+    ct: str = Field(max_length=4000, description="Base64url of the 12-byte nonce, the ciphertext and tag.")
+
+
+class SealedContact(Model):
+    """The sealed name, phone and e-mail of a contact, and whose data key seals them."""
+
+    subject: str = Field(max_length=200, description="The customer key (anon-<complaint id> for a "
+                         "named complaint without an identity) the data keys belong to.")
+    name: SealedField | None = None
+    phone: SealedField | None = None
+    email: SealedField | None = None
+
+
 class Contact(Model):
-    """Complainant identity and contact details (personal data: never logged)."""
+    """Complainant identity and contact details (personal data: never logged).
+
+    On the topics the name, phone and e-mail travel sealed (``sealed``) with the masked forms in
+    clear; the clear fields are filled only in a process that opened them (the notifier sending,
+    the desk showing a contact to a permitted reader) and in events written before sealing.
+    """
 
     name: str | None = Field(default=None, max_length=200)
     phone: str | None = Field(default=None, max_length=40)
     email: str | None = Field(default=None, max_length=320)
     language: Literal["zh", "en"] = "zh"
+    phone_masked: str | None = Field(default=None, max_length=40, description="e.g. +86*******8000")
+    email_masked: str | None = Field(default=None, max_length=320, description="e.g. a***@example.com")
+    sealed: SealedContact | None = Field(default=None, description="Name, phone and e-mail, sealed.")
+
+    def masked(self) -> dict[str, str]:
+        """The masked phone and e-mail (of a sealed contact, or masked now from a clear one)."""
+        from services.common.privacy import mask
+
+        out = {"phone": self.phone_masked or (mask(self.phone) if self.phone else None),
+               "email": self.email_masked or (mask(self.email) if self.email else None)}
+        return {k: v for k, v in out.items() if v}
+
+    @property
+    def named(self) -> bool:
+        return bool(self.name or (self.sealed and self.sealed.name))
+
+    @property
+    def reachable_by(self) -> Literal["email", "sms", "none"]:
+        """How the customer is written to: e-mail first, else SMS (clear or sealed)."""
+        s = self.sealed
+        if self.email or (s and s.email):
+            return "email"
+        if self.phone or (s and s.phone):
+            return "sms"
+        return "none"
 
 
 class Complaint(Model):
@@ -413,9 +461,40 @@ class DeadLetter(Model):
     original_sha256: str | None = Field(default=None, description="SHA-256 (hex) of the original bytes.")
     truncated: bool = Field(default=False, description="True when `original` holds only the first bytes: "
                             "the whole letter would exceed DEADLETTER_MAX_BYTES.")
+    sealed: LetterSeal | None = Field(
+        default=None, description="Set when `original` is sealed (nonce + AES-256-GCM ciphertext): the "
+        "original may hold personal data; `complaints deadletter open` opens it with the master key.")
+
+
+class LetterSeal(Model):
+    """How a sealed dead letter's ``original`` opens: a data key of its own, wrapped by a master key."""
+
+    alg: Literal["AES-256-GCM"] = "AES-256-GCM"
+    kek: str = Field(description="Id of the master key (PII_MASTER_KEYS) that wraps the data key.")
+    wrapped_key: str = Field(description="Base64url of the wrapped data key.")
 
 
 class DeadLetterEvent(Envelope):
     EVENT_TYPE: ClassVar[str] = "deadletter.recorded"
     type: Literal["deadletter.recorded"] = "deadletter.recorded"
     data: DeadLetter
+
+
+# ---- complaints.keys ---------------------------------------------------------
+
+
+class WrappedKey(Model):
+    """A customer's data key, wrapped by a master key (docs/privacy.md). The system of record of
+    data keys: the compacted topic complaints.keys, keyed ``<subject>/<kid>``; a tombstone erases."""
+
+    subject: str = Field(max_length=200, description="The customer key the data key belongs to.")
+    kid: str = Field(pattern=r"^[0-9a-f]{16}$")
+    kek: str = Field(description="Id of the master key that wraps it.")
+    wrapped: str = Field(description="Base64url of nonce + the data key encrypted under the master key.")
+    created_at: AwareDatetime
+
+
+class DataKeyRecorded(Envelope):
+    EVENT_TYPE: ClassVar[str] = "datakey.recorded"
+    type: Literal["datakey.recorded"] = "datakey.recorded"
+    data: WrappedKey

@@ -10,6 +10,7 @@ from schemas.events import (
     CaseEvent,
     ComplaintRegistered,
     ComplaintRouted,
+    DataKeyRecorded,
     DeadLetterEvent,
     InboundReceived,
     NotificationEvent,
@@ -24,6 +25,8 @@ class TopicSpec:
     key: str
     value: type[Envelope]
     description: str
+    config: tuple[tuple[str, str], ...] = ()
+    """Topic configuration set at creation, e.g. (("cleanup.policy", "compact"),)."""
 
 
 PARTITIONS = 6
@@ -62,6 +65,12 @@ AUDIT = TopicSpec(
     "Staff reads of personal data: who read which case, when (the desk).",
 )
 
+KEYS = TopicSpec(
+    "complaints.keys", PARTITIONS, "<customer key>/<data key id>", DataKeyRecorded,
+    "Customers' data keys, wrapped by a master key; compacted; a tombstone erases (docs/privacy.md).",
+    config=(("cleanup.policy", "compact"),),
+)
+
 ALL_TOPICS: tuple[TopicSpec, ...] = (
-    INBOUND, REGISTERED, ROUTED, LIFECYCLE, SLA, NOTIFICATIONS, DEADLETTER, AUDIT,
+    INBOUND, REGISTERED, ROUTED, LIFECYCLE, SLA, NOTIFICATIONS, DEADLETTER, AUDIT, KEYS,
 )

@@ -28,7 +28,7 @@ def test_committed_json_schemas_match_the_models() -> None:
 
 def test_every_topic_is_declared_once_with_its_model() -> None:
     names = [t.name for t in ALL_TOPICS]
-    assert len(names) == len(set(names)) == 8
+    assert len(names) == len(set(names)) == 9
     assert all(t.name.startswith("complaints.") and t.partitions > 0 for t in ALL_TOPICS)
 
 

@@ -209,10 +209,10 @@ def _facts(event: Envelope) -> tuple[str, str, dict[str, JsonValue]]:
     """(actor, action or kind, summary) of an event."""
     if isinstance(event, ComplaintRegistered):
         c = event.data
-        contact = {k: mask(v) for k, v in (("phone", c.customer.phone), ("email", c.customer.email)) if v}
+        contact: dict[str, JsonValue] = dict(c.customer.masked())  # sealed contacts carry masked forms
         return event.source, "registered", {
             "channel": c.channel.value, "nature": c.nature.value, "received_at": _iso(c.received_at),
-            "customer_key": c.customer_key, "contact_masked": contact, "named": bool(c.customer.name),
+            "customer_key": c.customer_key, "contact_masked": contact, "named": c.customer.named,
             "language": c.customer.language, "first_contact": c.first_contact,
             "subject_chars": len(c.subject), "description_chars": len(c.description),
             "demand": c.demand.value if c.demand else None, "product": c.product,

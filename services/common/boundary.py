@@ -37,7 +37,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import ValidationError
 
 from schemas.envelope import derived_id
-from schemas.events import DeadLetter, DeadLetterEvent
+from schemas.events import DeadLetter, DeadLetterEvent, LetterSeal
 from schemas.topics import DEADLETTER, TopicSpec
 from services.common.errors import TRANSIENT, Rejected, Retry, is_transient
 
@@ -99,6 +99,7 @@ class Boundary:
         max_retries: int = 20, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         settings: CommonSettings | None = None, pause_after: float = 30.0,
         max_backoff: float = 10.0, deadletter_max_bytes: int = DEADLETTER_MAX_BYTES,
+        seal: Callable[[bytes], tuple[bytes, LetterSeal]] | None = None,
     ) -> None:
         self.service = service
         self.publisher = publisher
@@ -109,6 +110,7 @@ class Boundary:
             deadletter_max_bytes = settings.deadletter_max_bytes
         self.pause_after, self.max_backoff = pause_after, max_backoff
         self.deadletter_max_bytes = deadletter_max_bytes
+        self.seal = seal  # seals a letter's original bytes (they may hold personal data)
         self._apps: list[faust.App] = []
         self._failing_since: float | None = None  # monotonic start of the current outage
         self._running = asyncio.Event()  # cleared while paused: no new record is started
@@ -264,6 +266,9 @@ class Boundary:
         """The dead letter of a record; truncated to fit ``deadletter_max_bytes`` (or ``keep``)."""
 
         def build(original: bytes, key_bytes: bytes | None) -> DeadLetterEvent:
+            kept, sealed = len(original), None
+            if self.seal is not None:
+                original, sealed = self.seal(original)
             return DeadLetterEvent.new(
                 DeadLetter(
                     service=self.service, source=where, reason=_reason(exc),
@@ -271,7 +276,7 @@ class Boundary:
                     original_key=base64.b64encode(key_bytes).decode() if key_bytes else None,
                     original=base64.b64encode(original).decode(), failed_at=self.clock(),
                     original_size=len(value), original_sha256=hashlib.sha256(value).hexdigest(),
-                    truncated=len(original) < len(value),
+                    truncated=kept < len(value), sealed=sealed,
                 ),
                 id=derived_id("deadletter", self.service, where),
                 source=self.service, time=self.clock(), subject=_subject_of(value),

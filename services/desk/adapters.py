@@ -62,3 +62,23 @@ class ArchiveReader:
 
     async def ping(self) -> None:
         await self._run(lambda c: c.execute(text("SELECT 1")))
+
+
+class SealedContacts:
+    """``Contacts``: the registered event from intake's timeline in Redis (its projection of every
+    complaint's events), opened with the customer's data key (services.common.pii_keys)."""
+
+    def __init__(self, redis: Any, *, prefix: str, keys: Any) -> None:
+        self._r, self._timeline, self.keys = redis, f"{prefix}timeline:", keys
+
+    async def contact(self, complaint_id: str) -> Any:
+        from schemas.events import ComplaintRegistered
+
+        for raw in (await self._r.hgetall(self._timeline + complaint_id)).values():
+            value = raw if isinstance(raw, bytes) else raw.encode()
+            if b'"complaint.registered"' in value:
+                return ComplaintRegistered.model_validate_json(value).data.customer
+        return None
+
+    async def open(self, contact: Any) -> Any:
+        return await self.keys.open(contact)

@@ -14,10 +14,11 @@ from schemas.envelope import derived_id
 from schemas.events import CaseAction, CaseEvent, CaseUpdate
 from schemas.topics import AUDIT, LIFECYCLE
 from services.common.policy import Policy
+from services.common.sealing import Erased
 from services.desk import logic
 from services.desk.auth import Identity, TokenVerifier, bearer
 from services.desk.metrics import DeskMetrics
-from services.desk.ports import CaseReader, CaseRecord, Clock, Publisher
+from services.desk.ports import CaseReader, CaseRecord, Clock, Contacts, Publisher
 from services.desk.queries import Search
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,13 @@ class Conflict(Exception):
     """The request refers to something the archive does not (yet) hold as it should."""
 
 
+class NotConfigured(Exception):
+    """A feature this deployment has not configured (its setting is named)."""
+
+
+CONTACT_FIELDS = ("name", "phone", "email")  # what opening a contact reads
+
+
 @dataclass
 class Desk:
     """The staff desk over the archive (read) and the lifecycle and audit topics (write)."""
@@ -60,6 +68,7 @@ class Desk:
     clock: Clock
     metrics: DeskMetrics
     identity_secret: bytes
+    contacts: Contacts | None = None  # opens sealed contacts (PII_MASTER_KEYS); None: not configured
 
     async def authenticate(self, header: str | None) -> Identity:
         """The caller of a request, from its bearer token (Unauthorized otherwise)."""
@@ -129,12 +138,42 @@ class Desk:
                                                staff=self.policy.staff),
         }
 
+    async def contact(self, who: Identity, complaint_id: str) -> dict[str, Any]:
+        """The case's contact in clear, for a person who may record a contact on the case (call
+        the customer back); the read is recorded on complaints.audit before the contact is opened.
+
+        ``state``: ``open`` (name, phone, e-mail in clear), ``erased`` (the customer's data key was
+        deleted: `complaints erase-customer`), ``none`` (no contact details were given) or
+        ``expired`` (intake no longer keeps the complaint's registration).
+        """
+        record, facts = await self._case(complaint_id)
+        allowed = self._refuse(logic.may_act(who, facts, logic.ActionRequest(CaseAction.contacted.value),
+                                             staff=self.policy.staff))
+        if self.contacts is None:
+            raise NotConfigured("opening contacts needs PII_MASTER_KEYS (docs/privacy.md)")
+        await self._record_access(who, kind="case_viewed", complaint_id=complaint_id, complaint_ids=[],
+                                  granted_by=f"{allowed.role}:{allowed.scope}", fields=CONTACT_FIELDS)
+        masked = record.row.get("contact_masked")
+        sealed = await self.contacts.contact(complaint_id)
+        out: dict[str, Any] = {"complaint_id": complaint_id, "masked": masked}
+        if sealed is None:
+            return {**out, "state": "expired"}
+        try:
+            clear = await self.contacts.open(sealed)
+        except Erased:
+            return {**out, "state": "erased"}
+        if not (clear.name or clear.phone or clear.email):
+            return {**out, "state": "none"}
+        return {**out, "state": "open", "name": clear.name, "phone": clear.phone, "email": clear.email,
+                "language": clear.language}
+
     async def _record_access(self, who: Identity, *, kind: str, complaint_id: str | None,
-                             complaint_ids: list[str], granted_by: str) -> None:
+                             complaint_ids: list[str], granted_by: str,
+                             fields: tuple[str, ...] = PERSONAL_FIELDS) -> None:
         access = StaffAccess(actor=who.sub, roles=list(who.roles), department=who.department,
                              kind=kind,  # type: ignore[arg-type]
                              complaint_id=complaint_id, complaint_ids=complaint_ids,
-                             fields=list(PERSONAL_FIELDS), granted_by=granted_by)
+                             fields=list(fields), granted_by=granted_by)
         event = StaffAccessed.new(access, source=SERVICE, time=self.clock(), subject=complaint_id)
         await self.publisher.publish(AUDIT, event)
         self.metrics.accesses.labels(kind).inc()

@@ -28,7 +28,7 @@ from schemas.events import Channel, Severity
 from services.common.errors import is_transient
 from services.common.problems import BEARER_CHALLENGE, PROBLEM, problem_body
 from services.desk.auth import Identity, Unauthorized
-from services.desk.handlers import Conflict, Desk, Forbidden, Invalid, NotFound, as_json
+from services.desk.handlers import Conflict, Desk, Forbidden, Invalid, NotConfigured, NotFound, as_json
 from services.desk.logic import OPEN_STATUSES
 from services.desk.queries import LISTS, Search
 from services.desk.settings import DeskSettings
@@ -119,6 +119,8 @@ async def answer(desk: Desk, endpoint: str, authorization: str | None,
         reply = problem(404, "Unknown complaint", f"the archive holds no complaint {str(exc)!r}")
     except Conflict as exc:
         reply = problem(409, "Conflict", str(exc))
+    except NotConfigured as exc:
+        reply = problem(501, "Not configured", str(exc))
     except ValidationError as exc:
         errors = [{"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]}
                   for e in exc.errors()]
@@ -188,6 +190,14 @@ def add_desk_api(app: faust.App, desk: Desk, settings: DeskSettings) -> None:
             async def handle(who: Identity) -> tuple[int, bytes, str, dict[str, str]]:
                 return _body(200, await desk.case_page(who, complaint_id))
             return respond(self, await answer(desk, "case", request.headers.get("Authorization"), handle))
+
+    @app.page("/v1/desk/cases/{complaint_id}/contact")
+    class ContactView(View):
+        async def get(self, request: Request, complaint_id: str) -> Response:
+            async def handle(who: Identity) -> tuple[int, bytes, str, dict[str, str]]:
+                return _body(200, await desk.contact(who, complaint_id),
+                             headers={"Cache-Control": "no-store"})
+            return respond(self, await answer(desk, "contact", request.headers.get("Authorization"), handle))
 
     @app.page("/v1/desk/cases/{complaint_id}/actions")
     class ActionsView(View):

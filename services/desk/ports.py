@@ -6,12 +6,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from schemas.events import Contact
 from services.common.policy import StaffPolicy
 from services.common.ports import Clock, Publisher
 from services.desk.auth import Identity
 from services.desk.queries import Search
 
-__all__ = ["CaseRecord", "CaseReader", "Clock", "Publisher"]
+__all__ = ["CaseRecord", "CaseReader", "Clock", "Contacts", "Publisher"]
 
 
 @dataclass(frozen=True)
@@ -54,4 +55,16 @@ class CaseReader(Protocol):
 
     async def ping(self) -> None:
         """Raise unless the database answers."""
+        ...
+
+
+class Contacts(Protocol):
+    """A case's sealed contact and the customer's data keys (``adapters.SealedContacts``)."""
+
+    async def contact(self, complaint_id: str) -> Contact | None:
+        """The contact as registered (sealed), or None when it is no longer kept."""
+        ...
+
+    async def open(self, contact: Contact) -> Contact:
+        """The contact in clear; ``services.common.sealing.Erased`` when the customer was erased."""
         ...

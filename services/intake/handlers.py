@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -13,6 +14,7 @@ from pydantic import ValidationError
 
 from schemas.envelope import Envelope, derived_id
 from schemas.events import (
+    ANONYMOUS_CUSTOMER,
     CaseAction,
     CaseEvent,
     CaseUpdate,
@@ -21,8 +23,10 @@ from schemas.events import (
     InboundReceived,
 )
 from schemas.topics import LIFECYCLE, REGISTERED
+from services.common import sealing
 from services.common.boundary import PERMANENT, Record
 from services.common.errors import Rejected, Retry
+from services.common.pii_keys import KeyStore
 from services.common.policy import Policy
 from services.common.ports import Clock, Publisher
 from services.intake import channels, logic
@@ -55,6 +59,7 @@ class Intake:
         self, *, policy: Policy, publisher: Publisher, registrations: Registrations,
         timelines: Timelines, clock: Clock, random_bits: Callable[[], int],
         identity_secret: bytes, metrics: IntakeMetrics, max_record_bytes: int = 1_000_000,
+        keys: KeyStore | None = None,
     ) -> None:
         self.policy = policy
         self.publisher = publisher
@@ -66,6 +71,7 @@ class Intake:
         self.identity_secret = identity_secret
         self.metrics = metrics
         self.max_record_bytes = max_record_bytes
+        self.keys = keys  # seals contacts; None only in tests of other concerns
 
     # ---- the Kafka path: records of complaints.inbound and of every topic for the timeline ----
 
@@ -129,7 +135,7 @@ class Intake:
                     results[i] = exc
                 continue
             fresh.append((i, *prepared))
-        fresh = await self._reserve_numbers(fresh, inbounds)
+        fresh = await self._seal(await self._reserve_numbers(fresh, inbounds))
         stored = await self.registrations.claim_many([(k, e.to_bytes()) for _, k, e in fresh])
         events: list[ComplaintRegistered] = []
         for (i, _key, event), first in zip(fresh, stored, strict=True):
@@ -169,6 +175,29 @@ class Intake:
                     complaint, id=derived_id("registered", number), source=SERVICE, time=event.time,
                     subject=number, cause=inbounds[i]))
         raise Retry(f"complaint numbers still taken after {MAX_REDRAWS} draws")
+
+    async def _seal(self, fresh: list[tuple[int, str, ComplaintRegistered]],
+                    ) -> list[tuple[int, str, ComplaintRegistered]]:
+        """Seal each new registration's name, phone and e-mail under its customer's data key
+        (docs/privacy.md): nothing personal is stored or published in clear."""
+        if self.keys is None:
+            return fresh
+        keys = self.keys
+        subjects = {sealing.sealing_subject(e.data.customer_key, e.data.complaint_id, ANONYMOUS_CUSTOMER)
+                    for _, _, e in fresh if e.data.customer.sealed is None
+                    and (e.data.customer.name or e.data.customer.phone or e.data.customer.email)}
+        # one data key per customer (created and recorded when new), fetched concurrently
+        deks = dict(zip(subjects, await asyncio.gather(*(keys.current(s) for s in subjects)), strict=True))
+        out = []
+        for i, key, event in fresh:
+            c = event.data
+            subject = sealing.sealing_subject(c.customer_key, c.complaint_id, ANONYMOUS_CUSTOMER)
+            if subject in deks:
+                kid, dek = deks[subject]
+                sealed = sealing.seal_contact(c.customer, subject=subject, kid=kid, dek=dek)
+                event = event.model_copy(update={"data": c.model_copy(update={"customer": sealed})})
+            out.append((i, key, event))
+        return out
 
     def _prepare(self, inbound: InboundReceived, *, via: str,
                  ) -> tuple[str, ComplaintRegistered] | ChannelMessage:

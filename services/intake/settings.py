@@ -22,6 +22,12 @@ class IntakeSettings(StaffTokenSettings):
                            same as the desk's; no default: unset, the file identity-key under
                            COMPLAINTS_DATA_DIR (`complaints up` writes it, mode 0600), else intake
                            refuses to start
+    PII_MASTER_KEYS        kid:base64[,kid:base64...] of 32-byte master keys that wrap the
+                           customers' data keys (docs/privacy.md); the first wraps, all unwrap;
+                           the same for intake, the notifier and the desk; no default: unset, the
+                           file pii-master-keys under COMPLAINTS_DATA_DIR (`complaints up` writes
+                           it, mode 0600), else intake refuses to start
+    PII_KEY_CACHE_TTL      seconds an unwrapped data key stays in memory (default 60)
     INTAKE_BATCH_SIZE      inbound records registered together from Kafka (default 200)
     INTAKE_BATCH_WITHIN    seconds a batch waits to fill (default 0.02)
     INTAKE_SIGNING_SECRETS JSON object channel ("*" for every channel without its own) -> an
@@ -47,6 +53,8 @@ class IntakeSettings(StaffTokenSettings):
     )
     identity_key: SecretStr | None = Field(default=None, min_length=MIN_IDENTITY_KEY,
                                            validation_alias="INTAKE_IDENTITY_KEY")
+    pii_master_keys: SecretStr | None = Field(default=None, validation_alias="PII_MASTER_KEYS")
+    pii_key_cache_ttl: float = Field(default=60.0, gt=0, le=3600, validation_alias="PII_KEY_CACHE_TTL")
     batch_size: int = Field(default=200, ge=1, le=10_000, validation_alias="INTAKE_BATCH_SIZE")
     batch_within: float = Field(default=0.02, gt=0, le=10, validation_alias="INTAKE_BATCH_WITHIN")
     signing_secrets: dict[str, SecretStr | dict[str, SecretStr]] = Field(

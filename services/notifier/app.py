@@ -15,9 +15,11 @@ import faust
 from prometheus_client import CollectorRegistry
 
 from schemas.topics import LIFECYCLE, REGISTERED, ROUTED, SLA
+from services.common import sealing
 from services.common.boundary import Boundary
 from services.common.errors import ConfigError
 from services.common.kafka import read_topic
+from services.common.pii_keys import KeyStore, read_keys
 from services.common.policy import Policy
 from services.common.runtime import FaustPublisher, add_web, always_ready, make_app, redis_client
 from services.notifier import logic
@@ -26,6 +28,7 @@ from services.notifier.dispatch import Dispatcher
 from services.notifier.handlers import Notifier
 from services.notifier.messages import SERVICE
 from services.notifier.metrics import NotifierMetrics
+from services.notifier.opening import DataKeys, opening
 from services.notifier.ports import Clock, Customers, Outbox, Publisher, RecipientLimit, Transport
 from services.notifier.settings import NotifierSettings
 
@@ -35,11 +38,13 @@ log = logging.getLogger(__name__)
 def build(settings: NotifierSettings, policy: Policy, *, publisher: Publisher | None = None,
           customers: Customers | None = None, outbox: Outbox | None = None,
           transports: dict[str, Transport] | None = None, clock: Clock | None = None,
-          registry: CollectorRegistry | None = None, limit: RecipientLimit | None = None) -> faust.App:
+          registry: CollectorRegistry | None = None, limit: RecipientLimit | None = None,
+          keys: DataKeys | None = None) -> faust.App:
     """Wire the notifier (no Redis client when customers, outbox and limit are given)."""
     app = make_app(SERVICE, settings, web_port=settings.http_port)
     registry = registry or CollectorRegistry()
     check: Callable[[], Awaitable[object]] = always_ready
+    redis = None
     if customers is None or outbox is None or limit is None:
         redis = redis_client(settings)
         ttl = settings.contact_ttl_days * 86400
@@ -55,6 +60,14 @@ def build(settings: NotifierSettings, policy: Policy, *, publisher: Publisher | 
     if transports is None:
         transports = transports_of(settings)
         check_outbox(settings, policy, transports)
+    # customers' addresses are sealed (docs/privacy.md): opened with their data keys when sent
+    masters = sealing.master_keys_of(settings.pii_master_keys, settings.data_dir)
+    if keys is None and redis is not None:  # Redis is used (not every port given)
+        keys = KeyStore(redis, prefix=settings.redis_prefix, masters=masters,
+                        publisher=None, read=lambda: read_keys(settings.bootstrap_list()),
+                        ttl=settings.pii_key_cache_ttl)
+    if keys is not None:
+        transports = opening(transports, keys)
     clock = clock or (lambda: datetime.now(UTC))
     metrics = NotifierMetrics.create(registry)
     metrics.start_at_zero(transports)

@@ -16,6 +16,7 @@ from schemas.events import (
     NotificationEvent,
     NotificationKind,
     NotificationRecord,
+    SealedField,
 )
 from services.common.errors import Rejected
 from services.common.policy import NotifierPolicy
@@ -26,8 +27,22 @@ SERVICE = "notifier"
 CUSTOMER = "customer"
 
 
+class SealedAddress(Model):
+    """A customer's address as the queue keeps it: sealed, opened only when sent (docs/privacy.md)."""
+
+    subject: str = Field(description="Whose data key seals it (the customer key).")
+    field: Literal["email", "phone"]
+    value: SealedField
+    masked: str = Field(description="The masked address, for the records.")
+
+
 class Notification(Model):
-    """One message to one recipient, ready for a transport."""
+    """One message to one recipient, ready for a transport.
+
+    A customer's notification of a sealed contact carries its address sealed (``sealed_address``)
+    and ``address`` is then ``customer:<customer key>`` (no personal data: the recipient limit
+    counts by it); the transport gets the opened address (``services.notifier.opening``).
+    """
 
     notification_id: str
     complaint_id: str
@@ -38,6 +53,7 @@ class Notification(Model):
     subject: str
     body: str
     role: str = CUSTOMER
+    sealed_address: SealedAddress | None = None
 
 
 class CustomerRecord(Model):
@@ -48,12 +64,19 @@ class CustomerRecord(Model):
     correlationid: str
 
 
-def _route(contact: Contact) -> tuple[Literal["email", "sms", "none"], str]:
-    if contact.email:
-        return "email", contact.email
-    if contact.phone:
-        return "sms", contact.phone
-    return "none", ""
+def _route(contact: Contact) -> tuple[Literal["email", "sms", "none"], str, SealedAddress | None]:
+    """Transport and address: e-mail first, else SMS; a sealed contact's address stays sealed."""
+    transport = contact.reachable_by
+    field: Literal["email", "phone"] = "email" if transport == "email" else "phone"
+    s = contact.sealed
+    sealed = getattr(s, field) if s is not None else None
+    if transport == "none":
+        return "none", "", None
+    if s is not None and sealed is not None:
+        masked = (contact.email_masked if field == "email" else contact.phone_masked) or "***"
+        return transport, f"{CUSTOMER}:{s.subject}", SealedAddress(
+            subject=s.subject, field=field, value=sealed, masked=masked)
+    return transport, str(getattr(contact, field) or ""), None
 
 
 class _Blanks(dict[str, str]):
@@ -83,11 +106,11 @@ def render(
     subject, body = render_text(kind, contact.language,
                                 {**(values or {}), "complaint_id": complaint_id, "result": result},
                                 templates=templates)
-    transport, address = _route(contact)
+    transport, address, sealed = _route(contact)
     return Notification(
         notification_id=derived_id("notification", complaint_id, kind.value, *([cause] if cause else [])),
         complaint_id=complaint_id, kind=kind, transport=transport, address=address,
-        language=contact.language, subject=subject, body=body,
+        language=contact.language, subject=subject, body=body, sealed_address=sealed,
     )
 
 
@@ -142,7 +165,9 @@ def record(notification_id: str, complaint_id: str, kind: NotificationKind, queu
            meta: Mapping[str, str] | None = None) -> NotificationEvent:
     """The record of one step of a notification (a customer's address masked)."""
     recipient = "-"
-    if note and note.address:
+    if note and note.sealed_address is not None:
+        recipient = note.sealed_address.masked
+    elif note and note.address:
         recipient = mask(note.address) if note.role == CUSTOMER else note.address
     data = NotificationRecord(
         notification_id=notification_id, complaint_id=complaint_id, kind=kind,

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from services.common.settings import CommonSettings
 from services.notifier.transports import ChatKind, HttpConfig, SmtpConfig
@@ -68,9 +68,15 @@ class NotifierSettings(CommonSettings):
                               (default 2); when it lost them they are rebuilt from the topics
     NOTIFIER_REBUILD_TIMEOUT  seconds one rebuild from the topics may run before it is cancelled
                               and started over (default 600)
+    PII_MASTER_KEYS           the master key(s) that wrap the customers' data keys, as intake's
+                              (docs/privacy.md): sealed addresses are opened only to send; unset,
+                              the file pii-master-keys under COMPLAINTS_DATA_DIR
+    PII_KEY_CACHE_TTL         seconds an unwrapped data key stays in memory (default 60)
     """
 
     http_port: int = Field(default=8083, ge=1, le=65535, validation_alias="NOTIFIER_HTTP_PORT")
+    pii_master_keys: SecretStr | None = Field(default=None, validation_alias="PII_MASTER_KEYS")
+    pii_key_cache_ttl: float = Field(default=60.0, gt=0, le=3600, validation_alias="PII_KEY_CACHE_TTL")
     outbox_dir: Path = Field(default=Path(".complaints/outbox"), validation_alias="NOTIFIER_OUTBOX_DIR")
     outbox_enabled: bool = Field(default=False, validation_alias="NOTIFIER_OUTBOX_ENABLED")
     smtp: SmtpConfig | None = Field(default=None, validation_alias="NOTIFIER_SMTP")

@@ -1,0 +1,274 @@
+"""The customers' data keys: on the compacted topic complaints.keys (the system of record), cached
+wrapped in Redis (rebuildable from the topic), unwrapped in a small in-process LRU with a short TTL.
+
+Redis keys (under REDIS_PREFIX):
+
+    pii:keys:<subject>      hash kid -> the WrappedKey JSON (every data key of the customer)
+    pii:current:<subject>   the kid new data is sealed under (SET NX: the first creator wins)
+    pii:whole               present while the cache holds the whole topic; gone (Redis lost its
+                            keys), the next miss rebuilds it from the topic
+    pii:erasures            a counter `complaints erase-customer` increments: every process
+                            checks it (at most once per PII_KEY_CHECK_INTERVAL) and drops its
+                            in-memory keys when it moved
+
+Creating a customer's key is race-safe without a lock: a creator publishes its new wrapped key to
+the topic (acknowledged), caches it, then claims ``current`` with SET NX; a loser uses the winner's
+key. Both keys stay valid (ciphertexts name their kid) and both are erased together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from schemas.events import Contact, DataKeyRecorded, WrappedKey
+from schemas.topics import KEYS
+from services.common import sealing
+from services.common.ports import Publisher
+from services.common.redis_store import text
+from services.common.sealing import MasterKeys
+from services.common.transport import kafka_python_kwargs
+
+log = logging.getLogger(__name__)
+SERVICE_SOURCE = "pii-keys"
+KeyReader = Callable[[], dict[str, bytes | None]]
+
+
+def record_key(subject: str, kid: str) -> str:
+    return f"{subject}/{kid}"
+
+
+def read_keys(bootstrap: list[str], *, idle: float = 5.0) -> dict[str, bytes | None]:
+    """The keys topic's last value per record key (None: a tombstone), from start to end now."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                             **kafka_python_kwargs())
+    out: dict[str, bytes | None] = {}
+    try:
+        parts = [TopicPartition(KEYS.name, p) for p in sorted(consumer.partitions_for_topic(KEYS.name) or [])]
+        if not parts:
+            return out
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        ends = consumer.end_offsets(parts)
+        left = {tp for tp in parts if ends[tp] > 0}
+        last = time.monotonic()
+        while left:
+            batches = consumer.poll(timeout_ms=500, max_records=5000)
+            if batches:
+                last = time.monotonic()
+            elif time.monotonic() - last > idle:
+                raise TimeoutError(f"reading {KEYS.name}: no progress for {idle:.0f} s")
+            for records in batches.values():
+                for rec in records:
+                    if rec.key is not None:
+                        out[rec.key.decode()] = rec.value
+            for tp in list(left):
+                if consumer.position(tp) >= ends[tp]:
+                    left.discard(tp)
+        return out
+    finally:
+        consumer.close()
+
+
+def live_keys(records: dict[str, bytes | None]) -> list[WrappedKey]:
+    """The wrapped keys a read of the topic holds (tombstoned ones left out)."""
+    out = []
+    for value in records.values():
+        if value is None:
+            continue
+        try:
+            out.append(DataKeyRecorded.model_validate_json(value).data)
+        except ValueError:
+            log.warning("%s: a record that is no data key, skipped", KEYS.name)
+    return out
+
+
+def tombstone(bootstrap: list[str], keys: Iterable[str]) -> int:
+    """Publish a tombstone for each record key (acknowledged by the broker); how many."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", **kafka_python_kwargs())
+    try:
+        futures = [producer.send(KEYS.name, key=k.encode(), value=None) for k in keys]
+        for f in futures:
+            f.get(timeout=30)
+        return len(futures)
+    finally:
+        producer.close()
+
+
+class KeyStore:
+    """Data keys per customer for sealing (``current``) and opening (``data_key``)."""
+
+    def __init__(self, redis: aioredis.Redis, *, prefix: str, masters: MasterKeys,
+                 publisher: Publisher | None, read: KeyReader | None, ttl: float = 60.0,
+                 size: int = 10_000, check_interval: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._r, self._p = redis, f"{prefix}pii:"
+        self.masters, self.publisher, self.read = masters, publisher, read
+        self.ttl, self.size, self.check_interval, self.clock = ttl, size, check_interval, clock
+        self._lru: OrderedDict[tuple[str, str], tuple[float, bytes | None]] = OrderedDict()
+        self._current: dict[str, str] = {}
+        self._seen_erasures: Any = None
+        self._checked = float("-inf")
+        self._rebuild = asyncio.Lock()
+
+    # ---- in-process cache ------------------------------------------------------------------
+
+    async def _fresh(self) -> None:
+        """Drop every in-memory key when an erasure happened since the last look."""
+        now = self.clock()
+        if now - self._checked < self.check_interval:
+            return
+        self._checked = now
+        seen = await self._r.get(self._p + "erasures")
+        if seen != self._seen_erasures:
+            self._lru.clear()
+            self._current.clear()
+            self._seen_erasures = seen
+
+    def _get(self, subject: str, kid: str) -> tuple[bool, bytes | None]:
+        hit = self._lru.get((subject, kid))
+        if hit is None or self.clock() - hit[0] > self.ttl:
+            return False, None
+        self._lru.move_to_end((subject, kid))
+        return True, hit[1]
+
+    def _put(self, subject: str, kid: str, dek: bytes | None) -> None:
+        self._lru[(subject, kid)] = (self.clock(), dek)
+        self._lru.move_to_end((subject, kid))
+        while len(self._lru) > self.size:
+            self._lru.popitem(last=False)
+
+    def forget(self, subject: str | None = None) -> None:
+        """Drop in-memory keys (of one subject, or all)."""
+        for k in [k for k in self._lru if subject is None or k[0] == subject]:
+            del self._lru[k]
+        if subject is None:
+            self._current.clear()
+        else:
+            self._current.pop(subject, None)
+
+    # ---- sealing ---------------------------------------------------------------------------
+
+    async def current(self, subject: str) -> tuple[str, bytes]:
+        """(kid, DEK) to seal ``subject``'s new data with; created (and recorded) when none exists."""
+        await self._fresh()
+        kid = self._current.get(subject)
+        if kid is not None:
+            found, dek = self._get(subject, kid)
+            if found and dek is not None:
+                return kid, dek
+        raw = await self._r.get(self._p + "current:" + subject)
+        if raw is not None:
+            kid = text(raw)
+            dek = await self.data_key(subject, kid)
+            if dek is not None:
+                self._current[subject] = kid
+                return kid, dek
+        if self.publisher is None:
+            raise RuntimeError("this key store only opens: it has no publisher to record new keys")
+        record, dek = sealing.new_data_key(self.masters, subject, now=datetime.now(UTC))
+        # the system of record first: no ciphertext exists under a key the topic does not hold
+        await self.publisher.publish(KEYS, DataKeyRecorded.new(
+            record, id=record_key(subject, record.kid), source=SERVICE_SOURCE, time=record.created_at,
+            subject=record_key(subject, record.kid)))
+        await self._r.hset(self._p + "keys:" + subject, record.kid, record.model_dump_json())
+        if await self._r.set(self._p + "current:" + subject, record.kid, nx=True):
+            kid = record.kid
+        else:  # another instance created one at the same time: use the winner's (ours stays valid)
+            won = await self._r.get(self._p + "current:" + subject)
+            kid = text(won) if won is not None else record.kid
+        self._put(subject, record.kid, dek)
+        if kid != record.kid:
+            other = await self.data_key(subject, kid)
+            if other is None:
+                kid = record.kid
+            else:
+                dek = other
+        self._current[subject] = kid
+        return kid, dek
+
+    async def seal(self, contact: Contact, *, subject: str) -> Contact:
+        if contact.sealed is not None or not (contact.name or contact.phone or contact.email):
+            return contact
+        kid, dek = await self.current(subject)
+        return sealing.seal_contact(contact, subject=subject, kid=kid, dek=dek)
+
+    # ---- opening ---------------------------------------------------------------------------
+
+    async def data_key(self, subject: str, kid: str) -> bytes | None:
+        """The DEK ``kid`` of ``subject``; None when it was erased (or never existed)."""
+        await self._fresh()
+        found, dek = self._get(subject, kid)
+        if found:
+            return dek
+        raw = await self._r.hget(self._p + "keys:" + subject, kid)
+        if raw is None and not await self._r.exists(self._p + "whole"):
+            await self.rebuild()
+            raw = await self._r.hget(self._p + "keys:" + subject, kid)
+        dek = None if raw is None else sealing.unwrap(self.masters, WrappedKey.model_validate_json(raw))
+        self._put(subject, kid, dek)
+        return dek
+
+    async def open(self, contact: Contact) -> Contact:
+        """The contact in clear; ``sealing.Erased`` when its customer's key was erased."""
+        s = contact.sealed
+        if s is None:
+            return contact
+        deks: dict[str, bytes] = {}
+        for kid in sealing.kids_of(contact):
+            dek = await self.data_key(s.subject, kid)
+            if dek is not None:
+                deks[kid] = dek
+        return sealing.open_contact(contact, deks)
+
+    # ---- the Redis cache -------------------------------------------------------------------
+
+    async def rebuild(self) -> int:
+        """Refill the Redis cache from the keys topic (tombstoned keys are left out); how many."""
+        if self.read is None:
+            raise RuntimeError("no reader of the keys topic to rebuild the cache from")
+        async with self._rebuild:
+            if await self._r.exists(self._p + "whole"):
+                return 0
+            while True:
+                before = await self._r.get(self._p + "erasures")
+                keys = live_keys(await asyncio.to_thread(self.read))
+                async with self._r.pipeline(transaction=False) as pipe:
+                    for k in keys:
+                        pipe.hset(self._p + "keys:" + k.subject, k.kid, k.model_dump_json())
+                    await pipe.execute()
+                if await self._r.get(self._p + "erasures") == before:
+                    break  # an erasure meanwhile may have been undone by this refill: again
+                log.warning("an erasure ran during the key cache rebuild: reading the topic again")
+            await self._r.set(self._p + "whole", b"1")
+            log.warning("data key cache rebuilt from %s: %d keys", KEYS.name, len(keys))
+            return len(keys)
+
+    async def mark_whole_if_empty(self) -> None:
+        """A deployment's first start (nothing cached, nothing to rebuild): set the marker lazily."""
+        await self._r.set(self._p + "whole", b"1", nx=True)
+
+
+async def erase(redis: aioredis.Redis, *, prefix: str, subject: str, bootstrap: list[str],
+                read: KeyReader | None = None, tomb: Callable[[list[str]], int] | None = None,
+                ) -> dict[str, int]:
+    """Erase one customer's data keys everywhere: tombstones on the topic, the Redis cache entries,
+    and the erasure counter every process watches. Idempotent. Counts, no personal data."""
+    p = f"{prefix}pii:"
+    topic = await asyncio.to_thread(read or (lambda: read_keys(bootstrap)))
+    on_topic = [k for k, v in topic.items() if v is not None and k.startswith(subject + "/")]
+    cached = [text(k) for k in await redis.hkeys(p + "keys:" + subject)]
+    names = sorted({*on_topic, *(record_key(subject, kid) for kid in cached)})
+    tombstoned = await asyncio.to_thread(tomb or (lambda ks: tombstone(bootstrap, ks)), names) if names else 0
+    deleted = int(await redis.delete(p + "keys:" + subject, p + "current:" + subject))
+    await redis.incr(p + "erasures")
+    return {"keys_on_topic": len(on_topic), "keys_cached": len(cached), "tombstoned": tombstoned,
+            "redis_keys_deleted": deleted}

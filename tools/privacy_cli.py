@@ -1,0 +1,74 @@
+"""`complaints erase-customer`: make one customer's personal data unreadable everywhere (docs/privacy.md)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from typing import Any
+
+
+def _customer_key(args: argparse.Namespace, data_dir: Any, policy_file: Any) -> str:
+    if args.customer_key:
+        return str(args.customer_key).strip()
+    from services.common.policy import load_policy
+    from services.common.privacy import identity_key
+    from services.desk.logic import customer_key_of
+
+    env = os.environ.get("INTAKE_IDENTITY_KEY")
+    secret = identity_key(None if env is None else _secret(env), data_dir)
+    region = load_policy(policy_file).intake.default_region
+    return customer_key_of(args.phone or args.email, region=region, secret=secret)
+
+
+def _secret(value: str) -> Any:
+    from pydantic import SecretStr
+
+    return SecretStr(value)
+
+
+def _erase(args: argparse.Namespace) -> int:
+    from services.common.errors import ConfigError
+    from services.common.pii_keys import erase
+    from services.common.runtime import redis_client
+    from services.common.settings import CommonSettings, load_settings
+
+    settings = load_settings(CommonSettings)
+    try:
+        subject = _customer_key(args, settings.data_dir, settings.policy_file)
+    except (ConfigError, ValueError) as exc:
+        print(f"erase-customer: {exc}", file=sys.stderr)
+        return 2
+
+    async def run() -> dict[str, int]:
+        redis = redis_client(settings)
+        try:
+            return await erase(redis, prefix=settings.redis_prefix, subject=subject,
+                               bootstrap=settings.bootstrap_list())
+        finally:
+            await redis.aclose()
+
+    done = asyncio.run(run())
+    # the customer key is a keyed hash, no personal data; nothing else of the customer is printed
+    if done["tombstoned"] or done["redis_keys_deleted"]:
+        print(f"erased customer {subject}: {done['tombstoned']} data key(s) tombstoned on complaints.keys "
+              f"({done['keys_on_topic']} live on the topic, {done['keys_cached']} cached), "
+              f"{done['redis_keys_deleted']} Redis cache key(s) deleted; "
+              "running services drop their in-memory keys at their next look (1 s)")
+    else:
+        hint = (" (intake keys a customer who gave a phone and an e-mail by the phone: erase by --phone)"
+                if args.email else "")
+        print(f"customer {subject}: no data key left (erased already, or nothing of theirs was sealed); "
+              f"erasure signalled again{hint}")
+    return 0
+
+
+def add_privacy_commands(sub: Any) -> None:
+    e = sub.add_parser("erase-customer", help="delete a customer's data keys: their sealed name, phone "
+                                              "and e-mail become unreadable everywhere (docs/privacy.md)")
+    who = e.add_mutually_exclusive_group(required=True)
+    who.add_argument("--customer-key", metavar="K", help="the customer key (as the archive and desk show it)")
+    who.add_argument("--phone", metavar="P", help="the customer's phone number (keyed as intake does)")
+    who.add_argument("--email", metavar="E", help="the customer's e-mail address")
+    e.set_defaults(func=_erase)
