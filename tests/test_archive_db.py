@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import event, inspect, text
 
 from services.archive import logic
 from services.archive.adapters import SqlStore
@@ -123,6 +123,56 @@ def test_the_trail_and_the_case_read_back_as_archived(stores: Stores) -> None:
     assert store.case("D4") == logic.fold_case(events)
     assert store.trail("nobody") == [] and store.case("nobody") is None
     assert logic.history_lines(store.trail("D4"), lang="zh") == logic.history_lines(events, lang="zh")
+
+
+def test_complaints_without_a_row_are_folded_from_the_batch_without_reading_their_trail(
+        stores: Stores) -> None:
+    # Given an archive that holds one case, and a batch with the whole trails of two new
+    # complaints and a later event of the archived one
+    store = stores()
+    held = closed_story("D5").archived()
+    deliver(store, held[:-1], batch=100)
+    fresh = [e for cid in ("D6", "D7") for e in closed_story(cid).archived()]
+    later = held[-1:]
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        # When the batch is appended
+        appended = store.append([*fresh, *later], now=NOW)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", seen)
+    # Then no whole trail was read back: the new complaints' trails are the batch's events
+    trail_reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")
+                   and "archive_events" in s and "sla.alert" not in s and "notification" not in s]
+    assert trail_reads == [], trail_reads
+    assert appended.complaints == 3 and len(appended.new_events) == len(fresh) + 1
+    # And the rows are the pure fold of every archived event (as a refold from the trails writes)
+    folded = snapshot(store)
+    assert store.refold(now=NOW) == 3
+    assert snapshot(store) == folded
+    for cid in ("D6", "D7"):
+        assert store.case(cid) == logic.fold_case([e for e in fresh if e.complaint_id == cid])
+
+
+def test_postgresql_sessions_run_in_utc(postgres_url: str) -> None:  # noqa: F811 - the fixture
+    # Given the archive's engine on PostgreSQL, when it connects, then its session's zone is UTC
+    # whatever the server's (times come back with datetime.UTC: no conversion per value)
+    with fresh_database(postgres_url) as url:
+        engine = make_engine(url)
+        try:
+            upgrade(engine)
+            with engine.connect() as conn:
+                assert conn.execute(text("SHOW TIME ZONE")).scalar_one() == "UTC"
+            store = SqlStore(engine)
+            deliver(store, closed_story("D8").archived())
+            trail = store.trail("D8")
+            assert trail and all(e.time.tzinfo is UTC for e in trail)
+        finally:
+            engine.dispose()
 
 
 def test_a_refold_of_everything_rewrites_the_same_rows(stores: Stores) -> None:

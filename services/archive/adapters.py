@@ -24,6 +24,7 @@ import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -61,6 +62,10 @@ _TRAIL = tuple(events.c[f.name] for f in dataclasses.fields(ArchivedEvent))  # i
 # one type instance for every ``= ANY(array)`` parameter: its cache key is computed once (a new
 # ARRAY per call made SQLAlchemy derive the key again for every statement, a tenth of the CPU)
 _IDS = ARRAY(String())
+# an SLA clock's key, "complaint|milestone|cycle", of an sla.alert event (built once: building
+# the expression cost as much as the query it is in)
+_CLOCK_KEY = (events.c.complaint_id.concat("|").concat(events.c.summary["milestone"].as_string())
+              .concat("|").concat(events.c.summary["cycle"].as_string()))
 
 
 class DatabaseUnavailable(ConnectionError):
@@ -102,14 +107,16 @@ class SqlStore:
         them; return the keys of the rows written."""
         if not rows:
             return []
-        rows = sorted(rows, key=lambda r: tuple(r[k] for k in keys))
+        rows = sorted(rows, key=itemgetter(*keys))
         if self._pg:  # one statement per batch, the rows as column arrays: see sqlrows.unnest_sql
+            # (one JSON parameter for all rows, json_populate_recordset, was tried: cheaper in
+            # Python, dearer in PostgreSQL, and slower on backlogs of 32,000 events)
             columns = {c.name: [r[c.name] for r in rows] for c in table.c}
             for c in table.c:
                 if isinstance(c.type.dialect_impl(conn.dialect), JSON):
                     columns[c.name] = [None if v is None else json.dumps(v) for v in columns[c.name]]
             sql = unnest_sql(table, keys, update=update, dialect=conn.dialect)
-            return [tuple(r) for r in conn.exec_driver_sql(sql, columns)]
+            return [tuple(r) for r in conn.exec_driver_sql(sql, columns).all()]
         ins = sqlite.insert(table)
         stmt = (ins.on_conflict_do_update(index_elements=keys, set_={
                     c.name: ins.excluded[c.name] for c in table.c if c.name not in keys})
@@ -175,8 +182,10 @@ class SqlStore:
         """Fold the complaints' rows and upsert them. Without ``new``: from their whole trails.
         With ``new`` (the events this append added): a case row whose new events all come
         after its last one is advanced from the row alone (``logic.advance_case``), the others
-        are folded from their trails; SLA and notification rows are folded from the events of
-        the rows the new events changed, and no others."""
+        are folded from their trails; a complaint without a row has no archived events but the
+        new ones (its events and its rows are written, and purged, together), so its trail is
+        not read; SLA and notification rows are folded from the events of the rows the new
+        events changed, and no others."""
         trails: dict[str, list[ArchivedEvent]] = {}
         case_rows: list[dict[str, Any]] = []
         if new is None:
@@ -186,15 +195,18 @@ class SqlStore:
             for e in new:
                 later.setdefault(e.complaint_id, []).append(e)
             stored = self._case_rows(conn, complaint_ids)
-            refold = []
+            refold, first = [], {}
             for cid in complaint_ids:
                 row = stored.get(cid)
-                advanced = None if row is None else logic.advance_case(row, later[cid])
+                if row is None:  # no row, so no event archived before (an append writes both, or
+                    first[cid] = later[cid]  # a purge deletes both): its trail is what came now
+                    continue
+                advanced = logic.advance_case(row, later[cid])
                 if advanced is None:
                     refold.append(cid)
                 else:
                     case_rows.append({**fields(advanced), "updated_at": now})
-            trails = self._trails(conn, refold)
+            trails = {**self._trails(conn, refold), **first}
         changed = None if new is None else {row_key(e) for e in new}
         sla_rows, note_rows = [], []
         for trail in trails.values():
@@ -218,7 +230,7 @@ class SqlStore:
             query = select(*_TRAIL).where(self._in(events.c.complaint_id, chunk))
             if types:
                 query = query.where(events.c.type.in_(list(types)))
-            for row in conn.execute(query):
+            for row in conn.execute(query).all():  # fetchall: one call, not one per row
                 e = ArchivedEvent(*row)
                 trails.setdefault(e.complaint_id, []).append(e)
         return trails
@@ -231,14 +243,12 @@ class SqlStore:
         notes = sorted((str(k[1]), str(k[2])) for k in changed if k[0] == "notification" and k[1] not in have)
         out: dict[str, list[ArchivedEvent]] = {cid: list(trail) for cid, trail in have.items()}
         summary = events.c.summary
-        clock_key = (events.c.complaint_id.concat("|").concat(summary["milestone"].as_string())
-                     .concat("|").concat(summary["cycle"].as_string()))
         for start in range(0, len(clocks), CHUNK):
             chunk = clocks[start:start + CHUNK]
             ids = sorted({k.split("|", 1)[0] for k in chunk})
             query = select(*_TRAIL).where(self._in(events.c.complaint_id, ids),
-                                          events.c.type == "sla.alert", self._in(clock_key, chunk))
-            for row in conn.execute(query):
+                                          events.c.type == "sla.alert", self._in(_CLOCK_KEY, chunk))
+            for row in conn.execute(query).all():
                 e = ArchivedEvent(*row)
                 out.setdefault(e.complaint_id, []).append(e)
         for start in range(0, len(notes), CHUNK):
@@ -247,7 +257,7 @@ class SqlStore:
                 self._in(events.c.complaint_id, sorted({cid for cid, _ in pairs})),
                 events.c.type == "notification.recorded",
                 self._in(summary["notification_id"].as_string(), [nid for _, nid in pairs]))
-            for row in conn.execute(query):
+            for row in conn.execute(query).all():
                 e = ArchivedEvent(*row)
                 out.setdefault(e.complaint_id, []).append(e)
         return out
@@ -258,7 +268,7 @@ class SqlStore:
         for start in range(0, len(complaint_ids), CHUNK):
             chunk = complaint_ids[start:start + CHUNK]
             query = select(*(cases.c[f] for f in _CASE_FIELDS)).where(self._in(cases.c.complaint_id, chunk))
-            for row in conn.execute(query):  # columns in field order
+            for row in conn.execute(query).all():  # columns in field order
                 out[row.complaint_id] = CaseRow(*row)
         return out
 

@@ -35,6 +35,9 @@ def fields(row: Any) -> dict[str, Any]:
     names = _NAMES.get(type(row))
     if names is None:
         names = _NAMES[type(row)] = tuple(f.name for f in dataclasses.fields(row))
+    values = getattr(row, "__dict__", None)
+    if values is not None and len(values) == len(names):  # a plain dataclass: its fields, a C copy
+        return dict(values)
     return {name: getattr(row, name) for name in names}
 
 
