@@ -163,7 +163,10 @@ def test_compose_services_are_healthy_before_they_are_used_and_files_exist() -> 
         assert svc["environment"]["SERVICE_PORT"] == str(port)  # the image's health check port
         assert svc["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
     assert services["topics"]["depends_on"]["kafka"]["condition"] == "service_healthy"
-    assert services["kafka"]["image"].startswith("apache/kafka:")
+    # the broker the tests and `complaints up --broker kafka` run is the one compose deploys
+    from tools.kafka_broker import DEFAULT_VERSION
+    assert services["kafka"]["image"] == f"apache/kafka:{DEFAULT_VERSION}"
+    assert services["kafka-users"]["image"] == services["kafka"]["image"]
     assert "broker,controller" in services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"]
     for name in ("kafka", "redis", "postgres"):
         assert "healthcheck" in services[name]
