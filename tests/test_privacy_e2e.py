@@ -91,7 +91,7 @@ def test_contact_details_are_sealed_everywhere_and_an_erased_customer_stays_unre
     # of the stack is its transport), recorded with the masked address only
     ack = reader.wait(lambda e: e["_topic"] == "complaints.notifications" and e.get("subject") == cid
                       and e["data"]["kind"] == "acknowledgement" and e["data"]["status"] == "outboxed",
-                      timeout=60, what="acknowledgement outboxed")[0]
+                      timeout=120, what="acknowledgement outboxed")[0]
     assert ack["data"]["recipient"] == "z***@example.com"
     delivered = json.loads((Path(stack_env["NOTIFIER_OUTBOX_DIR"]) /
                             f"{ack['data']['notification_id']}.json").read_text())
@@ -99,7 +99,7 @@ def test_contact_details_are_sealed_everywhere_and_an_erased_customer_stays_unre
     letter = reader.wait(lambda e: e["_topic"] == "complaints.deadletter" and e["data"]["service"] == "intake"
                          and bool(e["data"].get("sealed"))
                          and e["data"]["source"].startswith("complaints.inbound")
-                         and _opens_to(e, stack_env, bad.id), timeout=60, what="the sealed dead letter")[0]
+                         and _opens_to(e, stack_env, bad.id), timeout=120, what="the sealed dead letter")[0]
     assert letter["data"]["sealed"]["kek"] == "ktest"
 
     # And no clear name, phone or e-mail is on complaints.registered, .notifications, .deadletter,
@@ -118,7 +118,7 @@ def test_contact_details_are_sealed_everywhere_and_an_erased_customer_stays_unre
     # And a supervisor opening the contact on the desk reads it in clear (audited)
     contact_url = f"{desk_url}/v1/desk/cases/{cid}/contact"
     opened = wait_for(lambda: (r := http("GET", contact_url, headers=staff_headers()))[0] == 200 and r[1],
-                      timeout=60, what="the desk to know the case")
+                      timeout=120, what="the desk to know the case")
     assert (opened["state"], opened["email"], opened["name"]) == ("open", email, name)
 
     # When the customer is erased, by the phone (intake keys a customer who gave both by the phone;
@@ -163,7 +163,7 @@ def test_contact_details_are_sealed_everywhere_and_an_erased_customer_stays_unre
     assert status == 202, answer
     failed = reader.wait(lambda e: e["_topic"] == "complaints.notifications" and e.get("subject") == cid
                          and e["data"]["kind"] == "result" and e["data"]["status"] == "failed",
-                         timeout=60, what="result failed")[0]
+                         timeout=120, what="result failed")[0]
     assert failed["data"]["detail"].startswith("erased")
     assert not (Path(stack_env["NOTIFIER_OUTBOX_DIR"]) / f"{failed['data']['notification_id']}.json").exists()
     wait_for(stack["notifier"].healthy, timeout=10, what="the notifier still healthy")
