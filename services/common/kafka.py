@@ -47,13 +47,14 @@ def ensure_topics(
         admin.close()
 
 
-def read_topic(bootstrap: list[str], topic: str, *, idle: float = 5.0,
-               security: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
-    """Every JSON event of ``topic`` from the start to the end offsets taken now (no group);
+def read_records(bootstrap: list[str], topic: str, *, idle: float = 5.0,
+                 security: dict[str, Any] | None = None, strict: bool = False) -> Iterator[Any]:
+    """Every record of ``topic`` from the start to the end offsets taken now (no group);
     ``security`` as for ``ensure_topics``.
 
-    Stops early when no partition has advanced for ``idle`` seconds (a broker may report an
-    end offset it never delivers up to, e.g. after a transaction marker), saying so.
+    When no partition has advanced for ``idle`` seconds (a broker may report an end offset it
+    never delivers up to, e.g. after a transaction marker): ``strict`` raises TimeoutError,
+    otherwise it stops early, saying so.
     """
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
                              **(security if security is not None else kafka_python_kwargs()))
@@ -69,20 +70,29 @@ def read_topic(bootstrap: list[str], topic: str, *, idle: float = 5.0,
             if batches:
                 last = time.monotonic()
             elif time.monotonic() - last > idle:
+                if strict:
+                    raise TimeoutError(f"reading {topic}: no progress for {idle:.0f} s")
                 behind = {f"{tp.partition}": f"{consumer.position(tp)}/{ends[tp]}" for tp in left}
                 log.warning("reading %s: no progress for %.0f s at %s (position/end); stopping",
                             topic, idle, behind)
                 return
             for records in batches.values():
-                for rec in records:
-                    try:
-                        event = json.loads(rec.value)
-                    except (TypeError, ValueError):
-                        continue  # not an event; the services dead-lettered it
-                    if isinstance(event, dict) and isinstance(event.get("data"), dict):
-                        yield event
+                yield from records
             for tp in list(left):
                 if consumer.position(tp) >= ends[tp]:
                     left.discard(tp)
     finally:
         consumer.close()
+
+
+def read_topic(bootstrap: list[str], topic: str, *, idle: float = 5.0,
+               security: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+    """Every JSON event of ``topic`` from the start to the end offsets taken now (no group);
+    records that are no event are skipped (the services dead-lettered them). See read_records."""
+    for rec in read_records(bootstrap, topic, idle=idle, security=security):
+        try:
+            event = json.loads(rec.value)
+        except (TypeError, ValueError):
+            continue
+        if isinstance(event, dict) and isinstance(event.get("data"), dict):
+            yield event

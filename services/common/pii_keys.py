@@ -27,11 +27,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 from schemas.events import Contact, DataKeyRecorded, WrappedKey
 from schemas.topics import KEYS
 from services.common import sealing
+from services.common.kafka import read_records
 from services.common.ports import Publisher
 from services.common.redis_store import text
 from services.common.sealing import MasterKeys
@@ -48,34 +49,8 @@ def record_key(subject: str, kid: str) -> str:
 
 def read_keys(bootstrap: list[str], *, idle: float = 5.0) -> dict[str, bytes | None]:
     """The keys topic's last value per record key (None: a tombstone), from start to end now."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                             **kafka_python_kwargs())
-    out: dict[str, bytes | None] = {}
-    try:
-        parts = [TopicPartition(KEYS.name, p) for p in sorted(consumer.partitions_for_topic(KEYS.name) or [])]
-        if not parts:
-            return out
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        ends = consumer.end_offsets(parts)
-        left = {tp for tp in parts if ends[tp] > 0}
-        last = time.monotonic()
-        while left:
-            batches = consumer.poll(timeout_ms=500, max_records=5000)
-            if batches:
-                last = time.monotonic()
-            elif time.monotonic() - last > idle:
-                raise TimeoutError(f"reading {KEYS.name}: no progress for {idle:.0f} s")
-            for records in batches.values():
-                for rec in records:
-                    if rec.key is not None:
-                        out[rec.key.decode()] = rec.value
-            for tp in list(left):
-                if consumer.position(tp) >= ends[tp]:
-                    left.discard(tp)
-        return out
-    finally:
-        consumer.close()
+    return {rec.key.decode(): rec.value for rec in read_records(bootstrap, KEYS.name, idle=idle, strict=True)
+            if rec.key is not None}
 
 
 def live_keys(records: dict[str, bytes | None]) -> list[WrappedKey]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -35,16 +36,17 @@ def identity_key_path(data_dir: Path) -> Path:
     return data_dir / IDENTITY_KEY_FILE
 
 
-def ensure_secret_file(path: Path, nbytes: int) -> Path:
-    """Create ``path`` holding a random secret of ``nbytes`` bytes (mode 0600, never replaced
-    once there: two starting processes cannot both write it); return the path."""
+def ensure_secret_file(path: Path, nbytes: int = 32, *, make: Callable[[], str] | None = None) -> Path:
+    """Create ``path`` holding a random secret of ``nbytes`` bytes, or what ``make`` returns
+    (mode 0600, never replaced once there: two starting processes cannot both write it);
+    return the path."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         return path
     with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(secrets.token_urlsafe(nbytes))
+        out.write(make() if make is not None else secrets.token_urlsafe(nbytes))
     return path
 
 

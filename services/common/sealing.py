@@ -30,7 +30,7 @@ from pydantic import SecretStr
 
 from schemas.events import Contact, LetterSeal, SealedContact, SealedField, WrappedKey
 from services.common.errors import ConfigError
-from services.common.privacy import mask
+from services.common.privacy import ensure_secret_file, mask
 
 MASTER_KEYS_VARIABLE = "PII_MASTER_KEYS"
 MASTER_KEYS_FILE = "pii-master-keys"
@@ -134,15 +134,7 @@ def master_keys_path(data_dir: Path) -> Path:
 
 def ensure_master_keys(data_dir: Path) -> Path:
     """Write a master key file (mode 0600) under the data dir unless one is there; its path."""
-    path = master_keys_path(data_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(generate_master_keys() + "\n")
-    return path
+    return ensure_secret_file(master_keys_path(data_dir), make=lambda: generate_master_keys() + "\n")
 
 
 def generate_master_keys(kid: str | None = None) -> str:
