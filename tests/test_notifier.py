@@ -337,6 +337,17 @@ def test_an_outboxed_notification_is_no_notice_to_the_sla_clocks() -> None:
     assert [f.signals for f in facts_of(sent)] == [["notified:acknowledgement"]]
 
 
+def wired(publisher: Any, outbox: Any, transports: dict[str, Any], clock: FixedClock,
+          policy: str = "resend") -> tuple[Notifier, Dispatcher]:
+    """A notifier and a dispatcher over the same fakes, as the service wires them."""
+    settings = NotifierSettings(NOTIFIER_IN_DOUBT=policy)
+    metrics = NotifierMetrics.create(CollectorRegistry())
+    notifier = Notifier(settings=settings, policy=POLICY, publisher=publisher, customers=DictCustomers(),
+                        outbox=outbox, queues=list(transports), clock=clock, metrics=metrics)
+    return notifier, Dispatcher(settings=settings, publisher=publisher, outbox=outbox,
+                                transports=transports, clock=clock, metrics=metrics)
+
+
 class OutboxThatGoesDown(DictOutbox):
     """The outbox over a Redis that stops answering while ``down`` (every call refused)."""
 
@@ -379,19 +390,14 @@ def test_a_send_whose_settle_redis_missed_is_settled_later_and_never_sent_again(
         clock, publisher, outbox = FixedClock(DAY), RecordingPublisher(), OutboxThatGoesDown()
         sms = TakesItThenRedisStops(outbox)
         transports = {"outbox": CountingTransport("outbox"), "sms-gateway": sms}
-        settings = NotifierSettings(NOTIFIER_IN_DOUBT=policy)
-        metrics = NotifierMetrics.create(CollectorRegistry())
-        notifier = Notifier(settings=settings, policy=POLICY, publisher=publisher, customers=DictCustomers(),
-                            outbox=outbox, queues=list(transports), clock=clock, metrics=metrics)
-        dispatcher = Dispatcher(settings=settings, publisher=publisher, outbox=outbox, transports=transports,
-                                clock=clock, metrics=metrics)
+        notifier, dispatcher = wired(publisher, outbox, transports, clock, policy)
         await notifier.on_registered(None, registered().to_bytes())
         # When the settle fails, the outage outlasts the send's lease, and Redis answers again
         with pytest.raises(redis.ConnectionError):
             await dispatcher.dispatch("sms-gateway")
         with pytest.raises(redis.ConnectionError):
             await dispatcher.dispatch("sms-gateway")
-        clock.advance(seconds=settings.send_lease + 1)
+        clock.advance(seconds=dispatcher.settings.send_lease + 1)
         outbox.down = False
         await dispatcher.dispatch("sms-gateway")
         await dispatcher.dispatch("sms-gateway")
@@ -426,11 +432,7 @@ def test_a_send_whose_record_the_broker_missed_is_recorded_later_and_not_sent_ag
         clock, publisher, outbox = FixedClock(DAY), BrokerDownOnce(), DictOutbox()
         sms = CountingTransport("sms-gateway")
         transports = {"outbox": CountingTransport("outbox"), "sms-gateway": sms}
-        settings, metrics = NotifierSettings(), NotifierMetrics.create(CollectorRegistry())
-        notifier = Notifier(settings=settings, policy=POLICY, publisher=publisher, customers=DictCustomers(),
-                            outbox=outbox, queues=list(transports), clock=clock, metrics=metrics)
-        dispatcher = Dispatcher(settings=settings, publisher=publisher, outbox=outbox, transports=transports,
-                                clock=clock, metrics=metrics)
+        notifier, dispatcher = wired(publisher, outbox, transports, clock)
         await notifier.on_registered(None, registered().to_bytes())
         # When the send is settled but its record is refused, and the queue is dispatched again
         with pytest.raises(Exception, match="KafkaTimeoutError"):
@@ -440,7 +442,7 @@ def test_a_send_whose_record_the_broker_missed_is_recorded_later_and_not_sent_ag
         # Then it is recorded sent (the acknowledgement's SLA stop) once, and sent once
         assert len(sms.sent) == 1
         assert [e.data.status for e in publisher.of_type("notification.recorded")] == ["queued", "sent"]
-        assert metrics.sent.labels("acknowledgement", "sms-gateway")._value.get() == 1
+        assert dispatcher.metrics.sent.labels("acknowledgement", "sms-gateway")._value.get() == 1
     asyncio.run(scenario())
 
 
@@ -453,12 +455,7 @@ def test_a_transport_raising_what_it_should_not_leaves_the_send_in_doubt(policy:
         clock, publisher, outbox = FixedClock(DAY), RecordingPublisher(), DictOutbox()
         sms = CountingTransport("sms-gateway", failures=[RuntimeError("gateway bug for +8613800138000")])
         transports = {"outbox": CountingTransport("outbox"), "sms-gateway": sms}
-        settings = NotifierSettings(NOTIFIER_IN_DOUBT=policy)
-        metrics = NotifierMetrics.create(CollectorRegistry())
-        notifier = Notifier(settings=settings, policy=POLICY, publisher=publisher, customers=DictCustomers(),
-                            outbox=outbox, queues=list(transports), clock=clock, metrics=metrics)
-        dispatcher = Dispatcher(settings=settings, publisher=publisher, outbox=outbox, transports=transports,
-                                clock=clock, metrics=metrics)
+        notifier, dispatcher = wired(publisher, outbox, transports, clock, policy)
         await notifier.on_registered(None, registered().to_bytes())
         # When it is dispatched, and again once any retry is due
         await dispatcher.dispatch("sms-gateway")
