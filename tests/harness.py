@@ -11,10 +11,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
+
+from schemas.events import Channel, Complaint, ComplaintRegistered, Contact
 
 TEST_SECRET = "test-signing-secret-0123456789"
 STAFF_SECRET = "test-staff-token-secret-of-32-chars-0123"  # the stack's DESK_JWT_SECRET
@@ -171,8 +174,10 @@ class TopicReader:
     """Reads whole topics from the start (no consumer group), keeping every event seen."""
 
     def __init__(self, bootstrap: str, *topics: str) -> None:
+        # tries a broker that went away again at least every second (kafka-python backs off up to
+        # 30 s by default: a restarted broker would be noticed that late)
         self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                      consumer_timeout_ms=200)
+                                      consumer_timeout_ms=200, reconnect_backoff_max_ms=1000)
         parts = [TopicPartition(t, p) for t in topics
                  for p in sorted(self.consumer.partitions_for_topic(t) or [])]
         self.consumer.assign(parts)
@@ -262,3 +267,14 @@ class OwnRedis:
             self.proc.terminate()
             self.proc.wait(timeout=20)
         self.proc = None
+
+
+def registered_event(run: str, i: int, *, subject: str, description: str) -> ComplaintRegistered:
+    """The ``i``-th registered web-form complaint of a run (ids from ``run``), as intake would
+    publish it: for tests that feed a stage after intake."""
+    cid = f"K{run}-{i:05d}"
+    now = datetime.now(UTC)
+    c = Complaint(complaint_id=cid, channel=Channel.web_form, received_at=now,
+                  source_message_id=f"{run}-{i}", customer=Contact(), customer_key=f"{run}-{i}",
+                  first_contact="web-desk", subject=subject, description=description)
+    return ComplaintRegistered.new(c, source="tests", time=now, subject=cid)

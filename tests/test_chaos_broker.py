@@ -30,10 +30,9 @@ import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from services.common.kafka import ensure_topics
@@ -120,21 +119,7 @@ class BrokerStack(Stack):
         assert self.reader is not None
         topics = {tp.topic for tp in self.reader.consumer.assignment()}
         self.reader.close()
-        self.reader = QuickReader(self.bootstrap, *sorted(topics))
-
-
-class QuickReader(TopicReader):
-    """TopicReader whose consumer tries the broker again at least every second."""
-
-    def __init__(self, bootstrap: str, *topics: str) -> None:
-        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                      consumer_timeout_ms=200, reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS)
-        parts = [TopicPartition(t, p) for t in topics
-                 for p in sorted(self.consumer.partitions_for_topic(t) or [])]
-        self.consumer.assign(parts)
-        self.consumer.seek_to_beginning(*parts)
-        self.events: list[dict[str, Any]] = []
-        self.raw: list[tuple[str, bytes | None, bytes]] = []
+        self.reader = TopicReader(self.bootstrap, *sorted(topics))
 
 
 @pytest.fixture(scope="module")

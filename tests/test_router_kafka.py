@@ -27,10 +27,7 @@ from schemas.events import (
     CaseAction,
     CaseEvent,
     CaseUpdate,
-    Channel,
-    Complaint,
     ComplaintRegistered,
-    Contact,
 )
 from tests.conftest import tansu
 from tests.harness import (
@@ -41,6 +38,7 @@ from tests.harness import (
     http,
     post_inbound,
     produce,
+    registered_event,
     staff_headers,
     staff_step,
     wait_for,
@@ -48,6 +46,10 @@ from tests.harness import (
 
 pytestmark = pytest.mark.integration
 GROUP = "complaints-router"
+
+
+def scaled(run: str, i: int) -> ComplaintRegistered:
+    return registered_event(run, i, subject=f"scale-out {i}", description=TEXTS[i % len(TEXTS)])
 
 
 @pytest.fixture()
@@ -166,13 +168,6 @@ TEXTS = (
 )
 
 
-def registered_event(run: str, i: int) -> ComplaintRegistered:
-    cid = f"K{run}-{i:05d}"
-    now = datetime.now(UTC)
-    c = Complaint(complaint_id=cid, channel=Channel.web_form, received_at=now,
-                  source_message_id=f"{run}-{i}", customer=Contact(), customer_key=f"{run}-{i}",
-                  first_contact="web-desk", subject=f"scale-out {i}", description=TEXTS[i % len(TEXTS)])
-    return ComplaintRegistered.new(c, source="tests", time=now, subject=cid)
 
 
 def router_state(client: redis.Redis, prefix: str) -> dict[str, Any]:
@@ -210,13 +205,13 @@ def test_two_router_instances_one_killed_lose_nothing_and_never_double_book(
             for r in routers:
                 wait_for(r.healthy, timeout=60, what="router healthy")
             # Given a steady stream of registrations shared by two router instances
-            produce(producer, "complaints.registered", (registered_event(run, i) for i in range(count // 2)))
+            produce(producer, "complaints.registered", (scaled(run, i) for i in range(count // 2)))
             wait_for(lambda: all(decisions_counted(p) > 0 for p in ports), timeout=60,
                      what="both instances to route")
             # When one is killed (SIGKILL) while the second half arrives
             routers[0].stop(kill=True)
             produce(producer, "complaints.registered",
-                    (registered_event(run, i) for i in range(count // 2, count)))
+                    (scaled(run, i) for i in range(count // 2, count)))
             # Then every complaint is routed, exactly one first decision each
             wait_for(lambda: len({e["subject"] for e in (reader.poll() or reader.events)}) >= count,
                      timeout=120, what=f"{count} complaints routed")

@@ -17,7 +17,6 @@ import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +24,11 @@ import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 
 from schemas.envelope import Envelope
-from schemas.events import Channel, Complaint, ComplaintRegistered, Contact
 from schemas.topics import TopicSpec
 from services.common.kafka import ensure_topics, read_topic
 from services.common.settings import TransportSettings
 from services.common.transport import aiokafka_kwargs, kafka_python_kwargs
-from tests.harness import Service, free_port, wait_for
+from tests.harness import Service, free_port, registered_event, wait_for
 from tests.tls import Pki, make_pki
 
 pytestmark = pytest.mark.integration
@@ -59,6 +57,9 @@ class SecureKafka:
 
     def settings(self, protocol: str, **overrides: str) -> TransportSettings:
         return TransportSettings(**self.env(protocol, **overrides))  # type: ignore[arg-type]
+
+
+SCREEN = "The screen is broken and cracked, clearly a defect."
 
 
 @pytest.fixture(scope="module")
@@ -207,14 +208,6 @@ def test_the_archives_aiokafka_consumer_reads_over_the_secure_listener(kafka: Se
     assert sorted(asyncio.run(roundtrip())) == [b"r0", b"r1", b"r2"]
 
 
-def registered_event(run: str, i: int) -> ComplaintRegistered:
-    cid = f"K{run}-{i:05d}"
-    now = datetime.now(UTC)
-    c = Complaint(complaint_id=cid, channel=Channel.web_form, received_at=now,
-                  source_message_id=f"{run}-{i}", customer=Contact(), customer_key=f"{run}-{i}",
-                  first_contact="web-desk", subject=f"tls {i}",
-                  description="The screen is broken and cracked, clearly a defect.")
-    return ComplaintRegistered.new(c, source="tests", time=now, subject=cid)
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -238,7 +231,7 @@ def test_a_faust_service_runs_over_the_secure_listener(kafka: SecureKafka, proto
         producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", **security)
         try:
             for i in range(3):
-                event = registered_event(run, i)
+                event = registered_event(run, i, subject=f"tls {i}", description=SCREEN)
                 producer.send("complaints.registered", key=event.key(), value=event.to_bytes())
             producer.flush(timeout=30)
         finally:

@@ -16,7 +16,6 @@ import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +23,17 @@ import pytest
 import redis
 from kafka import KafkaProducer
 
-from schemas.events import Channel, Complaint, ComplaintRegistered, Contact
 from services.common.settings import CommonSettings
-from tests.harness import Service, TopicReader, free_port, http, port_open, produce, wait_for
+from tests.harness import (
+    Service,
+    TopicReader,
+    free_port,
+    http,
+    port_open,
+    produce,
+    registered_event,
+    wait_for,
+)
 from tests.tls import Pki, make_pki
 
 pytestmark = pytest.mark.integration
@@ -49,6 +56,9 @@ class TlsRedis:
         return {"REDIS_URL": self.url, "REDIS_USERNAME": USER, "REDIS_PASSWORD": PASSWORD,
                 "REDIS_SSL_CA_CERTS": str(self.pki.ca), "REDIS_SSL_CERTFILE": str(self.pki.client_cert),
                 "REDIS_SSL_KEYFILE": str(self.pki.client_key), "REDIS_PREFIX": PREFIX, **overrides}
+
+
+OVERCHARGED = "I was overcharged twice on my bill, wrong charge."
 
 
 def redis_server() -> str:
@@ -82,14 +92,6 @@ def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsRedis]:
         proc.wait(timeout=15)
 
 
-def registered_event(run: str, i: int) -> ComplaintRegistered:
-    cid = f"K{run}-{i:05d}"
-    now = datetime.now(UTC)
-    c = Complaint(complaint_id=cid, channel=Channel.web_form, received_at=now,
-                  source_message_id=f"{run}-{i}", customer=Contact(), customer_key=f"{run}-{i}",
-                  first_contact="web-desk", subject=f"tls {i}",
-                  description="I was overcharged twice on my bill, wrong charge.")
-    return ComplaintRegistered.new(c, source="tests", time=now, subject=cid)
 
 
 def settings_for(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> CommonSettings:
@@ -188,7 +190,7 @@ def test_a_router_works_over_tls_and_its_acl_user(tls_redis: TlsRedis, test_rost
             # /healthz is 200 only while Redis answers: over TLS, as the ACL user
             wait_for(router.healthy, timeout=60, what="router healthy over TLS Redis")
             # When complaints are registered, they are routed and the state is in the TLS Redis
-            produce(producer, "complaints.registered", (registered_event(run, i) for i in range(3)))
+            produce(producer, "complaints.registered", (registered_event(run, i, subject=f"tls {i}", description=OVERCHARGED) for i in range(3)))
             routed = reader.wait(lambda e: str(e.get("subject", "")).startswith(f"K{run}"), count=3,
                                  timeout=60, what="3 complaints routed")
             assert {e["subject"] for e in routed} == {f"K{run}-{i:05d}" for i in range(3)}
