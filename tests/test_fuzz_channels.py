@@ -15,13 +15,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from kafka import KafkaProducer
+from kafka.errors import KafkaTimeoutError
+from kafka.future import Future
 
+from schemas.topics import INBOUND
+from services.common.kafka import read_records
 from tests.conftest import TEST_BROKERS
 from tests.harness import TEST_SECRET, Service, free_port, wait_for
-from tools.fuzz.generate import CHANNELS
-from tools.fuzz.run import campaign
+from tools.fuzz.generate import CHANNELS, samples
+from tools.fuzz.run import campaign, fuzz_kafka
 
 pytestmark = pytest.mark.integration
 
@@ -63,3 +69,41 @@ def test_every_fuzzed_payload_is_registered_dead_lettered_or_a_4xx(
     assert all(sum(t.client_errors.values()) > 0 for t in report.tallies if t.via == "http"), text
     # and intake stayed up
     assert report.healthy and intake.proc.poll() is None, text
+
+
+class ExpiringProducer:
+    """The real producer, except that every other record's first send fails the way kafka-python
+    reports a batch that expired in a busy producer: in its future only, never raised."""
+
+    def __init__(self, inner: KafkaProducer) -> None:
+        self.inner, self.calls = inner, 0
+        self.refused: set[bytes] = set()
+
+    def send(self, topic: str, *, key: bytes, value: bytes) -> Any:
+        self.calls += 1
+        if self.calls % 2 and key not in self.refused:
+            self.refused.add(key)
+            return Future().failure(KafkaTimeoutError("Batch expired: 30000 ms has passed since batch creation"))
+        return self.inner.send(topic, key=key, value=value)
+
+    def flush(self) -> None:
+        self.inner.flush()
+
+
+def test_a_record_the_broker_did_not_take_is_sent_again_before_it_counts_as_sent(
+        own_intake: tuple[str, Service]) -> None:
+    # Given a producer that loses every other record's first send the way an expired batch is lost
+    bootstrap, _ = own_intake
+    real = KafkaProducer(bootstrap_servers=[bootstrap], acks="all")
+    flaky = ExpiringProducer(real)
+    items = list(samples("sms", 20, seed=7, tag="expired-"))
+    try:
+        # When the fuzz tool produces the samples
+        tally, sent = fuzz_kafka(flaky, "sms", items)
+    finally:
+        real.close()
+    # Then some sends failed, yet every sample is on the broker and counted sent once
+    assert len(flaky.refused) == 10
+    assert tally.sent == len(sent) == 20
+    on_topic = {rec.key for rec in read_records([bootstrap], INBOUND.name)}
+    assert flaky.refused <= on_topic

@@ -201,19 +201,43 @@ class Watcher:
         self.consumer.close()
 
 
+DELIVERY_ROUNDS = 8  # sends of a record the broker did not take (a batch expired in a busy producer)
+
+
 def fuzz_kafka(producer: KafkaProducer, channel: str, items: Sequence[Sample]
                ) -> tuple[Tally, list[tuple[str, str]]]:
-    """Produce every sample; the tally so far and (event id, record digest) per sample to account."""
+    """Produce every sample, each confirmed by the broker; the tally so far and (event id, record
+    digest) per sample to account.
+
+    A record the broker did not take (kafka-python expires a batch that waited too long in a
+    busy producer, and says so only in its future) is sent again, up to DELIVERY_ROUNDS times;
+    a sample is counted sent only once the broker has it, so no outcome is looked for in vain.
+    """
     tally, sent = Tally(channel, "kafka"), []
     started = time.monotonic()
+    outstanding = []
     for sample in items:
         event_id = str(uuid.uuid4())
-        value = record_of(sample, event_id)
-        producer.send(INBOUND.name, key=event_id.encode(), value=value)
-        sent.append((event_id if sample.record is None else "", _digest(value)))
-        tally.sent += 1
-        tally.kinds[sample.kind] += 1
-    producer.flush()
+        outstanding.append((event_id, sample.record is None, record_of(sample, event_id), sample.kind))
+    for attempt in range(DELIVERY_ROUNDS):
+        futures = [(entry, producer.send(INBOUND.name, key=entry[0].encode(), value=entry[2]))
+                   for entry in outstanding]
+        producer.flush()
+        outstanding = []
+        for (event_id, enveloped, value, kind), future in futures:
+            if future.failed():
+                outstanding.append((event_id, enveloped, value, kind))
+                continue
+            # a sample of bytes that are no record is known by its digest only (its dead letter)
+            sent.append((event_id if enveloped else "", _digest(value)))
+            tally.sent += 1
+            tally.kinds[kind] += 1
+        if not outstanding:
+            break
+        time.sleep(min(30.0, 2.0 ** attempt))  # the broker is busy: give it a moment
+    if outstanding:
+        raise RuntimeError(f"the broker did not take {len(outstanding)} {channel} records after "
+                           f"{DELIVERY_ROUNDS} rounds of sends")
     tally.seconds = time.monotonic() - started
     return tally, sent
 
