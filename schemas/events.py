@@ -492,6 +492,9 @@ class WrappedKey(Model):
     kek: str = Field(description="Id of the master key that wraps it.")
     wrapped: str = Field(description="Base64url of nonce + the data key encrypted under the master key.")
     created_at: AwareDatetime
+    aliases: list[str] = Field(default_factory=list, max_length=1000, description=(
+        "Customer keys of the customer's other identifiers (the e-mail given beside the phone the "
+        "subject is keyed on): `complaints erase-customer` finds the customer by any of them."))
 
 
 class DataKeyRecorded(Envelope):

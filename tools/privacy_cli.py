@@ -51,16 +51,17 @@ def _erase(args: argparse.Namespace) -> int:
 
     done = asyncio.run(run())
     # the customer key is a keyed hash, no personal data; nothing else of the customer is printed
+    linked = (f" (with {done['linked_customers']} linked customer key(s): the same customer's other "
+              "identifiers, e.g. the phone a customer who also gave this e-mail is keyed by)"
+              if done["linked_customers"] else "")
     if done["tombstoned"] or done["redis_keys_deleted"]:
-        print(f"erased customer {subject}: {done['tombstoned']} data key(s) tombstoned on complaints.keys "
-              f"({done['keys_on_topic']} live on the topic, {done['keys_cached']} cached), "
+        print(f"erased customer {subject}{linked}: {done['tombstoned']} data key(s) tombstoned on "
+              f"complaints.keys ({done['keys_on_topic']} live on the topic, {done['keys_cached']} cached), "
               f"{done['redis_keys_deleted']} Redis cache key(s) deleted; "
               "running services drop their in-memory keys at their next look (1 s)")
     else:
-        hint = (" (intake keys a customer who gave a phone and an e-mail by the phone: erase by --phone)"
-                if args.email else "")
         print(f"customer {subject}: no data key left (erased already, or nothing of theirs was sealed); "
-              f"erasure signalled again{hint}")
+              "erasure signalled again")
     return 0
 
 

@@ -10,6 +10,13 @@ Redis keys (under REDIS_PREFIX):
     pii:erasures            a counter `complaints erase-customer` increments: every process
                             checks it (at most once per PII_KEY_CHECK_INTERVAL) and drops its
                             in-memory keys when it moved
+    pii:aliases:<subject>   set of the customer keys of the subject's other identifiers (the
+                            e-mail beside the phone a customer is keyed on), each also recorded
+                            in the subject's key record on the topic (``WrappedKey.aliases``)
+    pii:alias-of:<alias>    set of the subjects an identifier leads to (the reverse)
+
+A customer who gave a phone and an e-mail is keyed (and sealed) by the phone; the e-mail's
+customer key is recorded as an alias, so `complaints erase-customer --email` finds them too.
 
 Creating a customer's key is race-safe without a lock: a creator publishes its new wrapped key to
 the topic (acknowledged), caches it, then claims ``current`` with SET NX; a loser uses the winner's
@@ -29,6 +36,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from kafka import KafkaProducer
 
+from schemas.envelope import derived_id
 from schemas.events import Contact, DataKeyRecorded, WrappedKey
 from schemas.topics import KEYS
 from services.common import sealing
@@ -59,10 +67,11 @@ def live_keys(records: dict[str, bytes | None]) -> list[WrappedKey]:
     for value in records.values():
         if value is None:
             continue
-        try:
-            out.append(DataKeyRecorded.model_validate_json(value).data)
-        except ValueError:
+        record = _key_record(value)
+        if record is None:
             log.warning("%s: a record that is no data key, skipped", KEYS.name)
+        else:
+            out.append(record)
     return out
 
 
@@ -93,6 +102,7 @@ class KeyStore:
         self._seen_erasures: Any = None
         self._checked = float("-inf")
         self._rebuild = asyncio.Lock()
+        self._linked: set[tuple[str, str]] = set()  # (subject, alias) known recorded
 
     # ---- in-process cache ------------------------------------------------------------------
 
@@ -106,6 +116,7 @@ class KeyStore:
         if seen != self._seen_erasures:
             self._lru.clear()
             self._current.clear()
+            self._linked.clear()
             self._seen_erasures = seen
 
     def _get(self, subject: str, kid: str) -> tuple[bool, bytes | None]:
@@ -170,6 +181,42 @@ class KeyStore:
         self._current[subject] = kid
         return kid, dek
 
+    async def link(self, subject: str, aliases: Iterable[str]) -> int:
+        """Record that ``aliases`` (customer keys of the customer's other identifiers) lead to
+        ``subject``; how many were new. The subject's current key record is published again
+        with every alias (the topic is the system of record; compaction keeps the last), then
+        Redis learns them both ways. A crash in between publishes again next time."""
+        await self._fresh()
+        wanted = sorted({a for a in aliases if a and a != subject and (subject, a) not in self._linked})
+        if not wanted:
+            return 0
+        known = await self._r.smismember(self._p + "aliases:" + subject, wanted)
+        fresh = [a for a, k in zip(wanted, known, strict=True) if not k]
+        self._linked.update((subject, a) for a in wanted if a not in fresh)
+        if not fresh:
+            return 0
+        if self.publisher is None:
+            raise RuntimeError("this key store only opens: it has no publisher to record aliases")
+        kid, _ = await self.current(subject)
+        raw = await self._r.hget(self._p + "keys:" + subject, kid)
+        if raw is None:
+            raise RuntimeError("the current data key is not cached")  # current() just cached it
+        record = WrappedKey.model_validate_json(raw)
+        every = {text(m) for m in await self._r.smembers(self._p + "aliases:" + subject)}
+        record = record.model_copy(update={"aliases": sorted({*record.aliases, *every, *fresh})})
+        name = record_key(subject, kid)
+        await self.publisher.publish(KEYS, DataKeyRecorded.new(
+            record, id=derived_id("datakey-aliases", name, *record.aliases), source=SERVICE_SOURCE,
+            time=datetime.now(UTC), subject=name))
+        async with self._r.pipeline(transaction=False) as pipe:
+            pipe.hset(self._p + "keys:" + subject, kid, record.model_dump_json())
+            pipe.sadd(self._p + "aliases:" + subject, *fresh)
+            for a in fresh:
+                pipe.sadd(self._p + "alias-of:" + a, subject)
+            await pipe.execute()
+        self._linked.update((subject, a) for a in fresh)
+        return len(fresh)
+
     async def seal(self, contact: Contact, *, subject: str) -> Contact:
         if contact.sealed is not None or not (contact.name or contact.phone or contact.email):
             return contact
@@ -219,6 +266,10 @@ class KeyStore:
                 async with self._r.pipeline(transaction=False) as pipe:
                     for k in keys:
                         pipe.hset(self._p + "keys:" + k.subject, k.kid, k.model_dump_json())
+                        if k.aliases:
+                            pipe.sadd(self._p + "aliases:" + k.subject, *k.aliases)
+                        for a in k.aliases:
+                            pipe.sadd(self._p + "alias-of:" + a, k.subject)
                     await pipe.execute()
                 if await self._r.get(self._p + "erasures") == before:
                     break  # an erasure meanwhile may have been undone by this refill: again
@@ -236,14 +287,50 @@ async def erase(redis: aioredis.Redis, *, prefix: str, subject: str, bootstrap: 
                 read: KeyReader | None = None, tomb: Callable[[list[str]], int] | None = None,
                 ) -> dict[str, int]:
     """Erase one customer's data keys everywhere: tombstones on the topic, the Redis cache entries,
-    and the erasure counter every process watches. Idempotent. Counts, no personal data."""
+    and the erasure counter every process watches. Idempotent. Counts, no personal data.
+
+    ``subject`` is the customer key of any identifier of theirs: every customer key linked to
+    it by an alias (``KeyStore.link``: the e-mail given beside a phone), on the topic or in
+    Redis, is erased with it, and so on transitively (the phone's key, then an e-mail-only
+    complaint's key of the same e-mail)."""
     p = f"{prefix}pii:"
     topic = await asyncio.to_thread(read or (lambda: read_keys(bootstrap)))
-    on_topic = [k for k, v in topic.items() if v is not None and k.startswith(subject + "/")]
-    cached = [text(k) for k in await redis.hkeys(p + "keys:" + subject)]
-    names = sorted({*on_topic, *(record_key(subject, kid) for kid in cached)})
+    records = {k: r for k, r in ((k, _key_record(v)) for k, v in topic.items() if v is not None) if r}
+    subjects = await _linked_subjects(redis, p, subject, records.values())
+    on_topic = sorted(k for k, r in records.items() if r.subject in subjects)
+    cached = [record_key(s, text(kid)) for s in sorted(subjects)
+              for kid in await redis.hkeys(p + "keys:" + s)]
+    names = sorted({*on_topic, *cached})
     tombstoned = await asyncio.to_thread(tomb or (lambda ks: tombstone(bootstrap, ks)), names) if names else 0
-    deleted = int(await redis.delete(p + "keys:" + subject, p + "current:" + subject))
+    aliases = {text(a) for s in subjects for a in await redis.smembers(p + "aliases:" + s)}
+    doomed = [key for s in subjects for key in (p + "keys:" + s, p + "current:" + s, p + "aliases:" + s)]
+    deleted = int(await redis.delete(*doomed, *(p + "alias-of:" + a for a in sorted(aliases | subjects))))
     await redis.incr(p + "erasures")
     return {"keys_on_topic": len(on_topic), "keys_cached": len(cached), "tombstoned": tombstoned,
-            "redis_keys_deleted": deleted}
+            "redis_keys_deleted": deleted, "linked_customers": len(subjects - {subject})}
+
+
+def _key_record(value: bytes) -> WrappedKey | None:
+    try:
+        return DataKeyRecorded.model_validate_json(value).data
+    except ValueError:
+        return None
+
+
+async def _linked_subjects(redis: aioredis.Redis, p: str, subject: str, records: Iterable[WrappedKey],
+                           ) -> set[str]:
+    """``subject`` and every subject an alias links to it, transitively (topic and Redis)."""
+    records = list(records)
+    identities, subjects = {subject}, {subject}
+    while True:
+        before = (len(identities), len(subjects))
+        for r in records:
+            if r.subject in identities or identities.intersection(r.aliases):
+                subjects.add(r.subject)
+                identities.update((r.subject, *r.aliases))
+        for ident in sorted(identities):
+            subjects.update(text(s) for s in await redis.smembers(p + "alias-of:" + ident))
+            identities.update(text(a) for a in await redis.smembers(p + "aliases:" + ident))
+        identities |= subjects
+        if (len(identities), len(subjects)) == before:
+            return subjects

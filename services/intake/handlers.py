@@ -20,6 +20,7 @@ from schemas.events import (
     CaseUpdate,
     Channel,
     ComplaintRegistered,
+    Contact,
     InboundReceived,
 )
 from schemas.topics import LIFECYCLE, REGISTERED
@@ -188,15 +189,20 @@ class Intake:
                     and (e.data.customer.name or e.data.customer.phone or e.data.customer.email)}
         # one data key per customer (created and recorded when new), fetched concurrently
         deks = dict(zip(subjects, await asyncio.gather(*(keys.current(s) for s in subjects)), strict=True))
-        out = []
+        out, links = [], []
         for i, key, event in fresh:
             c = event.data
             subject = sealing.sealing_subject(c.customer_key, c.complaint_id, ANONYMOUS_CUSTOMER)
             if subject in deks:
+                if c.customer.phone and c.customer.email:  # keyed by the phone: the e-mail leads there too
+                    links.append((subject, logic.customer_key(
+                        Contact(email=c.customer.email), account=None, secret=self.identity_secret)))
                 kid, dek = deks[subject]
                 sealed = sealing.seal_contact(c.customer, subject=subject, kid=kid, dek=dek)
                 event = event.model_copy(update={"data": c.model_copy(update={"customer": sealed})})
             out.append((i, key, event))
+        # recorded before the registration is published: an erasure by the e-mail finds it
+        await asyncio.gather(*(keys.link(subject, [alias]) for subject, alias in links))
         return out
 
     def _prepare(self, inbound: InboundReceived, *, via: str,
