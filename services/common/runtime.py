@@ -11,6 +11,7 @@ from typing import Any
 import faust
 import faust.transport.drivers as faust_transports
 import redis.asyncio as aioredis
+from faust.exceptions import ConsumerNotStarted
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
@@ -148,18 +149,27 @@ def add_web(app: faust.App, *, service: str, registry: CollectorRegistry,
                 for topic, behind in lag().items():
                     lag_gauge.labels(topic).set(behind)
                 return
-            per_topic: dict[str, int] = {}
-            consumer = app.consumer
-            commits = getattr(consumer, "_committed_offset", {})  # faust's own record of commits
-            for tp in consumer.assignment():
-                high = consumer.highwater(tp)  # None until the first fetch after an assignment
-                if high is None:
-                    continue
-                per_topic[tp.topic] = per_topic.get(tp.topic, 0) + max(0, high - (commits.get(tp) or 0))
-            for topic, behind in per_topic.items():
+            for topic, behind in lag_of(app.consumer).items():
                 lag_gauge.labels(topic).set(behind)
         except Exception:  # a metric must never stop the service
             log.exception("consumer lag reading failed")
+
+
+def lag_of(consumer: Any) -> dict[str, int]:
+    """Records behind per input topic of a faust consumer's assigned partitions; none while its
+    consumer has not started (the desk, which reads no topic, never starts one)."""
+    try:
+        assigned = consumer.assignment()
+    except ConsumerNotStarted:
+        return {}
+    per_topic: dict[str, int] = {}
+    commits = getattr(consumer, "_committed_offset", {})  # faust's own record of commits
+    for tp in assigned:
+        high = consumer.highwater(tp)  # None until the first fetch after an assignment
+        if high is None:
+            continue
+        per_topic[tp.topic] = per_topic.get(tp.topic, 0) + max(0, high - (commits.get(tp) or 0))
+    return per_topic
 
 
 async def serve_metrics(registry: CollectorRegistry, port: int) -> None:
