@@ -14,6 +14,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,8 +24,8 @@ import pytest
 from aiohttp import web
 
 from schemas.envelope import Envelope
-from schemas.events import CaseEvent, Milestone, SlaOutcome
-from schemas.topics import TopicSpec
+from schemas.events import CaseEvent, Milestone, NotificationEvent, NotificationKind, SlaOutcome
+from schemas.topics import NOTIFICATIONS, TopicSpec
 from services.archive.adapters import SqlStore
 from services.archive.database import make_engine, upgrade
 from services.archive.records import summarise
@@ -32,6 +33,7 @@ from services.common.policy import load_policy
 from services.desk.app import build
 from services.desk.auth import mint
 from services.desk.settings import DeskSettings
+from services.notifier.messages import Notification, record
 from tests.test_archive_logic import Story
 from tests.test_report_browser import browser  # noqa: F401 - the Chromium fixture (fails, never skips)
 
@@ -43,14 +45,15 @@ SECRET = "desk-browser-secret-of-thirty-two-chars"
 
 @dataclass
 class ArchivingPublisher:
-    """Records what the desk publishes and archives its case events, as Kafka and the archive would."""
+    """Records what is published and archives its case and notification events, as Kafka and the
+    archive would (the desk publishes case events; a test publishes the notifier's records)."""
 
     store: SqlStore
     published: list[tuple[str, Envelope]] = field(default_factory=list)
 
     async def publish(self, topic: TopicSpec, event: Envelope) -> None:
         self.published.append((topic.name, event))
-        if isinstance(event, CaseEvent):
+        if isinstance(event, CaseEvent | NotificationEvent):
             await asyncio.to_thread(self.store.append, [summarise(event)], now=datetime.now(UTC))
 
     async def publish_many(self, topic: TopicSpec, events: Sequence[Envelope]) -> None:
@@ -200,4 +203,55 @@ def test_a_handler_of_another_department_cannot_see_the_case(browser: Any, desk:
     assert ("无权操作" if lang == "zh" else "Not permitted") in page.inner_text("#error-title")
     shoot(page, tmp_path, f"refused-{lang}")
     assert [a for a in desk.publisher.actions()] == []
+    page.close()
+
+
+# a customer notification's final status -> its label on the case page, (zh, en)
+LABELS = {"outboxed": ("仅写入发件箱（未送达）", "written to the outbox (not delivered)"),
+          "rate_limited": ("超出收件人限额，未发送", "not sent: recipient limit reached")}
+
+
+def test_the_case_page_names_outboxed_and_rate_limited_notifications_in_both_languages(
+        browser: Any, desk: Served, tmp_path: Path) -> None:  # noqa: F811
+    # Given the notifier recorded two customer notifications of Q1 on complaints.notifications:
+    # the acknowledgement written to the file outbox (it reached nobody), and a result message
+    # over its recipient's limit (not sent)
+    now = datetime.now(UTC)
+    notes = {status: Notification(notification_id=f"Q1-{kind.value}", complaint_id="Q1", kind=kind,
+                                  transport="sms", address="13800138000", language="zh", subject="",
+                                  body="您的投诉已受理")
+             for status, kind in (("outboxed", NotificationKind.acknowledgement),
+                                  ("rate_limited", NotificationKind.result))}
+    records = [record(notes["outboxed"].notification_id, "Q1", notes["outboxed"].kind, "outbox", "outboxed",
+                      now=now - timedelta(minutes=20), cause=None, note=notes["outboxed"], attempt=1),
+               record(notes["rate_limited"].notification_id, "Q1", notes["rate_limited"].kind, "sms-gateway",
+                      "rate_limited", now=now - timedelta(minutes=10), cause=None, note=notes["rate_limited"],
+                      attempt=1, detail="rate limited: its recipient had 5 customer messages in this 86400 s "
+                                        "window (NOTIFIER_RECIPIENT_LIMIT); not sent")]
+    # (published from a thread of its own: Playwright's sync API holds this thread's event loop)
+    with ThreadPoolExecutor(1) as worker:
+        worker.submit(asyncio.run, desk.publisher.publish_many(NOTIFICATIONS, records)).result(timeout=30)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    # When ann opens the case, first in Chinese, then in English
+    sign_in(page, desk.base, "/desk/cases/Q1?lang=zh", staff("ann", "handler", "quality"))
+    for index, lang in enumerate(("zh", "en")):
+        if lang == "en":
+            page.click("a[lang=en]")
+            page.wait_for_load_state("load")
+        assert page.get_attribute("html", "lang") == ("zh-CN" if lang == "zh" else "en")
+        # Then the timeline names each notification's status in the page's language, on its own line
+        events = page.locator("#timeline tr.event td:nth-child(2)").all_inner_texts()
+        for status, names in LABELS.items():
+            assert events.count(names[index]) == 1, (lang, status, events)
+            assert names[1 - index] not in page.inner_text("body"), (lang, status)
+        # And no raw status word is shown anywhere on the page; the kinds are named in its language
+        shown = page.inner_text("body")
+        for word in ("outboxed", "rate_limited", "rate limited"):
+            assert word not in shown, (lang, word)
+        if lang == "zh":
+            assert "受理回执" in shown and "处理结果告知" in shown, shown
+            assert "acknowledgement" not in shown and "result" not in shown, shown
+        # And the labels fit: the page does not scroll sideways
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), lang
+        shoot(page, tmp_path, f"case-notifications-{lang}")
     page.close()

@@ -163,7 +163,13 @@ NAMES: dict[str, dict[str, tuple[str, str]]] = {
               "third_party": ("第三方", "third party"), "none": ("无", "none"),
               "undetermined": ("待定", "undetermined")},
     "kind": {"phone_callback": ("电话回访", "phone call-back"), "visit": ("上门", "visit"),
-             "chat": ("在线沟通", "chat")},
+             "chat": ("在线沟通", "chat"),
+             # a notification's kind (NotificationKind)
+             "acknowledgement": ("受理回执", "acknowledgement"), "result": ("处理结果告知", "result"),
+             "revisit": ("满意度回访", "revisit"), "reopened": ("重新受理告知", "reopened"),
+             "assignment": ("派单通知", "assignment"), "escalation": ("升级通知", "escalation"),
+             "sla_warning": ("时限预警", "deadline warning"),
+             "sla_breach": ("时限超期", "deadline breached")},
     "purpose": {"feedback": ("结果反馈", "feedback"), "revisit": ("满意度回访", "revisit"),
                 "other": ("其他", "other")},
 }

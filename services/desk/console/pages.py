@@ -82,6 +82,8 @@ def _value(key: str, value: Any, words: Words) -> str:
     """One fact as a person reads it: names in the page's language, times as on the page."""
     if key == "milestone":
         return words.name("milestone", value)
+    if key == "status":  # a notification's status: named as its timeline line names it
+        return words.name("action", value)
     if key == "solution":
         return words.name("solution", value)
     if key == "party_at_fault":
