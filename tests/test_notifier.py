@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import redis
@@ -22,6 +22,7 @@ from schemas.events import (
     Contact,
     DecisionKind,
     Level,
+    Nature,
     NotificationKind,
     RoutingDecision,
     Severity,
@@ -32,7 +33,7 @@ from services.notifier import logic
 from services.notifier.dispatch import Dispatcher
 from services.notifier.handlers import Notifier
 from services.notifier.logic import Begin, Book, Cancel, Claim, Delivery, Enqueue, Entry, Release, Settle
-from services.notifier.messages import Notification, mask, render
+from services.notifier.messages import Notification, acknowledgement, mask, render
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.settings import NotifierSettings
 from tests.fakes import CountingTransport, DictCustomers, DictOutbox, FixedClock, RecordingPublisher
@@ -62,6 +63,32 @@ def test_acknowledgement_is_rendered_in_the_customer_language(contact: Contact, 
     assert note.transport == transport and needle in note.body
     assert note.notification_id == render(NotificationKind.acknowledgement, contact,
                                           complaint_id="C-1", templates=POLICY.notifier).notification_id
+
+
+@pytest.mark.parametrize(("nature", "language", "subject", "needle"), [
+    (Nature.praise, "zh", "感谢您的表扬：C-1", "您的表扬已记录，编号 C-1"),
+    (Nature.praise, "en", "Thank you for your kind words (C-1)", "praise has been recorded under reference C-1"),
+    (Nature.suggestion, "zh", "您的建议已收到：C-1", "编号 C-1。我们将认真评估，并将评估结果告知您"),
+    (Nature.suggestion, "en", "We have received your suggestion C-1", "We will assess it and let you know the outcome"),
+    (Nature.complaint, "zh", "您的投诉已受理：C-1", "投诉编号 C-1"),
+    (Nature.complaint, "en", "We have registered your complaint C-1", "Your complaint number is C-1"),
+])
+def test_registration_is_answered_in_the_words_for_its_nature(nature: Nature, language: Literal["zh", "en"],
+                                                              subject: str, needle: str) -> None:
+    # Given a message of this nature registered from a customer writing in this language
+    c = Complaint(complaint_id="C-1", channel=Channel.sms, nature=nature, received_at=T0, source_message_id="m-1",
+                  customer=Contact(phone="+8613800138000", language=language), customer_key="k",
+                  first_contact="sms-desk", subject="s", description="d")
+    # When the notifier renders what registration owes the customer
+    note = acknowledgement(c, templates=POLICY.notifier)
+    # Then it names the number in the nature's words; only a complaint is called one
+    assert note.subject == subject and needle in note.body
+    text = (note.subject + note.body).lower()
+    assert ("complaint" in text or "投诉" in text) == (nature is Nature.complaint)
+    # and it is the acknowledgement under the one id a redelivery derives again, whatever the nature
+    assert note.kind is NotificationKind.acknowledgement
+    assert note.notification_id == render(NotificationKind.acknowledgement, c.customer, complaint_id="C-1",
+                                          templates=POLICY.notifier).notification_id
 
 
 def notice(transport: str, address: str = "x", role: str = "customer") -> Notification:

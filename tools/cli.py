@@ -65,13 +65,14 @@ def _fuzz(args: argparse.Namespace) -> int:
 
 
 def _notify_preview(args: argparse.Namespace) -> int:
-    from schemas.events import NotificationKind
+    from schemas.events import Nature, NotificationKind
     from services.common.policy import load_policy
     from services.common.settings import CommonSettings, load_settings
     from services.notifier.messages import SAMPLE, render_text
 
     policy = load_policy(load_settings(CommonSettings).policy_file)
-    subject, body = render_text(NotificationKind(args.kind), args.lang, SAMPLE, templates=policy.notifier)
+    subject, body = render_text(NotificationKind(args.kind), args.lang, SAMPLE, templates=policy.notifier,
+                                nature=Nature(args.nature))
     print(f"Subject: {subject}\n\n{body}")
     return 0
 
@@ -148,7 +149,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     """The command line of `complaints`."""
-    from schemas.events import NotificationKind
+    from schemas.events import Nature, NotificationKind
 
     p = argparse.ArgumentParser(prog="complaints", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -190,6 +191,8 @@ def parser() -> argparse.ArgumentParser:
     preview = nsub.add_parser("preview", help="render a kind's template from sample data")
     preview.add_argument("kind", choices=[k.value for k in NotificationKind])
     preview.add_argument("--lang", choices=["zh", "en"], default="zh")
+    preview.add_argument("--nature", choices=[n.value for n in Nature], default="complaint",
+                         help="the words for praise or a suggestion (policy notifier.by_nature)")
     preview.set_defaults(func=_notify_preview)
 
     add_rebuild(sub)

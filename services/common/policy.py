@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from schemas.events import CaseAction, Channel, Demand, Level, Milestone, NotificationKind, Severity
+from schemas.events import CaseAction, Channel, Demand, Level, Milestone, Nature, NotificationKind, Severity
 from services.common.errors import ConfigError
 from services.common.resolution import ResolutionPolicy, ResultTemplate
 
@@ -253,24 +253,59 @@ class QuietHours(_Frozen):
         return self
 
 
+NATURE_KINDS = frozenset({NotificationKind.acknowledgement})
+"""Kinds whose customer text depends on the message's nature (praise, suggestion, complaint)."""
+
+
+class NatureTemplates(_Frozen):
+    """A kind's text for praise and for suggestions, per language; a complaint's is the kind's own."""
+
+    praise: dict[str, Template]
+    suggestion: dict[str, Template]
+
+
+def _languages(where: str, langs: dict[str, Template]) -> None:
+    for lang in ("zh", "en"):
+        if lang not in langs:
+            raise ValueError(f"{where} lacks language {lang!r}")
+        t = langs[lang]
+        unknown = sorted((_fields(t.subject) | _fields(t.body)) - TEMPLATE_FIELDS)
+        if unknown:
+            raise ValueError(f"{where}.{lang}: unknown placeholders {unknown}; "
+                             f"known: {', '.join(sorted(TEMPLATE_FIELDS))}")
+
+
 class NotifierPolicy(_Frozen):
     templates: dict[NotificationKind, dict[str, Template]]
+    by_nature: dict[NotificationKind, NatureTemplates] = Field(
+        description="What praise and suggestions get instead of a kind's complaint text.")
     quiet_hours: QuietHours | None = None
     revisit_after: Duration = Field(description="How long after resolution the revisit goes out.")
 
     @model_validator(mode="after")
     def _both_languages(self) -> NotifierPolicy:
         for kind in NotificationKind:
-            langs = self.templates.get(kind, {})
-            for lang in ("zh", "en"):
-                if lang not in langs:
-                    raise ValueError(f"templates.{kind.value} lacks language {lang!r}")
-                t = langs[lang]
-                unknown = sorted((_fields(t.subject) | _fields(t.body)) - TEMPLATE_FIELDS)
-                if unknown:
-                    raise ValueError(f"templates.{kind.value}.{lang}: unknown placeholders {unknown}; "
-                                     f"known: {', '.join(sorted(TEMPLATE_FIELDS))}")
+            _languages(f"templates.{kind.value}", self.templates.get(kind, {}))
+        missing = sorted(k.value for k in NATURE_KINDS - self.by_nature.keys())
+        if missing:
+            raise ValueError(f"by_nature lacks {missing}: praise and suggestions would get "
+                             "a complaint's text")
+        fixed = sorted(k.value for k in self.by_nature.keys() - NATURE_KINDS)
+        if fixed:
+            raise ValueError(f"by_nature: {fixed} do not vary by nature; only "
+                             f"{', '.join(sorted(k.value for k in NATURE_KINDS))} do")
+        for kind, natures in self.by_nature.items():
+            _languages(f"by_nature.{kind.value}.praise", natures.praise)
+            _languages(f"by_nature.{kind.value}.suggestion", natures.suggestion)
         return self
+
+    def template(self, kind: NotificationKind, language: str, *,
+                 nature: Nature = Nature.complaint) -> Template:
+        """A kind's template in a language, in the words for the message's nature."""
+        natures = self.by_nature.get(kind)
+        if natures is None or nature is Nature.complaint:
+            return self.templates[kind][language]
+        return (natures.praise if nature is Nature.praise else natures.suggestion)[language]
 
 
 class IntakePolicy(_Frozen):

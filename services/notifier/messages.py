@@ -13,6 +13,7 @@ from schemas.events import (
     CaseUpdate,
     Complaint,
     Contact,
+    Nature,
     NotificationEvent,
     NotificationKind,
     NotificationRecord,
@@ -87,9 +88,9 @@ class _Blanks(dict[str, str]):
 
 
 def render_text(kind: NotificationKind, language: Literal["zh", "en"], values: Mapping[str, object],
-                *, templates: NotifierPolicy) -> tuple[str, str]:
-    """(subject, body) of a kind's template in a language."""
-    template = templates.templates[kind][language]
+                *, templates: NotifierPolicy, nature: Nature = Nature.complaint) -> tuple[str, str]:
+    """(subject, body) of a kind's template in a language, in the words for the message's nature."""
+    template = templates.template(kind, language, nature=nature)
     filled = _Blanks({k: "-" if v is None or v == "" else str(v) for k, v in values.items()})
     return template.subject.format_map(filled), template.body.format_map(filled)
 
@@ -97,15 +98,17 @@ def render_text(kind: NotificationKind, language: Literal["zh", "en"], values: M
 def render(
     kind: NotificationKind, contact: Contact, *, complaint_id: str, templates: NotifierPolicy,
     result: str | None = None, cause: str | None = None, values: Mapping[str, object] | None = None,
+    nature: Nature = Nature.complaint,
 ) -> Notification:
     """Render the customer's notification of ``kind`` in their language.
 
     ``cause`` (the triggering event's id) tells apart notifications of one kind that a case
     may owe more than once (a second resolution's result); the acknowledgement has none.
+    ``nature`` chooses the words (praise is thanked), never the id.
     """
     subject, body = render_text(kind, contact.language,
                                 {**(values or {}), "complaint_id": complaint_id, "result": result},
-                                templates=templates)
+                                templates=templates, nature=nature)
     transport, address, sealed = _route(contact)
     return Notification(
         notification_id=derived_id("notification", complaint_id, kind.value, *([cause] if cause else [])),
@@ -139,9 +142,9 @@ def result_text(update: CaseUpdate, language: Literal["zh", "en"], *,
 
 
 def acknowledgement(complaint: Complaint, *, templates: NotifierPolicy) -> Notification:
-    """The acknowledgement, with the complaint number, owed on registration."""
+    """The answer owed on registration, with the number, in the words for its nature."""
     return render(NotificationKind.acknowledgement, complaint.customer,
-                  complaint_id=complaint.complaint_id, templates=templates)
+                  complaint_id=complaint.complaint_id, templates=templates, nature=complaint.nature)
 
 
 def internal(kind: NotificationKind, roles: list[str], values: Mapping[str, object], *, complaint_id: str,
