@@ -111,6 +111,15 @@ def test_idempotent_producers_are_a_setting_that_picks_faust_s_transport(monkeyp
     assert settings.startswith("IdempotentProducer")
 
 
+def test_the_tools_producers_follow_the_same_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.common.transport import kafka_python_producer_kwargs
+
+    monkeypatch.delenv("KAFKA_IDEMPOTENT_PRODUCER", raising=False)
+    assert "enable_idempotence" not in kafka_python_producer_kwargs()
+    monkeypatch.setenv("KAFKA_IDEMPOTENT_PRODUCER", "true")
+    assert kafka_python_producer_kwargs()["enable_idempotence"] is True
+
+
 # -- a real Apache Kafka ----------------------------------------------------------------------
 
 def _records(bootstrap: str, topic: str) -> list[bytes]:
@@ -134,15 +143,20 @@ def _records(bootstrap: str, topic: str) -> list[bytes]:
 
 @pytest.mark.integration
 @pytest.mark.timeout(600)
-def test_the_broker_keeps_its_records_across_a_stop_and_a_kill(tmp_path: Path) -> None:
+def test_the_broker_keeps_its_records_across_a_stop_and_a_kill(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from services.common.kafka import ensure_topics
+    from services.common.transport import kafka_python_producer_kwargs
 
-    # Given a fresh node with our topics and two records written by an idempotent producer
+    # Given a fresh node with our topics and two records written by an idempotent producer (the
+    # tools' kind: kafka-python with KAFKA_IDEMPOTENT_PRODUCER on)
+    monkeypatch.setenv("KAFKA_IDEMPOTENT_PRODUCER", "true")
     node = KafkaBroker(tmp_path / "kafka", free_port())
     node.start()
     try:
         assert "complaints.inbound" in ensure_topics([node.bootstrap])
-        producer = KafkaProducer(bootstrap_servers=[node.bootstrap], acks="all", enable_idempotence=True)
+        producer = KafkaProducer(bootstrap_servers=[node.bootstrap], acks="all", **kafka_python_producer_kwargs())
+        assert producer.config["enable_idempotence"]
         for value in (b"first", b"second"):
             producer.send("complaints.inbound", value, key=b"k").get(timeout=30)
         producer.close()

@@ -44,7 +44,7 @@ from services.common.kafka import read_records
 from services.common.ports import Publisher
 from services.common.redis_store import text
 from services.common.sealing import MasterKeys
-from services.common.transport import kafka_python_kwargs
+from services.common.transport import kafka_python_producer_kwargs
 
 log = logging.getLogger(__name__)
 SERVICE_SOURCE = "pii-keys"
@@ -77,7 +77,7 @@ def live_keys(records: dict[str, bytes | None]) -> list[WrappedKey]:
 
 def tombstone(bootstrap: list[str], keys: Iterable[str]) -> int:
     """Publish a tombstone for each record key (acknowledged by the broker); how many."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", **kafka_python_kwargs())
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", **kafka_python_producer_kwargs())
     try:
         futures = [producer.send(KEYS.name, key=k.encode(), value=None) for k in keys]
         for f in futures:

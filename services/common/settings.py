@@ -47,6 +47,8 @@ class TransportSettings(BaseSettings):
 
     kafka_security_protocol: KafkaSecurityProtocol = Field(
         default="PLAINTEXT", validation_alias="KAFKA_SECURITY_PROTOCOL")
+    # the services' producers and the tools' (kafka-python) alike: see CommonSettings
+    kafka_idempotent_producer: bool = Field(default=False, validation_alias="KAFKA_IDEMPOTENT_PRODUCER")
     kafka_sasl_mechanism: KafkaSaslMechanism | None = Field(
         default=None, validation_alias="KAFKA_SASL_MECHANISM")
     kafka_sasl_username: str | None = Field(
@@ -131,8 +133,9 @@ class CommonSettings(TransportSettings):
     KAFKA_MAX_POLL_INTERVAL     seconds a member may go without polling before it is evicted
                                 (default 300)
     KAFKA_PROCESSING_GUARANTEE  at_least_once | exactly_once (exactly_once needs real Kafka)
-    KAFKA_IDEMPOTENT_PRODUCER   true: the services' producers are idempotent (no duplicate from a
-                                retried send; needs Apache Kafka, not tansu) (default false)
+    KAFKA_IDEMPOTENT_PRODUCER   true: the services' and the tools' producers are idempotent (no
+                                duplicate from a retried send; needs Apache Kafka, not tansu)
+                                (default false)
     REDIS_URL                   redis://host:port/db, rediss:// for TLS; a user and password in
                                 it are never printed (default redis://127.0.0.1:6379/0)
     REDIS_PREFIX                key prefix for every key this deployment writes (default complaints:)
@@ -177,7 +180,6 @@ class CommonSettings(TransportSettings):
     kafka_processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
         default="at_least_once", validation_alias="KAFKA_PROCESSING_GUARANTEE"
     )
-    kafka_idempotent_producer: bool = Field(default=False, validation_alias="KAFKA_IDEMPOTENT_PRODUCER")
     redis_prefix: str = Field(
         default="complaints:", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$",
         validation_alias="REDIS_PREFIX",

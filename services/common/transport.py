@@ -76,6 +76,16 @@ def kafka_python_kwargs(s: TransportSettings | None = None) -> dict[str, Any]:
     return aiokafka_kwargs(s if s is not None else from_environment())
 
 
+def kafka_python_producer_kwargs(s: TransportSettings | None = None) -> dict[str, Any]:
+    """``kafka_python_kwargs`` of a ``KafkaProducer``, idempotent (``enable_idempotence``: the
+    broker drops a batch a retry sends twice) when KAFKA_IDEMPOTENT_PRODUCER is on."""
+    s = s if s is not None else from_environment()
+    kwargs = kafka_python_kwargs(s)
+    if s.kafka_idempotent_producer:
+        kwargs["enable_idempotence"] = True
+    return kwargs
+
+
 def redis_kwargs(s: TransportSettings) -> dict[str, Any]:
     """Keyword arguments of ``redis.Redis.from_url`` / ``redis.asyncio.from_url`` beyond the URL:
     the ACL user and password (when set apart from the URL) and the TLS files of rediss://."""

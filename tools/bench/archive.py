@@ -51,7 +51,7 @@ from services.archive.records import parse, summarise
 from services.archive.tables import cases
 from services.archive.tables import events as events_table
 from services.common.kafka import ensure_topics
-from services.common.transport import kafka_python_kwargs
+from services.common.transport import kafka_python_kwargs, kafka_python_producer_kwargs
 from tools.bench import BenchError
 from tools.bench import report as rpt
 from tools.bench.archive_load import EVENTS_PER_CASE, Produced, cases_sql, interleaved
@@ -77,7 +77,8 @@ def archive_bench(*, bootstrap: list[str], count: int, timeout: float, archive_u
     # large batches and a short linger: the burst must reach the broker faster than the
     # archive can take it (with 16 KiB batches the client sent ~4,000 records/s here)
     producer = KafkaProducer(bootstrap_servers=bootstrap, client_id="complaints-bench",
-                             acks="all", linger_ms=20, batch_size=256 * 1024, **kafka_python_kwargs())
+                             acks="all", linger_ms=20, batch_size=256 * 1024,
+                             **kafka_python_producer_kwargs())
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="complaints-bench",
                              group_id=None, enable_auto_commit=False, fetch_max_wait_ms=100,
                              **kafka_python_kwargs())

@@ -49,7 +49,7 @@ from kafka.errors import KafkaError
 from schemas.topics import DEADLETTER, INBOUND, NOTIFICATIONS, REGISTERED, ROUTED, SLA
 from services.common.kafka import ensure_topics
 from services.common.settings import CommonSettings, load_settings
-from services.common.transport import kafka_python_kwargs
+from services.common.transport import kafka_python_kwargs, kafka_python_producer_kwargs
 from services.intake import auth
 from services.intake.signing import load_secrets
 from tools.bench import BenchError
@@ -166,7 +166,7 @@ def _run(bootstrap: list[str], count: int, timeout: float, stage: str, via: str,
     run_id = uuid.uuid4().hex[:8]
     ensure_topics(bootstrap, (BASELINE,))
     producer = KafkaProducer(bootstrap_servers=bootstrap, client_id="complaints-bench",
-                             acks="all", linger_ms=5, **kafka_python_kwargs())
+                             acks="all", linger_ms=5, **kafka_python_producer_kwargs())
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="complaints-bench",
                              group_id=None, enable_auto_commit=False, fetch_max_wait_ms=100,
                              **kafka_python_kwargs())

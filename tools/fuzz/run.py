@@ -30,7 +30,7 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from schemas.topics import DEADLETTER, INBOUND, LIFECYCLE, REGISTERED
-from services.common.transport import kafka_python_kwargs
+from services.common.transport import kafka_python_kwargs, kafka_python_producer_kwargs
 from services.intake.signing import sign_request
 from tools.fuzz.generate import CHANNELS, Sample, samples
 
@@ -338,7 +338,7 @@ def campaign(channels: Sequence[str], count: int, *, intake_url: str, bootstrap:
     run = uuid.uuid4().hex[:8]
     watcher = Watcher(bootstrap)
     producer = KafkaProducer(bootstrap_servers=list(bootstrap), client_id="complaints-fuzz", acks="all",
-                             linger_ms=5, max_request_size=8 * 1024 * 1024, **kafka_python_kwargs())
+                             linger_ms=5, max_request_size=8 * 1024 * 1024, **kafka_python_producer_kwargs())
     tallies: list[Tally] = []
     try:
         known = _known_complaints(intake_url, secrets, run) if "survey_reply" in channels else []

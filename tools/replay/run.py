@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from schemas.events import Channel, InboundMessage, InboundReceived
 from schemas.topics import DEADLETTER, INBOUND, LIFECYCLE, REGISTERED
-from services.common.transport import kafka_python_kwargs
+from services.common.transport import kafka_python_kwargs, kafka_python_producer_kwargs
 from tools.replay import cfpb
 from tools.replay.tally import Payload, Row, Skip, Summary, Tally, format_summary, summarise
 
@@ -159,7 +159,7 @@ def replay(path: Path | str, *, channel: Channel | str | None = None, fmt: str |
     total = limit if limit is not None else _count(path, fmt)
     bootstrap = bootstrap or load_settings(CommonSettings).bootstrap_list()
     producer = KafkaProducer(bootstrap_servers=bootstrap, client_id="complaints-replay",
-                             acks="all", linger_ms=5, **kafka_python_kwargs())
+                             acks="all", linger_ms=5, **kafka_python_producer_kwargs())
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="complaints-replay",
                              group_id=None, enable_auto_commit=False, fetch_max_wait_ms=100,
                              **kafka_python_kwargs())
