@@ -97,17 +97,28 @@ def apache_kafka(log_dir: Path) -> Iterator[str]:
 TEST_BROKERS = {"tansu": tansu, "kafka": apache_kafka}
 
 
-@pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """This session's broker, shared by the stack and the tests that read its topics.
-
-    ``COMPLAINTS_TEST_BROKER``: ``tansu`` (default; embedded, memory only) or ``kafka`` (Apache
-    Kafka, tools/kafka_broker: needs Java and Maven); the one place a test run picks its broker.
-    """
+def broker_kind() -> str:
+    """``COMPLAINTS_TEST_BROKER``: ``tansu`` (default; embedded, memory only) or ``kafka`` (Apache
+    Kafka, tools/kafka_broker: needs Java and Maven); the one place a test run picks its broker."""
     choice = os.environ.get("COMPLAINTS_TEST_BROKER", "tansu")
     if choice not in TEST_BROKERS:
         raise pytest.UsageError(f"COMPLAINTS_TEST_BROKER: {choice!r} is not one of {sorted(TEST_BROKERS)}")
-    with TEST_BROKERS[choice](tmp_path_factory.mktemp("broker")) as bootstrap:
+    return choice
+
+
+@contextlib.contextmanager
+def own_broker(log_dir: Path) -> Iterator[str]:
+    """A fresh broker of the run's kind (``broker_kind``) for a test that needs one of its own
+    (kills, restarts, a group of its own); its bootstrap. The chaos tests of test_chaos.py keep
+    tansu on purpose: the embedded default's own."""
+    with TEST_BROKERS[broker_kind()](log_dir) as bootstrap:
+        yield bootstrap
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """This session's broker (``own_broker``), shared by the stack and the tests that read its topics."""
+    with own_broker(tmp_path_factory.mktemp("broker")) as bootstrap:
         yield bootstrap
 
 

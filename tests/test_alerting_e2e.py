@@ -33,7 +33,7 @@ import yaml
 from kafka import KafkaProducer
 
 from services.sla_monitor.calendar import ALWAYS_OPEN
-from tests.conftest import SLA_SCALE, tansu
+from tests.conftest import SLA_SCALE, own_broker
 from tests.harness import STAFF_SECRET, TEST_SECRET, Service, free_port, http, post_inbound, wait_for
 
 pytestmark = pytest.mark.integration
@@ -133,7 +133,7 @@ def monitored(tmp_path: Path, redis_url: str, redis_prefix: str, test_roster: Pa
     webhook = Webhook()
     started: list[Proc] = []
     services: dict[str, Service] = {}
-    with tansu(tmp_path) as broker:
+    with own_broker(tmp_path) as broker:
         try:
             env = {"KAFKA_BOOTSTRAP_SERVERS": broker, "KAFKA_REBALANCE_TIMEOUT": "3",
                    "REDIS_URL": redis_url, "REDIS_PREFIX": f"{redis_prefix}alerting-{uuid.uuid4().hex[:8]}:",

@@ -1,5 +1,5 @@
-"""The archive's batch consumer on a real broker (tansu): batches, commits, retries, dead
-letters, the lag it reports and a rebalance while a batch is being written."""
+"""The archive's batch consumer on a real broker (the run's kind, tests.conftest.own_broker): batches,
+commits, retries, dead letters, the lag it reports and a rebalance while a batch is being written."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from schemas.topics import LIFECYCLE, REGISTERED, TopicSpec
 from services.archive.consumer import BatchConsumer
 from services.common.boundary import Boundary, Record
 from services.common.settings import CommonSettings
-from tests.conftest import tansu
+from tests.conftest import own_broker
 
 pytestmark = pytest.mark.integration
 SPECS = (REGISTERED, LIFECYCLE)
@@ -26,7 +26,7 @@ SPECS = (REGISTERED, LIFECYCLE)
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[str]:
-    with tansu(tmp_path) as bootstrap:
+    with own_broker(tmp_path) as bootstrap:
         yield bootstrap
 
 

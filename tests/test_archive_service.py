@@ -29,7 +29,7 @@ from services.archive.records import ArchivedEvent
 from services.archive.settings import ArchiveSettings
 from services.archive.tables import TABLES
 from services.archive.tables import events as events_table
-from tests.conftest import tansu
+from tests.conftest import own_broker
 from tests.harness import TopicReader, free_port, http, wait_for
 from tests.test_archive_logic import closed_story, open_story, reopened_story
 
@@ -87,7 +87,7 @@ def archived(engine: Engine) -> int:
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[str]:
-    with tansu(tmp_path) as bootstrap:
+    with own_broker(tmp_path) as bootstrap:
         yield bootstrap
 
 

@@ -407,7 +407,7 @@ def test_the_archive_as_compose_configures_it_runs_on_postgresql_and_exports_wha
     from schemas.topics import LIFECYCLE
     from services.archive.database import make_engine
     from services.archive.tables import events as events_table
-    from tests.conftest import tansu
+    from tests.conftest import own_broker
     from tests.harness import Service, free_port, http, wait_for
     from tests.postgres import fresh_database
     from tests.test_archive_logic import closed_story
@@ -419,13 +419,13 @@ def test_the_archive_as_compose_configures_it_runs_on_postgresql_and_exports_wha
     stories = [closed_story(f"D{i:02d}-{tmp_path.name[-8:]}", start + timedelta(minutes=i)).events
                for i in range(4)]
     events = [item for story in stories for item in story]
-    with tansu(tmp_path) as broker, fresh_database(postgres_url) as database:
+    with own_broker(tmp_path) as broker, fresh_database(postgres_url) as database:
         given = make_url(database)
         secret = given.password or "compose-secret-never-printed-7d1c"
         url = given.set(drivername="postgresql", password=secret).render_as_string(hide_password=False)
         port, metrics_port = free_port(), free_port()
         env = {k: interpolate(v) for k, v in compose()["services"]["archive"]["environment"].items()}
-        # the test broker (tansu) speaks plaintext only, and the archive needs no Redis: the
+        # the test broker speaks plaintext only, and the archive needs no Redis: the
         # transport settings are checked in test_each_service_accepts_its_compose_environment
         # and run over TLS in tests/test_transport_*.py
         env = {k: v for k, v in env.items() if not k.startswith(("KAFKA_SASL_", "KAFKA_SSL_", "REDIS_"))}

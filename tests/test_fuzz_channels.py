@@ -24,7 +24,7 @@ from kafka.future import Future
 
 from schemas.topics import INBOUND
 from services.common.kafka import read_records
-from tests.conftest import TEST_BROKERS
+from tests.conftest import own_broker
 from tests.harness import TEST_SECRET, Service, free_port, wait_for
 from tools.fuzz.generate import CHANNELS, samples
 from tools.fuzz.run import campaign, fuzz_kafka
@@ -39,7 +39,7 @@ def own_intake(stack_env: dict[str, str], redis_prefix: str,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Service]]:
     """An intake on a broker of its own (the session's kind), keys under its own Redis prefix."""
     tmp = tmp_path_factory.mktemp("fuzz")
-    with TEST_BROKERS[os.environ.get("COMPLAINTS_TEST_BROKER", "tansu")](tmp) as bootstrap:
+    with own_broker(tmp) as bootstrap:
         port = free_port()
         intake = Service("intake", {**stack_env, "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
                                     "REDIS_PREFIX": f"{redis_prefix}fuzz:", "INTAKE_HTTP_PORT": str(port),

@@ -23,7 +23,7 @@ from kafka import KafkaProducer
 
 from schemas.events import Channel, Complaint, ComplaintRegistered, Contact
 from services.common.policy import DEFAULT_POLICY
-from tests.conftest import tansu
+from tests.conftest import own_broker
 from tests.harness import Service, TopicReader, free_port, produce, wait_for
 from tests.sinks import MailSink, http_sink
 
@@ -53,7 +53,7 @@ def test_two_notifiers_one_killed_send_every_acknowledgement_once(
     smtp = Controller(mail, hostname="127.0.0.1", port=free_port())
     smtp.start()
     server, sms = http_sink()
-    with tansu(tmp_path) as bootstrap:
+    with own_broker(tmp_path) as bootstrap:
         env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_REBALANCE_TIMEOUT": "3", "REDIS_URL": redis_url,
                "REDIS_PREFIX": f"{redis_prefix}notify-{run}:", "COMPLAINTS_POLICY_FILE": str(policy_file),
                "COMPLAINTS_DATA_DIR": str(tmp_path / "data"), "NOTIFIER_OUTBOX_DIR": str(tmp_path / "outbox"),

@@ -24,7 +24,7 @@ import pytest
 import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from tests.conftest import tansu
+from tests.conftest import own_broker
 from tests.harness import (
     STAFF_SECRET,
     TEST_SECRET,
@@ -108,7 +108,7 @@ def test_a_redis_refusing_writes_delays_complaints_and_dead_letters_none(
         own_redis: tuple[str, redis.Redis], test_roster: Path, tmp_path: Path) -> None:
     url, client = own_redis
     run = uuid.uuid4().hex[:6]
-    with tansu(tmp_path) as bootstrap:
+    with own_broker(tmp_path) as bootstrap:
         ports = {"intake": free_port(), "router": free_port()}
         env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_REBALANCE_TIMEOUT": "3",
                "REDIS_URL": url, "REDIS_PREFIX": f"outage-{run}:", "ROUTER_ROSTER_FILE": str(test_roster),

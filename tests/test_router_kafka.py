@@ -29,7 +29,7 @@ from schemas.events import (
     CaseUpdate,
     ComplaintRegistered,
 )
-from tests.conftest import tansu
+from tests.conftest import own_broker
 from tests.harness import (
     Service,
     TopicReader,
@@ -193,7 +193,7 @@ def test_two_router_instances_one_killed_lose_nothing_and_never_double_book(
         redis_url: str, redis_prefix: str, test_roster: Path, tmp_path: Path) -> None:
     count, run = 300, uuid.uuid4().hex[:6]
     prefix = f"{redis_prefix}scale-{run}:"
-    with tansu(tmp_path) as bootstrap:
+    with own_broker(tmp_path) as bootstrap:
         env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_REBALANCE_TIMEOUT": "3",
                "REDIS_URL": redis_url, "REDIS_PREFIX": prefix, "ROUTER_ROSTER_FILE": str(test_roster),
                "COMPLAINTS_DATA_DIR": str(tmp_path / "data"), "LOG_LEVEL": "info"}

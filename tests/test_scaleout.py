@@ -28,7 +28,7 @@ from kafka import KafkaProducer
 
 from services.common.policy import DEFAULT_POLICY
 from services.sla_monitor.calendar import ALWAYS_OPEN
-from tests.conftest import SLA_SCALE, tansu
+from tests.conftest import SLA_SCALE, own_broker
 from tests.harness import STAFF_SECRET, TEST_SECRET, Service, TopicReader, free_port, wait_for
 from tests.sinks import MailSink, http_sink
 from tools.bench.load import inbound_records
@@ -76,7 +76,7 @@ def test_two_of_each_service_one_of_each_killed_in_turn(redis_url: str, redis_pr
     smtp.start()
     server, sms = http_sink()
     stop = threading.Event()
-    with tansu(tmp_path) as bootstrap:
+    with own_broker(tmp_path) as bootstrap:
         env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_REBALANCE_TIMEOUT": "3",
                "REDIS_URL": redis_url, "REDIS_PREFIX": f"{redis_prefix}scale-{run}:",
                "COMPLAINTS_POLICY_FILE": str(policy_file), "COMPLAINTS_SLA_SCALE": str(SLA_SCALE),

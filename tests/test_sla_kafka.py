@@ -21,7 +21,7 @@ from kafka import KafkaProducer
 
 from schemas.events import ComplaintRouted, Level, RoutingDecision, Severity
 from services.sla_monitor.calendar import ALWAYS_OPEN
-from tests.conftest import tansu
+from tests.conftest import own_broker
 from tests.harness import Service, TopicReader, free_port, http, produce, wait_for
 
 pytestmark = pytest.mark.integration
@@ -48,7 +48,7 @@ def test_two_monitors_one_killed_and_a_flushed_redis_alert_each_deadline_once(
         redis_url: str, redis_prefix: str, tmp_path: Path) -> None:
     count, run = 150, uuid.uuid4().hex[:6]
     prefix = f"{redis_prefix}sla-{run}:"
-    with tansu(tmp_path) as bootstrap:
+    with own_broker(tmp_path) as bootstrap:
         env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_REBALANCE_TIMEOUT": "3",
                "REDIS_URL": redis_url, "REDIS_PREFIX": prefix, "COMPLAINTS_SLA_SCALE": str(SCALE),
                "SLA_MONITOR_CALENDAR_FILE": str(ALWAYS_OPEN), "SLA_MONITOR_CLAIM_LEASE": "2",
