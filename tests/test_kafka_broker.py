@@ -6,6 +6,7 @@ a real Apache Kafka node; a machine without Java or Maven fails them with the in
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -243,3 +244,13 @@ def test_up_with_kafka_keeps_a_complaint_across_a_restart(tmp_path: Path, redis_
                     client.delete(key)
     # And the broker's data lives under the data dir
     assert (tmp_path / "data" / "kafka" / "data" / "meta.properties").is_file()
+
+
+def test_a_cluster_id_never_starts_with_a_dash() -> None:
+    from tools.kafka_broker import _cluster_id
+
+    # a Kafka Uuid (16 bytes, URL-safe base64 without padding) that the storage tool's argument
+    # parser takes as a value: one starting with "-" it took for an option (one in 64 before)
+    ids = [_cluster_id() for _ in range(2000)]
+    assert not [i for i in ids if i.startswith("-")]
+    assert all(len(base64.urlsafe_b64decode(i + "==")) == 16 for i in ids)

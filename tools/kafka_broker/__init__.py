@@ -137,8 +137,13 @@ def _free_port() -> int:
 
 
 def _cluster_id() -> str:
-    """A Kafka Uuid as ``kafka-storage random-uuid`` prints it: URL-safe base64, no padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A Kafka Uuid as ``kafka-storage random-uuid`` prints it: URL-safe base64, no padding, and
+    (as Kafka's ``Uuid.randomUuid`` makes sure) not starting with "-", which the storage tool's
+    argument parser would take for an option (one id in 64 did: the format step failed)."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not text.startswith("-"):
+            return text
 
 
 class KafkaBroker:
