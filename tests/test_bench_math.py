@@ -18,6 +18,7 @@ from tools.bench.report import (
     answer_detail,
     classify,
     failure_kinds,
+    format_broker_baseline,
     format_intake_report,
     format_report,
     intake_base_url,
@@ -95,6 +96,7 @@ def _figures(**overrides: object) -> Figures:
         count=2000, run_id="abc12345", partitions=6, base_produce=10_000.0, base_consume=20_000.0,
         inbound_produce=9_000.0, end_to_end=500.0, seconds=4.0,
         routed_ms=[10.0, 20.0, 30.0], acked_ms=[40.0, 50.0, 60.0],
+        aio_produce=25_000.0, aio_consume=50_000.0,
     )
     fields.update(overrides)
     return Figures(**fields)  # type: ignore[arg-type]
@@ -103,7 +105,7 @@ def _figures(**overrides: object) -> Figures:
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({}, "stage=pipeline via=kafka N=2000 (run id abc12345; order: broker baseline, then pipeline)"),
+        ({}, "stage=pipeline via=kafka N=2000 (run id abc12345; order: broker baselines, then pipeline)"),
         ({}, "1 topic, 6 partitions"),
         ({}, "produce   10000.0 rec/s   consume   20000.0 rec/s"),
         ({}, "9000.0 rec/s"),
@@ -112,6 +114,13 @@ def _figures(**overrides: object) -> Figures:
         ({}, "p50     50.0   p95     59.0   p99     59.8"),
         ({}, "produce     0.050         consume     0.025"),
         ({"base_consume": 0.0}, "consume       n/a"),
+        ({}, "broker baseline (aiokafka, the same topic):"),
+        ({}, "produce   25000.0 rec/s   consume   50000.0 rec/s"),
+        ({}, "ratio end-to-end / kafka-python baseline:"),
+        ({}, "ratio end-to-end / aiokafka baseline:"),
+        ({}, "produce     0.020         consume     0.010"),
+        ({"aio_produce": float("nan"), "aio_consume": float("nan")},
+         "produce       n/a rec/s   consume       n/a rec/s"),
         ({"acked_ms": []}, "p50      n/a   p95      n/a   p99      n/a"),
     ],
 )
@@ -122,7 +131,10 @@ def test_report_contains(overrides: dict[str, object], expected: str) -> None:
 def test_report_columns_line_up() -> None:
     lines = format_report(_figures()).splitlines()
     assert lines[0].startswith("complaints bench:")
-    baseline, inbound, end_to_end, routed, acked, ratios = lines[1:]
+    baseline, aio_baseline, inbound, end_to_end, routed, acked, ratios, aio_ratios = lines[1:]
+    assert baseline.index("produce") == aio_baseline.index("produce") == aio_ratios.index("produce")
+    assert baseline.index("rec/s") == aio_baseline.index("rec/s")
+    assert ratios.index("consume") == aio_ratios.index("consume")
     assert baseline.index("rec/s") == inbound.index("rec/s")
     assert baseline.index("consume") == ratios.index("consume")
     assert baseline.index("produce") == ratios.index("produce")
@@ -259,19 +271,45 @@ def _intake(**overrides: object) -> IntakeFigures:
     fields: dict[str, object] = dict(
         count=2000, run_id="abc12345", via="http", partitions=6, base_produce=10_000.0,
         base_consume=20_000.0, input_rate=800.0, registered=2000, seconds=2.5,
-        latency_ms=[10.0, 20.0, 30.0], concurrency=16,
+        latency_ms=[10.0, 20.0, 30.0], concurrency=16, aio_produce=16_000.0, aio_consume=32_000.0,
     )
     fields.update(overrides)
     return IntakeFigures(**fields)  # type: ignore[arg-type]
+
+
+def _row(report: str, label: str) -> str:
+    return next(line for line in report.splitlines() if line.lstrip().startswith(label))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "label", "expected"),
+    [
+        ({}, "broker baseline (kafka-python", "produce   10000.0 rec/s   consume   20000.0 rec/s"),
+        ({}, "broker baseline (aiokafka", "produce   16000.0 rec/s   consume   32000.0 rec/s"),
+        ({}, "ratio per process / kafka-python baseline:", "produce     0.080         consume     0.040"),
+        ({}, "ratio per process / aiokafka baseline:", "produce     0.050         consume     0.025"),
+        ({"processes": 4}, "ratio per process / aiokafka baseline:",
+         "produce     0.013         consume     0.006"),
+        ({"aio_produce": 0.0}, "ratio per process / aiokafka baseline:", "produce       n/a"),
+    ],
+)
+def test_intake_report_divides_by_each_clients_baseline(overrides: dict[str, object], label: str,
+                                                        expected: str) -> None:
+    # Given an intake run with both clients' baselines
+    # When its report is printed
+    # Then each baseline has its row and the ratio is given against each, kafka-python's first
+    report = format_intake_report(_intake(**overrides))
+    assert expected in _row(report, label)
+    assert report.index("(kafka-python") < report.index("(aiokafka")
 
 
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
         ({}, "complaints bench: stage=intake via=http N=2000 (run id abc12345; 16 HTTP connections; "
-             "order: broker baseline, then intake)"),
+             "order: broker baselines, then intake)"),
         ({"via": "kafka"}, "complaints bench: stage=intake via=kafka N=2000 (run id abc12345; "
-                           "order: broker baseline, then intake)"),
+                           "order: broker baselines, then intake)"),
         ({}, "intake input (HTTP POST web_form):"),
         ({}, "800.0 req/s"),
         ({"via": "kafka"}, "intake input (inbound produce):"),
@@ -307,7 +345,9 @@ def test_intake_report_failed_row(overrides: dict[str, object], has_failed_row: 
 def test_intake_report_columns_line_up(via: str) -> None:
     lines = format_intake_report(_intake(via=via, failed=1)).splitlines()
     assert lines[0].startswith(f"complaints bench: stage=intake via={via} N=2000")
-    baseline, inbound, registered, registrations, latency, ratios, failed = lines[1:]
+    baseline, aio_baseline, inbound, registered, registrations, latency, ratios, aio_ratios, failed = lines[1:]
+    assert baseline.index("produce") == aio_baseline.index("produce") == aio_ratios.index("produce")
+    assert ratios.index("consume") == aio_ratios.index("consume")
     assert baseline.index("produce") == ratios.index("produce") == latency.index("p50")
     assert baseline.index("consume") == ratios.index("consume")
     assert baseline.index("/s") == inbound.index("/s")  # rec/s or req/s, one column
@@ -318,3 +358,19 @@ def test_intake_report_columns_line_up(via: str) -> None:
 def test_intake_report_has_no_contact_details() -> None:
     text = format_intake_report(_intake())
     assert "@" not in text and "bench-" not in text
+
+
+@pytest.mark.parametrize(
+    ("aiokafka", "expected"),
+    [
+        ((6_589.4, 7_901.0), "  baseline  broker: kafka-python produce 3,441 / consume 4,615 rec/s; "
+                             "aiokafka produce 6,589 / consume 7,901 rec/s (6 partitions)"),
+        ((math.nan, math.nan), "  baseline  broker: kafka-python produce 3,441 / consume 4,615 rec/s; "
+                               "aiokafka produce n/a / consume n/a rec/s (6 partitions)"),
+    ],
+)
+def test_archive_broker_baseline_names_both_clients(aiokafka: tuple[float, float], expected: str) -> None:
+    # Given the two clients' baselines of one archive run
+    # When the archive stage prints its broker baseline line
+    # Then kafka-python's comes first (the earlier figures' client), aiokafka's beside it
+    assert format_broker_baseline((3_441.0, 4_615.2), aiokafka, 6) == expected

@@ -3,9 +3,10 @@
 Against a running stack (the archive at ``--archive-url``, its database at ARCHIVE_DATABASE_URL,
 default the SQLite file `complaints up` uses):
 
-1. Baselines, same run: the raw broker (N records produced, then consumed, one client) and the
-   raw database (the same N events inserted into a temporary table of the events' shape, 500
-   per transaction, nothing folded).
+1. Baselines, same run: the raw broker (N records produced, then consumed, with kafka-python,
+   then the same with aiokafka: faust's client and the batch consumer's) and the raw database
+   (the same N events inserted into a temporary table of the events' shape, 500 per
+   transaction, nothing folded).
 2. Burst: N events of N/16 whole case lifecycles (registered, routed, clocks, notifications,
    the handler's steps) produced to the five topics as a live stream brings them (the k-th
    event of every case before the (k+1)-th of any, so each batch touches many cases that
@@ -51,11 +52,15 @@ from services.archive.records import parse, summarise
 from services.archive.tables import cases
 from services.archive.tables import events as events_table
 from services.common.kafka import ensure_topics
-from services.common.transport import kafka_python_kwargs, kafka_python_producer_kwargs
+from services.common.transport import (
+    from_environment,
+    kafka_python_kwargs,
+    kafka_python_producer_kwargs,
+)
 from tools.bench import BenchError
 from tools.bench import report as rpt
 from tools.bench.archive_load import EVENTS_PER_CASE, Produced, cases_sql, interleaved
-from tools.bench.kafka import BASELINE, baseline
+from tools.bench.kafka import BASELINE, aio_baseline, baseline
 from tools.bench.load import inbound_records
 
 log = logging.getLogger(__name__)
@@ -74,26 +79,31 @@ def archive_bench(*, bootstrap: list[str], count: int, timeout: float, archive_u
     count = cases_n * EVENTS_PER_CASE
     engine = make_engine(database_url)
     ensure_topics(bootstrap, (BASELINE,))
+    transport = from_environment()
     # large batches and a short linger: the burst must reach the broker faster than the
     # archive can take it (with 16 KiB batches the client sent ~4,000 records/s here)
     producer = KafkaProducer(bootstrap_servers=bootstrap, client_id="complaints-bench",
                              acks="all", linger_ms=20, batch_size=256 * 1024,
-                             **kafka_python_producer_kwargs())
+                             **kafka_python_producer_kwargs(transport))
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="complaints-bench",
                              group_id=None, enable_auto_commit=False, fetch_max_wait_ms=100,
-                             **kafka_python_kwargs())
+                             **kafka_python_kwargs(transport))
     lines = [f"complaints bench: stage=archive N={count} events ({cases_n} cases x {EVENTS_PER_CASE}) "
              f"run {run_id}, database {engine.dialect.name}"]
     try:
         archived_total(archive_url)  # the archive answers before anything is produced
-        log.info("bench %s: broker baseline, %d records", run_id, count)
+        log.info("bench %s: broker baseline with kafka-python, %d records", run_id, count)
         produce_s, consume_s, parts = baseline(producer, consumer,
                                                inbound_records(f"{run_id}-base", count), timeout)
+        log.info("bench %s: broker baseline with aiokafka, %d records", run_id, count)
+        # the same producer settings; keys of their own of the same length (the same record size)
+        aio = aio_baseline(bootstrap, inbound_records(f"{run_id}-aiok", count), timeout,
+                           transport=transport, linger_ms=20, max_batch_size=256 * 1024)
         burst = interleaved(f"{run_id}b", cases_n)
         log.info("bench %s: database baseline, %d rows", run_id, count)
         db_rate = database_baseline(engine, burst)
-        lines += [f"  baseline  broker: produce {produce_s:,.0f} rec/s, consume {consume_s:,.0f} rec/s "
-                  f"({parts} partitions); database: {db_rate:,.0f} event rows/s inserted raw"]
+        lines += [rpt.format_broker_baseline((produce_s, consume_s), aio[:2], parts),
+                  f"  baseline  database: {db_rate:,.0f} event rows/s inserted raw"]
         log.info("bench %s: burst, %d events", run_id, count)
         sent = produce_all(producer, burst)
         wait_archived(archive_url, engine, sent, timeout)

@@ -10,7 +10,7 @@ import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from schemas.topics import DEADLETTER, NOTIFICATIONS, REGISTERED, ROUTED
@@ -123,6 +123,8 @@ class Figures:
     seconds: float  # that span
     routed_ms: Sequence[float]
     acked_ms: Sequence[float]
+    aio_produce: float = math.nan  # the same baseline with aiokafka (faust's client)
+    aio_consume: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,8 @@ class IntakeFigures:
     concurrency: int = 1
     processes: int = 1
     stage: str = "intake"  # or "router": registered events in, routing decisions out
+    aio_produce: float = math.nan  # the same baseline with aiokafka (faust's client)
+    aio_consume: float = math.nan
 
     @property
     def registrations(self) -> float:
@@ -162,14 +166,48 @@ def _pcts(values: Sequence[float]) -> str:
     return "   ".join(f"p{q} {_num(percentile(values, q)):>8}" for q in (50, 95, 99))
 
 
-def _baseline_row(partitions: int, produce: float, consume: float) -> tuple[str, str]:
-    return (f"broker baseline (kafka-python, 1 topic, {partitions} partitions):",
-            f"produce {_num(produce):>9} rec/s   consume {_num(consume):>9} rec/s")
+class _Based(Protocol):
+    """A report's baselines: kafka-python's (base_*) and aiokafka's (aio_*), records/s."""
+
+    @property
+    def partitions(self) -> int: ...
+    @property
+    def base_produce(self) -> float: ...
+    @property
+    def base_consume(self) -> float: ...
+    @property
+    def aio_produce(self) -> float: ...
+    @property
+    def aio_consume(self) -> float: ...
 
 
-def _ratio_row(label: str, value: float, produce: float, consume: float) -> tuple[str, str]:
-    return (label, f"produce {_num(ratio(value, produce), 3):>9}         "
-                   f"consume {_num(ratio(value, consume), 3):>9}")
+def _baseline_rows(f: _Based) -> list[tuple[str, str]]:
+    """The baseline of each client, kafka-python (the figures' reference) first."""
+    return [(f"broker baseline (kafka-python, 1 topic, {f.partitions} partitions):",
+             f"produce {_num(f.base_produce):>9} rec/s   consume {_num(f.base_consume):>9} rec/s"),
+            ("broker baseline (aiokafka, the same topic):",
+             f"produce {_num(f.aio_produce):>9} rec/s   consume {_num(f.aio_consume):>9} rec/s")]
+
+
+def _ratio_rows(what: str, value: float, f: _Based) -> list[tuple[str, str]]:
+    """``value`` over each client's baseline: kafka-python's (as the earlier figures), aiokafka's."""
+    return [(f"ratio {what} / {client} baseline:", f"produce {_num(ratio(value, produce), 3):>9}         "
+             f"consume {_num(ratio(value, consume), 3):>9}")
+            for client, produce, consume in (("kafka-python", f.base_produce, f.base_consume),
+                                             ("aiokafka", f.aio_produce, f.aio_consume))]
+
+
+def _thousands(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:,.0f}"
+
+
+def format_broker_baseline(kafka_python: tuple[float, float], aiokafka: tuple[float, float],
+                           partitions: int) -> str:
+    """The archive stage's broker baseline line: (produce/s, consume/s) of each client."""
+    return ("  baseline  broker: " + "; ".join(
+        f"{client} produce {_thousands(produce)} / consume {_thousands(consume)} rec/s"
+        for client, (produce, consume) in (("kafka-python", kafka_python), ("aiokafka", aiokafka)))
+        + f" ({partitions} partitions)")
 
 
 def _block(head: str, rows: Sequence[tuple[str, str]]) -> str:
@@ -180,16 +218,16 @@ def _block(head: str, rows: Sequence[tuple[str, str]]) -> str:
 def format_report(f: Figures) -> str:
     """The pasteable text block of the pipeline stage."""
     rows = [
-        _baseline_row(f.partitions, f.base_produce, f.base_consume),
+        *_baseline_rows(f),
         ("pipeline inbound produce:", f"        {_num(f.inbound_produce):>9} rec/s"),
         ("pipeline end-to-end (inbound -> ack sent):",
          f"        {_num(f.end_to_end):>9} complaints/s over {_num(f.seconds, 2)} s"),
         ("latency inbound -> routed (ms):", _pcts(f.routed_ms)),
         ("latency inbound -> acknowledged (ms):", _pcts(f.acked_ms)),
-        _ratio_row("ratio end-to-end / baseline:", f.end_to_end, f.base_produce, f.base_consume),
+        *_ratio_rows("end-to-end", f.end_to_end, f),
     ]
     return _block(f"complaints bench: stage=pipeline via=kafka N={f.count} (run id {f.run_id}; "
-                  "order: broker baseline, then pipeline)", rows)
+                  "order: broker baselines, then pipeline)", rows)
 
 
 def format_intake_report(f: IntakeFigures) -> str:
@@ -207,7 +245,7 @@ def format_intake_report(f: IntakeFigures) -> str:
         done = "first POST -> last 202" if http else "inbound -> last registered"
         what, unit = "registrations:", "intake"
     rows = [
-        _baseline_row(f.partitions, f.base_produce, f.base_consume),
+        *_baseline_rows(f),
         (f"{f.stage} input ({produced}):",
          f"        {_num(f.input_rate):>9} {'req/s' if http else 'rec/s'}"),
         (f"{ {'router': 'routed', 'notifier': 'sent'}.get(f.stage, 'registered')} ({done}):",
@@ -215,13 +253,13 @@ def format_intake_report(f: IntakeFigures) -> str:
         (what, f"        {_num(f.registrations):>9} /s (per {unit} process: "
                f"{_num(f.per_process)} /s; {unit} processes: {f.processes})"),
         (f"latency {'POST -> 202' if http else done.replace(' last', '')} (ms):", _pcts(f.latency_ms)),
-        _ratio_row("ratio per process / baseline:", f.per_process, f.base_produce, f.base_consume),
+        *_ratio_rows("per process", f.per_process, f),
     ]
     if f.failed or http:
         note = f"   {f.failure_note}" if f.failure_note else ""
         rows.append(("failed:", f"        {f.failed:>9}{note}"))
     return _block(f"complaints bench: stage={f.stage} via={f.via} N={f.count} (run id {f.run_id}; "
-                  f"{clients}order: broker baseline, then {f.stage})", rows)
+                  f"{clients}order: broker baselines, then {f.stage})", rows)
 
 
 @dataclass(frozen=True)
@@ -240,22 +278,24 @@ class SlaFigures:
     emitted_ms: Sequence[float]  # observed_at (the monitor's emission) minus the deadline
     seen_ms: Sequence[float]     # arrival at this process minus the deadline
     spread: float        # deadlines spread over this many seconds
+    aio_produce: float = math.nan  # the same baseline with aiokafka (faust's client)
+    aio_consume: float = math.nan
 
 
 def format_sla_report(f: SlaFigures) -> str:
     """The pasteable text block of the SLA stage."""
     rows = [
-        _baseline_row(f.partitions, f.base_produce, f.base_consume),
+        *_baseline_rows(f),
         ("alerts of the run on complaints.sla:", f"        {f.alerts:>9} in {_num(f.seconds, 2)} s "
                                                  f"({_num(rate(f.alerts, f.seconds))} /s)"),
         ("breaches seen:", f"        {f.breaches:>9} of {f.expected} (deadlines spread over "
                            f"{_num(f.spread, 0)} s)"),
         ("lateness, emitted - deadline (ms):", _pcts(f.emitted_ms)),
         ("lateness, seen here - deadline (ms):", _pcts(f.seen_ms)),
-        _ratio_row("ratio alerts/s / baseline:", rate(f.alerts, f.seconds), f.base_produce, f.base_consume),
+        *_ratio_rows("alerts/s", rate(f.alerts, f.seconds), f),
     ]
     return _block(f"complaints bench: stage=sla N={f.count} complaints (run id {f.run_id}; "
-                  "order: broker baseline, then routed decisions whose deadlines fall due)", rows)
+                  "order: broker baselines, then routed decisions whose deadlines fall due)", rows)
 
 
 def format_footprint(families: Mapping[str, tuple[int, int]], count: int, prefix: str) -> str:

@@ -1,8 +1,10 @@
 """`complaints bench`: drive complaints through the running stack and print figures.
 
-Every run first takes a raw broker baseline with one client (kafka-python): N records of
-the same size produced and flushed to ``complaints.bench-baseline``, then consumed back.
-Then one stage (``--stage``):
+Every run first takes a raw broker baseline with kafka-python: N records of the same size
+produced and flushed to ``complaints.bench-baseline``, then consumed back; then the same with
+aiokafka (faust's client, as the services run it: acks=all, idempotent under
+KAFKA_IDEMPOTENT_PRODUCER). The ratios divide by each (kafka-python's as in the earlier
+figures). Then one stage (``--stage``):
 
 * ``pipeline`` (Kafka only): N ``inbound.received`` events to ``complaints.inbound`` while a
   watcher thread reads ``complaints.routed`` and ``complaints.notifications`` and matches them
@@ -49,12 +51,24 @@ from kafka.errors import KafkaError
 from schemas.topics import DEADLETTER, INBOUND, NOTIFICATIONS, REGISTERED, ROUTED, SLA
 from services.common.kafka import ensure_topics
 from services.common.settings import CommonSettings, load_settings
-from services.common.transport import kafka_python_kwargs, kafka_python_producer_kwargs
+from services.common.transport import (
+    from_environment,
+    kafka_python_kwargs,
+    kafka_python_producer_kwargs,
+)
 from services.intake import auth
 from services.intake.signing import load_secrets
 from tools.bench import BenchError
 from tools.bench import report as rpt
-from tools.bench.kafka import BASELINE, baseline, partitions, produce, start_at_end, watch
+from tools.bench.kafka import (
+    BASELINE,
+    aio_baseline,
+    baseline,
+    partitions,
+    produce,
+    start_at_end,
+    watch,
+)
 from tools.bench.load import (
     SLA_LEAD,
     SLA_SPREAD,
@@ -76,6 +90,7 @@ def bench(*, count: int, timeout: float, stage: str = "pipeline", via: str = "ka
     """Run the baseline, then the stage; print the figures. 0 complete, 1 incomplete, 2 error."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("kafka").setLevel(logging.ERROR)
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
     if count < 1 or concurrency < 1 or intake_processes < 1:
         print("complaints bench: --count, --concurrency and --intake-processes must be at least 1")
         return 2
@@ -165,11 +180,12 @@ def _run(bootstrap: list[str], count: int, timeout: float, stage: str, via: str,
          url: str, secret: tuple[str, bytes] | None, processes: int) -> int:
     run_id = uuid.uuid4().hex[:8]
     ensure_topics(bootstrap, (BASELINE,))
+    transport = from_environment()
     producer = KafkaProducer(bootstrap_servers=bootstrap, client_id="complaints-bench",
-                             acks="all", linger_ms=5, **kafka_python_producer_kwargs())
+                             acks="all", linger_ms=5, **kafka_python_producer_kwargs(transport))
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="complaints-bench",
                              group_id=None, enable_auto_commit=False, fetch_max_wait_ms=100,
-                             **kafka_python_kwargs())
+                             **kafka_python_kwargs(transport))
     try:
         watched = {"pipeline": (ROUTED.name, NOTIFICATIONS.name), "router": (ROUTED.name,),
                    "intake": (REGISTERED.name, DEADLETTER.name), "sla": (SLA.name,),
@@ -181,14 +197,18 @@ def _run(bootstrap: list[str], count: int, timeout: float, stage: str, via: str,
             if secret is None:
                 log.warning("no signing secret for web_form (INTAKE_SIGNING_SECRETS or the file "
                             "`complaints up` writes): posting unsigned")
-        log.info("bench %s: baseline, %d records", run_id, count)
+        log.info("bench %s: baseline with kafka-python, %d records", run_id, count)
         base = baseline(producer, consumer, inbound_records(f"{run_id}-base", count), timeout)
+        log.info("bench %s: baseline with aiokafka, %d records", run_id, count)
+        # keys of their own ("-aiok": the same length, so the same record size)
+        aio = aio_baseline(bootstrap, inbound_records(f"{run_id}-aiok", count), timeout,
+                           transport=transport, linger_ms=5)
         log.info("bench %s: %s via %s, %d complaints", run_id, stage, via, count)
         if stage == "sla":
-            return _sla_run(bootstrap, count, timeout, base, run_id, producer, consumer)
+            return _sla_run(bootstrap, count, timeout, base, aio, run_id, producer, consumer)
         if via == "http":
             answers = post_all(url, web_form_bodies(run_id, count), secret, concurrency)
-            return _http_report(run_id, count, base, answers, concurrency, processes)
+            return _http_report(run_id, count, base, aio, answers, concurrency, processes)
         # an SMS acknowledgement in the quiet hours is deferred: settled, not timed
         final = {"pipeline": ("acked", "ack_deferred"), "router": ("routed",),
                  "notifier": ("acked", "ack_failed"),
@@ -213,18 +233,21 @@ def _run(bootstrap: list[str], count: int, timeout: float, stage: str, via: str,
             count=count, run_id=run_id, partitions=base[2], base_produce=base[0],
             base_consume=base[1], inbound_produce=rpt.rate(count, produce_s),
             end_to_end=rpt.rate(count, seconds), seconds=seconds,
-            routed_ms=rpt.latencies_ms(sent, seen["routed"]), acked_ms=rpt.latencies_ms(sent, done))))
+            routed_ms=rpt.latencies_ms(sent, seen["routed"]), acked_ms=rpt.latencies_ms(sent, done),
+            aio_produce=aio[0], aio_consume=aio[1])))
         return 0
     print(rpt.format_intake_report(rpt.IntakeFigures(
         count=count, run_id=run_id, via="kafka", partitions=base[2], base_produce=base[0],
         base_consume=base[1], input_rate=rpt.rate(count, produce_s), registered=len(done),
         seconds=seconds, latency_ms=rpt.latencies_ms(sent, done), failed=len(seen["dead"]),
-        failure_note="dead-lettered" if seen["dead"] else "", processes=processes, stage=stage)))
+        failure_note="dead-lettered" if seen["dead"] else "", processes=processes, stage=stage,
+        aio_produce=aio[0], aio_consume=aio[1])))
     return 1 if seen["dead"] else 0
 
 
-def _http_report(run_id: str, count: int, base: tuple[float, float, int], answers: list[Answer],
-                 concurrency: int, processes: int) -> int:
+def _http_report(run_id: str, count: int, base: tuple[float, float, int],
+                 aio: tuple[float, float, int], answers: list[Answer], concurrency: int,
+                 processes: int) -> int:
     ok = [a for a in answers if a.status == 202 and not a.detail]
     failures = [(a.status, a.detail) for a in answers if a.status != 202 or a.detail]
     seconds = max(a.ended for a in answers) - min(a.started for a in answers)
@@ -233,12 +256,13 @@ def _http_report(run_id: str, count: int, base: tuple[float, float, int], answer
         base_consume=base[1], input_rate=rpt.rate(len(answers), seconds), registered=len(ok),
         seconds=seconds, latency_ms=[(a.ended - a.started) * 1000 for a in ok],
         failed=len(failures), failure_note=rpt.failure_kinds(failures), concurrency=concurrency,
-        processes=processes)))
+        processes=processes, aio_produce=aio[0], aio_consume=aio[1])))
     return 1 if failures else 0
 
 
 def _sla_run(bootstrap: list[str], count: int, timeout: float, base: tuple[float, float, int],
-             run_id: str, producer: KafkaProducer, consumer: KafkaConsumer) -> int:
+             aio: tuple[float, float, int], run_id: str, producer: KafkaProducer,
+             consumer: KafkaConsumer) -> int:
     start_at_end(consumer, partitions(consumer, SLA.name))
     now = datetime.now(UTC)
     records = routed_records(run_id, count, now)
@@ -270,6 +294,7 @@ def _sla_run(bootstrap: list[str], count: int, timeout: float, base: tuple[float
     print(rpt.format_sla_report(rpt.SlaFigures(
         count=count, run_id=run_id, partitions=base[2], base_produce=base[0], base_consume=base[1],
         alerts=len(alerts), breaches=len(seen), expected=expected, seconds=last - start,
-        emitted_ms=list(emitted.values()), seen_ms=list(seen.values()), spread=SLA_SPREAD)))
+        emitted_ms=list(emitted.values()), seen_ms=list(seen.values()), spread=SLA_SPREAD,
+        aio_produce=aio[0], aio_consume=aio[1])))
     return 0 if len(seen) == expected else 1
 
