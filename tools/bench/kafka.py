@@ -104,9 +104,12 @@ async def _aio_baseline(bootstrap: list[str], records: Sequence[Record], timeout
     try:
         await producer.start()
         try:
-            await consumer.topics()  # the whole cluster's metadata
+            # the producer waits for the topic's metadata (the consumer's topics() does not fill
+            # its own cluster view on Apache Kafka: no partitions, nothing assigned, 0 consumed)
             tps = [AioTopicPartition(BASELINE.name, p)
-                   for p in sorted(consumer.partitions_for_topic(BASELINE.name) or ())]
+                   for p in sorted(await producer.partitions_for(BASELINE.name))]
+            if not tps:
+                raise BenchError(f"aiokafka baseline: {BASELINE.name} has no partitions")
             ends = await consumer.end_offsets(tps)
             # assigned only after the produce: aiokafka fetches in the background once assigned,
             # which would overlap the two phases that kafka-python's baseline runs one by one
