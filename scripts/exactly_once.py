@@ -23,9 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import yaml  # noqa: E402
-from kafka import KafkaConsumer, TopicPartition  # noqa: E402
 
-from services.common.kafka import ensure_topics  # noqa: E402
+from services.common.kafka import ensure_topics, read_records  # noqa: E402
 from services.router.roster import DEFAULT_ROSTER  # noqa: E402
 from tests.harness import OwnRedis, free_port, wait_for  # noqa: E402
 from tests.test_chaos import Load, Stack  # noqa: E402
@@ -45,21 +44,8 @@ def cpu_seconds(pid: int | None) -> float:
 
 def event_ids(bootstrap: str, topic: str) -> list[str]:
     """The event id of every record of ``topic`` a read_committed consumer sees."""
-    consumer = KafkaConsumer(bootstrap_servers=[bootstrap], group_id=None, enable_auto_commit=False,
-                             isolation_level="read_committed")
-    try:
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        ends = consumer.end_offsets(parts)
-        out: list[str] = []
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and any(consumer.position(tp) < ends[tp] for tp in parts):
-            for batch in consumer.poll(timeout_ms=500).values():
-                out.extend(json.loads(r.value)["id"] for r in batch if r.value)
-        return out
-    finally:
-        consumer.close()
+    records = read_records([bootstrap], topic, committed_only=True)
+    return [json.loads(r.value)["id"] for r in records if r.value]
 
 
 def main(mode: str, count: int, rate: float) -> None:

@@ -48,15 +48,18 @@ def ensure_topics(
 
 
 def read_records(bootstrap: list[str], topic: str, *, idle: float = 5.0,
-                 security: dict[str, Any] | None = None, strict: bool = False) -> Iterator[Any]:
+                 security: dict[str, Any] | None = None, strict: bool = False,
+                 committed_only: bool = False) -> Iterator[Any]:
     """Every record of ``topic`` from the start to the end offsets taken now (no group);
-    ``security`` as for ``ensure_topics``.
+    ``security`` as for ``ensure_topics``; ``committed_only``: records of committed
+    transactions only (read_committed), as a consumer under exactly-once sees them.
 
     When no partition has advanced for ``idle`` seconds (a broker may report an end offset it
     never delivers up to, e.g. after a transaction marker): ``strict`` raises TimeoutError,
     otherwise it stops early, saying so.
     """
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                             isolation_level="read_committed" if committed_only else "read_uncommitted",
                              **(security if security is not None else kafka_python_kwargs()))
     try:
         parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
