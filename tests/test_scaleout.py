@@ -150,7 +150,12 @@ def test_two_of_each_service_one_of_each_killed_in_turn(redis_url: str, redis_pr
                         if e["data"]["status"] == "in_doubt"}  # type: ignore[index]
 
             def arrived() -> set[str]:
-                return {k.strip("<>").split("@")[0] for k in mail.ids} | set(sms)
+                # the sinks' threads add while this reads: copies (the mail sink's under its lock;
+                # dict.copy of the gateway's counter is one step under the GIL)
+                with mail.lock:
+                    ids = list(mail.ids)
+                return {k.strip("<>").split("@")[0] for k in ids} | set(dict.copy(sms))
+
             def acknowledged() -> tuple[dict[str, tuple[str, object]], Counter[object]]:
                 """Notification id -> (kind, complaint); complaint -> its acknowledgements that
                 arrived or are held (staff notices arrive too: they are not counted)."""
@@ -160,7 +165,9 @@ def test_two_of_each_service_one_of_each_killed_in_turn(redis_url: str, redis_pr
                                       if notes.get(n, ("?",))[0] == "acknowledgement")
 
             wait_for(lambda: set(acknowledged()[1]) >= cids, timeout=120, what="every acknowledgement")
-            twice = {k: n for k, n in [*mail.ids.items(), *sms.items()] if n > 1}
+            with mail.lock:
+                mails = dict(mail.ids)
+            twice = {k: n for k, n in [*mails.items(), *dict.copy(sms).items()] if n > 1}
             assert twice == {}, twice
             notes, acks = acknowledged()
             assert set(acks) == cids and set(acks.values()) == {1}, \
