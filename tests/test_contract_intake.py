@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import pytest
@@ -16,9 +17,9 @@ import redis.asyncio as aioredis
 
 from services.common.ports import RebuildableStore
 from services.common.redis_store import Rebuildable
-from services.intake.adapters import RedisRegistrations, RedisTimelines
-from services.intake.ports import Registrations, Timelines
-from tests.fakes import DictRebuildable, DictRegistrations, DictTimelines
+from services.intake.adapters import RedisRegistrations, RedisRevisits, RedisTimelines
+from services.intake.ports import Registrations, Revisits, Timelines
+from tests.fakes import DictRebuildable, DictRegistrations, DictRevisits, DictTimelines
 
 T = TypeVar("T")
 BACKENDS = ["fake", pytest.param("redis", marks=pytest.mark.integration)]
@@ -51,6 +52,10 @@ class Backend:
 
     def timelines(self) -> Timelines:
         return DictTimelines() if self.client is None else RedisTimelines(self.client, prefix=self.prefix)
+
+    def revisits(self, ttl: timedelta = timedelta(days=7)) -> Revisits:
+        return (DictRevisits(ttl=ttl) if self.client is None
+                else RedisRevisits(self.client, prefix=self.prefix, ttl_seconds=int(ttl.total_seconds())))
 
     def rebuildable(self) -> RebuildableStore:
         return DictRebuildable() if self.client is None else Rebuildable(self.client, self.prefix)
@@ -85,6 +90,42 @@ def test_a_timeline_keeps_each_event_once_under_its_first_body(backend: Backend)
     # Then each event is there once, as first recorded; an unknown complaint has none
     assert sorted(c1) == [b"one", b"two"]
     assert unknown == []
+
+
+def test_open_revisits_are_found_by_customer_since_a_time_and_closed_by_an_answer(
+        backend: Backend) -> None:
+    t0 = datetime(2026, 11, 23, 9, tzinfo=UTC)
+
+    async def scenario(b: Backend) -> list[object]:
+        index = b.revisits()
+        # Given revisits of two customers, one of them sent again later
+        await index.open([("cust-a", "C1", t0), ("cust-a", "C2", t0 + timedelta(hours=1)),
+                          ("cust-b", "C3", t0)])
+        await index.open([("cust-a", "C1", t0 + timedelta(hours=2))])
+        seen: list[object] = [await index.of_customers(["cust-a", "cust-b", "nobody"], since=t0)]
+        # When C2 is answered (and an unknown one closed); Then only C1 is open for cust-a
+        await index.close([("cust-a", "C2"), ("cust-a", "C9"), ("nobody", "C1")])
+        seen.append(await index.of_customers(["cust-a"], since=t0))
+        # and nothing sent before ``since`` is found
+        seen.append(await index.of_customers(["cust-a", "cust-b"], since=t0 + timedelta(hours=3)))
+        return seen
+    # Then each customer's open ones come in order of sending, at the time last recorded
+    assert backend.run(scenario) == [
+        [[("C2", t0 + timedelta(hours=1)), ("C1", t0 + timedelta(hours=2))], [("C3", t0)], []],
+        [[("C1", t0 + timedelta(hours=2))]],
+        [[], []],
+    ]
+
+
+def test_a_revisit_older_than_the_window_is_dropped_at_the_customers_next_one(backend: Backend) -> None:
+    t0 = datetime(2026, 11, 23, 9, tzinfo=UTC)
+
+    async def scenario(b: Backend) -> list[list[tuple[str, datetime]]]:
+        index = b.revisits(ttl=timedelta(days=7))
+        await index.open([("cust-a", "C1", t0)])
+        await index.open([("cust-a", "C2", t0 + timedelta(days=8))])
+        return await index.of_customers(["cust-a"], since=t0 - timedelta(days=30))
+    assert backend.run(scenario) == [[("C2", t0 + timedelta(days=8))]]
 
 
 def test_the_rebuild_lock_belongs_to_its_holder_and_the_epoch_marks_the_store_whole(

@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -313,6 +314,16 @@ class IntakePolicy(_Frozen):
     demand_keywords: dict[Demand, list[str]]
     nature_keywords: dict[Literal["praise", "suggestion"], list[str]]
     complaint_keywords: list[str]
+    reply_window: Duration = Field(
+        default=timedelta(days=7), description="How long after a revisit (回访) was sent an SMS or "
+        "e-mail from its customer that reads as a score is taken as the answer to it.")
+
+    @field_validator("reply_window")
+    @classmethod
+    def _reply_window(cls, value: timedelta) -> timedelta:
+        if not timedelta(hours=1) <= value <= timedelta(days=90):
+            raise ValueError(f"intake.reply_window must be between 1h and 90d, not {value}")
+        return value
 
 
 class SatisfactionPolicy(_Frozen):

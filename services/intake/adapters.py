@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import redis.asyncio as aioredis
 
 CLAIM_TTL_SECONDS = 30 * 86400  # how long a channel message id stays claimed
@@ -11,6 +13,7 @@ CLAIM_TTL_SECONDS = 30 * 86400  # how long a channel message id stays claimed
 # (at 1,000 complaints/s, 120,000 small keys: about 10 MB).
 NUMBER_TTL_SECONDS = 120
 TIMELINE_TTL_SECONDS = 400 * 86400  # how long a complaint's timeline stays after its last event
+REVISIT_TTL_SECONDS = 7 * 86400  # how long a customer's open revisits stay: the reply window
 
 
 class RedisRegistrations:
@@ -64,3 +67,42 @@ class RedisTimelines:
     async def get(self, complaint_id: str) -> list[bytes]:
         values = (await self._r.hgetall(self._prefix + complaint_id)).values()
         return [v if isinstance(v, bytes) else v.encode() for v in values]
+
+
+class RedisRevisits:
+    """One sorted set per customer key: complaint id -> when its revisit was sent (epoch seconds).
+
+    ``{prefix}intake:revisits:<customer key>``; kept as long as the reply window after its newest
+    revisit; an older entry is dropped when the customer's next revisit is recorded.
+    """
+
+    def __init__(self, client: aioredis.Redis, *, prefix: str,
+                 ttl_seconds: int = REVISIT_TTL_SECONDS) -> None:
+        self._r = client
+        self._prefix = f"{prefix}intake:revisits:"
+        self._ttl = ttl_seconds
+
+    async def open(self, entries: list[tuple[str, str, datetime]]) -> None:
+        async with self._r.pipeline(transaction=False) as pipe:
+            for customer_key, complaint_id, sent_at in entries:
+                key, at = self._prefix + customer_key, sent_at.timestamp()
+                pipe.zadd(key, {complaint_id: at})
+                pipe.zremrangebyscore(key, "-inf", f"({at - self._ttl}")
+                pipe.expire(key, self._ttl, nx=True)  # a new key: the window from now
+                pipe.expire(key, self._ttl, gt=True)  # else never shortened
+            await pipe.execute()
+
+    async def close(self, entries: list[tuple[str, str]]) -> None:
+        async with self._r.pipeline(transaction=False) as pipe:
+            for customer_key, complaint_id in entries:
+                pipe.zrem(self._prefix + customer_key, complaint_id)
+            await pipe.execute()
+
+    async def of_customers(self, customer_keys: list[str], *, since: datetime,
+                           ) -> list[list[tuple[str, datetime]]]:
+        async with self._r.pipeline(transaction=False) as pipe:
+            for customer_key in customer_keys:
+                pipe.zrangebyscore(self._prefix + customer_key, since.timestamp(), "+inf", withscores=True)
+            found = await pipe.execute()
+        return [[(c if isinstance(c, str) else c.decode(), datetime.fromtimestamp(at, UTC)) for c, at in rows]
+                for rows in found]

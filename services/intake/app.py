@@ -16,11 +16,11 @@ from services.common.pii_keys import KeyStore, read_keys
 from services.common.policy import Policy
 from services.common.ports import Clock, Publisher
 from services.common.runtime import FaustPublisher, add_web, always_ready, make_app, redis_client
-from services.intake.adapters import RedisRegistrations, RedisTimelines
+from services.intake.adapters import RedisRegistrations, RedisRevisits, RedisTimelines
 from services.intake.handlers import SERVICE, Intake
 from services.intake.http import add_http_api
 from services.intake.metrics import IntakeMetrics
-from services.intake.ports import Registrations, Timelines
+from services.intake.ports import Registrations, Revisits, Timelines
 from services.intake.settings import IntakeSettings
 
 
@@ -28,9 +28,11 @@ def build(
     settings: IntakeSettings, policy: Policy, *, publisher: Publisher | None = None,
     registrations: Registrations | None = None, timelines: Timelines | None = None,
     clock: Clock | None = None, registry: CollectorRegistry | None = None, keys: KeyStore | None = None,
+    revisits: Revisits | None = None,
 ) -> faust.App:
     """Wire intake: Kafka agents, HTTP API, /metrics, /healthz (no Redis client if every port is given:
-    then contacts are sealed only with a ``keys`` store given)."""
+    then contacts are sealed only with a ``keys`` store given, and replies are matched to revisits
+    only with a ``revisits`` index given)."""
     app = make_app(SERVICE, settings, web_port=settings.http_port)
     registry = registry or CollectorRegistry()
     check: Callable[[], Awaitable[object]] = always_ready
@@ -41,6 +43,9 @@ def build(
         redis = redis_client(settings)
         registrations = registrations or RedisRegistrations(redis, prefix=settings.redis_prefix)
         timelines = timelines or RedisTimelines(redis, prefix=settings.redis_prefix)
+        revisits = revisits or RedisRevisits(
+            redis, prefix=settings.redis_prefix,
+            ttl_seconds=int(policy.intake.reply_window.total_seconds()))
         check = redis.ping
         # contacts are sealed under their customer's data key (docs/privacy.md); given every
         # port (tests of other concerns) and no key store, nothing is sealed
@@ -52,6 +57,7 @@ def build(
         clock=clock or (lambda: datetime.now(UTC)), random_bits=lambda: secrets.randbits(23),
         identity_secret=identity_secret,
         metrics=IntakeMetrics.create(registry), max_record_bytes=settings.max_body_bytes, keys=keys,
+        revisits=revisits,
     )
     # inbound bytes hold contact details in clear: a dead letter keeps them sealed
     boundary = Boundary(service=SERVICE, publisher=publisher, registry=registry, settings=settings,

@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -19,6 +20,7 @@ from schemas.events import (
     CaseEvent,
     CaseUpdate,
     Channel,
+    Complaint,
     ComplaintRegistered,
     Contact,
     InboundReceived,
@@ -30,15 +32,18 @@ from services.common.errors import Rejected, Retry
 from services.common.pii_keys import KeyStore
 from services.common.policy import Policy
 from services.common.ports import Clock, Publisher
-from services.intake import channels, logic
+from services.intake import channels, logic, replies
 from services.intake.channels.base import ChannelMessage
+from services.intake.channels.mail import REPLY_TO
 from services.intake.metrics import IntakeMetrics
-from services.intake.ports import Registrations, Timelines
+from services.intake.ports import Registrations, Revisits, Timelines
+from services.intake.replies import OpenRevisit, ReplyDecision, ReplyOutcome
 
 log = logging.getLogger(__name__)
 SERVICE = "intake"
 PERMANENT_INPUT = (ValidationError, Rejected)
 MAX_REDRAWS = 8  # draws of a complaint number before the batch is retried (Retry)
+REPLY_CHANNELS = frozenset({Channel.sms, Channel.email})  # where a customer answers a revisit
 
 
 class UnknownComplaint(LookupError):
@@ -60,7 +65,7 @@ class Intake:
         self, *, policy: Policy, publisher: Publisher, registrations: Registrations,
         timelines: Timelines, clock: Clock, random_bits: Callable[[], int],
         identity_secret: bytes, metrics: IntakeMetrics, max_record_bytes: int = 1_000_000,
-        keys: KeyStore | None = None,
+        keys: KeyStore | None = None, revisits: Revisits | None = None,
     ) -> None:
         self.policy = policy
         self.publisher = publisher
@@ -73,6 +78,7 @@ class Intake:
         self.metrics = metrics
         self.max_record_bytes = max_record_bytes
         self.keys = keys  # seals contacts; None only in tests of other concerns
+        self.revisits = revisits  # open revisits by customer; None: no reply is matched to one
 
     # ---- the Kafka path: records of complaints.inbound and of every topic for the timeline ----
 
@@ -136,11 +142,16 @@ class Intake:
                     results[i] = exc
                 continue
             fresh.append((i, *prepared))
+        fresh = await self._answers(fresh, inbounds, results)
         fresh = await self._seal(await self._reserve_numbers(fresh, inbounds))
         stored = await self.registrations.claim_many([(k, e.to_bytes()) for _, k, e in fresh])
         events: list[ComplaintRegistered] = []
         for (i, _key, event), first in zip(fresh, stored, strict=True):
             channel = event.data.channel.value
+            if first is not None and json.loads(first).get("type") == CaseEvent.EVENT_TYPE:
+                # an answer to a revisit recorded before (its revisit is closed by now)
+                results[i] = await self._republish_answer(first, channel)
+                continue
             if first is not None:
                 # Re-publish the first registration (same event id): if the first
                 # attempt died before its publish, this one completes it.
@@ -251,6 +262,86 @@ class Intake:
         self.metrics.registered.labels(Channel.survey_reply.value, "satisfaction").inc()
         return Accepted(complaint_id, event.id, False, "case_event")
 
+    # ---- answers to a revisit (回访): an SMS "4" is a satisfaction score, not a complaint ----
+
+    async def _answers(self, fresh: list[tuple[int, str, ComplaintRegistered]],
+                       inbounds: list[InboundReceived], results: list[Accepted | BaseException | None],
+                       ) -> list[tuple[int, str, ComplaintRegistered]]:
+        """Record the messages that answer their customer's open revisit (one lookup for the
+        batch) and hand back the others, to be registered."""
+        asked = [j for j, (_, _, e) in enumerate(fresh) if e.data.channel in REPLY_CHANNELS
+                 and e.data.customer_key != ANONYMOUS_CUSTOMER]
+        if self.revisits is None or not asked:
+            return fresh
+        now, window = self.clock(), self.policy.intake.reply_window
+        found = await self.revisits.of_customers([fresh[j][2].data.customer_key for j in asked],
+                                                 since=now - window)
+        answered: set[int] = set()
+        for j, open_ in zip(asked, found, strict=True):
+            i, key, event = fresh[j]
+            c = event.data
+            text = replies.reply_text(c.description) if c.channel is Channel.email else c.description
+            thread = c.details.get(REPLY_TO)
+            decision = replies.match_reply(
+                text, revisits=[OpenRevisit(cid, at) for cid, at in open_], now=now, window=window,
+                thread=thread if isinstance(thread, str) else None)
+            if decision.outcome is ReplyOutcome.no_revisit:
+                continue
+            self.metrics.revisit_replies.labels(c.channel.value, decision.outcome.value).inc()
+            if decision.outcome in (ReplyOutcome.satisfaction, ReplyOutcome.ambiguous):
+                try:
+                    results[i] = await self._answer(decision, event, key, inbounds[i])
+                except UnknownComplaint:  # its timeline is gone: registered as a message
+                    log.warning("reply %s: complaint %s has no timeline, registered instead",
+                                inbounds[i].id, decision.complaint_id)
+                    continue
+                answered.add(j)
+        return [f for j, f in enumerate(fresh) if j not in answered]
+
+    async def _answer(self, decision: ReplyDecision, candidate: ComplaintRegistered, key: str,
+                      inbound: InboundReceived) -> Accepted:
+        """The case event of an answer: satisfaction on the complaint answered, or, when it is not
+        clear which, the customer's reply on the latest revisited one for a person to place."""
+        assert decision.complaint_id is not None and decision.score is not None  # noqa: S101
+        complaint_id, score = decision.complaint_id, decision.score
+        registered = await self._registered(complaint_id)
+        if decision.outcome is ReplyOutcome.satisfaction:
+            update = CaseUpdate(complaint_id=complaint_id, action=CaseAction.satisfaction,
+                                actor="customer", score=score.score, note=score.comment)
+        else:
+            others = ", ".join(decision.candidates)
+            update = CaseUpdate(
+                # a note, not customer_replied: that would reopen a resolved case in the archive
+                complaint_id=complaint_id, action=CaseAction.note, actor="customer",
+                note=(f"ambiguous reply to a revisit: reads as score {score.score}, but revisits of "
+                      f"{others} are open; not recorded as satisfaction. Text: "
+                      f"{candidate.data.description}")[:5000])
+        event = CaseEvent.new(update, id=derived_id("reply", key), source=SERVICE, time=self.clock(),
+                              subject=complaint_id, cause=registered, causationid=inbound.id)
+        (first,) = await self.registrations.claim_many([(key, event.to_bytes())])
+        if first is not None:  # a redelivery: the first outcome again, under its own id
+            if json.loads(first).get("type") == CaseEvent.EVENT_TYPE:
+                return await self._republish_answer(first, candidate.data.channel.value)
+            again = ComplaintRegistered.model_validate_json(first)  # registered before: again
+            self.metrics.duplicates.labels(again.data.channel.value).inc()
+            await self.publisher.publish_many(REGISTERED, [again])
+            await self.timelines.add(again.data.complaint_id, again.id, first)
+            return Accepted(again.data.complaint_id, again.id, True, "registered")
+        await self.publisher.publish(LIFECYCLE, event)
+        await self.timelines.add(complaint_id, event.id, event.to_bytes())
+        if decision.outcome is ReplyOutcome.satisfaction and self.revisits is not None:
+            await self.revisits.close([(candidate.data.customer_key, complaint_id)])
+        log.info("reply %s to the revisit of %s: %s (event %s)", inbound.id, complaint_id,
+                 decision.outcome.value, event.id)
+        return Accepted(complaint_id, event.id, False, "case_event")
+
+    async def _republish_answer(self, stored: bytes, channel: str) -> Accepted:
+        """Publish a recorded answer again (same event id): its first publish may have died."""
+        event = CaseEvent.model_validate_json(stored)
+        self.metrics.duplicates.labels(channel).inc()
+        await self.publisher.publish(LIFECYCLE, event)
+        return Accepted(event.data.complaint_id, event.id, True, "case_event")
+
     async def state(self, complaint_id: str) -> dict[str, Any]:
         """The complaint's current state and its timeline."""
         events = [json.loads(raw) for raw in await self.timelines.get(complaint_id)]
@@ -268,6 +359,7 @@ class Intake:
         """Add a batch of events to their timelines in one round trip; bad ones come back."""
         outcomes: list[BaseException | None] = []
         entries: list[tuple[str, str, bytes]] = []
+        revisited: set[str] = set()
         for value in values:
             try:
                 event = Envelope.model_validate_json(value)
@@ -277,8 +369,56 @@ class Intake:
             outcomes.append(None)
             if event.subject:
                 entries.append((event.subject, event.id, value))
+                if replies.touches_revisit(event.type, event.data):
+                    revisited.add(event.subject)
         await self.timelines.add_many(entries)
+        if revisited and self.revisits is not None:
+            await self._index_revisits(sorted(revisited))
         return outcomes
+
+    async def _index_revisits(self, complaint_ids: list[str]) -> None:
+        """Open or close these complaints' revisits in the index, as their timelines now say
+        (in any order of arrival: a revisit answered before its record arrived stays closed)."""
+        assert self.revisits is not None  # noqa: S101
+        timelines = await asyncio.gather(*(self.timelines.get(c) for c in complaint_ids))
+        opened: list[tuple[str, str, datetime]] = []
+        closed: list[tuple[str, str]] = []
+        for complaint_id, raws in zip(complaint_ids, timelines, strict=True):
+            events = [json.loads(raw) for raw in raws]
+            registration = next((e for e in events if e["type"] == ComplaintRegistered.EVENT_TYPE), None)
+            if registration is None:
+                log.warning("revisit of %s: no registration on its timeline, not indexed", complaint_id)
+                continue
+            try:
+                complaint = ComplaintRegistered.model_validate(registration).data
+            except ValidationError:
+                log.warning("revisit of %s: its registration does not parse, not indexed", complaint_id)
+                continue
+            customers = await self._customer_keys(complaint)
+            since = replies.revisit_open_since(events)
+            if since is not None:
+                opened += [(k, complaint_id, since) for k in customers]
+            else:
+                closed += [(k, complaint_id) for k in customers]
+        await self.revisits.open(opened)
+        await self.revisits.close(closed)
+
+    async def _customer_keys(self, complaint: Complaint) -> list[str]:
+        """The customer keys a reply of this complaint's customer may come under: its own, and
+        that of its e-mail when it is keyed on the phone (the revisit may go out by e-mail)."""
+        if complaint.customer_key == ANONYMOUS_CUSTOMER:
+            return []
+        contact = complaint.customer
+        if self.keys is not None and contact.sealed is not None and contact.sealed.email is not None:
+            try:
+                contact = await self.keys.open(contact)
+            except sealing.Erased:
+                return [complaint.customer_key]
+        keys = [complaint.customer_key]
+        if contact.phone and contact.email:
+            keys.append(logic.customer_key(Contact(email=contact.email), account=None,
+                                           secret=self.identity_secret))
+        return keys
 
     async def _registered(self, complaint_id: str) -> ComplaintRegistered:
         for raw in await self.timelines.get(complaint_id):

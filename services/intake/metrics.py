@@ -8,6 +8,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessColl
 
 from schemas.events import Channel, Nature
 
+REPLY_OUTCOMES = ("satisfaction", "ambiguous", "not_a_score")
+"""Outcomes of ``revisit_replies`` (services.intake.replies.ReplyOutcome but no_revisit)."""
 SURVEY_NATURE = "satisfaction"
 """The ``nature`` under which a survey reply (a satisfaction score) is counted as registered."""
 
@@ -19,6 +21,7 @@ class IntakeMetrics:
     duplicates: Counter
     rejected: Counter
     parse_seconds: Histogram
+    revisit_replies: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> IntakeMetrics:
@@ -41,9 +44,18 @@ class IntakeMetrics:
             parse_seconds=Histogram("complaints_intake_parse_seconds",
                                     "Time to normalise one channel message.", ["channel"],
                                     registry=registry),
+            revisit_replies=Counter(
+                "complaints_intake_revisit_replies_total",
+                "SMS and e-mail messages of customers with an open revisit (回访), by outcome: "
+                "satisfaction (a score, matched to the revisit), ambiguous (a score, several revisits "
+                "open: for a person), not_a_score (registered as a complaint).",
+                ["channel", "outcome"], registry=registry),
         )
         for channel in Channel:
             for nature in Nature:
                 metrics.registered.labels(channel.value, nature.value)
         metrics.registered.labels(Channel.survey_reply.value, SURVEY_NATURE)
+        for channel in (Channel.sms, Channel.email):
+            for outcome in REPLY_OUTCOMES:
+                metrics.revisit_replies.labels(channel.value, outcome)
         return metrics

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol
 
 
@@ -38,3 +39,23 @@ class Timelines(Protocol):
         ...
 
     async def get(self, complaint_id: str) -> list[bytes]: ...
+
+
+class Revisits(Protocol):
+    """Which complaints of a customer have a revisit (回访) sent and not answered yet: a small
+    index, by customer key, that a reply (an SMS "4") is matched against. Derived from the
+    complaint topics (intake's timeline projection), so it may be rebuilt from them."""
+
+    async def open(self, entries: list[tuple[str, str, datetime]]) -> None:
+        """Record (customer key, complaint id, revisit sent at): the complaint awaits an answer
+        (a later time for the same complaint replaces the earlier one)."""
+        ...
+
+    async def close(self, entries: list[tuple[str, str]]) -> None:
+        """Forget (customer key, complaint id): answered, reopened, or never open."""
+        ...
+
+    async def of_customers(self, customer_keys: list[str], *, since: datetime,
+                           ) -> list[list[tuple[str, datetime]]]:
+        """Per customer key, in order: the (complaint id, sent at) open since ``since``."""
+        ...

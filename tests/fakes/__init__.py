@@ -6,11 +6,11 @@ and the Redis adapter, so a fake cannot drift from the real thing.
 """
 
 from tests.fakes.common import DictRebuildable, FixedClock, RecordingPublisher
-from tests.fakes.intake import DictRegistrations, DictTimelines
+from tests.fakes.intake import DictRegistrations, DictRevisits, DictTimelines
 from tests.fakes.notifier import CountingTransport, DictCustomers, DictOutbox
 from tests.fakes.router import DictCases, DictFirstContacts
 from tests.fakes.sla_monitor import DictFacts, StaticTopics
 
 __all__ = ["CountingTransport", "DictCases", "DictCustomers", "DictFacts", "DictFirstContacts",
-           "DictOutbox", "DictRebuildable", "DictRegistrations", "DictTimelines", "FixedClock",
+           "DictOutbox", "DictRebuildable", "DictRegistrations", "DictRevisits", "DictTimelines", "FixedClock",
            "RecordingPublisher", "StaticTopics"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from services.intake.ports import Registrations, Timelines
+from datetime import datetime, timedelta
+
+from services.intake.ports import Registrations, Revisits, Timelines
 
 
 class DictRegistrations:
@@ -53,5 +55,31 @@ class DictTimelines:
         return list(self.events.get(complaint_id, {}).values())
 
 
+class DictRevisits:
+    """Open revisits in a dict of dicts: customer key -> complaint id -> sent at (kept, like the
+    Redis sorted set, for ``ttl`` after the customer's newest one)."""
+
+    def __init__(self, *, ttl: timedelta = timedelta(days=7)) -> None:
+        self.open_: dict[str, dict[str, datetime]] = {}
+        self.ttl = ttl
+
+    async def open(self, entries: list[tuple[str, str, datetime]]) -> None:
+        for customer_key, complaint_id, sent_at in entries:
+            mine = self.open_.setdefault(customer_key, {})
+            mine[complaint_id] = sent_at
+            for old in [c for c, at in mine.items() if at < sent_at - self.ttl]:
+                del mine[old]
+
+    async def close(self, entries: list[tuple[str, str]]) -> None:
+        for customer_key, complaint_id in entries:
+            self.open_.get(customer_key, {}).pop(complaint_id, None)
+
+    async def of_customers(self, customer_keys: list[str], *, since: datetime,
+                           ) -> list[list[tuple[str, datetime]]]:
+        return [sorted(((c, at) for c, at in self.open_.get(k, {}).items() if at >= since),
+                       key=lambda e: (e[1], e[0])) for k in customer_keys]
+
+
 _registrations: Registrations = DictRegistrations()
 _timelines: Timelines = DictTimelines()
+_revisits: Revisits = DictRevisits()

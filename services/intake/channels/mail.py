@@ -54,6 +54,11 @@ _BREAK_TAG = re.compile(r"</?(?=[a-zA-Z])(?:br|p|div|li|tr|table|ul|ol|hr|blockq
                         r"|header|footer|h[1-6])\b[^<>]*+>", re.IGNORECASE)
 _ANY_TAG = re.compile(r"<[a-zA-Z/!?][^<>]*+>")
 _WHITESPACE = re.compile(r"\s+")
+# The thread the notifier's messages carry (services/notifier/transports.py): a reply's
+# References (or In-Reply-To) names <complaint.<number>@domain>.
+_THREAD = re.compile(r"<complaint\.(\d{6}-[0-9A-HJKMNP-TV-Z]{10})@[^<>\s]{1,255}>", re.IGNORECASE)
+REPLY_TO = "reply_to"
+"""``details`` key of the complaint number a reply's thread names."""
 
 
 class _BoundedPolicy(email.policy.EmailPolicy):
@@ -124,6 +129,9 @@ def _extract(msg: EmailMessage) -> ChannelMessage:
     evidence = _evidence(msg, body)
     if evidence:
         details["attachments"] = len(evidence)
+    thread = _THREAD.findall(f"{_raw(msg, 'in-reply-to', 1000)} {_raw(msg, 'references', 10_000)}")
+    if thread:
+        details[REPLY_TO] = thread[-1].upper()  # the newest: References lists the oldest first
     try:
         name, addr = parseaddr(_raw(msg, "from", 2000))
     except RecursionError:  # deeply nested comments: no usable sender, but the complaint stands
