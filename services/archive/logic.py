@@ -26,7 +26,8 @@ _STATUS = {
     CaseAction.customer_replied: "open", CaseAction.awaiting_customer: "awaiting_customer",
     CaseAction.resolved: "resolved", CaseAction.reopened: "reopened", CaseAction.closed: "closed",
 }
-_FINAL_NOTIFICATION = frozenset({"sent", "outboxed", "failed", "rate_limited", "cancelled"})
+_FINAL_NOTIFICATION = frozenset({"sent", "outboxed", "failed", "rate_limited", "cancelled",
+                                 "callback_required"})
 
 
 def ordered(events: Iterable[ArchivedEvent]) -> list[ArchivedEvent]:
@@ -219,16 +220,23 @@ def _str(value: JsonValue) -> str | None:
 
 
 def advance_case(row: CaseRow, later: Iterable[ArchivedEvent]) -> CaseRow | None:
-    """The case row after events that all come after its last one, without its trail.
+    """The case row after events it does not hold yet (new to the archive), without its trail.
 
-    Equal to ``fold_case`` of the whole trail (a property test holds them together); None
-    when the step cannot be taken safely from the row alone: an event at or before the
-    row's last event time (arrival out of order), or a routing decision without a
-    first-contact owner over a registration (whose owner the row does not keep). The caller
-    then folds the whole trail.
+    Equal to ``fold_case`` of the whole trail (property tests hold them together); None when
+    the step cannot be taken safely from the row alone, and the caller then folds the whole
+    trail. New events after the row's last event always can be; events at or before it
+    (arrival out of order: the topics of a backlog are read at different paces) only when
+    they commute with what the row holds: a notification record (no field of the row), an
+    SLA alert of the row's policy version (or the first alert of the case), a registration
+    when the row has none. A late routing decision or case event, or a routing decision
+    without a first-contact owner over a registration (whose owner the row does not keep),
+    asks for the trail.
     """
     new = ordered(later)
-    if not new or row.last_event_time is None or new[0].time <= row.last_event_time:
+    last = row.last_event_time
+    if not new or last is None:
+        return None
+    if any(not _commutes(row, e) for e in new if e.time <= last):
         return None
     d: dict[str, JsonValue] = {f: getattr(row, f) for f in row.__dataclass_fields__}
     routed = [e for e in new if e.type == "complaint.routed"]
@@ -256,5 +264,14 @@ def advance_case(row: CaseRow, later: Iterable[ArchivedEvent]) -> CaseRow | None
     if alerts:
         d["policy_version"] = alerts[-1].summary.get("policy_version")
     d["event_count"] = int(str(d.get("event_count") or 0)) + len(new)
-    d["last_event_time"] = new[-1].time
+    d["last_event_time"] = max(last, new[-1].time)
     return CaseRow(**d)
+
+
+def _commutes(row: CaseRow, e: ArchivedEvent) -> bool:
+    """Whether an event older than the row's last one folds into the row alone, order aside."""
+    if e.type == "notification.recorded":
+        return True
+    if e.type == "sla.alert":  # the latest alert's version stands: the same, or the first alert
+        return row.policy_version is None or e.summary.get("policy_version") == row.policy_version
+    return e.type == "complaint.registered" and row.registered_at is None
