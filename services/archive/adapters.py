@@ -5,9 +5,8 @@ service's ``CaseArchive``) runs its calls in a worker thread so the event loop k
 Writes are set-based, one transaction per batch (per ``TX_COMPLAINTS`` complaints of a larger
 one): one ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` for the batch's events, one read of
 the touched complaints' rows, one upsert (``ON CONFLICT DO UPDATE``) per table. On PostgreSQL
-each statement carries the rows as one array per column (``INSERT ... SELECT * FROM
-unnest(...)``): a constant text that psycopg parses once and the server prepares; on SQLite,
-SQLAlchemy's batched multi-row VALUES.
+the rows are COPYed into a session-private staging table and inserted from it in one
+statement (``sqlrows.stage_sql``); on SQLite, SQLAlchemy's batched multi-row VALUES.
 
 Concurrency: on PostgreSQL an append first takes a transaction-scoped advisory lock per
 complaint it touches (in one statement, in key order, so two batches cannot deadlock); the
@@ -20,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -45,10 +44,10 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from services.archive import logic
-from services.archive.database import make_engine, upgrade
+from services.archive.database import json_text, make_engine, upgrade
 from services.archive.ports import Appended
 from services.archive.records import ArchivedEvent, CaseRow
-from services.archive.sqlrows import fields, row_key, unnest_sql
+from services.archive.sqlrows import STAGE_PREFIX, fields, row_key, stage_sql
 from services.archive.tables import cases, events, notifications, sla
 
 LOCK_SPACE = 712_041  # first key of the archive's per-complaint advisory locks (PostgreSQL)
@@ -66,6 +65,10 @@ _IDS = ARRAY(String())
 # the expression cost as much as the query it is in)
 _CLOCK_KEY = (events.c.complaint_id.concat("|").concat(events.c.summary["milestone"].as_string())
               .concat("|").concat(events.c.summary["cycle"].as_string()))
+
+
+_STAGES = "archive_stages"  # conn.info: the staging tables this session has created
+_STAGED = "archive_staged"  # conn.info: (transaction, the tables it staged rows in)
 
 
 class DatabaseUnavailable(ConnectionError):
@@ -90,8 +93,12 @@ class SqlStore:
                 conn = conn.execution_options(sqlite_begin="DEFERRED")
             with conn.begin():
                 yield conn
-        except (OperationalError, InterfaceError) as exc:
-            raise _unavailable(exc) from exc
+        except BaseException as exc:
+            # a staging table created in a transaction that rolled back is gone with it
+            conn.info.pop(_STAGES, None)
+            if isinstance(exc, OperationalError | InterfaceError):
+                raise _unavailable(exc) from exc
+            raise
         finally:
             conn.close()
 
@@ -108,20 +115,44 @@ class SqlStore:
         if not rows:
             return []
         rows = sorted(rows, key=itemgetter(*keys))
-        if self._pg:  # one statement per batch, the rows as column arrays: see sqlrows.unnest_sql
-            # (one JSON parameter for all rows, json_populate_recordset, was tried: cheaper in
-            # Python, dearer in PostgreSQL, and slower on backlogs of 32,000 events)
-            columns = {c.name: [r[c.name] for r in rows] for c in table.c}
-            for c in table.c:
-                if isinstance(c.type.dialect_impl(conn.dialect), JSON):
-                    columns[c.name] = [None if v is None else json.dumps(v) for v in columns[c.name]]
-            sql = unnest_sql(table, keys, update=update, dialect=conn.dialect)
-            return [tuple(r) for r in conn.exec_driver_sql(sql, columns).all()]
+        if self._pg:  # COPY into a staging table, then one INSERT ... SELECT (sqlrows.stage_sql)
+            return self._copy(conn, table, rows, keys=keys, update=update)
         ins = sqlite.insert(table)
         stmt = (ins.on_conflict_do_update(index_elements=keys, set_={
                     c.name: ins.excluded[c.name] for c in table.c if c.name not in keys})
                 if update else ins.on_conflict_do_nothing(index_elements=keys))
         return [tuple(r) for r in conn.execute(stmt.returning(*(table.c[k] for k in keys)), rows)]
+
+    def _copy(self, conn: Connection, table: Table, rows: list[dict[str, Any]], *, keys: list[str],
+              update: bool) -> list[tuple[Any, ...]]:
+        """PostgreSQL: the rows COPYed into the table's staging table (created once per
+        session, emptied at commit), then inserted from it in key order in one statement.
+        (Tried before: the rows as one array per column through ``unnest``, dumped element by
+        element in Python; one JSON parameter through ``json_populate_recordset``, dearer in
+        PostgreSQL.)"""
+        create, copy_sql, insert = stage_sql(table, keys, update=update)
+        names = [c.name for c in table.c]
+        jsons = {c.name for c in table.c if isinstance(c.type.dialect_impl(conn.dialect), JSON)}
+        stages: set[str] = conn.info.setdefault(_STAGES, set())
+        tx = conn.get_transaction()
+        staged: tuple[object, set[str]] | None = conn.info.get(_STAGED)
+        if staged is None or staged[0] is not tx:
+            staged = conn.info[_STAGED] = (tx, set())
+        if table.name not in stages:  # a new session (or one whose creating transaction rolled back)
+            conn.exec_driver_sql(create)
+            stages.add(table.name)
+        elif table.name in staged[1]:  # a second write to the table in one transaction
+            conn.exec_driver_sql(f"DELETE FROM {STAGE_PREFIX}{table.name}")  # noqa: S608 - our own table name
+        staged[1].add(table.name)
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            with cursor.copy(copy_sql) as copy:
+                for r in rows:
+                    copy.write_row([json_text(r[n]) if n in jsons and r[n] is not None else r[n]
+                                    for n in names])
+        finally:
+            cursor.close()
+        return [tuple(r) for r in conn.exec_driver_sql(insert).all()]
 
     def _lock(self, conn: Connection, complaint_ids: Sequence[str]) -> None:
         """PostgreSQL: lock the complaints until the transaction ends, in key order."""
@@ -142,6 +173,7 @@ class SqlStore:
         ids = sorted(by_complaint)
         new: set[str] = set()
         touched = 0
+        folds: Counter[str] = Counter()
         for start in range(0, len(ids), TX_COMPLAINTS):
             chunk = ids[start:start + TX_COMPLAINTS]
             unique = sorted((e for cid in chunk for e in by_complaint[cid].values()),
@@ -149,7 +181,8 @@ class SqlStore:
             appended = self._append(unique, chunk, now=now)
             new |= appended.new_events
             touched += appended.complaints
-        return Appended(frozenset(new), touched)
+            folds.update(dict(appended.folds))
+        return Appended(frozenset(new), touched, tuple(sorted(folds.items())))
 
     def _append(self, unique: Sequence[ArchivedEvent], complaint_ids: Sequence[str], *,
                 now: datetime) -> Appended:
@@ -160,8 +193,8 @@ class SqlStore:
             new = frozenset(k for (k,) in self._write(conn, events, rows, keys=["event_id"], update=False))
             added = [e for e in unique if e.event_id in new]
             touched = sorted({e.complaint_id for e in added})
-            self._refold(conn, touched, now=now, new=added)
-        return Appended(new, len(touched))
+            folds = self._refold(conn, touched, now=now, new=added)
+        return Appended(new, len(touched), tuple(sorted(folds.items())))
 
     def refold(self, *, now: datetime, complaint_ids: Sequence[str] | None = None) -> int:
         """Refold the rows of the given complaints (all, by default) from their archived events,
@@ -178,15 +211,16 @@ class SqlStore:
         return len(ids)
 
     def _refold(self, conn: Connection, complaint_ids: Sequence[str], *, now: datetime,
-                new: Sequence[ArchivedEvent] | None = None) -> None:
+                new: Sequence[ArchivedEvent] | None = None) -> Counter[str]:
         """Fold the complaints' rows and upsert them. Without ``new``: from their whole trails.
         With ``new`` (the events this append added): a case row whose new events all come
         after its last one is advanced from the row alone (``logic.advance_case``), the others
         are folded from their trails; a complaint without a row has no archived events but the
         new ones (its events and its rows are written, and purged, together), so its trail is
         not read; SLA and notification rows are folded from the events of the rows the new
-        events changed, and no others."""
+        events changed, and no others. Returns how many case rows took each path."""
         trails: dict[str, list[ArchivedEvent]] = {}
+        first: dict[str, list[ArchivedEvent]] = {}
         case_rows: list[dict[str, Any]] = []
         if new is None:
             trails = self._trails(conn, complaint_ids)
@@ -195,7 +229,7 @@ class SqlStore:
             for e in new:
                 later.setdefault(e.complaint_id, []).append(e)
             stored = self._case_rows(conn, complaint_ids)
-            refold, first = [], {}
+            refold = []
             for cid in complaint_ids:
                 row = stored.get(cid)
                 if row is None:  # no row, so no event archived before (an append writes both, or
@@ -207,6 +241,8 @@ class SqlStore:
                 else:
                     case_rows.append({**fields(advanced), "updated_at": now})
             trails = {**self._trails(conn, refold), **first}
+        folds = Counter({"advanced": len(case_rows), "trail": len(trails) - len(first),
+                         "new": len(first)})
         changed = None if new is None else {row_key(e) for e in new}
         sla_rows, note_rows = [], []
         for trail in trails.values():
@@ -220,6 +256,7 @@ class SqlStore:
         self._write(conn, cases, case_rows, keys=["complaint_id"], update=True)
         self._write(conn, sla, sla_rows, keys=["complaint_id", "milestone", "cycle"], update=True)
         self._write(conn, notifications, note_rows, keys=["notification_id"], update=True)
+        return +folds
 
     def _trails(self, conn: Connection, complaint_ids: Sequence[str], *,
                 types: Sequence[str] = ()) -> dict[str, list[ArchivedEvent]]:

@@ -59,6 +59,8 @@ class Archive:
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.metrics.batches.inc()
         self.metrics.cases_touched.inc(appended.complaints)
+        for path, n in appended.folds:
+            self.metrics.case_folds.labels(path).inc(n)
         new = Counter(e.topic for e in {e.event_id: e for e in batch}.values()
                       if e.event_id in appended.new_events)
         seen = Counter(e.topic for e in batch)

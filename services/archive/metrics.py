@@ -16,6 +16,7 @@ class ArchiveMetrics:
     batches: Counter
     batch_seconds: Histogram
     cases_touched: Counter
+    case_folds: Counter
     retention_deleted: Counter
     last_retention: Gauge
 
@@ -41,6 +42,11 @@ class ArchiveMetrics:
             cases_touched=Counter(
                 "complaints_archive_cases_touched_total",
                 "Case rows refolded because a batch brought them a new event.", registry=registry),
+            case_folds=Counter(
+                "complaints_archive_case_folds_total",
+                "Case rows folded, by path: advanced (from the row: events in order), trail (the "
+                "whole trail read again: an event arrived out of order), new (a case's first batch).",
+                ["path"], registry=registry),
             retention_deleted=Counter(
                 "complaints_archive_retention_deleted_total",
                 "Closed cases deleted (with their events and rows) past the retention period.",

@@ -19,6 +19,9 @@ class Appended:
 
     new_events: frozenset[str]
     complaints: int
+    # how the touched case rows were folded: advanced from the row (in order), from the
+    # whole trail (an event arrived out of order), or from the batch alone (a new case)
+    folds: tuple[tuple[str, int], ...] = ()
 
 
 class CaseArchive(Protocol):
