@@ -173,17 +173,34 @@ class Service:
 class TopicReader:
     """Reads whole topics from the start (no consumer group), keeping every event seen."""
 
-    def __init__(self, bootstrap: str, *topics: str) -> None:
+    def __init__(self, bootstrap: str, *topics: str, timeout: float = 90) -> None:
         # tries a broker that went away again at least every second (kafka-python backs off up to
         # 30 s by default: a restarted broker would be noticed that late)
         self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                       consumer_timeout_ms=200, reconnect_backoff_max_ms=1000)
-        parts = [TopicPartition(t, p) for t in topics
-                 for p in sorted(self.consumer.partitions_for_topic(t) or [])]
+        try:
+            # the services create their topics as they start (Apache Kafka creates none on a
+            # read): wait until every topic has its partitions
+            known = wait_for(lambda: self._partitions(topics), timeout=timeout,
+                             what=f"the partitions of {', '.join(topics)}")
+        except BaseException:
+            self.consumer.close()
+            raise
+        parts = [TopicPartition(t, p) for t in topics for p in known[t]]
         self.consumer.assign(parts)
         self.consumer.seek_to_beginning(*parts)
         self.events: list[dict[str, Any]] = []
         self.raw: list[tuple[str, bytes | None, bytes]] = []
+
+    def _partitions(self, topics: tuple[str, ...]) -> dict[str, list[int]] | None:
+        """Each topic's partitions, or None while one of them has none (not created yet)."""
+        known = {}
+        for topic in topics:
+            parts = self.consumer.partitions_for_topic(topic)
+            if not parts:  # (asked the cluster again: kafka-python fetches metadata on a miss)
+                return None
+            known[topic] = sorted(parts)
+        return known
 
     def poll(self) -> None:
         for batch in self.consumer.poll(timeout_ms=200, max_records=5000).values():
