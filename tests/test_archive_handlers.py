@@ -189,8 +189,8 @@ def test_the_archive_batches_with_its_own_concurrency_and_stream_buffer(monkeypa
     assert [a.concurrency for a in two.agents.values()] == [2]
     assert one.conf.stream_buffer_maxsize == 12345
     # And a batch may be large, with a validated bound
-    assert ArchiveSettings().batch_size == 5000
-    monkeypatch.setenv("ARCHIVE_BATCH_SIZE", "20001")
+    assert ArchiveSettings().batch_size == 20000
+    monkeypatch.setenv("ARCHIVE_BATCH_SIZE", "100001")
     with pytest.raises(ValidationError, match="ARCHIVE_BATCH_SIZE"):
         ArchiveSettings()
 

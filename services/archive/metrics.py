@@ -38,7 +38,7 @@ class ArchiveMetrics:
             batch_seconds=Histogram(
                 "complaints_archive_batch_seconds",
                 "Time to write one batch: insert, refold and upsert in one transaction.",
-                registry=registry, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)),
+                registry=registry, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)),
             cases_touched=Counter(
                 "complaints_archive_cases_touched_total",
                 "Case rows refolded because a batch brought them a new event.", registry=registry),
