@@ -46,8 +46,9 @@ def _bench(args: argparse.Namespace) -> int:
     return bench(count=args.count, timeout=args.timeout, stage=args.stage, via=args.via,
                  concurrency=args.concurrency, intake_url=args.intake_url,
                  intake_processes=args.intake_processes, redis_footprint=args.redis_footprint,
-                 archive=ArchiveOptions(url=args.archive_url, rate=args.rate, steady=args.steady,
-                                        report_cases=args.report_cases, pid=args.archive_pid))
+                 archive=ArchiveOptions(url=args.archive_url, report_cases=args.report_cases,
+                                        pid=args.archive_pid),
+                 rate=args.rate, duration=args.duration, steady=args.steady)
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -201,7 +202,8 @@ def parser() -> argparse.ArgumentParser:
     add_privacy_commands(sub)
 
     b = sub.add_parser("bench", help="drive complaints through the running stack, print figures")
-    b.add_argument("--count", type=int, default=2000)
+    b.add_argument("--count", type=int, metavar="N",
+                   help="the burst: N complaints queued at once (default 2000); not with --duration")
     b.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the stack")
     b.add_argument("--stage", choices=["pipeline", "intake", "router", "notifier", "sla", "archive"],
                    default="pipeline",
@@ -211,9 +213,12 @@ def parser() -> argparse.ArgumentParser:
                         "(burst, drain of a backlog, steady) and the monthly report's time over a "
                         "million cases")
     b.add_argument("--via", choices=["kafka", "http"], default="kafka",
-                   help="feed complaints.inbound (default) or POST web forms to intake (intake stage)")
-    b.add_argument("--concurrency", type=int, default=16, metavar="N",
-                   help="HTTP connections, one thread each (default 16)")
+                   help="feed complaints.inbound (default) or POST web forms to intake (intake "
+                        "stage, and the pipeline's steady mode)")
+    b.add_argument("--concurrency", type=int, metavar="N",
+                   help="HTTP connections, one thread each (default 16); in the steady mode the "
+                        "senders, any free one taking the next complaint due (default 4 x R, "
+                        "16 to 256)")
     b.add_argument("--intake-url", metavar="URL",
                    help="intake base URL (default http://127.0.0.1:$INTAKE_HTTP_PORT, port 8080)")
     b.add_argument("--processes", "--intake-processes", dest="intake_processes", type=int,
@@ -231,8 +236,12 @@ def parser() -> argparse.ArgumentParser:
                         "figure's backlog is produced (default: the process listening on the "
                         "archive's port)")
     b.add_argument("--rate", type=float, metavar="R",
-                   help="archive stage: events/s of the steady phase (default half the burst rate)")
-    b.add_argument("--steady", type=float, default=20.0, metavar="S",
+                   help="pipeline, with --duration: the steady mode, R complaints/s sent on "
+                        "schedule (open loop), figures per hop, backlog, CPU per process; "
+                        "archive stage: events/s of the steady phase (default half the burst rate)")
+    b.add_argument("--duration", type=float, metavar="S",
+                   help="pipeline: seconds of the steady mode (with --rate; not with --count)")
+    b.add_argument("--steady", type=float, metavar="S",
                    help="archive stage: seconds of the steady phase (default 20)")
     b.add_argument("--report-cases", type=int, default=1_000_000, metavar="N",
                    help="archive stage: archived cases of the report figure, in a scratch "

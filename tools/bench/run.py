@@ -9,6 +9,9 @@ figures). Then one stage (``--stage``):
 * ``pipeline`` (Kafka only): N ``inbound.received`` events to ``complaints.inbound`` while a
   watcher thread reads ``complaints.routed`` and ``complaints.notifications`` and matches them
   by ``correlationid``; figures up to the acknowledgement sent.
+* ``pipeline`` with ``--rate R --duration S`` (Kafka or HTTP): the steady mode, an open-loop
+  load of R complaints/s, figures per hop, the backlog left, the CPU of every process of the
+  stack (tools/bench/steady_run.py).
 * ``intake --via kafka``: the same N inbound events; the watcher reads
   ``complaints.registered`` (and ``complaints.deadletter``, to stop early on failures);
   registrations/s = N / (last registration seen - first inbound sent).
@@ -42,8 +45,9 @@ import math
 import os
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
@@ -77,25 +81,50 @@ from tools.bench.load import (
     routed_records,
     web_form_bodies,
 )
+from tools.bench.steady import check_flags, steady_senders
 from tools.bench.web import Answer, check_healthy, post_all
 
 log = logging.getLogger(__name__)
 
 SLA_BREACHED = ("acknowledge", "respond")  # the milestones that breach within the run
+DEFAULT_COUNT = 2000  # the burst's N (and the baselines')
+DEFAULT_CONCURRENCY = 16  # the burst's HTTP connections
 
 
-def bench(*, count: int, timeout: float, stage: str = "pipeline", via: str = "kafka",
-          concurrency: int = 16, intake_url: str | None = None, intake_processes: int = 1,
-          redis_footprint: bool = False, archive: ArchiveOptions | None = None) -> int:
-    """Run the baseline, then the stage; print the figures. 0 complete, 1 incomplete, 2 error."""
+def bench(*, count: int | None = None, timeout: float, stage: str = "pipeline", via: str = "kafka",
+          concurrency: int | None = None, intake_url: str | None = None, intake_processes: int = 1,
+          redis_footprint: bool = False, archive: ArchiveOptions | None = None,
+          rate: float | None = None, duration: float | None = None, steady: float | None = None
+          ) -> int:
+    """Run the baseline, then the stage; print the figures. 0 complete, 1 incomplete, 2 error.
+
+    ``count`` (default DEFAULT_COUNT) is the burst; ``rate`` with ``duration`` the pipeline's
+    steady mode (tools/bench/steady_run.py); ``rate`` with ``steady`` the archive stage's
+    steady phase (they override ``archive``'s). Contradictory ones are refused."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("kafka").setLevel(logging.ERROR)
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
-    if count < 1 or concurrency < 1 or intake_processes < 1:
+    problem = check_flags(stage=stage, count=count, rate=rate, duration=duration, steady=steady)
+    if problem is not None:
+        print(f"complaints bench: {problem}")
+        return 2
+    n = DEFAULT_COUNT if count is None else count
+    if concurrency is None:
+        concurrency = (steady_senders(rate) if rate is not None and duration is not None
+                       else DEFAULT_CONCURRENCY)
+    if n < 1 or concurrency < 1 or intake_processes < 1:
         print("complaints bench: --count, --concurrency and --intake-processes must be at least 1")
         return 2
     if stage == "archive":
-        return _archive(count=count, timeout=timeout, archive=archive)
+        opts = archive or ArchiveOptions()
+        opts = replace(opts, rate=opts.rate if rate is None else rate,
+                       steady=opts.steady if steady is None else steady)
+        return _archive(count=n, timeout=timeout, archive=opts)
+    if rate is not None and duration is not None:
+        return _steady(rate=rate, duration=duration, via=via, timeout=timeout,
+                       concurrency=concurrency, intake_url=intake_url,
+                       redis_footprint=redis_footprint)
+    count = n
     if stage in ("pipeline", "router", "sla", "notifier") and via != "kafka":
         print(f"complaints bench: --stage {stage} runs over Kafka only; over HTTP, measure "
               "`--stage intake --via http` (its 202 is the registration)")
@@ -113,6 +142,39 @@ def bench(*, count: int, timeout: float, stage: str = "pipeline", via: str = "ka
         if redis_footprint and code == 0:
             print(rpt.format_footprint(footprint(settings.redis_url, settings.redis_prefix), count,
                                        settings.redis_prefix))
+        return code
+    except (KafkaError, BenchError) as exc:
+        print(f"complaints bench: {exc}")
+        return 2
+
+
+def _steady(*, rate: float, duration: float, via: str, timeout: float, concurrency: int,
+            intake_url: str | None, redis_footprint: bool) -> int:
+    from tools.bench.steady_run import steady_bench
+    from tools.devstack.up import UpSettings
+
+    try:
+        settings = load_settings(UpSettings)
+        url = rpt.intake_base_url(intake_url, os.environ) + "/v1/inbound/web_form"
+        secret = auth.current_key("web_form", load_secrets(settings.data_dir)) if via == "http" else None
+    except ValueError as exc:
+        print(f"complaints bench: {exc}")
+        return 2
+    if via == "http" and secret is None:
+        log.warning("no signing secret for web_form (INTAKE_SIGNING_SECRETS or the file "
+                    "`complaints up` writes): posting unsigned")
+    ports: dict[str, int | None] = dict(settings.ports())
+    if intake_url is not None:  # intake elsewhere: its port says nothing of this machine
+        ports["intake"] = urlsplit(intake_url).port if urlsplit(intake_url).hostname in (
+            "127.0.0.1", "localhost") else None
+    try:
+        code = steady_bench(bootstrap=settings.bootstrap_list(), rate=rate, duration=duration,
+                            via=via, url=url, secret=secret, concurrency=concurrency,
+                            timeout=timeout, ports=ports, redis_url=settings.redis_url,
+                            database_url=os.environ.get("ARCHIVE_DATABASE_URL"))
+        if redis_footprint:
+            print(rpt.format_footprint(footprint(settings.redis_url, settings.redis_prefix),
+                                       max(1, math.ceil(rate * duration)), settings.redis_prefix))
         return code
     except (KafkaError, BenchError) as exc:
         print(f"complaints bench: {exc}")

@@ -27,18 +27,45 @@ class Answer(NamedTuple):
 
 
 
+class Poster:
+    """One keep-alive connection to intake's web_form endpoint; each POST signed (v2, a nonce of
+    its own) with ``secret``, the web_form channel's (key id, secret); a connection that fails
+    is closed and the next POST opens a fresh one."""
+
+    def __init__(self, url: str, secret: tuple[str, bytes] | None) -> None:
+        self.parts = urlsplit(url)
+        cls = http.client.HTTPSConnection if self.parts.scheme == "https" else http.client.HTTPConnection
+        self.conn = cls(self.parts.hostname or "127.0.0.1", self.parts.port, timeout=HTTP_TIMEOUT)
+        self.secret = secret
+
+    def post(self, body: bytes) -> tuple[int, bytes, str]:
+        """(status, body, "") of the answer, or (0, b"", the exception's name) without one."""
+        headers = {"Content-Type": "application/json"}
+        if self.secret is not None:
+            headers.update(auth.sign(self.secret[1], body, key_id=self.secret[0], method="POST",
+                                     path=self.parts.path, channel="web_form",
+                                     content_type=headers["Content-Type"], now=time.time()))
+        try:
+            self.conn.request("POST", self.parts.path, body=body, headers=headers)
+            reply = self.conn.getresponse()
+            return reply.status, reply.read(), ""
+        except (OSError, http.client.HTTPException) as exc:
+            self.conn.close()  # the next request opens a fresh connection
+            return 0, b"", type(exc).__name__
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 def post_all(url: str, bodies: Sequence[bytes], secret: tuple[str, bytes] | None, concurrency: int
               ) -> list[Answer]:
-    """POST every body from ``concurrency`` threads, one keep-alive connection each; each request
-    signed (v2, a nonce of its own) with ``secret``, the web_form channel's (key id, secret)."""
-    parts = urlsplit(url)
-    cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    """POST every body from ``concurrency`` threads, one keep-alive connection each (Poster)."""
     work: Iterator[bytes] = iter(bodies)
     lock = threading.Lock()
     answers: list[Answer] = []
 
     def worker() -> None:
-        conn = cls(parts.hostname or "127.0.0.1", parts.port, timeout=HTTP_TIMEOUT)
+        poster = Poster(url, secret)
         mine: list[Answer] = []
         try:
             while True:
@@ -46,23 +73,12 @@ def post_all(url: str, bodies: Sequence[bytes], secret: tuple[str, bytes] | None
                     body = next(work, None)
                 if body is None:
                     break
-                headers = {"Content-Type": "application/json"}
-                if secret is not None:
-                    headers.update(auth.sign(secret[1], body, key_id=secret[0], method="POST",
-                                             path=parts.path, channel="web_form",
-                                             content_type=headers["Content-Type"], now=time.time()))
                 start = time.perf_counter()
-                try:
-                    conn.request("POST", parts.path, body=body, headers=headers)
-                    reply = conn.getresponse()
-                    raw = reply.read()
-                    mine.append(Answer(reply.status, start, time.perf_counter(),
-                                       rpt.answer_detail(reply.status, raw)))
-                except (OSError, http.client.HTTPException) as exc:
-                    conn.close()  # the next request opens a fresh connection
-                    mine.append(Answer(0, start, time.perf_counter(), type(exc).__name__))
+                status, raw, error = poster.post(body)
+                mine.append(Answer(status, start, time.perf_counter(),
+                                   error or rpt.answer_detail(status, raw)))
         finally:
-            conn.close()
+            poster.close()
             with lock:
                 answers.extend(mine)
 
