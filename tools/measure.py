@@ -9,6 +9,12 @@ With ``narrative_only`` only rows with a consumer narrative count, and only the 
 issue, the very values the truth is derived from, so that figure flatters the rules.
 
     python -m tools.measure tests/data/cfpb/*.csv [--narrative-only]
+
+``severity FILE...`` measures the severity rules instead (``measure_severity``): each line of a
+JSONL file is a hand-labelled case ``{"id", "lang", "text", "expected", "note", "details"?}``
+and the figure is the share whose assessed severity is the expected one, per language.
+
+    python -m tools.measure severity tests/data/severity/heldout.jsonl [--misses]
 """
 
 from __future__ import annotations
@@ -135,8 +141,78 @@ def format_report(report: Report) -> str:
     return "\n".join(lines)
 
 
+class SeverityFigures(_Frozen):
+    """Share of hand-labelled cases whose assessed severity is the expected one."""
+
+    cases: int
+    right: int
+    by_lang: dict[str, tuple[int, int]]
+    misses: list[tuple[str, str, str, str]]  # id, expected, found, reason
+
+    @property
+    def share(self) -> float:
+        return _ratio(self.right, self.cases)
+
+
+def measure_severity(paths: Iterable[Path | str]) -> SeverityFigures:
+    """Assess every case of the JSONL files with the default policy's severity rules."""
+    import json
+    from datetime import UTC, datetime
+
+    from schemas.events import Channel, Complaint, Contact
+    from services.router.classify import assess
+
+    rules = load_policy().router.severity
+    by_lang: dict[str, list[int]] = {}
+    misses: list[tuple[str, str, str, str]] = []
+    for path in map(Path, paths):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            case = json.loads(line)
+            complaint = Complaint(
+                complaint_id=case["id"], channel=Channel.web_form,
+                received_at=datetime(2026, 12, 1, tzinfo=UTC), source_message_id=case["id"],
+                customer=Contact(), customer_key="k", first_contact="web-desk", subject="",
+                description=case["text"], details=case.get("details", {}))
+            found, reasons = assess(complaint, rules, repeat=False)
+            tally = by_lang.setdefault(case.get("lang", "?"), [0, 0])
+            tally[1] += 1
+            if found.value == case["expected"]:
+                tally[0] += 1
+            else:
+                misses.append((case["id"], case["expected"], found.value, reasons[0]))
+    return SeverityFigures(
+        cases=sum(t[1] for t in by_lang.values()), right=sum(t[0] for t in by_lang.values()),
+        by_lang={lang: (t[0], t[1]) for lang, t in sorted(by_lang.items())}, misses=misses)
+
+
+def format_severity(figures: SeverityFigures, *, misses: bool = False) -> str:
+    """The severity figures as plain text, the misses after them when ``misses``."""
+    lines = [f"{lang}: {right}/{cases} right ({_ratio(right, cases):.1%})"
+             for lang, (right, cases) in figures.by_lang.items()]
+    lines.append(f"total: {figures.right}/{figures.cases} right ({figures.share:.1%})")
+    if misses:
+        lines += [f"miss {i}: expected {e}, found {f}: {why}" for i, e, f, why in figures.misses]
+    return "\n".join(lines)
+
+
+def severity_main(argv: Sequence[str]) -> int:
+    """Command line of ``severity``: print the share right of the labelled cases."""
+    parser = argparse.ArgumentParser(prog="python -m tools.measure severity",
+                                     description="Share of hand-labelled cases assessed right.")
+    parser.add_argument("paths", nargs="+", type=Path, help="JSONL files of labelled cases")
+    parser.add_argument("--misses", action="store_true", help="list the cases assessed wrong")
+    args = parser.parse_args(argv)
+    print(format_severity(measure_severity(args.paths), misses=args.misses))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: print the report for the given CFPB files."""
+    """Command line: print the report for the given CFPB files (``severity ...``: see above)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["severity"]:
+        return severity_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m tools.measure", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="+", type=Path, help="CFPB export CSV files")

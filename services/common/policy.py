@@ -144,12 +144,58 @@ class SlaPolicy(_Frozen):
         return list(own if own is not None else self.warn_at or [])
 
 
+def _regexes(patterns: list[str]) -> list[str]:
+    """Each pattern compiles, and none can run away (a bare ``.*`` or ``.+`` is refused)."""
+    for at, source in enumerate(patterns):
+        try:
+            re.compile(source)
+        except re.error as exc:
+            raise ValueError(f"[{at}] is not a regular expression: {exc.msg}") from None
+        if re.search(r"(?<!\\)\.[*+]", source):
+            raise ValueError(f"[{at}] has an unbounded .* or .+: bound the gap, e.g. .{{0,8}}")
+    return patterns
+
+
+Regexes = Annotated[list[str], AfterValidator(_regexes)]
+
+
 class KeywordSignal(_Frozen):
-    """A named severity signal found by keywords in the subject or description."""
+    """A named severity signal found by keywords, or phrase patterns, in the subject or description.
+
+    Keywords match as words (Latin) or anywhere (Chinese); patterns are regular expressions over
+    the folded text (lower case, NFKC), one family of phrasings each. The reason names the
+    phrase that matched. A match in a clause the policy's ``qualifiers`` negate is no signal.
+    """
 
     signal: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Name shown in the reasons.")
     severity: Severity
     keywords: list[str] = Field(min_length=1)
+    patterns: Regexes = Field(default_factory=list, description="Phrase patterns (regex).")
+
+
+class Qualifiers(_Frozen):
+    """Words that cancel a signal in their clause ("没有人受伤", "not looking to sue") or make a
+    major one a near miss ("差点起火", "almost caught fire"), read before the match."""
+
+    negation: Regexes = Field(default_factory=list)
+    near_miss: Regexes = Field(default_factory=list)
+    near_miss_severity: Severity = Field(default=Severity.urgent,
+                                         description="Severity of a major signal in a near miss.")
+    clause_breaks: Regexes = Field(default_factory=list,
+                                   description="Where a clause ends: a cue before one is not read.")
+
+
+class StatedFigures(_Frozen):
+    """Nouns after a number that make it an audience ("几十万粉丝", "200k followers") or a count
+    of people affected ("上百户", "dozens of residents"), judged by the channel's thresholds."""
+
+    audience: Regexes = Field(default_factory=list, description="Audience nouns (regex).")
+    audience_before: Regexes = Field(default_factory=list,
+                                     description="Audience nouns written before the number (粉丝有).")
+    audience_context: Regexes = Field(
+        default_factory=list, description="Channel words just before a count of people that make "
+                                          "it an audience (my channel has 20k subscribers).")
+    affected: Regexes = Field(default_factory=list, description="People nouns (regex).")
 
 
 class Threshold(_Frozen):
@@ -187,6 +233,9 @@ class SeverityPolicy(_Frozen):
     vip_tiers: list[str] = Field(description="Customer tiers (details: tier) counted as VIP.")
     vip_severity: Severity
     repeat_severity: Severity = Field(description="The least severity of a repeat complaint.")
+    qualifiers: Qualifiers = Field(default_factory=Qualifiers)
+    stated: StatedFigures = Field(default_factory=StatedFigures,
+                                  description="Audience and people affected written in the text.")
 
     @model_validator(mode="after")
     def _currencies(self) -> SeverityPolicy:

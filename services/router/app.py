@@ -21,6 +21,7 @@ from services.router.ports import Cases, Clock, FirstContacts, Publisher
 from services.router.roster import Roster, load_roster
 from services.router.settings import RouterSettings
 from services.router.taxonomy import Taxonomy, load_taxonomy
+from services.router.textmodel import load_model
 
 
 def load_rules(settings: RouterSettings, policy: Policy) -> tuple[Taxonomy, Roster]:
@@ -44,6 +45,8 @@ def build(settings: RouterSettings, policy: Policy, *, publisher: Publisher | No
     A Redis client is made only for the ports not given; /healthz pings it.
     """
     taxonomy, roster = load_rules(settings, policy)
+    model = (load_model(settings.text_model_file, codes={t.code for t in taxonomy.types})
+             if settings.text_model else None)
     app = make_app(SERVICE, settings, web_port=settings.http_port)
     registry = registry or CollectorRegistry()
     publisher = publisher or FaustPublisher(app)
@@ -57,7 +60,8 @@ def build(settings: RouterSettings, policy: Policy, *, publisher: Publisher | No
     router = Router(
         policy=policy, taxonomy=taxonomy, roster=roster, publisher=publisher,
         first_contacts=first_contacts, cases=cases,
-        clock=clock or (lambda: datetime.now(UTC)), metrics=RouterMetrics.create(registry))
+        clock=clock or (lambda: datetime.now(UTC)), metrics=RouterMetrics.create(registry),
+        model=model)
     boundary = Boundary(service=SERVICE, publisher=publisher, registry=registry, settings=settings)
 
     n = settings.agent_concurrency

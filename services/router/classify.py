@@ -8,7 +8,9 @@ monotone: more weight for the winner never lowers it, more for the runner-up nev
 Pure and deterministic: no I/O, no clock; ties go to the code listed first in the file.
 
 ``assess`` reads the severity signals of REQUIREMENTS §5 from the text and the channel's
-details (keywords, audience, customers affected, amounts, VIP tier, a repeat).
+details (keywords, audience, customers affected, amounts, VIP tier, a repeat); the phrase
+families, negations, and the audiences, counts and amounts written in words are read by
+``services.router.severity`` (numbers by ``services.router.numerals``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.events import Complaint, Severity
 from services.common.policy import SeverityPolicy
+from services.router.severity import phrase_findings, stated_figures, word_amounts
 from services.router.taxonomy import Taxonomy
+from services.router.textmodel import Prediction, TextModel, softmax
 
 ALTERNATIVES = 3
 _WORD = r"[a-z0-9_]"  # Latin word characters: "app" matches in "app闪退", not in "happy"
@@ -46,6 +50,9 @@ class Classification(BaseModel):
     score: float = Field(ge=0, description="Summed weight of the winning code's matched keywords.")
     matched: list[str] = Field(description="The keywords of the chosen code found in the text.")
     alternatives: list[Alternative] = Field(description="Next best codes with a score, best first.")
+    model: str | None = Field(default=None, description="The text model's version when it took part.")
+    weighed: list[str] = Field(default_factory=list,
+                               description="The model's terms that raised the chosen code most.")
 
     def needs_review(self, threshold: float) -> bool:
         """True when the confidence is below ``threshold`` (the case goes to human review)."""
@@ -89,15 +96,30 @@ def confidence(best: float, second: float, *, prior: float) -> float:
     return 0.0 if best <= 0 else round(best / (best + second + prior), 4)
 
 
-def classify(text: str, *, taxonomy: Taxonomy) -> Classification:
-    """Classify ``text`` into a taxonomy code with a confidence and the matched terms."""
-    folded = fold(text)
-    scored: list[tuple[float, int, str, list[str]]] = []
-    for order, ctype in enumerate(taxonomy.types):
-        hits = [(term, weight) for term, weight in ctype.weighted_terms if found(term, folded)]
-        if hits:
-            scored.append((sum(w for _, w in hits), order, ctype.code, [t for t, _ in hits]))
-    scored.sort(key=lambda s: (-s[0], s[1]))
+def classify(text: str, *, taxonomy: Taxonomy, model: TextModel | None = None) -> Classification:
+    """Classify ``text`` into a taxonomy code with a confidence and the terms that decided.
+
+    Without ``model``, or when it abstains (it knows too few of the text's features, see
+    ``services.router.textmodel``), the keywords alone decide (module docstring).
+    With it, each code's logit is the model's plus ``model.keyword_weight`` times the code's
+    keyword score, and the confidence is the winner's softmax probability; the alternatives'
+    scores are then their probabilities. Keywords sure enough for no review, and at least as
+    sure as that, keep their decision: a precise phrase ("闪退", "refund") outranks a model
+    that learned from other kinds of text.
+    """
+    scored = keyword_scores(text, taxonomy=taxonomy)
+    prediction = model.predict(text) if model is not None else None
+    by_keywords = _by_keywords(scored, taxonomy)
+    if model is None or prediction is None or prediction.abstains:
+        return by_keywords
+    combined = _with_model(scored, prediction, model, taxonomy)
+    keywords_sure = not by_keywords.needs_review(taxonomy.review_threshold)
+    return by_keywords if keywords_sure and by_keywords.confidence >= combined.confidence else combined
+
+
+def _by_keywords(scored: list[tuple[float, int, str, list[str]]], taxonomy: Taxonomy) -> Classification:
+    """The keywords' decision: the best score, the confidence formula of the module docstring."""
+    scored = sorted(scored, key=lambda s: (-s[0], s[1]))
     if not scored:
         return Classification(code=taxonomy.fallback, confidence=0.0, score=0.0, matched=[],
                               alternatives=[])
@@ -110,12 +132,53 @@ def classify(text: str, *, taxonomy: Taxonomy) -> Classification:
     )
 
 
+def keyword_scores(text: str, *, taxonomy: Taxonomy) -> list[tuple[float, int, str, list[str]]]:
+    """(score, order in the taxonomy, code, matched keywords) of each code with a keyword hit."""
+    folded = fold(text)
+    scored: list[tuple[float, int, str, list[str]]] = []
+    for order, ctype in enumerate(taxonomy.types):
+        hits = [(term, weight) for term, weight in ctype.weighted_terms if found(term, folded)]
+        if hits:
+            scored.append((sum(w for _, w in hits), order, ctype.code, [t for t, _ in hits]))
+    return scored
+
+
+def combined_logits(scored: list[tuple[float, int, str, list[str]]], prediction: Prediction,
+                    model: TextModel, taxonomy: Taxonomy) -> dict[str, float]:
+    """The model's logit per code plus ``keyword_weight`` times the code's keyword score."""
+    neutral = sum(prediction.logits.values()) / len(prediction.logits)  # a code the model lacks
+    codes = {t.code for t in taxonomy.types}
+    logits = {c: v for c, v in prediction.logits.items() if c in codes}
+    for score, _, code, _ in scored:
+        logits[code] = logits.get(code, neutral) + model.keyword_weight * score
+    return logits
+
+
+def _with_model(scored: list[tuple[float, int, str, list[str]]], prediction: Prediction,
+                model: TextModel, taxonomy: Taxonomy) -> Classification:
+    """Softmax over ``combined_logits``; ties go to the taxonomy's order."""
+    order = {t.code: i for i, t in enumerate(taxonomy.types)}
+    hits = {code: (score, terms) for score, _, code, terms in scored}
+    probs = softmax(combined_logits(scored, prediction, model, taxonomy))
+    ranked = sorted(probs, key=lambda c: (-round(probs[c], 6), order[c]))
+    best = ranked[0]
+    score, matched = hits.get(best, (0.0, []))
+    return Classification(
+        code=best, confidence=round(probs[best], 4), score=score, matched=matched,
+        alternatives=[Alternative(code=c, score=round(probs[c], 4)) for c in ranked[1:ALTERNATIVES + 1]],
+        model=model.version, weighed=model.weighed(prediction, best),
+    )
+
+
 def code_reasons(result: Classification, taxonomy: Taxonomy, *, review: bool,
                  review_department: str) -> list[str]:
     """The decision's reasons for its code, and for the review queue when ``review``."""
     ctype = taxonomy.get(result.code)
     why = (f"matched {', '.join(result.matched[:6])}" if result.matched
-           else "no keyword matched (fallback)")
+           else "no keyword matched" if result.model else "no keyword matched (fallback)")
+    if result.model:
+        weighed = ", ".join(result.weighed) or "no term for this code"
+        why = f"model {result.model} weighed {weighed}; {why}"
     reasons = [f"code {ctype.code} {ctype.name_en} / {ctype.name_zh}: confidence "
                f"{result.confidence:.2f}, {why}"]
     if review:
@@ -222,11 +285,13 @@ def _number(value: Any) -> float | None:
 def assess(complaint: Complaint, rules: SeverityPolicy, *, repeat: bool) -> tuple[Severity, list[str]]:
     """Severity from every signal found (REQUIREMENTS §5), with one reason per signal."""
     text = fold(f"{complaint.subject}\n{complaint.description}")
-    signals: list[tuple[Severity, str]] = []
-    for signal in rules.keywords:
-        hits = [k for k in signal.keywords if found(k, text)]
-        if hits:
-            signals.append((signal.severity, f"{signal.signal} ({', '.join(hits[:5])})"))
+    signals: list[tuple[Severity, str]] = [
+        (finding.severity, finding.reason()) for finding in phrase_findings(text, rules)]
+    for figure in stated_figures(text, rules.stated):  # "几十万粉丝", "dozens of residents"
+        limit = rules.public_audience if figure.kind == "audience" else rules.affected_customers
+        if sev := limit.severity(figure.value):
+            what = "public exposure" if figure.kind == "audience" else "many customers affected"
+            signals.append((sev, f"{what} (stated: {figure.phrase!r} = {figure.value:,.0f})"))
     details = complaint.details
     audience = _number(details.get("audience"))
     if audience is not None and details.get("public", True) is not False:
@@ -236,6 +301,8 @@ def assess(complaint: Complaint, rules: SeverityPolicy, *, repeat: bool) -> tupl
     if affected is not None and (sev := rules.affected_customers.severity(affected)):
         signals.append((sev, f"many customers affected ({int(affected)})"))
     amounts = amounts_in(text)
+    for currency, value in word_amounts(text, default_currency=rules.default_currency).items():
+        amounts[currency] = max(amounts.get(currency, 0.0), value)
     if (amount := _number(details.get("amount"))) is not None:
         currency = str(details.get("currency") or rules.default_currency).upper()
         amounts[currency] = max(amounts.get(currency, 0.0), amount)

@@ -26,6 +26,7 @@ from services.router.ports import Cases, Clock, Commit, FirstContacts, PriorComp
 from services.router.queueing import Queues, epoch_ms
 from services.router.roster import Roster
 from services.router.taxonomy import Taxonomy
+from services.router.textmodel import TextModel
 
 log = logging.getLogger(__name__)
 SERVICE = "router"
@@ -81,8 +82,8 @@ class Router:
 
     def __init__(self, *, policy: Policy, taxonomy: Taxonomy, roster: Roster, publisher: Publisher,
                  first_contacts: FirstContacts, cases: Cases, clock: Clock,
-                 metrics: RouterMetrics) -> None:
-        self.policy, self.taxonomy, self.roster = policy, taxonomy, roster
+                 metrics: RouterMetrics, model: TextModel | None = None) -> None:
+        self.policy, self.taxonomy, self.roster, self.model = policy, taxonomy, roster, model
         self.publisher, self.first_contacts, self.cases = publisher, first_contacts, cases
         self.clock, self.metrics = clock, metrics
         self._locks = KeyedLocks()
@@ -107,7 +108,8 @@ class Router:
                     complaint.customer_key,
                     PriorComplaint(complaint_id=complaint.complaint_id, owner=complaint.first_contact),
                     window_seconds=int(rules.repeat_window.total_seconds()))
-            return logic.first_route(complaint, rules=rules, taxonomy=self.taxonomy, prior=prior)
+            return logic.first_route(complaint, rules=rules, taxonomy=self.taxonomy, prior=prior,
+                                     model=self.model)
 
         await self._decide(complaint.complaint_id, [registered.id], propose, cause=registered)
 

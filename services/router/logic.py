@@ -30,6 +30,7 @@ from services.common.errors import Rejected
 from services.common.policy import RouterPolicy, SatisfactionPolicy
 from services.router.classify import assess, classify, code_reasons
 from services.router.taxonomy import Taxonomy
+from services.router.textmodel import TextModel
 
 if TYPE_CHECKING:  # ports import BookingMode from here
     from services.router.ports import PriorComplaint
@@ -61,7 +62,7 @@ class Proposal:
 
 
 def first_route(complaint: Complaint, *, rules: RouterPolicy, taxonomy: Taxonomy,
-                prior: PriorComplaint | None = None) -> Proposal:
+                prior: PriorComplaint | None = None, model: TextModel | None = None) -> Proposal:
     """The first decision for a registered complaint.
 
     ``prior`` is the customer's anchor complaint within the repeat window: its owner
@@ -69,7 +70,7 @@ def first_route(complaint: Complaint, *, rules: RouterPolicy, taxonomy: Taxonomy
     severity signal.
     """
     repeat = prior is not None and prior.complaint_id != complaint.complaint_id
-    result = classify(f"{complaint.subject}\n{complaint.description}", taxonomy=taxonomy)
+    result = classify(f"{complaint.subject}\n{complaint.description}", taxonomy=taxonomy, model=model)
     ctype = taxonomy.get(result.code)
     review = result.needs_review(taxonomy.review_threshold)
     department = rules.review_department if review else ctype.department

@@ -1,0 +1,244 @@
+"""Severity signals read from how people write (REQUIREMENTS §5): phrase families per concept,
+negated and near-miss clauses, and figures stated in the text (an audience, people affected,
+amounts in words).
+
+Every finding carries the phrase that matched, so a decision's reasons say why. Pure: the rules
+come from the policy (``SeverityPolicy``), the text is ``classify.fold``ed. Linear in the text:
+patterns are searched once each, with bounded gaps (the policy refuses ``.*``); numerals are
+found by one scan each and their context is read in a fixed window around them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import islice
+
+from schemas.events import Severity
+from services.common.policy import KeywordSignal, Qualifiers, SeverityPolicy, StatedFigures
+from services.router.numerals import EN_NUMERAL, ZH_NUMERAL, en_number, zh_number
+
+_WINDOW = 60  # characters before a match read for a negation or a near miss
+_CJK = re.compile(r"[\u3400-\u9fff]")
+_GAP_TOKENS = re.compile(r"[a-z0-9']+|[\u3400-\u9fff]")
+_MAX_GAP_CJK, _MAX_GAP_WORDS = 6, 9  # how far a cue reaches: Chinese characters, Latin words
+_PHRASE = 32  # longest matched phrase quoted in a reason
+# Bounds on the work one text can cause (a 20,000-character hostile text stays in milliseconds):
+# the matches of one signal read for qualifiers, and the numerals read for figures and amounts.
+MAX_MATCHES, MAX_NUMERALS = 32, 256
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One signal found in the text: its name, severity and the phrases that matched."""
+
+    signal: str
+    severity: Severity
+    phrases: tuple[str, ...]
+    near_miss: bool = False
+
+    def reason(self) -> str:
+        quoted = ", ".join(self.phrases[:5])
+        return f"{self.signal}{', near miss' if self.near_miss else ''} ({quoted})"
+
+
+@lru_cache(maxsize=256)
+def _alternation(sources: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One pattern matching any of ``sources`` (each a regex), or None when there is none."""
+    return re.compile("|".join(f"(?:{s})" for s in sources)) if sources else None
+
+
+@lru_cache(maxsize=1024)
+def _regex(source: str) -> re.Pattern[str]:
+    return re.compile(source)
+
+
+@lru_cache(maxsize=1024)
+def _keyword(term: str) -> tuple[str, re.Pattern[str]]:
+    """What a text must contain for ``term`` (a cheap test first), and its pattern."""
+    from services.router.classify import fold, pattern  # classify imports this module
+
+    return fold(term).rstrip("*"), pattern(term)
+
+
+def _qualified(text: str, start: int, rules: Qualifiers) -> str | None:
+    """'negated' or 'near' when a cue of ``rules`` governs the match at ``start``, else None."""
+    clause = text[max(0, start - _WINDOW):start]
+    breaks = _alternation(tuple(rules.clause_breaks))
+    if breaks is not None:
+        ends = [cut.end() for cut in breaks.finditer(clause)]
+        clause = clause[ends[-1]:] if ends else clause
+    for kind, cues in (("negated", rules.negation), ("near", rules.near_miss)):
+        cue_pattern = _alternation(tuple(cues))
+        if cue_pattern is None:
+            continue
+        last = None
+        for last in cue_pattern.finditer(clause):  # noqa: B007 - the last cue is the nearest
+            pass
+        if last is None:
+            continue
+        gap = _GAP_TOKENS.findall(clause[last.end():])
+        reach = _MAX_GAP_CJK if _CJK.search(last.group(0)) else _MAX_GAP_WORDS
+        if len(gap) <= reach:
+            return kind
+    return None
+
+
+def _matches(text: str, signal: KeywordSignal) -> Iterator[re.Match[str]]:
+    for term in signal.keywords:
+        literal, keyword = _keyword(term)
+        if literal in text:
+            yield from keyword.finditer(text)
+    for source in signal.patterns:  # one by one: re finds a pattern's literal prefix faster
+        yield from _regex(source).finditer(text)
+
+
+def phrase_findings(text: str, rules: SeverityPolicy) -> list[Finding]:
+    """Each keyword signal of ``rules`` found in ``text``, with the phrases that matched.
+
+    A match in a negated clause does not count; a major signal matched only in near-miss clauses
+    counts at the qualifiers' near-miss severity.
+    """
+    findings = []
+    for signal in rules.keywords:
+        plain: list[str] = []
+        near: list[str] = []
+        for seen, match in enumerate(_matches(text, signal)):
+            if seen == MAX_MATCHES or len(plain) == 5:
+                break
+            phrase = match.group(0)[:_PHRASE]
+            kind = _qualified(text, match.start(), rules.qualifiers)
+            bucket = near if kind == "near" else plain if kind is None else None
+            if bucket is not None and phrase not in bucket:
+                bucket.append(phrase)
+        if plain:
+            findings.append(Finding(signal.signal, signal.severity, tuple(plain)))
+        elif near:
+            severity = signal.severity
+            if severity is Severity.major:
+                severity = rules.qualifiers.near_miss_severity
+            findings.append(Finding(signal.signal, severity, tuple(near), near_miss=True))
+    return findings
+
+
+# ---- figures stated in the text ---------------------------------------------------------------
+
+_ZH = re.compile(ZH_NUMERAL)
+_EN = re.compile(EN_NUMERAL)
+_ZH_AFTER = r"(?:多|余|来|几|\+)?(?:个|位|名|口|条|家|户)?(?:的)?"
+_EN_AFTER = (r"(?:\+|-?(?:odd|some|plus)|\s+or\s+so|\s+plus)?\s*(?:of\s+)?"  # thirty-odd, 20 or so
+             r"(?:(?:the|our|my|your|their|these|those|other|fellow|small|local|elderly|affected|different|more|angry|loyal|existing|new|paying|regular|monthly|"
+             r"unique|total|real|active)\s+){0,2}")
+_BEFORE = 12  # characters before a numeral read for a noun written first (粉丝有几十万)
+_CONTEXT = 30  # characters before a count of people read for a channel (an audience then)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A number stated in the text, what it counts, and the phrase that says so."""
+
+    kind: str  # "audience" or "affected"
+    value: float
+    phrase: str
+
+
+@lru_cache(maxsize=16)
+def _noun_patterns(audience: tuple[str, ...], affected: tuple[str, ...],
+                   audience_before: tuple[str, ...]) -> tuple[re.Pattern[str] | None, ...]:
+    """Patterns read after a numeral (audience, affected) and before it (audience)."""
+
+    def after(nouns: tuple[str, ...]) -> re.Pattern[str] | None:
+        if not nouns:
+            return None
+        alternatives = "|".join(f"(?:{n})" for n in nouns)
+        return re.compile(rf"(?:{_ZH_AFTER}|{_EN_AFTER})(?:{alternatives})(?![a-z])")
+
+    before = "|".join(f"(?:{n})" for n in audience_before) if audience_before else None
+    return (after(audience), after(affected),
+            re.compile(rf"(?:{before})(?:数|量|数量)?[^,，。.;；!！?？\n]{{0,4}}$") if before else None)
+
+
+@lru_cache(maxsize=4)
+def _numerals(text: str) -> tuple[tuple[int, int, float], ...]:
+    """(start, end, value) of the first ``MAX_NUMERALS`` numerals of each script in ``text``."""
+    found: list[tuple[int, int, float]] = []
+    for m in islice(_ZH.finditer(text), MAX_NUMERALS):
+        if (value := zh_number(m.group(0))) is not None:
+            found.append((m.start(), m.end(), value))
+    english = (m for m in _EN.finditer(text)
+               if not (m.group(0).isdecimal() and _ZH.fullmatch(m.group(0))))
+    for m in islice(english, MAX_NUMERALS):  # plain figures are read once, by the first scan
+        if (value := en_number(m.group(0))) is not None:
+            found.append((m.start(), m.end(), value))
+    return tuple(found)
+
+
+def stated_figures(text: str, stated: StatedFigures) -> list[Figure]:
+    """Audiences and counts of people affected written in ``text`` ("几十万粉丝", "dozens of
+    residents", "粉丝3.5万"); a number is an audience before it is a count of people."""
+    audience, affected, before = _noun_patterns(
+        tuple(stated.audience), tuple(stated.affected), tuple(stated.audience_before))
+    context = _alternation(tuple(stated.audience_context))
+    figures = []
+    for start, end, value in _numerals(text):
+        if audience is not None and (m := audience.match(text, end)):
+            figures.append(Figure("audience", value, text[start:m.end()]))
+        elif before is not None and (b := before.search(text[max(0, start - _BEFORE):start])):
+            figures.append(Figure("audience", value, b.group(0) + text[start:end]))
+        elif affected is not None and (m := affected.match(text, end)):
+            kind = "audience" if context is not None and context.search(
+                text[max(0, start - _CONTEXT):start]) else "affected"
+            figures.append(Figure(kind, value, text[start:m.end()]))
+    return figures
+
+
+_ZH_MONEY_UNIT = re.compile(r"(?:多|余|来)?(?:块钱|块|元|圆|人民币)")
+_ZH_MONEY_VERB = re.compile(r"(?:花|亏|损失|赔|扣|骗|转走|卷走|骗走|拿走|吞|盗刷|交|付|充值?|罚|欠|借|收)了?"
+                            r"(?:我|我们)?(?:一笔)?"
+                            r"(?:前后|总共|一共|共|足足|整整|将近|近|快)?$")
+_ZH_NOT_MONEY = re.compile(r"(?:多|余|来)?(?:次|个|天|年|月|日|号|小时|分钟|件|台|单|人|户|家|遍|回|趟|"
+                           r"周|星期|分|条|张|斤|公斤|米|元)")
+_EN_MONEY = re.compile(r"[\s-]*(?:(dollars?|bucks|usd)|(euros?|eur)|(yuan|rmb|cny))(?![a-z])")
+_ZH_MONEY_NOUN = re.compile(r"(?:多|余)?(?:块)?的?[\u3400-\u9fff]{0,3}"
+                            r"(?:款|费|钱|资金|定金|押金|货款|房款|年费|学费)")
+_EN_MONEY_CODES = {1: "USD", 2: "EUR", 3: "CNY"}
+_SIGN_BEFORE = {"$": "USD", "€": "EUR", "¥": "CNY", "￥": "CNY"}
+# "i'm out about a hundred thousand", "it cost me twelve thousand": an amount naming no currency
+_EN_MONEY_VERB = re.compile(r"(?:\bi\W?m out|\bwe\W?re out|\blost|\bcost (?:me|us)|\bpaid|\bspent|"
+                            r"\bowe[sd]?|\bcharged (?:me|us))\s+"
+                            r"(?:about|around|nearly|over|almost|roughly|more than)?\s*$")
+_EN_AMOUNT_END = re.compile(r"\s*(?:[.,;!?]|$|(?:on|in|because|for|over|and|so|by)\b)")
+
+
+def word_amounts(text: str, *, default_currency: str = "CNY") -> dict[str, float]:
+    """Amounts written with number words or scale words: 两万块, 花了五万多, "twelve hundred dollars",
+    "$3k", "five grand" (the digits-and-unit forms are ``classify.amounts_in``'s)."""
+    best: dict[str, float] = {}
+
+    def keep(currency: str, value: float) -> None:
+        best[currency] = max(best.get(currency, 0.0), value)
+
+    for start, end, value in _numerals(text):
+        numeral = text[start:end]
+        if _CJK.search(text[max(0, start - 1):end + 1]):  # a numeral in Chinese text
+            if _ZH_MONEY_UNIT.match(text, end):
+                keep("CNY", value)
+            elif value >= 1000 and _ZH_MONEY_NOUN.match(text, end) and not _ZH_NOT_MONEY.match(text, end):
+                keep("CNY", value)  # 十五万的装修款, 一万二的年费
+            elif (_ZH_MONEY_VERB.search(text[max(0, start - 8):start]) and value >= 1000
+                  and not _ZH_NOT_MONEY.match(text, end)):
+                keep("CNY", value)
+            continue
+        sign = text[start - 1:start] if start else ""
+        if sign in _SIGN_BEFORE:
+            keep(_SIGN_BEFORE[sign], value)
+        elif numeral.endswith("grand"):
+            keep("USD", value)
+        elif m := _EN_MONEY.match(text, end):
+            keep(_EN_MONEY_CODES[m.lastindex or 1], value)
+        elif (value >= 1000 and _EN_MONEY_VERB.search(text[max(0, start - 24):start])
+              and _EN_AMOUNT_END.match(text, end)):
+            keep(default_currency, value)
+    return best

@@ -1,0 +1,206 @@
+"""The learned text model beside the taxonomy's keywords: a pruned multinomial logistic
+regression over words, characters and character bigrams (Chinese segmented with jieba) and Latin
+words, stored as a versioned gzipped JSON file.
+
+Every weight is per (feature, code) and centred over the codes, so a code's logit is its prior
+plus the sum of the weights of the text's known features, scaled by the file's temperature;
+the features that weighed most for the chosen code are the explanation. A text with fewer than
+``min_known`` known features (3 in the shipped file: a stray English word in a model trained on
+Chinese is not evidence) makes the model abstain, and the keywords alone decide. Built by
+``python -m tools.train_classifier`` (see that module); loaded once at start-up.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import math
+import re
+import unicodedata
+import warnings
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+from pathlib import Path
+from typing import Any
+
+from services.common.errors import ConfigError
+
+DEFAULT_MODEL = Path(__file__).with_name("model") / "classifier-v1.json.gz"
+FORMAT = "complaints-text-model/1"
+MAX_CHARS = 2000  # the model reads the first 2,000 characters: bounded time on hostile input
+EXPLAIN = 5
+
+_CJK_RUN = re.compile(r"[\u3400-\u9fff]+")
+_LATIN = re.compile(r"[a-z][a-z0-9']+")
+_STOP_EN = frozenset(
+    "the a an and or of to in on for is was were be been i my me we our you your it this that "
+    "with at by as from have has had not no but they them their he she his her are am do did "
+    "so if then than there which who what when would could should will can xx xxxx".split())
+
+
+class ModelError(ConfigError):
+    """The model file is missing, unreadable or not a model of this format."""
+
+
+@lru_cache(maxsize=1)
+def _jieba() -> Any:
+    """jieba, imported and initialised once (its dictionary loads on first use).
+
+    jieba reads its dictionary through ``pkg_resources`` when it can, which some setuptools
+    versions deprecate with a warning, and its sources have escapes newer Pythons warn about:
+    not ours to act on, so they are silenced here.
+    """
+    with warnings.catch_warnings():
+        for category in (DeprecationWarning, UserWarning, SyntaxWarning):
+            warnings.simplefilter("ignore", category)
+        import jieba
+
+        jieba.setLogLevel(logging.WARNING)
+        jieba.initialize()
+    return jieba
+
+
+def features(text: str) -> set[str]:
+    """The text's features: jieba words, characters and character bigrams of Chinese, Latin words."""
+    folded = unicodedata.normalize("NFKC", text[:MAX_CHARS]).lower()
+    found: set[str] = set()
+    cut = _jieba().lcut
+    for run in _CJK_RUN.findall(folded):
+        found.update("w:" + w for w in cut(run, HMM=False) if len(w) > 1)
+        found.update("c:" + run[i:i + 2] for i in range(len(run) - 1))
+        found.update("u:" + ch for ch in run)
+    found.update("e:" + w for w in _LATIN.findall(folded) if w not in _STOP_EN)
+    return found
+
+
+def term(feature: str) -> str:
+    """A feature as the reader sees it: the word or characters without the kind prefix."""
+    return feature.split(":", 1)[1]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The model's logits per code (keywords not yet added), the features it knew, and whether
+    it abstains (it knew fewer than its ``min_known``: the keywords alone decide)."""
+
+    logits: dict[str, float]
+    known: tuple[str, ...]
+    abstains: bool
+
+
+@dataclass(frozen=True)
+class TextModel:
+    """A trained model: codes, priors, per-feature weights, temperature, keyword weight, and
+    ``min_known``, the fewest known features on which it speaks (a stray word is not enough)."""
+
+    version: str
+    codes: tuple[str, ...]
+    prior: tuple[float, ...]
+    weights: dict[str, dict[int, float]]
+    temperature: float
+    keyword_weight: float
+    meta: dict[str, Any]
+    min_known: int = 3
+
+    @cached_property
+    def _dense(self) -> tuple[dict[str, int], Any]:
+        """The weights as a (feature x code) matrix and each feature's row: one sum per text."""
+        import numpy as np
+
+        index = {f: n for n, f in enumerate(self.weights)}
+        matrix = np.zeros((len(index), len(self.codes)))
+        for f, n in index.items():
+            for i, w in self.weights[f].items():
+                matrix[n, i] = w
+        return index, matrix
+
+    def predict(self, text: str) -> Prediction:
+        """Logits per code for ``text``; abstains on fewer than ``min_known`` known features."""
+        index, matrix = self._dense
+        known = sorted(f for f in features(text) if f in index)
+        sums = matrix[[index[f] for f in known]].sum(axis=0)
+        t = self.temperature
+        logits = {c: (p + float(s)) * t for c, p, s in zip(self.codes, self.prior, sums, strict=True)}
+        return Prediction(logits, tuple(known), abstains=len(known) < self.min_known)
+
+    def weighed(self, prediction: Prediction, code: str, *, limit: int = EXPLAIN) -> list[str]:
+        """The known features that raised ``code`` most, as terms, heaviest first.
+
+        Words and character pairs come before single characters (a reader weighs "发热", not
+        "热"), and a term found as both a word and a pair is named once.
+        """
+        if code not in self.codes:
+            return []
+        index, matrix = self._dense
+        column = matrix[:, self.codes.index(code)]
+        raised = [(float(column[index[f]]), f) for f in prediction.known if column[index[f]] > 0]
+        terms: list[str] = []
+        for _, f in sorted(raised, key=lambda p: (len(term(p[1])) == 1, -p[0], p[1])):
+            if term(f) not in terms:
+                terms.append(term(f))
+        return terms[:limit]
+
+    def to_json(self) -> dict[str, Any]:
+        """The file's content (``load_model`` reads it back)."""
+        return {"format": FORMAT, "version": self.version, "codes": list(self.codes),
+                "prior": [round(p, 4) for p in self.prior], "temperature": self.temperature,
+                "keyword_weight": self.keyword_weight, "min_known": self.min_known, "meta": self.meta,
+                "weights": {f: [[i, round(w, 3)] for i, w in sorted(row.items())]
+                            for f, row in sorted(self.weights.items())}}
+
+    def save(self, path: Path) -> None:
+        """Write the model as gzipped JSON, byte-for-byte reproducible (no timestamp)."""
+        raw = json.dumps(self.to_json(), ensure_ascii=False, sort_keys=True,
+                         separators=(",", ":")).encode()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as out, gzip.GzipFile(filename="", fileobj=out, mode="wb", mtime=0) as gz:
+            gz.write(raw)
+
+
+def softmax(logits: dict[str, float]) -> dict[str, float]:
+    """Probabilities from logits."""
+    top = max(logits.values())
+    exp = {c: math.exp(v - top) for c, v in logits.items()}
+    total = sum(exp.values())
+    return {c: e / total for c, e in exp.items()}
+
+
+def load_model(path: Path | None = None, *, codes: set[str] | None = None) -> TextModel:
+    """Read a model file; any problem is a ``ModelError`` naming the file.
+
+    ``codes``: the taxonomy's codes; a model that predicts a code outside them is refused.
+    """
+    path = path or DEFAULT_MODEL
+    try:
+        with gzip.open(path, "rb") as raw:
+            doc = json.loads(raw.read().decode())
+    except FileNotFoundError:
+        raise ModelError(f"{path}: classifier model file not found") from None
+    except (OSError, EOFError, UnicodeDecodeError, ValueError) as exc:
+        raise ModelError(f"{path}: not a readable classifier model ({exc})") from None
+    try:
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise ValueError(f"format is not {FORMAT}")
+        model_codes = tuple(str(c) for c in doc["codes"])
+        prior = tuple(float(p) for p in doc["prior"])
+        if not model_codes or len(prior) != len(model_codes):
+            raise ValueError("codes and prior differ in length")
+        weights = {str(f): {int(i): float(w) for i, w in row} for f, row in doc["weights"].items()}
+        if any(not 0 <= i < len(model_codes) for row in weights.values() for i in row):
+            raise ValueError("a weight names a code index out of range")
+        temperature, keyword_weight = float(doc["temperature"]), float(doc["keyword_weight"])
+        min_known = int(doc.get("min_known", 3))
+        if not (temperature > 0 and keyword_weight >= 0 and min_known >= 1
+                and all(map(math.isfinite, prior))):
+            raise ValueError("temperature must be > 0, keyword_weight >= 0, min_known >= 1, "
+                             "priors finite")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{path}: not a valid classifier model: {exc}") from None
+    if codes is not None and (unknown := sorted(set(model_codes) - codes)):
+        raise ModelError(f"{path}: predicts codes the taxonomy does not have: {unknown}")
+    model = TextModel(version=str(doc["version"]), codes=model_codes, prior=prior, weights=weights,
+                     temperature=temperature, keyword_weight=keyword_weight,
+                     meta=dict(doc.get("meta") or {}), min_known=min_known)
+    model.predict("")  # load jieba's dictionary and build the matrix now, not on a complaint
+    return model

@@ -1,0 +1,221 @@
+"""Severity from how people write (issue 17): numbers in words, an audience or a count of people
+stated in the text, phrase families per concept, negated and near-miss clauses, and the share
+right on the held-out set (tests/data/severity/heldout.jsonl, never tuned on)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from schemas.events import Channel, Complaint, Contact, Severity
+from services.common.errors import ConfigError
+from services.common.policy import load_policy
+from services.router.classify import assess, fold
+from services.router.numerals import read_number
+from services.router.severity import stated_figures, word_amounts
+from tools.measure import measure_severity
+
+RULES = load_policy().router.severity
+DATA = Path(__file__).parent / "data" / "severity"
+HELD_OUT_FLOOR = 0.95  # share right on heldout.jsonl, overall; each language at least 0.93
+
+
+def complaint(text: str, **details: str | int | float | bool) -> Complaint:
+    return Complaint(complaint_id="261203-0000000001", channel=Channel.web_form,
+                     received_at=datetime(2026, 12, 3, 9, tzinfo=UTC), source_message_id="m",
+                     customer=Contact(), customer_key="k", first_contact="web-desk", subject="",
+                     description=text, details=details)
+
+
+@pytest.mark.parametrize(("numeral", "value"), [
+    ("一百二十", 120), ("一百二", 120), ("一百零五", 105), ("两万", 20_000), ("两万五", 25_000),
+    ("一万两千", 12_000), ("3.5万", 35_000), ("120万", 1_200_000), ("十", 10), ("十几", 11),
+    ("二十多", 20), ("五六十", 50), ("上百", 100), ("上千", 1000), ("数百", 200), ("几十万", 200_000),
+    ("八十多万", 800_000), ("百万", 1_000_000), ("三亿五千万", 350_000_000),
+    ("twelve", 12), ("twenty-five", 25), ("two hundred", 200), ("two hundred and fifty", 250),
+    ("twelve hundred", 1200), ("a thousand", 1000), ("a dozen", 12), ("dozens", 24),
+    ("dozens of", 24), ("hundreds of", 200), ("several hundred", 300), ("thousands", 2000),
+    ("tens of thousands", 20_000), ("hundreds of thousands", 200_000), ("half a million", 500_000),
+    ("200k", 200_000), ("1.2 million", 1_200_000), ("45,000", 45_000), ("five grand", 5000),
+])
+def test_numbers_written_in_words_are_read(numeral: str, value: float) -> None:
+    # Given a numeral as people write it; when read; then its (least plausible) value
+    assert read_number(numeral) == value
+
+
+@pytest.mark.parametrize("numeral", ["a", "an", "of", "", "百货", "lots"])
+def test_what_is_no_numeral_reads_as_none(numeral: str) -> None:
+    assert read_number(numeral) is None
+
+
+@pytest.mark.parametrize(("text", "kind", "value"), [
+    ("我是有几十万粉丝的博主", "audience", 200_000),
+    ("粉丝有八十多万", "audience", 800_000),
+    ("这条笔记10万+阅读", "audience", 100_000),
+    ("my 200k followers", "audience", 200_000),
+    ("a podcast with about 60k listeners", "audience", 60_000),
+    ("my youtube channel has 20,000 subscribers", "audience", 20_000),
+    ("tens of thousands of subscribers lost service", "affected", 20_000),
+    ("上百户停水", "affected", 100),
+    ("整栋楼几十户人家", "affected", 20),
+    ("三百多个家长", "affected", 300),
+    ("dozens of residents", "affected", 24),
+    ("hundreds of small businesses", "affected", 200),
+    ("a dozen of us", "affected", 12),
+])
+def test_an_audience_or_a_count_of_people_stated_in_the_text(text: str, kind: str, value: float) -> None:
+    # Given a number followed (or preceded) by what it counts; when read; then one figure
+    [figure] = stated_figures(fold(text), RULES.stated)
+    assert (figure.kind, figure.value) == (kind, value)
+
+
+@pytest.mark.parametrize("text", ["打了十几次电话", "等了四十多分钟", "买了十几年", "100人民币", "I called 20 times",
+                                  "customer for 15 years", "order 4482913 is missing"])
+def test_counts_of_other_things_are_no_figure(text: str) -> None:
+    assert stated_figures(fold(text), RULES.stated) == []
+
+
+@pytest.mark.parametrize(("text", "severity", "reason"), [
+    ("我有几十万粉丝，会把这事说出来", Severity.major, "public exposure (stated: '几十万粉丝' = 200,000)"),
+    ("我的视频号有3.5万粉丝", Severity.urgent, "public exposure (stated: '3.5万粉丝' = 35,000)"),
+    ("My TikTok has 8,000 followers.", Severity.general, "no severity signal"),
+    ("小区上百户都停水三天", Severity.major, "many customers affected (stated: '上百户' = 100)"),
+    ("Dozens of residents got the wrong bill", Severity.urgent,
+     "many customers affected (stated: 'dozens of residents' = 24)"),
+    ("同事三个人都遇到了", Severity.general, "no severity signal"),
+])
+def test_stated_figures_are_judged_by_the_channel_thresholds(text: str, severity: Severity,
+                                                             reason: str) -> None:
+    # Given an audience or a count in the text; when assessed; then the channel's thresholds apply
+    found, reasons = assess(complaint(text), RULES, repeat=False)
+    assert found is severity and reason in reasons[0]
+
+
+@pytest.mark.parametrize(("text", "amounts"), [
+    ("装修公司收了我两万块定金", {"CNY": 20_000}),
+    ("前后花了五万多，还是漏油", {"CNY": 50_000}),
+    ("亏了十几万", {"CNY": 110_000}),
+    ("多扣了一百二十块", {"CNY": 120}),
+    ("扣了十几分", {}),
+    ("twelve hundred dollars", {"USD": 1200}),
+    ("the fees added up to $3k", {"USD": 3000}),
+    ("i'm out five grand", {"USD": 5000}),
+    ("fifty euros", {"EUR": 50}),
+])
+def test_amounts_written_in_words(text: str, amounts: dict[str, float]) -> None:
+    assert word_amounts(fold(text)) == amounts
+
+
+@pytest.mark.parametrize(("text", "severity", "signal"), [
+    # injury and hospital in other words
+    ("小孩被玩具划伤了眼睛，缝了五针", Severity.major, "safety"),
+    ("吃了凉皮我们都进了医院，输了两天液", Severity.major, "safety"),
+    ("The bike's handlebar snapped and I broke my collarbone", Severity.major, "safety"),
+    ("My wife was rushed to the emergency room", Severity.major, "safety"),
+    # hazards and near misses
+    ("插头一插上就冒烟，还有焦味", Severity.urgent, "hazard"),
+    ("The light switch sparks every time", Severity.urgent, "hazard"),
+    ("热水器差点爆了", Severity.urgent, "safety, near miss"),
+    ("The heater almost caught fire", Severity.urgent, "safety, near miss"),
+    # health
+    ("孩子脸上起了一片疹子", Severity.urgent, "health"),
+    ("I felt nauseous and dizzy after the juice", Severity.urgent, "health"),
+    # legal action said indirectly
+    ("这事咱们法庭上说", Severity.major, "legal_action"),
+    ("我会通过法律途径维护权益", Severity.major, "legal_action"),
+    ("I have retained counsel", Severity.major, "legal_action"),
+    ("If you don't refund me I'll sue", Severity.major, "legal_action"),
+    # regulators
+    ("我打了12345政府热线", Severity.urgent, "regulator"),
+    ("I've reported you to the Better Business Bureau", Severity.urgent, "regulator"),
+    ("I'm sending this to the attorney general", Severity.urgent, "regulator"),
+    # media
+    ("这件事我会发到微博上", Severity.urgent, "media"),
+    ("I'm posting this on Facebook tonight", Severity.urgent, "media"),
+    # personal data
+    ("你们是不是把我的个人信息泄露了", Severity.urgent, "data_leak"),
+    ("You mailed my tax documents to my old roommate", Severity.urgent, "data_leak"),
+    # fraud
+    ("有人用我的账号在你们平台贷了款", Severity.urgent, "fraud"),
+    ("I see transactions I didn't authorize", Severity.urgent, "fraud"),
+])
+def test_each_concept_is_found_in_other_words(text: str, severity: Severity, signal: str) -> None:
+    # Given a paraphrase of a concept; when assessed; then its signal, naming the matched phrase
+    found, reasons = assess(complaint(text), RULES, repeat=False)
+    assert found is severity
+    assert f"{signal} (" in reasons[0]
+
+
+@pytest.mark.parametrize("text", [
+    "我不想起诉，只要退款", "还好孩子没有受伤", "没有起火，就是有点异响", "店员很冲，我也懒得去消协",
+    "I am not looking to sue anyone", "Luckily no one was injured", "No lawyers needed, fix the bill",
+    "I bought this online and it arrived broken", "This has hurt my credit score", "My phone died",
+    "手机屏幕碎了", "我在网上买的鞋子尺码不对",
+    # ordinary wording that a loose pattern would take for a signal
+    "椅子腿断了", "快递盒被划破了", "手机摔下来屏幕碎了", "这事真让人头疼", "服务态度让我很不舒服",
+    "车头被划破了一道", "刹车片更换收费太贵", "我要更新个人信息", "看到新闻说你们降价了",
+    "The ice cream melted in delivery", "The handle came off after a week", "I need to verify my identity",
+    "The account is in my name", "My television stopped working", "I made a payment online",
+    "The ATM swallowed my card", "poorly stitched seams", "The apples were bruised",
+    "I got quite a shock when I saw the bill", "My father passed away and the bank froze the account",
+    "I didn't make the payment on time", "I received an item I never ordered",
+    "Please update my personal information", "This is a breach of contract", "The paint is blistering",
+    "My battery drained overnight", "The room got hot because the AC broke", "I owe money to the hospital",
+])
+def test_negated_and_ordinary_wording_is_no_signal(text: str) -> None:
+    found, reasons = assess(complaint(text), RULES, repeat=False)
+    assert (found, reasons) == (Severity.general, ["severity general: no severity signal"])
+
+
+@pytest.mark.parametrize("text", ["不小心摔倒了，手腕骨折", "没想到孩子吃完就过敏住院了"])
+def test_words_that_only_look_like_a_negation_do_not_cancel(text: str) -> None:
+    assert assess(complaint(text), RULES, repeat=False)[0] is Severity.major
+
+
+# Floors on the share right (overall, each language). heldout.jsonl was written before the rules
+# were changed; its authors then wrote the rules, so it flatters them (98.6 %). heldout-5.jsonl was
+# written after the last change and measured once: the honest figure for text the rules have not
+# seen (85.4 %). The tuning sets (heldout-2..4 measured once each, then retired into tuning) guard
+# against a change that undoes what they taught. See tests/data/severity/README.md.
+@pytest.mark.parametrize(("name", "floor", "lang_floor"), [
+    ("heldout.jsonl", HELD_OUT_FLOOR, 0.93),
+    ("heldout-5.jsonl", 0.83, 0.80),
+    ("tuning.jsonl", 0.97, 0.95),
+    ("tuning-2.jsonl", 0.97, 0.95),
+    ("tuning-3.jsonl", 0.97, 0.95),
+    ("tuning-4.jsonl", 0.97, 0.95),
+])
+def test_the_share_right_stays_above_the_floor(name: str, floor: float, lang_floor: float) -> None:
+    # Given hand-labelled cases; when all are assessed
+    figures = measure_severity([DATA / name])
+    # Then the share right stays above the stated floors
+    assert figures.share >= floor, figures.misses
+    assert all(right / cases >= lang_floor for right, cases in figures.by_lang.values()), figures.by_lang
+
+
+def test_the_held_out_set_has_at_least_100_cases_per_language() -> None:
+    figures = measure_severity([DATA / "heldout.jsonl"])
+    assert set(figures.by_lang) == {"zh", "en"}
+    assert all(cases >= 100 for _, cases in figures.by_lang.values())
+
+
+@pytest.mark.parametrize(("pattern", "problem"), [
+    ("(unclosed", "is not a regular expression"),
+    ("起诉.*法院", "unbounded"),
+])
+def test_a_bad_phrase_pattern_is_a_config_error_naming_the_field(tmp_path: Path, pattern: str,
+                                                                 problem: str) -> None:
+    import yaml
+
+    from services.common.policy import DEFAULT_POLICY
+
+    raw = yaml.safe_load(DEFAULT_POLICY.read_text(encoding="utf-8"))
+    raw["router"]["severity"]["keywords"][0]["patterns"] = [pattern]
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_policy(path)
+    assert str(path) in str(caught.value)
+    assert "router.severity.keywords" in str(caught.value) and problem in str(caught.value)
