@@ -112,6 +112,10 @@ class SealedContact(Model):
     name: SealedField | None = None
     phone: SealedField | None = None
     email: SealedField | None = None
+    account: SealedField | None = Field(
+        default=None, description="The sender's account on the channel it came by, sealed (field name "
+        "'account'): the WeChat official account's openid, which the notifier's WeChat transport "
+        "answers; absent on other channels and in events written before it existed.")
 
 
 class Contact(Model):
@@ -412,16 +416,20 @@ class NotificationKind(StrEnum):
 
 class NotificationRecord(Model):
     """One step of a notification: queued, deferred, sent, outboxed, retrying, failed,
-    cancelled, in_doubt or rate_limited.
+    cancelled, in_doubt, rate_limited or callback_required.
 
     Every attempt and its result is recorded; ``sent``, ``outboxed``, ``failed``,
-    ``cancelled`` and ``rate_limited`` are final. ``outboxed``: written to the file outbox
-    (NOTIFIER_OUTBOX_ENABLED), so it reached nobody and is no notice to the SLA clocks.
+    ``cancelled``, ``rate_limited`` and ``callback_required`` are final. ``outboxed``: written to
+    the file outbox (NOTIFIER_OUTBOX_ENABLED), so it reached nobody and is no notice to the SLA clocks.
     ``in_doubt``: the transport may or may not have it (its sender died mid-send, or no answer
     came after it was handed over), and the notifier was told not to resend such a
     notification (NOTIFIER_IN_DOUBT=hold); it is dead-lettered for a person to check.
     ``rate_limited``: not sent, its recipient had had as many customer messages as the
     notifier's per-recipient limit allows in the window.
+    ``callback_required``: final, not sent: no transport can reach the customer (no contact, the
+    channel's reply transport is not configured, or it refused this message for good, e.g. WeChat's
+    48-hour window closed); the case's first-contact owner is told to reach the customer in person
+    and record the contact (``contacted``), which meets the deadline a sent message would have.
     """
 
     notification_id: str
@@ -432,7 +440,7 @@ class NotificationRecord(Model):
     recipient: str = Field(description="Masked address or the role's channel, never a full address.")
     language: Literal["zh", "en"]
     status: Literal["queued", "deferred", "sent", "outboxed", "retrying", "failed", "cancelled", "in_doubt",
-                    "rate_limited"]
+                    "rate_limited", "callback_required"]
     attempt: int = Field(default=0, ge=0, description="Delivery attempts so far.")
     due_at: AwareDatetime | None = Field(default=None, description="When it is (next) due to go.")
     detail: str | None = None

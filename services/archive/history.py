@@ -108,13 +108,20 @@ def _sla(e: ArchivedEvent, zh: bool, tz: tzinfo = UTC) -> str:
     return f"SLA {s.get('milestone')} (cycle {s.get('cycle')}) {outcome}{tail}"
 
 
+_NOTIFICATION = {  # statuses named in words (the others read as they are)
+    "callback_required": ("无法送达，已派联系任务给首接负责人",
+                          "not deliverable, call-back task for the owner"),
+}
+
+
 def _notification(e: ArchivedEvent, zh: bool) -> str:
     s = e.summary
+    status = _NOTIFICATION.get(e.action, (e.action, e.action))[0 if zh else 1]
     if zh:
         return (f"通知 {s.get('kind')} 给 {s.get('role')}，经 {s.get('transport')}（{s.get('recipient')}）："
-                f"{e.action}，第 {s.get('attempt')} 次")
+                f"{status}，第 {s.get('attempt')} 次")
     return (f"notification {s.get('kind')} to {s.get('role')} by {s.get('transport')} "
-            f"({s.get('recipient')}): {e.action}, attempt {s.get('attempt')}")
+            f"({s.get('recipient')}): {status}, attempt {s.get('attempt')}")
 
 
 def _other(e: ArchivedEvent, zh: bool) -> str:

@@ -217,11 +217,12 @@ class KeyStore:
         self._linked.update((subject, a) for a in fresh)
         return len(fresh)
 
-    async def seal(self, contact: Contact, *, subject: str) -> Contact:
-        if contact.sealed is not None or not (contact.name or contact.phone or contact.email):
+    async def seal(self, contact: Contact, *, subject: str, account: str | None = None) -> Contact:
+        """The contact sealed under the subject's current data key (``account``: a WeChat openid)."""
+        if contact.sealed is not None or not (contact.name or contact.phone or contact.email or account):
             return contact
         kid, dek = await self.current(subject)
-        return sealing.seal_contact(contact, subject=subject, kid=kid, dek=dek)
+        return sealing.seal_contact(contact, subject=subject, kid=kid, dek=dek, account=account)
 
     # ---- opening ---------------------------------------------------------------------------
 

@@ -37,7 +37,9 @@ MASTER_KEYS_FILE = "pii-master-keys"
 KID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 KEY_BYTES = 32
 NONCE_BYTES = 12
-FIELDS = ("name", "phone", "email")
+FIELDS = ("name", "phone", "email")  # sealed, and opened into the contact's clear fields
+ACCOUNT = "account"  # the sender's WeChat openid: sealed, opened only for the transport
+SEALED_FIELDS = (*FIELDS, ACCOUNT)
 ALG = "AES-256-GCM"
 _FIELD_AAD = b"complaints-pii-v1"
 _DEK_AAD = b"complaints-dek-v1"
@@ -203,11 +205,19 @@ def sealing_subject(customer_key: str, complaint_id: str, anonymous: str) -> str
     return f"anon-{complaint_id}" if customer_key == anonymous else customer_key
 
 
-def seal_contact(contact: Contact, *, subject: str, kid: str, dek: bytes) -> Contact:
-    """The contact with name, phone and e-mail sealed and masked; nothing in clear."""
+def seal_contact(contact: Contact, *, subject: str, kid: str, dek: bytes,
+                 account: str | None = None) -> Contact:
+    """The contact with name, phone and e-mail sealed and masked; nothing in clear.
+
+    ``account``: the sender's account on the channel they came by (a WeChat openid), sealed as
+    the field ``account``: a contact has no clear field for it, the notifier opens it only for
+    its transport (services/notifier/opening.py).
+    """
     if contact.sealed is not None:
         return contact
     fields = {f: getattr(contact, f) for f in FIELDS if getattr(contact, f)}
+    if account:
+        fields[ACCOUNT] = account
     if not fields:
         return contact
     return Contact(
@@ -221,23 +231,28 @@ def seal_contact(contact: Contact, *, subject: str, kid: str, dek: bytes) -> Con
 
 def kids_of(contact: Contact) -> set[str]:
     s = contact.sealed
-    return {f.kid for f in (s.name, s.phone, s.email) if f is not None} if s else set()
+    return {f.kid for f in (getattr(s, n) for n in SEALED_FIELDS) if f is not None} if s else set()
 
 
 def open_contact(contact: Contact, deks: Mapping[str, bytes]) -> Contact:
-    """The contact in clear, given the DEKs by key id; Erased when one is missing."""
+    """The contact in clear, given the DEKs by key id; Erased when one is missing.
+
+    A sealed ``account`` has no clear field: it is left out (opened only for the notifier's
+    transport), but its key missing counts as erased like the others.
+    """
     s = contact.sealed
     if s is None:
         return contact
     clear: dict[str, str] = {}
-    for f in FIELDS:
+    for f in SEALED_FIELDS:
         sealed: SealedField | None = getattr(s, f)
         if sealed is None:
             continue
         dek = deks.get(sealed.kid)
         if dek is None:
             raise Erased(f"data key {sealed.kid} of customer {s.subject} is gone")
-        clear[f] = open_field(dek, s.subject, f, sealed)
+        if f in FIELDS:
+            clear[f] = open_field(dek, s.subject, f, sealed)
     return contact.model_copy(update={**clear, "sealed": None})
 
 

@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -43,7 +43,12 @@ log = logging.getLogger(__name__)
 SERVICE = "intake"
 PERMANENT_INPUT = (ValidationError, Rejected)
 MAX_REDRAWS = 8  # draws of a complaint number before the batch is retried (Retry)
-REPLY_CHANNELS = frozenset({Channel.sms, Channel.email})  # where a customer answers a revisit
+# where a customer answers a revisit: the revisit went there (a WeChat customer's by WeChat, to the
+# openid their customer key is derived from, so the answer comes under the same key)
+REPLY_CHANNELS = frozenset({Channel.sms, Channel.email, Channel.wechat})
+# whose sender's account is the address the notifier answers (the WeChat openid): sealed into the
+# registration's contact (``SealedContact.account``), never kept in clear
+SEALED_ACCOUNT_CHANNELS = frozenset({Channel.wechat})
 
 
 class UnknownComplaint(LookupError):
@@ -129,6 +134,7 @@ class Intake:
         """
         results: list[Accepted | BaseException | None] = [None] * len(inbounds)
         fresh: list[tuple[int, str, ComplaintRegistered]] = []
+        accounts: dict[int, str] = {}  # inbound index -> the sender's account to seal (openid)
         for i, inbound in enumerate(inbounds):
             try:
                 prepared = self._prepare(inbound, via=via)
@@ -141,9 +147,12 @@ class Intake:
                 except PERMANENT_INPUT as exc:
                     results[i] = exc
                 continue
-            fresh.append((i, *prepared))
+            key, event, account = prepared
+            fresh.append((i, key, event))
+            if account:
+                accounts[i] = account
         fresh = await self._answers(fresh, inbounds, results)
-        fresh = await self._seal(await self._reserve_numbers(fresh, inbounds))
+        fresh = await self._seal(await self._reserve_numbers(fresh, inbounds), accounts)
         stored = await self.registrations.claim_many([(k, e.to_bytes()) for _, k, e in fresh])
         events: list[ComplaintRegistered] = []
         for (i, _key, event), first in zip(fresh, stored, strict=True):
@@ -189,15 +198,18 @@ class Intake:
         raise Retry(f"complaint numbers still taken after {MAX_REDRAWS} draws")
 
     async def _seal(self, fresh: list[tuple[int, str, ComplaintRegistered]],
+                    accounts: Mapping[int, str],
                     ) -> list[tuple[int, str, ComplaintRegistered]]:
-        """Seal each new registration's name, phone and e-mail under its customer's data key
-        (docs/privacy.md): nothing personal is stored or published in clear."""
+        """Seal each new registration's name, phone and e-mail, and the WeChat sender's openid
+        (``accounts``, by inbound index), under its customer's data key (docs/privacy.md):
+        nothing personal is stored or published in clear."""
         if self.keys is None:
             return fresh
         keys = self.keys
         subjects = {sealing.sealing_subject(e.data.customer_key, e.data.complaint_id, ANONYMOUS_CUSTOMER)
-                    for _, _, e in fresh if e.data.customer.sealed is None
-                    and (e.data.customer.name or e.data.customer.phone or e.data.customer.email)}
+                    for i, _, e in fresh if e.data.customer.sealed is None
+                    and (e.data.customer.name or e.data.customer.phone or e.data.customer.email
+                         or i in accounts)}
         # one data key per customer (created and recorded when new), fetched concurrently
         deks = dict(zip(subjects, await asyncio.gather(*(keys.current(s) for s in subjects)), strict=True))
         out, links = [], []
@@ -209,7 +221,8 @@ class Intake:
                     links.append((subject, logic.customer_key(
                         Contact(email=c.customer.email), account=None, secret=self.identity_secret)))
                 kid, dek = deks[subject]
-                sealed = sealing.seal_contact(c.customer, subject=subject, kid=kid, dek=dek)
+                sealed = sealing.seal_contact(c.customer, subject=subject, kid=kid, dek=dek,
+                                              account=accounts.get(i))
                 event = event.model_copy(update={"data": c.model_copy(update={"customer": sealed})})
             out.append((i, key, event))
         # recorded before the registration is published: an erasure by the e-mail finds it
@@ -217,8 +230,9 @@ class Intake:
         return out
 
     def _prepare(self, inbound: InboundReceived, *, via: str,
-                 ) -> tuple[str, ComplaintRegistered] | ChannelMessage:
-        """Parse and normalise: the registration to claim, or a parsed survey reply."""
+                 ) -> tuple[str, ComplaintRegistered, str | None] | ChannelMessage:
+        """Parse and normalise: the registration to claim and the sender's account to seal into
+        it (a WeChat openid; None on other channels), or a parsed survey reply."""
         msg = inbound.data
         channel = msg.channel.value
         self.metrics.received.labels(channel, via).inc()
@@ -239,9 +253,10 @@ class Intake:
             raise
         finally:
             self.metrics.parse_seconds.labels(channel).observe(time.perf_counter() - started)
+        account = parsed.account if msg.channel in SEALED_ACCOUNT_CHANNELS else None
         return key, ComplaintRegistered.new(
             complaint, id=derived_id("registered", complaint_id), source=SERVICE, time=now,
-            subject=complaint_id, cause=inbound)
+            subject=complaint_id, cause=inbound), account
 
     async def _survey_reply(self, parsed: ChannelMessage, inbound: InboundReceived, *,
                             via: str) -> Accepted:
@@ -404,8 +419,9 @@ class Intake:
         await self.revisits.close(closed)
 
     async def _customer_keys(self, complaint: Complaint) -> list[str]:
-        """The customer keys a reply of this complaint's customer may come under: its own, and
-        that of its e-mail when it is keyed on the phone (the revisit may go out by e-mail)."""
+        """The customer keys a reply of this complaint's customer may come under: its own (a
+        WeChat customer's is their openid's, which their WeChat answer comes under too), and that
+        of its e-mail when it is keyed on the phone (the revisit may go out by e-mail)."""
         if complaint.customer_key == ANONYMOUS_CUSTOMER:
             return []
         contact = complaint.customer

@@ -1,10 +1,11 @@
 """Replies to a satisfaction revisit (回访): read a score from free text, match it to a revisit. No I/O.
 
 The notifier's revisit asks the customer to "reply with a score from 1 to 5"; the answer comes
-back as an SMS or an e-mail. ``read_score`` reads such an answer ("4", "4分", "★★★★", "非常满意",
-"very satisfied", "4 out of 5", with a short comment before or after it) and nothing else: a
-new grievance, or a score followed by a long complaint, is not a score. ``match_reply`` decides
-what intake does with it, given the customer's open revisits.
+back as an SMS, an e-mail or (to a revisit sent on WeChat) a WeChat message. ``read_score``
+reads such an answer ("4", "4分", "★★★★", "非常满意", "very satisfied", "4 out of 5", with a
+short comment before or after it) and nothing else: a new grievance, or a score followed by a
+long complaint, is not a score. ``match_reply`` decides what intake does with it, given the
+customer's open revisits.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from services.notifier import logic
 from services.notifier.logic import Queued
 from services.notifier.messages import CustomerRecord, Notification
 from services.notifier.ports import Transport
+from services.notifier.replies import CallbackQueue, PlatformReplyTransport, WeChatTransport
 from services.notifier.settings import NotifierSettings
 from services.notifier.transports import HttpTransport, SmtpTransport
 
@@ -68,14 +69,18 @@ class FileOutbox:
 
 
 def transports_of(settings: NotifierSettings) -> dict[str, Transport]:
-    """The file outbox, plus every configured transport, by queue name."""
-    out: dict[str, Transport] = {"outbox": FileOutbox(settings.outbox_dir)}
+    """The file outbox, the call-back queue, plus every configured transport, by queue name."""
+    out: dict[str, Transport] = {"outbox": FileOutbox(settings.outbox_dir), logic.CALLBACK: CallbackQueue()}
     if settings.smtp:
         out["smtp"] = SmtpTransport(settings.smtp)
     if settings.sms_gateway:
         out["sms-gateway"] = HttpTransport("sms-gateway", settings.sms_gateway, "sms")
     for role, chat in settings.chat.items():
         out[f"chat:{role}"] = HttpTransport(f"chat:{role}", chat, chat.kind)
+    if settings.wechat:
+        out[logic.WECHAT] = WeChatTransport(settings.wechat)
+    for platform, config in settings.platforms.items():
+        out[logic.platform_queue(platform)] = PlatformReplyTransport(platform, config)
     return out
 
 

@@ -16,11 +16,18 @@ from schemas.topics import DEADLETTER, NOTIFICATIONS
 from services.common.errors import is_transient
 from services.notifier import logic
 from services.notifier.logic import OUTBOX, Queued
-from services.notifier.messages import CUSTOMER, SERVICE, Status, record
+from services.notifier.messages import CUSTOMER, SERVICE, CallbackWhy, Status, callback_task, record
 from services.notifier.metrics import NotifierMetrics
+from services.notifier.opening import ErasedContact
 from services.notifier.ports import Clock, Outbox, Publisher, RecipientLimit, Transport
 from services.notifier.settings import NotifierSettings
-from services.notifier.transports import InDoubtDelivery, PermanentDelivery, TransientDelivery, backoff
+from services.notifier.transports import (
+    InDoubtDelivery,
+    PermanentDelivery,
+    TransientDelivery,
+    Unreachable,
+    backoff,
+)
 
 log = logging.getLogger(__name__)
 RUNNABLE = ("queued", "sending")  # states a claimed notification is attempted in
@@ -53,6 +60,14 @@ class Dispatcher:
     and dead-lettered (hold), never both. A slow or failing transport holds up only its own queue.
     With a ``limit``, a customer message whose recipient had NOTIFIER_RECIPIENT_LIMIT others in
     the window is not sent: recorded ``rate_limited`` (final, not dead-lettered) and counted.
+    A customer message that no transport can take is no plain failure (``logic.falls_back``: a
+    reply on the customer's own channel, WeChat or a platform, or a customer with no contact):
+    refused for good (``Unreachable``: WeChat's 48-hour window closed, the post gone; or
+    ``NoTransport`` from the ``callback`` queue: no contact, the channel not configured) it is
+    recorded ``callback_required`` and raises a call-back task for the first-contact owner
+    (queued to their role's chat, under an id derived from the message's); refused otherwise
+    (our configuration or request is wrong) or out of attempts, the same, and dead-lettered and
+    counted failed too, so the operators see it. An erased customer's fails.
 
     The transport's answer is kept in this instance until the outbox has settled it: when Redis
     does not answer the settle (an outage), every later ``dispatch`` of the queue first settles
@@ -145,7 +160,9 @@ class Dispatcher:
                         note.complaint_id, note.notification_id, kind, queue)
         elif go != "go":
             return  # sent or settled meanwhile, or another instance is sending it right now
-        if self.limit is not None and note.role == CUSTOMER and not await self.limit.admit(
+        # a customer message counts against its recipient's limit (the callback queue sends nothing)
+        limited = self.limit if note.role == CUSTOMER and queue != logic.CALLBACK else None
+        if limited is not None and not await limited.admit(
                 logic.recipient_key(note.address), note.notification_id, now=self.now().timestamp()):
             await self._limited(queue, item, attempt)
             return
@@ -156,7 +173,13 @@ class Dispatcher:
         except TransientDelivery as exc:
             await self._retry(queue, item, attempt, exc)
         except PermanentDelivery as exc:
-            await self._fail(queue, item, attempt, str(exc))
+            if logic.falls_back(note) and not isinstance(exc, ErasedContact):
+                if isinstance(exc, Unreachable):  # the customer's side, not ours: no dead letter
+                    await self._callback(queue, item, attempt, exc.why, str(exc), letter=False)
+                else:
+                    await self._callback(queue, item, attempt, "refused", str(exc), letter=True)
+            else:
+                await self._fail(queue, item, attempt, str(exc))
         except Exception as exc:  # not a transport's known answer: it may or may not have gone
             log.error("transport %s raised %s (its text may hold personal data: not logged) complaint=%s "
                       "id=%s", queue, type(exc).__name__, note.complaint_id, note.notification_id)
@@ -206,6 +229,10 @@ class Dispatcher:
 
             await self._settle(queue, item, "retry", then, due=due.timestamp())
             return
+        if logic.falls_back(item.note):
+            await self._callback(queue, item, attempt, "undeliverable", f"{exc} (after {attempt} attempts)",
+                                 letter=True)
+            return
         await self._fail(queue, item, attempt, f"{exc} (after {attempt} attempts)")
 
     async def _record(self, queue: str, item: Queued, status: Status, attempt: int, *,
@@ -243,10 +270,43 @@ class Dispatcher:
 
         await self._settle(queue, item, "failed", then)
 
+    async def _callback(self, queue: str, item: Queued, attempt: int, why: CallbackWhy, reason: str, *,
+                        letter: bool) -> None:
+        """The customer's channel cannot take it: settled for good, recorded callback_required, and
+        a call-back task queued for the first-contact owner (dead-lettered too with ``letter``)."""
+        note, now = item.note, self.now()
+        task = callback_task(note, why=why, language=self.settings.staff_language)
+        task_queue = logic.queue_of(task, queues=self.transports)
+
+        async def then() -> None:
+            # the task first: once the record says callback_required, the task is queued (same id
+            # whenever this runs again, its record too: a repeat has the same event id)
+            await self.outbox.enqueue(task_queue, task, due=now.timestamp(),
+                                      meta={**item.meta, "queued_at": now.isoformat()})
+            await self.publisher.publish(NOTIFICATIONS, record(
+                task.notification_id, task.complaint_id, task.kind, task_queue, "queued", now=now,
+                cause=None, note=task, due_at=now, meta=item.meta))
+            await self._record(queue, item, "callback_required", attempt, detail=f"{why}: {reason}")
+            self.metrics.callbacks.labels(note.kind.value, queue, why).inc()
+            if letter:
+                await self._dead_letter(item, reason, "PermanentDelivery")
+                self.metrics.failed.labels(note.kind.value, queue, "permanent").inc()
+            log.warning("notification callback_required complaint=%s id=%s kind=%s queue=%s: %s; call-back "
+                        "task %s queued", note.complaint_id, note.notification_id, note.kind.value, queue,
+                        reason, task.notification_id)
+
+        await self._settle(queue, item, "failed", then)
+
     async def _letter(self, queue: str, item: Queued, attempt: int, status: Status, reason: str,
                       error_type: str) -> None:
         note = item.note
         await self._record(queue, item, status, attempt, detail=reason)
+        await self._dead_letter(item, reason, error_type)
+        log.warning("notification %s complaint=%s id=%s kind=%s queue=%s: %s", status, note.complaint_id,
+                    note.notification_id, note.kind.value, queue, reason)
+
+    async def _dead_letter(self, item: Queued, reason: str, error_type: str) -> None:
+        note = item.note
         letter = DeadLetter(
             service=SERVICE, source=f"notification:{note.notification_id}", reason=reason,
             error_type=error_type, original_key=None,
@@ -256,5 +316,3 @@ class Dispatcher:
             letter, id=derived_id("deadletter", note.notification_id), source=SERVICE, time=self.now(),
             subject=note.complaint_id, correlationid=item.meta.get("correlationid"),
             causationid=item.meta.get("causationid")))
-        log.warning("notification %s complaint=%s id=%s kind=%s queue=%s: %s", status, note.complaint_id,
-                    note.notification_id, note.kind.value, queue, reason)

@@ -26,7 +26,16 @@ from services.common.errors import Retry
 from services.common.policy import Policy
 from services.common.redis_store import rebuild_once
 from services.notifier import logic
-from services.notifier.messages import CustomerRecord, Notification, acknowledgement, internal, record
+from services.notifier.messages import (
+    CallbackWhy,
+    CustomerRecord,
+    Notification,
+    acknowledgement,
+    callback_task,
+    internal,
+    record,
+    reply_route,
+)
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.ports import Clock, Customers, Outbox, Publisher
 from services.notifier.settings import NotifierSettings
@@ -34,7 +43,7 @@ from services.notifier.settings import NotifierSettings
 log = logging.getLogger(__name__)
 TopicReader = Callable[[str], list[dict[str, Any]]]
 # record statuses after which nothing more is sent
-ENDED = frozenset(d.value for d in logic.ENDED) | {"outboxed", "rate_limited"}
+ENDED = frozenset(d.value for d in logic.ENDED) | {"outboxed", "rate_limited", "callback_required"}
 
 
 class Notifier:
@@ -46,6 +55,12 @@ class Notifier:
       case (a ``reopened`` event caused by the answer, so the router escalates once);
     - routed: assignment or escalation notices to the roles of the decision;
     - sla: warnings and breaches to the roles the alert names.
+
+    A customer message no transport can take (no e-mail, phone nor reply route on the customer's
+    channel; or a WeChat or platform reply whose transport is not configured) goes to the
+    ``callback`` queue, at its due time like any other (a revisit 48 hours on, withdrawn by a
+    reopen): the dispatcher records it ``callback_required`` and raises a call-back task for the
+    first-contact owner then, as it does for a reply the channel refuses for good.
 
     Every notification has a deterministic id and is queued once per id (``Outbox.enqueue``);
     each newly queued one is recorded ``queued`` (``deferred`` when due later: quiet hours, the
@@ -62,6 +77,7 @@ class Notifier:
         self.now, self.metrics, self.read = clock, metrics, read
         self.token = uuid.uuid4().hex[:12]  # this instance, in the rebuild lock
         self._ended: set[str] = set()  # during a rebuild: ids already sent, failed, cancelled or held
+        self._callbacks: dict[str, CallbackWhy] = {}  # during a rebuild: ids turned into call-back tasks
 
     # ---- inputs ---------------------------------------------------------------------
 
@@ -71,7 +87,7 @@ class Notifier:
         complaint = event.data
         await self.customers.save(CustomerRecord(
             complaint_id=complaint.complaint_id, contact=complaint.customer,
-            correlationid=event.correlationid))
+            correlationid=event.correlationid, reply=reply_route(complaint)))
         await self.queue([acknowledgement(complaint, templates=self.policy.notifier)], event)
 
     async def on_case_event(self, key: bytes | None, value: bytes) -> None:
@@ -94,7 +110,8 @@ class Notifier:
             raise Retry(f"complaint {cid} not yet known to the notifier")
         for note, not_before in logic.customer_notices(event, known.contact, templates=self.policy.notifier,
                                                        sla_scale=self.settings.sla_scale,
-                                                       results=self.policy.result_templates):
+                                                       results=self.policy.result_templates,
+                                                       reply=known.reply):
             await self.queue([note], event, not_before=not_before)
         if update.action is CaseAction.reopened:  # the revisit of the failed resolution is withdrawn
             await self._withdraw_revisits(cid, event, "case reopened before the revisit")
@@ -141,11 +158,17 @@ class Notifier:
         """Put notifications in their transports' queues (once per id) and record it."""
         now = self.now()
         records: list[NotificationEvent] = []
-        for note in notes:
+        work = list(notes)
+        while work:
+            note = work.pop(0)
             queue = logic.queue_of(note, queues=self.queues)
+            if note.notification_id in self._callbacks:  # a rebuild: its call-back task, not it
+                work.append(callback_task(note, why=self._callbacks[note.notification_id],
+                                          language=self.settings.staff_language))
+                continue
             if note.notification_id in self._ended:
                 continue  # a rebuild replays its cause: it went (or ended) already
-            if note.transport == "none":
+            if note.transport == "none" and queue != logic.CALLBACK:  # wired without the callback queue
                 records.append(record(note.notification_id, note.complaint_id, note.kind, "none", "failed",
                                       now=self.now(), cause=cause, note=note, detail="no contact address"))
                 self.metrics.failed.labels(note.kind.value, "none", "no_address").inc()
@@ -188,6 +211,9 @@ class Notifier:
         log.warning("notifier store lost its keys: rebuilding from the topics")
         self._ended = {str(r["data"]["notification_id"]) for r in notes
                        if r["data"].get("status") in ENDED}
+        # a message turned into a call-back task: the task is queued again unless it ended too
+        self._callbacks = {str(r["data"]["notification_id"]): logic.callback_why(r["data"].get("detail"))
+                           for r in notes if r["data"].get("status") == "callback_required"}
         handlers = {"complaint.registered": self.on_registered, "case.updated": self.on_case_event,
                     "complaint.routed": self.on_routed, "sla.alert": self.on_sla}
         events = registered + sorted((e for topic in others for e in topic), key=lambda e: str(e["time"]))
@@ -201,6 +227,6 @@ class Notifier:
                 except (Retry, ValueError) as exc:  # unusable input was dead-lettered the first time
                     log.warning("rebuild skipped event=%s: %s", raw.get("id"), type(exc).__name__)
         finally:
-            self._ended = set()
+            self._ended, self._callbacks = set(), {}
         self.metrics.rebuilds.inc()
         log.warning("notifier store rebuilt from %d events", len(events))

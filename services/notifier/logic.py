@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
-from typing import Literal, NamedTuple, assert_never
+from typing import Literal, NamedTuple, assert_never, cast, get_args
 from zoneinfo import ZoneInfo
 
 from schemas.envelope import derived_id
@@ -28,7 +28,7 @@ from schemas.events import (
 )
 from services.common.policy import NotifierPolicy, Policy, QuietHours, SatisfactionPolicy
 from services.common.resolution import ResultTemplate
-from services.notifier.messages import CUSTOMER, SERVICE, render, result_text
+from services.notifier.messages import CUSTOMER, SERVICE, CallbackWhy, ReplyRoute, render, result_text
 from services.notifier.messages import Notification as Notification  # re-exported: tests.fakes
 
 
@@ -59,12 +59,40 @@ def quiet_until(at: datetime, quiet: QuietHours | None, transport: str) -> datet
 # ---- which queue, when, and what an event owes -------------------------------------
 
 OUTBOX = "outbox"  # the file outbox's queue: what goes by it reaches nobody ("outboxed")
+CALLBACK = "callback"  # customer messages no transport takes: each becomes a call-back task when due
+WECHAT = "wechat"  # the WeChat official account's customer-service messages
+
+
+def platform_queue(platform: str) -> str:
+    """The queue of replies on a social or review platform (NOTIFIER_PLATFORMS' key)."""
+    return f"platform:{platform}"
 
 
 def queue_of(note: Notification, *, queues: Collection[str]) -> str:
-    """The queue a notification goes by: its transport's if configured, else the file outbox."""
-    wanted = {"email": "smtp", "sms": "sms-gateway", "chat": f"chat:{note.address}"}.get(note.transport)
-    return wanted if wanted is not None and wanted in queues else OUTBOX
+    """The queue a notification goes by: its transport's if configured, else the file outbox; a
+    customer with no contact, or a reply on their channel (WeChat, a platform) without its
+    transport: ``CALLBACK`` (when wired: the service always is), never the file outbox."""
+    if note.transport in ("wechat", "platform", "none"):
+        wanted = {"wechat": WECHAT, "none": None}.get(
+            note.transport, platform_queue(note.address.split(":", 1)[0]))
+        if wanted is not None and wanted in queues:
+            return wanted
+        return CALLBACK if CALLBACK in queues else OUTBOX
+    queue = {"email": "smtp", "sms": "sms-gateway", "chat": f"chat:{note.address}"}.get(note.transport)
+    return queue if queue is not None and queue in queues else OUTBOX
+
+
+def callback_why(detail: object) -> CallbackWhy:
+    """Why a message became a call-back task, from its ``callback_required`` record's detail."""
+    why = str(detail or "").split(":", 1)[0]
+    return cast(CallbackWhy, why) if why in get_args(CallbackWhy) else "refused"
+
+
+def falls_back(note: Notification) -> bool:
+    """Whether a message that cannot go becomes a call-back task rather than a failure: a reply on
+    the customer's own channel (WeChat, a platform), the only way the customer left to reach them,
+    or a message to a customer who left none."""
+    return note.role == CUSTOMER and note.transport in ("wechat", "platform", "none")
 
 
 def staff_roles(policy: Policy) -> set[str]:
@@ -149,18 +177,21 @@ class Scheduled(NamedTuple):
 
 def customer_notices(event: CaseEvent, contact: Contact, *, templates: NotifierPolicy,
                      sla_scale: float, results: Mapping[str, ResultTemplate] | None = None,
-                     ) -> list[Scheduled]:
-    """A resolution owes the result now and the revisit after the policy's delay; a reopen, a notice."""
+                     reply: ReplyRoute | None = None) -> list[Scheduled]:
+    """A resolution owes the result now and the revisit after the policy's delay; a reopen, a notice.
+
+    ``reply``: the channel's reply route, for a customer with neither e-mail nor phone."""
     update, cid = event.data, event.data.complaint_id
     if update.action is CaseAction.resolved:
         result = result_text(update, contact.language, results=results or {})
         return [Scheduled(render(NotificationKind.result, contact, complaint_id=cid, templates=templates,
-                                 result=result, cause=event.id)),
+                                 result=result, cause=event.id, reply=reply)),
                 Scheduled(render(NotificationKind.revisit, contact, complaint_id=cid, templates=templates,
-                                 cause=event.id), event.time + templates.revisit_after / sla_scale)]
+                                 cause=event.id, reply=reply),
+                          event.time + templates.revisit_after / sla_scale)]
     if update.action is CaseAction.reopened:
         return [Scheduled(render(NotificationKind.reopened, contact, complaint_id=cid, templates=templates,
-                                 cause=event.id))]
+                                 cause=event.id, reply=reply))]
     return []
 
 

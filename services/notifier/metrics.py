@@ -26,6 +26,7 @@ class NotifierMetrics:
     deferred: Counter
     rebuilds: Counter
     latency: Histogram
+    callbacks: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> NotifierMetrics:
@@ -59,6 +60,10 @@ class NotifierMetrics:
             latency=Histogram("complaints_notifier_delivery_seconds",
                               "From queueing (or the deferred time) to delivery.", ["kind"],
                               registry=registry, buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300)),
+            callbacks=Counter("complaints_notifier_callbacks_total",
+                              "Customer messages no transport could deliver, turned into call-back tasks "
+                              "for the first-contact owner, by why: no_contact, not_configured, refused, "
+                              "undeliverable.", ["kind", "transport", "reason"], registry=registry),
         )
 
     def start_at_zero(self, queues: Iterable[str]) -> None:

@@ -18,6 +18,11 @@ from services.notifier.transports import PermanentDelivery
 ERASED = "erased"
 
 
+class ErasedContact(PermanentDelivery):
+    """The customer was erased: their address is unreadable, and nobody is to reach them (no
+    call-back task either)."""
+
+
 class DataKeys(Protocol):
     async def data_key(self, subject: str, kid: str) -> bytes | None: ...
 
@@ -36,7 +41,7 @@ class OpeningTransport:
             return
         dek = await self.keys.data_key(sealed.subject, sealed.value.kid)
         if dek is None:
-            raise PermanentDelivery(f"{ERASED}: the customer's data key was deleted (complaints "
+            raise ErasedContact(f"{ERASED}: the customer's data key was deleted (complaints "
                                     "erase-customer); the address cannot be read")
         try:
             address = sealing.open_field(dek, sealed.subject, sealed.field, sealed.value)

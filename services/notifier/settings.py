@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, StringConstraints, field_validator, model_validator
 
 from services.common.settings import CommonSettings
+from services.notifier.messages import PLATFORM_NAME
+from services.notifier.replies import PlatformConfig, WeChatConfig
 from services.notifier.transports import ChatKind, HttpConfig, SmtpConfig
 
 
@@ -40,7 +42,22 @@ class NotifierSettings(CommonSettings):
     NOTIFIER_CHAT             JSON: role -> {"kind": wecom|dingtalk|slack, "url", "token"} for
                               internal notices (roles: handler, first_contact_owner,
                               department_head, executives)
-    NOTIFIER_STAFF_LANGUAGE   language of internal notices (zh or en, default zh)
+    NOTIFIER_WECHAT           JSON: the WeChat official account whose followers are answered by
+                              customer-service message when they left no e-mail or phone: {"appid",
+                              "secret", "base_url" (default https://api.weixin.qq.com), "token_api":
+                              token|stable_token (default token; stable_token for more than one
+                              instance), "timeout", "token_margin"}. Unset, such a customer's
+                              messages become call-back tasks (see below)
+    NOTIFIER_PLATFORMS        JSON: platform (as intake's social / review_platform payloads name it,
+                              lower case: weibo, dianping ...) -> {"url", "token", "timeout", "kinds"}:
+                              the webhook that replies to the original post or review. A platform
+                              not listed: its customers' messages become call-back tasks
+                              A customer message no transport can reach (no contact and no reply
+                              route, its channel not configured: the ``callback`` queue; or the
+                              channel refusing it for good: WeChat's 48-hour window) is recorded
+                              ``callback_required`` and the first_contact_owner role's chat is told
+                              to reach the customer and record the contact at the desk
+    NOTIFIER_STAFF_LANGUAGE   language of internal notices and call-back tasks (zh or en, default zh)
     NOTIFIER_CONTACT_TTL_DAYS how long contacts and queued notifications are kept (default 120)
     NOTIFIER_MISSING_CONTACT_RETRIES
                               times a customer notice waits for its complaint's registration to
@@ -82,6 +99,9 @@ class NotifierSettings(CommonSettings):
     smtp: SmtpConfig | None = Field(default=None, validation_alias="NOTIFIER_SMTP")
     sms_gateway: HttpConfig | None = Field(default=None, validation_alias="NOTIFIER_SMS_GATEWAY")
     chat: dict[str, ChatConfig] = Field(default_factory=dict, validation_alias="NOTIFIER_CHAT")
+    wechat: WeChatConfig | None = Field(default=None, validation_alias="NOTIFIER_WECHAT")
+    platforms: dict[Annotated[str, StringConstraints(pattern=PLATFORM_NAME)],
+                    PlatformConfig] = Field(default_factory=dict, validation_alias="NOTIFIER_PLATFORMS")
     staff_language: Literal["zh", "en"] = Field(default="zh", validation_alias="NOTIFIER_STAFF_LANGUAGE")
     contact_ttl_days: int = Field(default=120, ge=1, le=3650,
                                   validation_alias="NOTIFIER_CONTACT_TTL_DAYS")
@@ -103,12 +123,12 @@ class NotifierSettings(CommonSettings):
                                         validation_alias="NOTIFIER_STORE_CHECK_INTERVAL")
     rebuild_timeout: int = Field(default=600, ge=10, le=86400, validation_alias="NOTIFIER_REBUILD_TIMEOUT")
 
-    @field_validator("smtp", "sms_gateway", mode="before")
+    @field_validator("smtp", "sms_gateway", "wechat", mode="before")
     @classmethod
     def _parse_json(cls, value: Any) -> Any:
         return _json(value)
 
-    @field_validator("chat", mode="before")
+    @field_validator("chat", "platforms", mode="before")
     @classmethod
     def _parse_chat(cls, value: Any) -> Any:
         return _json(value) or {}
@@ -117,7 +137,10 @@ class NotifierSettings(CommonSettings):
     def _lease_outlasts_sends(self) -> NotifierSettings:
         timeouts = {"NOTIFIER_SMTP.timeout": self.smtp.timeout if self.smtp else None,
                     "NOTIFIER_SMS_GATEWAY.timeout": self.sms_gateway.timeout if self.sms_gateway else None,
-                    **{f"NOTIFIER_CHAT.{role}.timeout": c.timeout for role, c in self.chat.items()}}
+                    # a send may fetch a token and post, twice (a refused token is fetched anew)
+                    "4 x NOTIFIER_WECHAT.timeout": 4 * self.wechat.timeout if self.wechat else None,
+                    **{f"NOTIFIER_CHAT.{role}.timeout": c.timeout for role, c in self.chat.items()},
+                    **{f"NOTIFIER_PLATFORMS.{p}.timeout": c.timeout for p, c in self.platforms.items()}}
         for field, timeout in timeouts.items():
             if timeout is not None and timeout >= self.send_lease:
                 raise ValueError(f"NOTIFIER_SEND_LEASE ({self.send_lease:g} s) must exceed {field} "

@@ -49,6 +49,23 @@ class PermanentDelivery(Exception):
     """The message can never go as it is: record the failure and dead-letter it."""
 
 
+class Unreachable(PermanentDelivery):
+    """The customer's channel refused this message for good, through no fault of ours (WeChat's
+    48-hour window closed, the customer unfollowed, the post was deleted): a reply on the channel
+    is not dead-lettered but becomes a call-back task for the first-contact owner."""
+
+    why: Literal["no_contact", "not_configured", "refused"] = "refused"
+
+
+class NoTransport(Unreachable):
+    """No transport reaches the customer: no contact (``no_contact``), or their channel's reply
+    transport is not configured (``not_configured``). A call-back task, like ``Unreachable``."""
+
+    def __init__(self, message: str, *, why: Literal["no_contact", "not_configured"]) -> None:
+        super().__init__(message)
+        self.why = why
+
+
 def backoff(attempt: int, *, base: float, cap: float, rng: random.Random | None = None) -> float:
     """Seconds to wait before retry ``attempt`` (1, 2, ...): exponential, capped, full jitter."""
     ceiling = min(cap, base * 2 ** (attempt - 1))
@@ -244,33 +261,45 @@ class HttpTransport:
         return chat_payload(self.kind, note)
 
     async def send(self, note: Notification) -> None:
-        headers = {"Idempotency-Key": note.notification_id, "Content-Type": "application/json"}
+        headers = {"Idempotency-Key": note.notification_id}
         if self.config.token:
             headers["Authorization"] = f"Bearer {self.config.token.get_secret_value()}"
-        handed_over = asyncio.Event()  # set once the request's headers are written
-
-        async def headers_sent(*_: object) -> None:
-            handed_over.set()
-
-        trace = aiohttp.TraceConfig()
-        trace.on_request_headers_sent.append(headers_sent)
-        try:
-            async with aiohttp.ClientSession(trace_configs=[trace]) as session, session.post(
-                    self.config.url, json=self.payload(note), headers=headers,
-                    timeout=aiohttp.ClientTimeout(total=self.config.timeout)) as reply:
-                body = await reply.read()
-                status = reply.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            if handed_over.is_set():
-                raise InDoubtDelivery(
-                    f"{self.name}: {type(exc).__name__} after the request was sent") from None
-            raise TransientDelivery(f"{self.name}: {type(exc).__name__}") from None
+        status, body = await request(self.name, "POST", self.config.url, json_body=self.payload(note),
+                                     headers=headers, timeout=self.config.timeout)
         if status in (408, 425, 429) or status >= 500:
             raise TransientDelivery(f"{self.name}: HTTP {status}")
         if status >= 400:
             raise PermanentDelivery(f"{self.name}: HTTP {status}")
         if self.kind in ("wecom", "dingtalk"):
             _check_robot(self.name, body)
+
+
+async def request(name: str, method: str, url: str, *, json_body: Any = None,
+                  headers: dict[str, str] | None = None, timeout: float) -> tuple[int, bytes]:
+    """One HTTP request with a JSON body (or none): the answer's status and body.
+
+    Raises ``TransientDelivery`` for a failure before the request's headers went (DNS, connect,
+    TLS, connect timeout) and ``InDoubtDelivery`` for one after (read timeout, disconnected):
+    the server may have acted on it. One session per request, traced to tell the two apart.
+    The URL (which may hold a token) is never in the exception's text.
+    """
+    handed_over = asyncio.Event()  # set once the request's headers are written
+
+    async def headers_sent(*_: object) -> None:
+        handed_over.set()
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_headers_sent.append(headers_sent)
+    sent = {**(headers or {}), **({"Content-Type": "application/json"} if json_body is not None else {})}
+    try:
+        async with aiohttp.ClientSession(trace_configs=[trace]) as session, session.request(
+                method, url, json=json_body, headers=sent,
+                timeout=aiohttp.ClientTimeout(total=timeout)) as reply:
+            return reply.status, await reply.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        if handed_over.is_set():
+            raise InDoubtDelivery(f"{name}: {type(exc).__name__} after the request was sent") from None
+        raise TransientDelivery(f"{name}: {type(exc).__name__}") from None
 
 
 def _check_robot(name: str, body: bytes) -> None:

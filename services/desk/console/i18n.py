@@ -110,6 +110,8 @@ NAMES: dict[str, dict[str, tuple[str, str]]] = {
         "failed": ("发送失败", "failed"), "in_doubt": ("待核实", "in doubt"),
         "outboxed": ("仅写入发件箱（未送达）", "written to the outbox (not delivered)"),
         "rate_limited": ("超出收件人限额，未发送", "not sent: recipient limit reached"),
+        "callback_required": ("无法送达，已派联系任务给首接负责人",
+                              "not deliverable: call-back task for the first-contact owner"),
     },
     # why a request was refused, by the rule's name (the problem's detail follows, as the desk says it)
     "rule": {"case_scope": ("此案件不在您的角色可处理的范围内。",
