@@ -1,4 +1,5 @@
-"""The structured work on a case, carried by ``CaseUpdate``: assignment, plan, outcome, approval, contact.
+"""The structured work on a case, carried by ``CaseUpdate``: assignment, plan, outcome, approval, contact,
+assessment.
 
 Each is a frozen part of a ``case.updated`` event (complaints.lifecycle); which action needs
 which part is checked by ``CaseUpdate`` itself (schemas/events.py).
@@ -136,4 +137,20 @@ class ContactRecord(Model):
     def _score_on_revisit(self) -> ContactRecord:
         if self.score is not None and not (self.purpose == "revisit" and self.reached):
             raise ValueError("a score is the answer of a revisit that reached the customer")
+        return self
+
+
+class SuggestionAssessment(Model):
+    """The assessment of a suggestion (建议): adopted or declined, why, and what will change."""
+
+    decision: Literal["adopted", "declined"]
+    reason: Annotated[str, Field(min_length=1, max_length=2_000), AfterValidator(_not_blank)] | None = Field(
+        default=None, description="Why; required when declined.")
+    measure: Annotated[str, Field(min_length=1, max_length=2_000), AfterValidator(_not_blank)] | None = Field(
+        default=None, description="What will change, when adopted.")
+
+    @model_validator(mode="after")
+    def _reasoned(self) -> SuggestionAssessment:
+        if self.decision == "declined" and self.reason is None:
+            raise ValueError("a declined suggestion needs a reason")
         return self

@@ -14,6 +14,7 @@ from schemas.casework import (
     ContactRecord,
     HandlingPlan,
     ResolutionOutcome,
+    SuggestionAssessment,
 )
 from schemas.envelope import Envelope, Model
 
@@ -279,6 +280,7 @@ class CaseAction(StrEnum):
     resolution_proposed = "resolution_proposed"  # a resolution that awaits approval
     approved = "approved"                    # an approver approved a proposed resolution
     contacted = "contacted"                  # a contact record: call-back, visit, chat
+    suggestion_assessed = "suggestion_assessed"  # a suggestion adopted or declined, with its reason
 
 
 _ASSIGNING = frozenset({CaseAction.assigned, CaseAction.transferred, CaseAction.co_handler_added})
@@ -286,11 +288,13 @@ _ASSIGNING = frozenset({CaseAction.assigned, CaseAction.transferred, CaseAction.
 _REQUIRED = {CaseAction.resolved: "result", CaseAction.satisfaction: "score",
              CaseAction.reclassified: "code", CaseAction.resolution_proposed: "outcome",
              CaseAction.approved: "approval", CaseAction.contacted: "contact",
+             CaseAction.suggestion_assessed: "assessment",
              **dict.fromkeys(_ASSIGNING, "assignment")}
 _ALLOWED_ON = {"assignment": _ASSIGNING, "plan": frozenset({CaseAction.plan_decided}),
                "outcome": frozenset({CaseAction.resolution_proposed, CaseAction.resolved}),
                "approval": frozenset({CaseAction.approved}),
-               "contact": frozenset({CaseAction.contacted})}
+               "contact": frozenset({CaseAction.contacted}),
+               "assessment": frozenset({CaseAction.suggestion_assessed})}
 
 
 class CaseUpdate(Model):
@@ -312,6 +316,8 @@ class CaseUpdate(Model):
         default=None, description="On resolution_proposed; optional on resolved.")
     approval: Approval | None = Field(default=None, description="On approved.")
     contact: ContactRecord | None = Field(default=None, description="On contacted.")
+    assessment: SuggestionAssessment | None = Field(
+        default=None, description="On suggestion_assessed: adopted or declined, with the reason.")
 
     @model_validator(mode="after")
     def _action_fields(self) -> CaseUpdate:

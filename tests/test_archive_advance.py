@@ -25,7 +25,17 @@ def routed_before_registered(cid: str) -> Story:
             .case(5, CaseAction.acknowledged).case(9, CaseAction.resolved, result="replaced"))
 
 
-STORIES = [closed_story("V1"), reopened_story("V2"), open_story("V3"), routed_before_registered("V4")]
+def assessed_story(cid: str) -> Story:
+    """A suggestion declined, then adopted on a second look (the later assessment stands)."""
+    return (Story(cid).register(0).route(1, 1).case(5, CaseAction.acknowledged)
+            .case(9, CaseAction.suggestion_assessed, actor="quality-head",
+                  assessment={"decision": "declined", "reason": "not this year"})
+            .case(30, CaseAction.suggestion_assessed, actor="quality-l1-01",
+                  assessment={"decision": "adopted", "measure": "add a night shift"}))
+
+
+STORIES = [closed_story("V1"), reopened_story("V2"), open_story("V3"), routed_before_registered("V4"),
+           assessed_story("V5")]
 
 
 def in_time_order(story: Story) -> list[ArchivedEvent]:

@@ -284,7 +284,7 @@ def test_the_migration_builds_the_tables_of_the_metadata_and_runs_again_harmless
     # Then nothing changed, the version is the head, and the schema is the tables module's
     assert snapshot(store, with_write_times=True) == before
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0002"]
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0003"]
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
         names = set(inspect(conn).get_table_names())
     assert names == {t.name for t in TABLES} | {"alembic_version"}
@@ -314,9 +314,9 @@ def test_the_work_on_a_case_reads_back_as_folded_and_an_0001_archive_upgrades(
         upgrade(engine)
         # Then the case is kept, its new columns empty, and the schema is the tables module's
         with engine.connect() as conn:
-            row = conn.execute(text("SELECT status, co_handlers, compensation_amount, approved_by "
-                                    "FROM archive_cases")).one()
-            assert tuple(row) == ("closed", None, None, None)
+            row = conn.execute(text("SELECT status, co_handlers, compensation_amount, approved_by, "
+                                    "assessment_decision, assessed_by FROM archive_cases")).one()
+            assert tuple(row) == ("closed", None, None, None, None, None)
             assert compare_metadata(MigrationContext.configure(conn), metadata) == []
     finally:
         engine.dispose()
@@ -348,7 +348,7 @@ def test_instances_that_start_together_migrate_one_after_the_other(blank_url: st
     engine = make_engine(blank_url)
     try:
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0002"]
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0003"]
             assert compare_metadata(MigrationContext.configure(conn), metadata) == []
     finally:
         engine.dispose()

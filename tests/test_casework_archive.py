@@ -124,3 +124,30 @@ def test_any_order_of_the_work_gives_the_same_row() -> None:
     events = worked_story("W6").archived()
     rows = {logic.fold_case(random.Random(seed).sample(events, len(events))) for seed in range(5)}
     assert len(rows) == 1 and rows == {logic.fold_case(events)}
+
+
+def test_a_suggestions_assessment_folds_into_its_row_and_the_later_one_stands() -> None:
+    # Given a suggestion declined by the head, then adopted by the handler (reason with a phone)
+    story = Story("S1").register(0).route(1, 1)
+    story.case(10, CaseAction.suggestion_assessed, actor="quality-head",
+               assessment={"decision": "declined", "reason": f"budget; asked {PHONE}"})
+    first = logic.fold_case(story.archived())
+    story.case(20, CaseAction.suggestion_assessed, actor="quality-l1-01",
+               assessment={"decision": "adopted", "reason": "customers keep asking", "measure": "night shift"})
+    # When its events are folded (in any order)
+    events = story.archived()
+    rows = {logic.fold_case(random.Random(seed).sample(events, len(events))) for seed in range(5)}
+    case = logic.fold_case(events)
+    # Then the first fold held the decline, scrubbed; the whole trail holds the adoption
+    assert (first.assessment_decision, first.assessed_by, first.assessed_at) == (
+        "declined", "quality-head", story.at(10))
+    assert first.assessment_reason == "budget; asked +86*******8000"
+    assert rows == {case}
+    assert (case.assessment_decision, case.assessment_reason, case.assessed_at, case.assessed_by) == (
+        "adopted", "customers keep asking", story.at(20), "quality-l1-01")
+    assert case.status == "open"  # an assessment is work on the case, not a change of its status
+    # And the history names the decision in both languages
+    zh = logic.history_lines(events, lang="zh")[-1]
+    en = logic.history_lines(events, lang="en")[-1]
+    assert "建议已评估，采纳，理由：customers keep asking，改进：night shift" in zh
+    assert "suggestion assessed, adopted, reason: customers keep asking, change: night shift" in en

@@ -24,7 +24,7 @@ import pytest
 from aiohttp import web
 
 from schemas.envelope import Envelope
-from schemas.events import CaseEvent, Milestone, NotificationEvent, NotificationKind, SlaOutcome
+from schemas.events import CaseEvent, Milestone, Nature, NotificationEvent, NotificationKind, SlaOutcome
 from schemas.topics import NOTIFICATIONS, TopicSpec
 from services.archive.adapters import SqlStore
 from services.archive.database import make_engine, upgrade
@@ -207,8 +207,8 @@ def test_a_handler_of_another_department_cannot_see_the_case(browser: Any, desk:
 
 
 # a customer notification's final status -> its label on the case page, (zh, en)
-LABELS = {"outboxed": ("仅写入发件箱（未送达）", "written to the outbox (not delivered)"),
-          "rate_limited": ("超出收件人限额，未发送", "not sent: recipient limit reached")}
+LABELS = {"outboxed": ("仅写入发件箱（未送达）", "Written to the outbox (not delivered)"),
+          "rate_limited": ("超出收件人限额，未发送", "Not sent: recipient limit reached")}
 
 
 def test_the_case_page_names_outboxed_and_rate_limited_notifications_in_both_languages(
@@ -254,4 +254,49 @@ def test_the_case_page_names_outboxed_and_rate_limited_notifications_in_both_lan
         # And the labels fit: the page does not scroll sideways
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), lang
         shoot(page, tmp_path, f"case-notifications-{lang}")
+    page.close()
+
+
+def test_a_handler_assesses_a_suggestion_in_both_languages(browser: Any, desk: Served,  # noqa: F811
+                                                           tmp_path: Path) -> None:
+    # Given a suggestion S1 booked to ann (a registration of nature suggestion, routed to her)
+    story = Story("S1", datetime.now(UTC) - timedelta(minutes=30)).register(0)
+    spec, registered = story.events[0]
+    data = registered.data.model_copy(update={"nature": Nature.suggestion})
+    story.events[0] = (spec, registered.model_copy(update={"data": data}))
+    story.route(1, 1, handler="ann")
+    desk.publisher.store.append(story.archived(), now=datetime.now(UTC))
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    # When ann opens it in Chinese, the assessment form is there with its labels
+    sign_in(page, desk.base, "/desk/cases/S1?lang=zh", staff("ann", "handler", "quality"))
+    assert page.inner_text("#nature") == "建议"
+    page.click("#action-suggestion_assessed summary")
+    labels = page.inner_text("#action-suggestion_assessed")
+    assert "评估结论" in labels and "理由（不予采纳时必填）" in labels and "不予采纳" in labels
+    page.select_option("#f-suggestion_assessed-decision", "declined")
+    page.fill("#f-suggestion_assessed-reason", "门店营业时间由商场统一规定")
+    shoot(page, tmp_path, "suggestion-form-zh")
+    page.click("#submit-suggestion_assessed")
+    page.wait_for_selector("#done")
+    # Then the case shows the decline and its reason, and the timeline names it
+    assert page.inner_text("#assessment") == "不予采纳: 门店营业时间由商场统一规定"
+    assert "不予采纳" in page.inner_text("#timeline")
+    # And in English, a second look adopts it with the change it brings
+    page.click("a[lang=en]")
+    page.wait_for_load_state("load")
+    page.click("#action-suggestion_assessed summary")
+    assert "Reason (required when declined)" in page.inner_text("#action-suggestion_assessed")
+    page.select_option("#f-suggestion_assessed-decision", "adopted")
+    page.fill("#f-suggestion_assessed-measure", "weekend opening until ten")
+    shoot(page, tmp_path, "suggestion-form-en")
+    page.click("#submit-suggestion_assessed")
+    page.wait_for_selector("#done")
+    assert page.inner_text("#assessment") == "adopted"
+    assert "weekend opening until ten" in page.inner_text("#timeline")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    shoot(page, tmp_path, "suggestion-assessed-en")
+    assert desk.publisher.actions() == [("S1", "suggestion_assessed", "ann")] * 2
+    # And Q1, a complaint, offers no assessment
+    page.goto(desk.base + "/desk/cases/Q1")
+    assert page.locator("#action-suggestion_assessed").count() == 0
     page.close()

@@ -368,6 +368,9 @@ def test_every_word_has_both_languages() -> None:
     ("resolution_proposed", {"solution": "compensation", "party_at_fault": "company", "root_cause": "PQ-01",
                              "amount": "lots", "currency": "CNY"}, "amount"),
     ("approved", {}, "proposal"),
+    ("suggestion_assessed", {}, "decision"),
+    ("suggestion_assessed", {"decision": "maybe"}, "decision"),
+    ("suggestion_assessed", {"decision": "declined", "measure": "m"}, "reason"),
 ])
 def test_a_bad_form_names_the_field(action: str, form: dict[str, str], field: str) -> None:
     policy = load_policy()
@@ -380,7 +383,7 @@ def test_a_bad_form_names_the_field(action: str, form: dict[str, str], field: st
 @pytest.mark.parametrize(("lang", "expected", "absent"), [
     ("zh", ["开始计时", "时限", "处理方案", "期限", "2026-11-24 01:00 UTC", "解决方式: 维修", "责任方: 公司",
             "模板字段: date=2026-12-10"], ["{", "2026-11-24T01:00", "milestone", "solution"]),
-    ("en", ["clock started", "milestone", "plan", "deadline", "2026-11-24 01:00 UTC", "solution: repair",
+    ("en", ["Clock started", "milestone", "plan", "deadline", "2026-11-24 01:00 UTC", "solution: repair",
             "party at fault: company"], ["{", "2026-11-24T01:00"]),
 ])
 def test_the_timeline_reads_in_the_pages_language(lang: str, expected: list[str], absent: list[str]) -> None:
@@ -403,3 +406,42 @@ def test_the_timeline_reads_in_the_pages_language(lang: str, expected: list[str]
         assert word in text, (word, text)
     for word in absent:
         assert word not in text, (word, text)
+
+
+def test_a_suggestion_gets_the_assessment_form_and_a_complaint_does_not(tmp_path: Path, archive: Engine) -> None:
+    # Given a suggestion booked to ann beside her complaint A1
+    with archive.begin() as conn:
+        conn.execute(insert(cases), [case("S1", handler="ann", department="quality", nature="suggestion")])
+    shown: dict[str, str] = {}
+    answers: list[ClientResponse] = []
+
+    async def scenario(client: Client) -> None:
+        await sign_in(client, token("ann", "handler"), lang="zh")
+        shown["zh"] = await page(client, "/desk/cases/S1")
+        shown["complaint"] = await page(client, "/desk/cases/A1")
+        await page(client, "/desk/cases/S1?lang=en")
+        shown["en"] = await page(client, "/desk/cases/S1")
+        # When she adopts it from the form, and posts the same form on the complaint
+        form = {**await csrf_and_key(client, "S1"), "action": "suggestion_assessed", "decision": "adopted",
+                "reason": "", "measure": "open till ten"}
+        answers.append(await client.post("/desk/cases/S1/actions", data=form, allow_redirects=False))
+        shown["done"] = await page(client, answers[0].headers["Location"])
+        form = {**await csrf_and_key(client, "A1"), "action": "suggestion_assessed", "decision": "declined",
+                "reason": "no"}
+        answers.append(await client.post("/desk/cases/A1/actions", data=form, allow_redirects=False))
+        shown["refused"] = await answers[1].text()
+
+    published = run(tmp_path, archive, scenario).of_type("case.updated")
+    # Then the form is on the suggestion's page, in both languages, and not on the complaint's
+    assert 'id="form-suggestion_assessed"' in shown["zh"] and "评估建议" in shown["zh"]
+    assert "不予采纳" in shown["zh"] and "建议" in shown["zh"]
+    assert 'id="form-suggestion_assessed"' in shown["en"] and "Assess the suggestion" in shown["en"]
+    assert 'id="form-suggestion_assessed"' not in shown["complaint"]
+    assert "Recorded: Assess the suggestion" in shown["done"]
+    # And the adoption is published under her id; the complaint's is a 409 page, nothing published
+    assert answers[0].status == 303 and answers[1].status == 409 and "is a complaint" in shown["refused"]
+    (update,) = [e.data for e in published]
+    assert (update.action.value, update.actor, update.complaint_id) == ("suggestion_assessed", "ann", "S1")
+    assert update.assessment is not None
+    assert (update.assessment.decision, update.assessment.reason, update.assessment.measure) == (
+        "adopted", None, "open till ten")

@@ -434,3 +434,49 @@ def test_a_resolution_needs_an_archived_approval_and_a_template_that_renders(tmp
     assert (missing_field[0], missing_field[2]["field"]) == (422, "outcome.fields")
     (sent,) = [e for t, e in published.published if t == "complaints.lifecycle"]
     assert (sent.subject, sent.data.actor, sent.data.outcome.approved_by) == ("A2", "ann", "hq")
+
+
+def test_a_suggestion_is_assessed_by_whoever_may_resolve_it_and_a_complaint_is_not(tmp_path: Path,
+                                                                                  archive: Engine) -> None:
+    # Given a suggestion booked to ann beside her complaint A1
+    with archive.begin() as conn:
+        conn.execute(insert(cases), [case("S1", handler="ann", department="quality", nature="suggestion")])
+    answers: list[Any] = []
+    declined = {"action": "suggestion_assessed",
+                "assessment": {"decision": "declined", "reason": "the store closes at nine by law"}}
+
+    async def scenario(call: Call) -> None:
+        ann = token("ann", "handler")
+        # When she opens both cases, and assesses the suggestion and (wrongly) the complaint
+        answers.append(await call("GET", "/v1/desk/cases/S1", ann))
+        answers.append(await call("GET", "/v1/desk/cases/A1", ann))
+        answers.append(await call("POST", "/v1/desk/cases/S1/actions", ann, body=declined))
+        answers.append(await call("POST", "/v1/desk/cases/A1/actions", ann, body=declined))
+        # a decline without its reason, an assessment on another action, bob (not booked), an auditor
+        answers.append(await call("POST", "/v1/desk/cases/S1/actions", ann, body={
+            "action": "suggestion_assessed", "assessment": {"decision": "declined"}}))
+        answers.append(await call("POST", "/v1/desk/cases/S1/actions", ann, body={
+            "action": "note", "note": "n", "assessment": {"decision": "adopted"}}))
+        answers.append(await call("POST", "/v1/desk/cases/S1/actions", token("bob", "handler"), body=declined))
+        answers.append(await call("POST", "/v1/desk/cases/S1/actions", token("al", "auditor"), body=declined))
+        # and the department head adopts it
+        answers.append(await call("POST", "/v1/desk/cases/S1/actions", token("hq", "department_head"), body={
+            "action": "suggestion_assessed", "assessment": {"decision": "adopted", "measure": "open till ten"}}))
+
+    published = serve(tmp_path, archive, scenario)
+    page, complaint, ok, wrong_nature, no_reason, misplaced, bob, auditor, head = answers
+    # Then the form is offered on the suggestion only
+    assert "suggestion_assessed" in page[2]["actions"] and "resolved" in page[2]["actions"]
+    assert "suggestion_assessed" not in complaint[2]["actions"]
+    # And the complaint's assessment is a 409 problem naming the nature; the schema's are 422
+    assert ok[0] == 202 and head[0] == 202
+    assert wrong_nature[0] == 409 and "is a complaint" in wrong_nature[2]["detail"]
+    assert wrong_nature[1]["Content-Type"].startswith("application/problem+json")
+    assert (no_reason[0], misplaced[0]) == (422, 422)
+    assert (bob[0], bob[2]["rule"]) == (403, "case_scope")
+    assert (auditor[0], auditor[2]["rule"]) == (403, "read_only")
+    sent = [e for t, e in published.published if t == "complaints.lifecycle"]
+    assert [(e.subject, e.data.actor, e.data.assessment.decision if e.data.assessment else None)
+            for e in sent] == [("S1", "ann", "declined"), ("S1", "hq", "adopted")]
+    assert sent[0].data.assessment is not None
+    assert sent[0].data.assessment.reason == "the store closes at nine by law"

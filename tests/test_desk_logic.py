@@ -310,3 +310,33 @@ def test_reading_the_reports_needs_a_report_role(who: Identity, allowed: bool) -
     assert isinstance(decision, Allowed) is allowed
     if not allowed:
         assert isinstance(decision, Refused) and decision.rule == "report_roles"
+
+
+@pytest.mark.parametrize(("action", "nature", "fits"), [
+    ("suggestion_assessed", "suggestion", True),
+    ("suggestion_assessed", "complaint", False),
+    ("suggestion_assessed", "praise", False),
+    ("suggestion_assessed", None, False),  # the archive does not know the nature yet
+    ("resolved", "suggestion", True),
+    ("note", None, True),
+])
+def test_a_suggestion_alone_is_assessed(action: str, nature: str | None, fits: bool) -> None:
+    # Given an action and a case's nature, Then it fits only where its nature says
+    assert logic.fits_nature(action, nature) is fits
+    problem = logic.nature_problem(action, "C-1", nature)
+    assert (problem is None) is fits
+    if problem is not None:  # the detail says what the case is and what the action needs
+        assert "C-1" in problem and "suggestion" in problem
+
+
+@pytest.mark.parametrize(("who", "case", "allowed"), [
+    (ANN, ANNS, True), (HEAD, BOBS, True), (SUP, OTHER, True),   # like resolving: booked, department, all
+    (BOB, ANNS, False), (ANN, FREE, False), (REV, REVIEW, False), (AUD, ANNS, False),
+])
+def test_an_assessment_is_authorised_like_a_resolution(who: Identity, case: CaseFacts, allowed: bool) -> None:
+    # When someone assesses a suggestion, Then the decision is the one on resolving it
+    assessed = logic.may_act(who, case, act("suggestion_assessed"), staff=STAFF)
+    resolved = logic.may_act(who, case, act("resolved"), staff=STAFF)
+    assert isinstance(assessed, Allowed) is allowed
+    assert type(assessed) is type(resolved)
+    assert getattr(assessed, "rule", None) == getattr(resolved, "rule", None)

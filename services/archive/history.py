@@ -21,7 +21,9 @@ _CASE = {
     "reclassified": ("人工复核改类", "reclassified"),
     "awaiting_customer": ("等待客户答复", "awaiting the customer"),
     "customer_replied": ("客户已答复", "the customer replied"), "closed": ("已结案", "closed"),
+    "suggestion_assessed": ("建议已评估", "suggestion assessed"),
 }
+_ASSESSMENT = {"adopted": ("采纳", "adopted"), "declined": ("不予采纳", "declined")}
 _DECISION = {
     "routed": ("分类分流", "routed"), "reclassified": ("重新分类", "reclassified"),
     "escalated": ("升级", "escalated"), "at_ceiling": ("已达最高级别", "at the ceiling"),
@@ -82,6 +84,13 @@ def _case(e: ArchivedEvent, zh: bool) -> str:
         parts.append(("改为 " if zh else "to ") + str(s["code"]))
     if s.get("result"):
         parts.append(("结果：" if zh else "result: ") + str(s["result"]))
+    if isinstance(a := s.get("assessment"), dict):
+        decision = str(a.get("decision"))
+        parts.append(_ASSESSMENT.get(decision, (decision, decision))[0 if zh else 1])
+        if a.get("reason"):
+            parts.append(("理由：" if zh else "reason: ") + str(a["reason"]))
+        if a.get("measure"):
+            parts.append(("改进：" if zh else "change: ") + str(a["measure"]))
     if s.get("note") and e.action == "note":
         parts[0] += ("：" if zh else ": ") + str(s["note"])
     elif s.get("note"):

@@ -112,7 +112,8 @@ def _case_actions(row: dict[str, JsonValue], events: list[ArchivedEvent]) -> Non
 
 
 def _work(row: dict[str, JsonValue], action: CaseAction, e: ArchivedEvent) -> None:
-    """Fold the structured work of a case event: co-handlers, plan, outcome, approval, contact."""
+    """Fold the structured work of a case event: co-handlers, plan, outcome, approval, contact,
+    a suggestion's assessment."""
     s = e.summary
     if action is CaseAction.co_handler_added and isinstance(s.get("assignment"), dict):
         a = s["assignment"]
@@ -137,6 +138,9 @@ def _work(row: dict[str, JsonValue], action: CaseAction, e: ArchivedEvent) -> No
                    last_contact_purpose=c.get("purpose"), last_contact_reached=c.get("reached"))
         if c.get("score") is not None:  # the satisfaction answer, given on a revisit contact
             row.update(satisfaction_score=c["score"], satisfaction_at=e.time)
+    if action is CaseAction.suggestion_assessed and isinstance(a := s.get("assessment"), dict):
+        row.update(assessment_decision=a.get("decision"), assessment_reason=a.get("reason"),
+                   assessed_at=e.time, assessed_by=e.actor)  # a later assessment replaces it
 
 
 def fold_sla(events: Iterable[ArchivedEvent]) -> list[SlaRow]:

@@ -113,6 +113,10 @@ class CaseRow:
     last_contact_kind: str | None = None
     last_contact_purpose: str | None = None
     last_contact_reached: bool | None = None
+    assessment_decision: str | None = None  # a suggestion's: adopted | declined
+    assessment_reason: str | None = None
+    assessed_at: datetime | None = None
+    assessed_by: str | None = None
     policy_version: str | None = None
     event_count: int = 0
     last_event_time: datetime | None = None
@@ -262,6 +266,10 @@ def _work(event: CaseEvent) -> dict[str, JsonValue]:
         out["approval"] = u.approval.model_dump(mode="json")
     if u.contact is not None:
         out["contact"] = u.contact.model_dump(mode="json")
+    if (judged := u.assessment) is not None:
+        out["assessment"] = {"decision": judged.decision,
+                             "reason": scrub(judged.reason) if judged.reason is not None else None,
+                             "measure": scrub(judged.measure) if judged.measure is not None else None}
     return out
 
 

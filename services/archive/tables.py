@@ -79,6 +79,16 @@ def work_columns() -> list[Column[Any]]:
     ]
 
 
+def assessment_columns() -> list[Column[Any]]:
+    """The case row's columns of a suggestion's assessment (revision 0003)."""
+    return [
+        Column("assessment_decision", String(), comment="a suggestion's: adopted | declined"),
+        Column("assessment_reason", Text(), comment="why, staff text scrubbed"),
+        Column("assessed_at", UtcDateTime()),
+        Column("assessed_by", String(), comment="staff id of the assessor"),
+    ]
+
+
 metadata = MetaData(naming_convention={"pk": "pk_%(table_name)s"})
 
 events = Table(
@@ -136,6 +146,7 @@ cases = Table(
     Column("policy_version", String()),
     Column("event_count", Integer(), nullable=False),
     *work_columns(),
+    *assessment_columns(),
     Column("last_event_time", UtcDateTime()),
     Column("updated_at", UtcDateTime(), nullable=False, comment="when the archive last wrote the row"),
     Index("ix_archive_cases_status_closed_at", "status", "closed_at"),

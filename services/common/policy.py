@@ -457,7 +457,7 @@ class StaffRole(_Frozen):
 def _default_roles() -> dict[str, StaffRole]:
     work = ["assigned", "transferred", "co_handler_added", "acknowledged", "note", "plan_decided",
             "resolution_proposed", "resolved", "awaiting_customer", "customer_replied", "contacted",
-            "closed"]
+            "suggestion_assessed", "closed"]
     return {"handler": StaffRole(scopes=["booked", "department_unassigned"], actions=work),
             "department_head": StaffRole(scopes=["department"], actions=["*"]),
             "supervisor": StaffRole(scopes=["all"], actions=["*"]),

@@ -134,8 +134,9 @@ class Desk:
             "owners": {"first_contact_owner": row.get("first_contact_owner"), "handler": row.get("handler"),
                        "department": row.get("department"), "level": row.get("level"),
                        "co_handlers": sorted(facts.co_handlers)},
-            "actions": logic.permitted_actions(who, facts, [a.value for a in CaseAction],
-                                               staff=self.policy.staff),
+            "actions": logic.permitted_actions(
+                who, facts, [a.value for a in CaseAction if logic.fits_nature(a.value, row.get("nature"))],
+                staff=self.policy.staff),
         }
 
     async def contact(self, who: Identity, complaint_id: str) -> dict[str, Any]:
@@ -200,6 +201,9 @@ class Desk:
                                       requester=approval.get("requester"))
         self._refuse(logic.may_act(who, facts, request, staff=self.policy.staff,
                                    approver_roles=_approver_roles(self.policy)))
+        misfit = logic.nature_problem(action.value, complaint_id, record.row.get("nature"))
+        if misfit is not None:
+            raise Conflict(misfit)
         update = self._checked(CaseUpdate.model_validate({**body, "complaint_id": complaint_id,
                                                           "actor": who.sub}), record)
         event_id = (derived_id("desk", complaint_id, who.sub, idempotency_key) if idempotency_key

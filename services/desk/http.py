@@ -9,8 +9,9 @@
 
 Errors are RFC 9457 problem documents: 400 bad parameter or body, 401 no valid token (with
 WWW-Authenticate: Bearer), 403 refused (``rule`` names the permission rule), 404 unknown case,
-409 an approval of a proposal the archive does not hold, 413 too large, 422 invalid action,
-503 while the archive database or the broker does not answer.
+409 an approval of a proposal the archive does not hold, or an assessment of a case that is no
+suggestion, 413 too large, 422 invalid action, 503 while the archive database or the broker does
+not answer.
 """
 
 from __future__ import annotations

@@ -31,6 +31,8 @@ from services.desk.auth import Identity
 
 OPEN_STATUSES = ("open", "awaiting_customer", "reopened")
 TAKE = "assigned"
+# actions that only fit a case of one nature: a suggestion is assessed (adopted or declined)
+NATURE_OF_ACTION = {"suggestion_assessed": "suggestion"}
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,22 @@ def permitted_actions(who: Identity, case: CaseFacts, actions: Sequence[str], *,
         if isinstance(may_act(who, case, request, staff=staff), Allowed):
             out.append(action)
     return out
+
+
+def fits_nature(action: str, nature: str | None) -> bool:
+    """Whether the action fits a case of this nature (an assessment only a suggestion)."""
+    wanted = NATURE_OF_ACTION.get(action)
+    return wanted is None or nature == wanted
+
+
+def nature_problem(action: str, complaint_id: str, nature: str | None) -> str | None:
+    """Why the action does not fit the case's nature (the detail of a 409); None when it does."""
+    if fits_nature(action, nature):
+        return None
+    if nature is None:
+        return (f"the archive does not know the nature of case {complaint_id} yet: "
+                f"{action} is only taken on a {NATURE_OF_ACTION[action]}")
+    return f"case {complaint_id} is a {nature}: {action} is only taken on a {NATURE_OF_ACTION[action]}"
 
 
 def may_read_reports(who: Identity, *, staff: StaffPolicy) -> Decision:

@@ -250,7 +250,7 @@ def case_state(events: list[dict[str, Any]]) -> dict[str, Any]:
                 state["status"] = "routed"
         elif kind == "case.updated" and data["action"] not in (
                 "note", "satisfaction", "assigned", "transferred", "co_handler_added", "approved",
-                "contacted"):  # work on the case, not a change of its status
+                "contacted", "suggestion_assessed"):  # work on the case, not a change of its status
             state["status"] = data["action"]
             if data.get("result"):
                 state["result"] = data["result"]

@@ -2,7 +2,8 @@
 
 Whose figures: the complaints (nature ``complaint``) received in the period, as the archive
 holds them when the report is made; the previous period's complaints give every ``previous``.
-Praise and suggestions appear in the nature breakdown only. Shares and rates are fractions;
+Praise and suggestions appear in the nature breakdown and are counted apart (``feedback``,
+with the suggestions' assessment). Shares and rates are fractions;
 a rate with nothing to measure is None. docs/reports.md states every rule; each function's
 docstring states its own. No I/O, no clock: handling time comes through ``days``.
 """
@@ -14,12 +15,14 @@ import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
+from typing import Literal
 
 from schemas.events import Level
 from services.archive.reports import labels
 from services.archive.reports.model import (
     Breakdown,
     Dimension,
+    FeedbackRow,
     Figure,
     GroupRow,
     MilestoneTimeliness,
@@ -72,7 +75,8 @@ def build(rows: ReportRows, *, period: Period, previous: Period, by: Dimension |
         pareto=pareto(cur, vital_share=policy.vital_share),
         trend=trend, by=by,
         grouped=groups(by, cur, prev, handled_cur, milestones=milestones) if by else [],
-        notes=notes(cur, prev, period=period, previous=previous, milestones=milestones, today=today))
+        notes=notes(cur, prev, period=period, previous=previous, milestones=milestones, today=today),
+        feedback=feedback(cur, prev))
 
 
 # ---- headline -------------------------------------------------------------------------
@@ -158,6 +162,36 @@ def _resolve_rate(clocks: Iterable[ClockCell]) -> tuple[int, int]:
 
 
 # ---- tables -----------------------------------------------------------------------------
+
+
+PRAISE, SUGGESTION = "praise", "suggestion"
+
+
+def _feedback_counts(rows: PeriodRows) -> dict[str, int]:
+    all_ = sum(c.cases for c in rows.cells)
+    praise = sum(c.cases for c in rows.cells if c.nature == PRAISE)
+    ideas = [c for c in rows.cells if c.nature == SUGGESTION]
+    adopted, declined = sum(c.adopted for c in ideas), sum(c.declined for c in ideas)
+    suggestions = sum(c.cases for c in ideas)
+    return {"feedback": all_, "praise": praise, "suggestions": suggestions,
+            "assessed": adopted + declined, "adopted": adopted, "declined": declined,
+            "not_assessed": suggestions - adopted - declined}
+
+
+FEEDBACK_ROWS: tuple[tuple[str, Literal["feedback", "suggestions", "assessed"]], ...] = (
+    ("praise", "feedback"), ("suggestions", "feedback"), ("assessed", "suggestions"),
+    ("adopted", "assessed"), ("declined", "assessed"), ("not_assessed", "suggestions"))
+
+
+def feedback(cur: PeriodRows, prev: PeriodRows) -> list[FeedbackRow]:
+    """Praise and suggestions received in the period, counted apart from complaints, and the
+    suggestions' assessment (the case's latest): assessed (adopted or declined) and not yet
+    assessed, as shares of the suggestions; adopted and declined as shares of those assessed.
+    Praise and suggestions are shares of all feedback received."""
+    now, was = _feedback_counts(cur), _feedback_counts(prev)
+    return [FeedbackRow(key, of, count=now[key], share=_rate(now[key], now[of]),
+                        previous_count=was[key], previous_share=_rate(was[key], was[of]))
+            for key, of in FEEDBACK_ROWS]
 
 
 def breakdown(dimension: Dimension, cur: PeriodRows, prev: PeriodRows) -> Breakdown:

@@ -21,7 +21,8 @@ ZH: Table = {
     "text": {
         "title": "投诉分析报告", "period": "统计期间", "previous_period": "对比期间",
         "generated_at": "生成时间", "policy_version": "策略版本", "timezone": "时区",
-        "headline": "核心指标", "volume": "投诉量分布", "timeliness": "各环节处理及时率",
+        "headline": "核心指标", "feedback": "表扬与建议", "share_of": "占比口径",
+        "volume": "投诉量分布", "timeliness": "各环节处理及时率",
         "escalations": "各级升级数", "departments": "部门考核", "handlers": "处理人考核",
         "grouped": "分组考核", "pareto": "投诉原因帕累托分析", "trend": "周趋势与预测",
         "notes": "说明", "this_period": "本期", "previous": "上期", "delta": "变化",
@@ -63,6 +64,9 @@ ZH: Table = {
     },
     "severity": {"general": "一般", "urgent": "紧急", "major": "重大"},
     "nature": {"complaint": "投诉", "suggestion": "建议", "praise": "表扬"},
+    "feedback": {"praise": "表扬", "suggestions": "建议", "assessed": "已评估的建议", "adopted": "采纳",
+                 "declined": "不予采纳", "not_assessed": "尚未评估"},
+    "share_of": {"feedback": "占全部反馈", "suggestions": "占建议", "assessed": "占已评估"},
     "level": {"L1": "L1 投诉处理专员", "L2": "L2 部门负责人", "L3": "L3 高管督办"},
     "department": {
         "quality": "质量部", "service": "服务部", "operations": "运营部", "billing": "计费部",
@@ -75,7 +79,9 @@ EN: Table = {
     "text": {
         "title": "Complaint analysis report", "period": "Period", "previous_period": "Compared with",
         "generated_at": "Generated", "policy_version": "Policy version", "timezone": "Time zone",
-        "headline": "Headline figures", "volume": "Volume", "timeliness": "Timeliness by milestone",
+        "headline": "Headline figures",
+        "feedback": "Praise and suggestions", "share_of": "Share of", "volume": "Volume",
+        "timeliness": "Timeliness by milestone",
         "escalations": "Escalations by level", "departments": "Departments",
         "handlers": "Handlers", "grouped": "By group", "pareto": "Causes (Pareto)",
         "trend": "Weekly trend and forecast", "notes": "Notes", "this_period": "This period",
@@ -121,6 +127,10 @@ EN: Table = {
     },
     "severity": {"general": "General", "urgent": "Urgent", "major": "Major"},
     "nature": {"complaint": "Complaint", "suggestion": "Suggestion", "praise": "Praise"},
+    "feedback": {"praise": "Praise", "suggestions": "Suggestions", "assessed": "Suggestions assessed",
+                 "adopted": "Adopted", "declined": "Declined", "not_assessed": "Not yet assessed"},
+    "share_of": {"feedback": "of all feedback", "suggestions": "of suggestions",
+                 "assessed": "of those assessed"},
     "level": {"L1": "L1 specialist", "L2": "L2 department head", "L3": "L3 executive"},
     "department": {
         "quality": "Quality", "service": "Service", "operations": "Operations",

@@ -104,6 +104,22 @@ class GroupRow:
 
 
 @dataclass(frozen=True)
+class FeedbackRow:
+    """Praise and suggestions, counted apart from complaints; a suggestion's assessment.
+
+    ``of`` names what the share is of: ``feedback`` (all feedback received), ``suggestions``
+    (the suggestions received) or ``assessed`` (the suggestions assessed).
+    """
+
+    key: str  # praise, suggestions, assessed, adopted, declined, not_assessed
+    of: Literal["feedback", "suggestions", "assessed"]
+    count: int
+    share: float | None  # None: nothing to share out (no feedback, suggestions, assessments)
+    previous_count: int = 0
+    previous_share: float | None = None
+
+
+@dataclass(frozen=True)
 class ParetoRow:
     """One cause (taxonomy code) with its share and the cumulative share down the list."""
 
@@ -156,6 +172,7 @@ class Report:
     by: Dimension | None = None  # the --by dimension: its table is ``grouped``
     grouped: list[GroupRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what the reader must know (empty period, ...)
+    feedback: list[FeedbackRow] = field(default_factory=list)  # praise, suggestions, assessments
 
     def figure(self, key: str) -> Figure:
         """The headline figure with this key."""

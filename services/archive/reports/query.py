@@ -7,7 +7,8 @@ an index range over ``archive_cases.received_at`` (joined by primary or complain
 the other tables), aggregated in SQL:
 
 - ``cells``: complaints and other feedback counted by (nature, channel, code, department,
-  severity, handler) with the sums every headline and group figure needs;
+  severity, handler) with the sums every headline and group figure needs (and, for
+  suggestions, how many were adopted and declined);
 - ``clocks``: the SLA deadlines that came to an end (met or breached), counted by milestone,
   cycle, handler, department (and the ``--by`` column);
 - ``surveyed``: complaints whose satisfaction revisit was sent, and how many of them answered;
@@ -76,6 +77,8 @@ class CaseCell:
     open: int = 0  # status open, awaiting_customer or reopened
     responded: int = 0  # with a first response (acknowledged_at)
     response_seconds: float = 0.0  # sum of receipt -> first response
+    adopted: int = 0  # a suggestion's assessment: adopted
+    declined: int = 0  # declined
 
     def key(self, dimension: str) -> str | None:
         """The cell's value of a dimension (channel, code, department, handler, severity, nature)."""
@@ -223,10 +226,12 @@ def _cells(conn: Connection, received: ColumnElement[bool], satisfied_at_least: 
         _count_if(c.escalation_count > 0),
         _count_if(c.status.in_(OPEN)),
         _count_if(responded),
+        _count_if(c.assessment_decision == "adopted"),
+        _count_if(c.assessment_decision == "declined"),
         func.coalesce(func.sum(case((responded, response), else_=0.0)), 0.0),
     ).where(received).group_by(*keys))
     sums = ("cases", "repeats", "resolved", "reopened", "answers", "satisfied", "escalated", "open",
-            "responded")
+            "responded", "adopted", "declined")
     cells = []
     for row in conn.execute(stmt).all():
         fields: dict[str, Any] = dict(zip(_CELL, row[:len(_CELL)], strict=True))

@@ -136,6 +136,13 @@ def _share_bars(shares: list[Share], rows: list[View], lang: Lang) -> list[chart
     return [*bars[:TOP_BARS], charts.Bar(label, share, previous, shown, f"{label}: {shown}", "others")]
 
 
+def _feedback(report: Report, lang: Lang) -> list[View]:
+    return [{"key": r.key, "label": lb.name(lang, "feedback", r.key), "of": lb.name(lang, "share_of", r.of),
+             "count": lb.count(r.count), "share": lb.percent(r.share),
+             "previous_count": lb.count(r.previous_count), "previous_share": lb.percent(r.previous_share)}
+            for r in report.feedback]
+
+
 def _timeliness(report: Report, lang: Lang, draw: bool) -> tuple[list[View], Markup]:
     rows, bars = [], []
     for m in report.timeliness:
@@ -244,6 +251,7 @@ def view(report: Report, lang: Lang, *, fmt: Format = "html") -> View:
         "days": f"{report.period.start.isoformat()} – {(report.period.end - timedelta(days=1)).isoformat()}",
         "notes": [lb.pick(lang, n) for n in report.notes], "method": lb.pick(lang, report.trend.method),
         "cards": [_card(f, lang) for f in report.headline], "volume": _volume(report, lang, draw),
+        "feedback": _feedback(report, lang),
         "timeliness": timeliness, "timeliness_chart": timeliness_chart,
         "escalations": escalations, "escalations_chart": escalations_chart,
         "departments": _groups(report.by_department, "department", lang, report),
@@ -286,6 +294,10 @@ def _csv(report: Report, lang: Lang) -> str:
             label = _label(lang, b.dimension, s.key, s.label_zh, s.label_en)
             row(f"volume.{b.dimension}", s.key, label, "count", s.count, s.previous_count)
             row(f"volume.{b.dimension}", s.key, label, "share", s.share, s.previous_share, unit="share")
+    for r in report.feedback:
+        label, note = lb.name(lang, "feedback", r.key), lb.name(lang, "share_of", r.of)
+        row("feedback", r.key, label, "count", r.count, r.previous_count)
+        row("feedback", r.key, label, "share", r.share, r.previous_share, unit="share", note=note)
     for m in report.timeliness:
         label, note = lb.name(lang, "milestone", m.milestone), t["person" if m.person else "automatic"]
         row("timeliness", m.milestone, label, "rate", m.rate, m.previous_rate, target=m.target, unit="share",

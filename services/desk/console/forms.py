@@ -25,10 +25,11 @@ SOLUTIONS = tuple(s.value for s in SolutionType)
 PARTIES = ("company", "customer", "third_party", "none", "undetermined")
 CONTACT_KINDS = ("phone_callback", "visit", "chat")
 PURPOSES = ("feedback", "revisit", "other")
+DECISIONS = ("adopted", "declined")
 # The order in which forms are offered on the case page (the work's usual order).
 ORDER = ("assigned", "acknowledged", "plan_decided", "resolution_proposed", "approved", "resolved",
          "contacted", "awaiting_customer", "customer_replied", "note", "transferred", "co_handler_added",
-         "reclassified", "satisfaction", "reopened", "closed")
+         "suggestion_assessed", "reclassified", "satisfaction", "reopened", "closed")
 
 
 def _text(form: Mapping[str, str], name: str) -> str | None:
@@ -141,6 +142,12 @@ def body_of(action: str, form: Mapping[str, str], *, timeline: Sequence[Mapping[
     elif action == "contacted":
         body["contact"] = {"kind": _text(form, "kind"), "purpose": _text(form, "purpose"),
                            "reached": form.get("reached") == "on", "score": _int(form, "score")}
+    elif action == "suggestion_assessed":
+        decision = _required(form, "decision")
+        if decision not in DECISIONS:
+            raise Invalid("decision", f"decision must be one of {', '.join(DECISIONS)}")
+        reason = _required(form, "reason") if decision == "declined" else _text(form, "reason")
+        body["assessment"] = {"decision": decision, "reason": reason, "measure": _text(form, "measure")}
     elif action == "reclassified":
         body["code"] = _required(form, "code")
     elif action == "satisfaction":

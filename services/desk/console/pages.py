@@ -41,7 +41,7 @@ def row_view(row: Mapping[str, Any], *, now: datetime, words: Words) -> dict[str
     name = row.get("code_name_zh") if words.lang == "zh" else row.get("code_name_en")
     return {"id": row["complaint_id"], "status": words.name("status", row.get("status")),
             "code": f"{row.get('code') or ''} {name or ''}".strip(),
-            "severity": words.name("severity", row.get("severity")), "channel": row.get("channel") or "",
+            "severity": words.name("severity", row.get("severity")), "channel": _channel(words, row),
             "department": row.get("department") or "", "handler": row.get("handler") or words("unassigned"),
             "received": _when(row.get("received_at")), "deadline": deadline.isoformat() if deadline else "",
             "remaining": remaining(deadline, now, words), "overdue": bool(deadline and deadline < now),
@@ -62,7 +62,7 @@ def _details(event: Mapping[str, Any], words: Words) -> list[tuple[str, str]]:
         value = summary.get(key)
         if value not in (None, "", [], {}) and key not in HIDDEN:
             out.append((words.name("detail", key), _value(key, value, words)))
-    for part in ("assignment", "plan", "outcome", "approval", "contact"):
+    for part in ("assignment", "plan", "outcome", "approval", "contact", "assessment"):
         value = summary.get(part)
         if isinstance(value, dict):
             if part == "plan":
@@ -88,6 +88,8 @@ def _value(key: str, value: Any, words: Words) -> str:
         return words.name("solution", value)
     if key == "party_at_fault":
         return words.name("party", value)
+    if key == "decision":
+        return words.name("decision", value)
     if key in ("kind", "purpose") and words.name(key, value) != str(value):
         return words.name(key, value)
     if key == "reached" and isinstance(value, bool):
@@ -136,11 +138,15 @@ def case_view(page: Mapping[str, Any], *, who: str, now: datetime, words: Words,
     return {
         "case": {"id": row["complaint_id"], "status": words.name("status", row.get("status")),
                  "severity": words.name("severity", row.get("severity")),
-                 "code": f"{row.get('code') or ''} {name or ''}".strip(), "channel": row.get("channel") or "",
+                 "code": f"{row.get('code') or ''} {name or ''}".strip(), "channel": _channel(words, row),
                  "received": _when(row.get("received_at")), "review": bool(row.get("review")),
                  "contact": row.get("contact_masked") or "", "product": row.get("product") or "",
                  "store": row.get("store_id") or "", "demand": row.get("demand") or "",
-                 "result": row.get("result") or "", "root_cause": row.get("code") or ""},
+                 "result": row.get("result") or "", "root_cause": row.get("code") or "",
+                 "nature": words.name("nature", row.get("nature") or ""),
+                 "assessment": words.name("decision", row["assessment_decision"])
+                 if row.get("assessment_decision") else "",
+                 "assessment_reason": row.get("assessment_reason") or ""},
         "owners": page["owners"],
         "deadlines": deadline_view(page["deadlines"], now=now, words=words),
         "timeline": timeline_view(page["timeline"], words),
@@ -151,4 +157,11 @@ def case_view(page: Mapping[str, Any], *, who: str, now: datetime, words: Words,
         "template_fields": forms.template_fields(templates),
         "solutions": forms.SOLUTIONS, "parties": forms.PARTIES, "contact_kinds": forms.CONTACT_KINDS,
         "purposes": forms.PURPOSES, "measure_rows": range(forms.MEASURE_ROWS),
+        "decisions": forms.DECISIONS,
     }
+
+
+def _channel(words: Words, row: Mapping[str, Any]) -> str:
+    """The row's channel in the page's language ("" when it has none)."""
+    channel = row.get("channel")
+    return words.name("channel", channel) if channel else ""
