@@ -136,11 +136,14 @@ class Contact(Model):
     sealed: SealedContact | None = Field(default=None, description="Name, phone and e-mail, sealed.")
 
     def masked(self) -> dict[str, str]:
-        """The masked phone and e-mail (of a sealed contact, or masked now from a clear one)."""
-        from services.common.privacy import mask
+        """The masked phone and e-mail (of a sealed contact, or masked now from a clear one), and
+        ``wechat:***`` when a WeChat openid is sealed in it (never a character of the openid)."""
+        from services.common.privacy import WECHAT_MASKED, mask
 
+        wechat = self.sealed is not None and self.sealed.account is not None
         out = {"phone": self.phone_masked or (mask(self.phone) if self.phone else None),
-               "email": self.email_masked or (mask(self.email) if self.email else None)}
+               "email": self.email_masked or (mask(self.email) if self.email else None),
+               "wechat": WECHAT_MASKED if wechat else None}
         return {k: v for k, v in out.items() if v}
 
     @property

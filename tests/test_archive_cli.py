@@ -12,18 +12,23 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.archive.export import COLUMNS, closed_cases, csv_cell, json_line
+from schemas.events import CaseAction
+from services.archive.adapters import SqlStore
+from services.archive.database import make_engine, upgrade
+from services.archive.export import COLUMNS, closed_cases, csv_cell, json_line, write
 from services.archive.records import TOPIC_OF_TYPE
 from services.archive.whatif import day_range
 from services.common.policy import DEFAULT_POLICY
 from tests.postgres import fresh_database, postgres_url  # noqa: F401 - the session fixture
+from tests.test_archive_logic import PERSONAL, PHONE, START, Story
+from tests.test_casework_archive import worked_story
 from tests.test_whatif import archived_world, halved, world
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -297,6 +302,50 @@ def test_the_commands_join_a_command_line_beside_the_services_rebuild() -> None:
 ])
 def test_a_csv_cell_is_plain_text_a_spreadsheet_will_not_run(value: Any, cell: str) -> None:
     assert csv_cell(value) == cell
+
+
+def test_the_work_on_a_case_and_a_suggestions_assessment_are_exported_without_personal_data(
+        tmp_path: Path) -> None:
+    # Given an archive holding a worked case (co-handler, plan, compensation approved, contacted)
+    # and a suggestion declined with a reason naming the customer's phone, both closed
+    engine = make_engine(f"sqlite:///{tmp_path / 'archive.sqlite3'}")
+    upgrade(engine)
+    worked = worked_story("X-WORK").case(400, CaseAction.closed)
+    suggestion = (Story("X-SUG").register(0).route(1, 1)
+                  .case(10, CaseAction.suggestion_assessed, actor="quality-head",
+                        assessment={"decision": "declined", "reason": f"budget; asked {PHONE}"})
+                  .case(20, CaseAction.closed))
+    try:
+        SqlStore(engine).append([*worked.archived(), *suggestion.archived()], now=START + timedelta(days=1))
+        rows = list(closed_cases(engine, start=START, end=START + timedelta(days=30)))
+    finally:
+        engine.dispose()
+    # When they are exported as CSV and as JSON lines
+    csv_out, jsonl_out = io.StringIO(newline=""), io.StringIO(newline="")
+    assert write(rows, csv_out, fmt="csv") == write(rows, jsonl_out, fmt="jsonl") == 2
+    header, *cells = list(csv.reader(io.StringIO(csv_out.getvalue().lstrip("\ufeff"))))
+    by_csv = {r[0]: dict(zip(header, r, strict=True)) for r in cells}
+    by_json = {(r := json.loads(line))["complaint_id"]: r for line in jsonl_out.getvalue().splitlines()}
+    # Then both carry the work columns, each beside the step it belongs to
+    assert header == list(COLUMNS) and all(list(r) == list(COLUMNS) for r in by_json.values())
+    assert header.index("co_handlers") == header.index("handler") + 1
+    assert header.index("solution") == header.index("result") + 1
+    work = {"co_handlers": "quality-l1-02@quality", "plan_measures": "2", "solution": "compensation",
+            "compensation_amount": "800.00", "compensation_currency": "CNY", "party_at_fault": "third_party",
+            "root_cause": "PQ-02", "approved_by": "billing-head",
+            "last_contact_at": worked.at(300).isoformat(), "last_contact_kind": "visit",
+            "last_contact_purpose": "revisit", "last_contact_reached": "true"}
+    assert {k: by_csv["X-WORK"][k] for k in work} == work
+    assert {k: by_json["X-WORK"][k] for k in work} == {
+        **work, "plan_measures": 2, "last_contact_reached": True}  # the amount stays exact decimal text
+    assessment = {"assessment_decision": "declined", "assessment_reason": "budget; asked +86*******8000",
+                  "assessed_at": suggestion.at(10).isoformat(), "assessed_by": "quality-head"}
+    assert {k: by_csv["X-SUG"][k] for k in assessment} == {k: by_json["X-SUG"][k] for k in assessment} == assessment
+    assert by_csv["X-SUG"]["solution"] == "" and by_json["X-SUG"]["solution"] is None
+    # And nobody can be identified from either: no name, phone, e-mail, customer key or customer words
+    for text in (csv_out.getvalue(), jsonl_out.getvalue()):
+        for secret in (*PERSONAL, "k" * 32, "+86*******8000, z***@example.com"):
+            assert secret not in text, secret
 
 
 def test_a_json_line_keeps_chinese_and_iso_times() -> None:

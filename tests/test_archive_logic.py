@@ -41,6 +41,7 @@ from schemas.events import (
 from schemas.topics import LIFECYCLE, NOTIFICATIONS, REGISTERED, ROUTED, SLA, TopicSpec
 from services.archive import logic
 from services.archive.records import ArchivedEvent, mask, parse, scrub, summarise
+from services.common import sealing
 from services.common.errors import Rejected
 
 START = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
@@ -195,6 +196,39 @@ def test_a_registration_is_archived_without_personal_data() -> None:
     assert archived.summary["customer_key"] == "k" * 32
     assert archived.summary["description_chars"] == len(DESCRIPTION)
     assert (archived.actor, archived.action, archived.topic) == ("intake", "registered", REGISTERED.name)
+
+
+OPENID = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
+
+
+@pytest.mark.parametrize(("given", "shown"), [
+    (Contact(language="zh"), "wechat:***"),  # a WeChat message: the openid alone
+    (Contact(name=NAME, language="zh"), "wechat:***"),
+    (Contact(phone=PHONE, email=EMAIL), "+86*******8000, z***@example.com, wechat:***"),
+])
+def test_a_wechat_customers_sealed_openid_shows_as_a_wechat_marker_never_in_clear(
+        given: Contact, shown: str) -> None:
+    # Given a WeChat registration whose contact intake sealed with the sender's openid
+    masters = sealing.MasterKeys.parse(sealing.generate_master_keys("k1"))
+    record, dek = sealing.new_data_key(masters, "w" * 32, now=START)
+    contact = sealing.seal_contact(given, subject="w" * 32, kid=record.kid, dek=dek, account=OPENID)
+    complaint = Complaint(
+        complaint_id="C-WX", channel=Channel.wechat, received_at=START, source_message_id="wechat:id:1",
+        customer=contact, customer_key="w" * 32, first_contact="wechat-desk", subject="屏幕坏了",
+        description="屏幕坏了没人管")
+    registered = ComplaintRegistered.new(complaint, source="intake", time=START, subject="C-WX")
+    # When the archive summarises it, folds the case row and tells its history
+    archived = summarise(registered)
+    case = logic.fold_case([archived])
+    en, zh = logic.history_lines([archived], lang="en"), logic.history_lines([archived], lang="zh")
+    # Then the masked contact says the customer is reachable by WeChat, beside any phone or e-mail
+    assert archived.summary["contact_masked"]["wechat"] == "wechat:***"
+    assert case.contact_masked == shown
+    assert en[0].endswith(f"contact {shown}") and zh[0].endswith(f"联系方式 {shown}")
+    # And no part of the openid is kept in clear: not in the trail, the row, the history
+    kept = json.dumps(archived.summary, ensure_ascii=False) + repr(case) + "".join(en + zh)
+    for secret in (OPENID, OPENID.lower(), OPENID[-4:], NAME, PHONE, EMAIL):
+        assert secret not in kept
 
 
 @pytest.mark.parametrize(("actor", "note", "kept"), [

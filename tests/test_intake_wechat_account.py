@@ -44,6 +44,8 @@ from tests.fakes import DictRegistrations, DictRevisits, DictTimelines, FixedClo
 from tests.fakes.wechat_api import FakeWeChat
 from tests.test_notifier_wechat import Wired, note, transport
 from tests.test_pii_keys import Topic
+from tools import privacy_cli
+from tools.cli import parser
 
 OPENID = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
 OTHER_OPENID = "oUpF8uKx2_otherFollower0000a"
@@ -171,6 +173,31 @@ def test_the_same_followers_complaints_share_their_key_and_a_redelivery_is_the_f
     a, b = one.data.customer.sealed.account, two.data.customer.sealed.account
     assert a is not None and b is not None and a.kid == b.kid and a.ct != b.ct  # a fresh nonce each
     assert len(w.keys.deks) == 1
+
+
+def test_erase_customer_by_the_openid_names_the_key_intake_sealed_the_wechat_message_under(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Given a WeChat follower's complaint and another follower's, registered by intake
+    w = World()
+    w.wechat()
+    w.wechat("客服不回复", sender=OTHER_OPENID, msg_id="7300000000000000002")
+    mine, theirs = w.registered()
+    # When the operator names the first customer by their openid (`complaints erase-customer
+    # --wechat OPENID`, parsed by the command line, with the identity key intake has)
+    monkeypatch.setenv("INTAKE_IDENTITY_KEY", IDENTITY.decode())
+    args = parser().parse_args(["erase-customer", "--wechat", f" {OPENID} "])
+    key = privacy_cli._customer_key(args, tmp_path, None)
+    # Then the key is that registration's customer key, the subject its openid is sealed under,
+    # and not the other follower's
+    sealed = mine.data.customer.sealed
+    assert sealed is not None and sealed.account is not None
+    assert key == mine.data.customer_key == sealed.subject != theirs.data.customer_key
+    # And erasing it (as the command does, by that key) leaves the openid unopenable
+    w.keys.erase(key)
+    assert asyncio.run(w.keys.data_key(sealed.subject, sealed.account.kid)) is None
+    # And an empty openid is refused rather than taken for the anonymous customer's key
+    with pytest.raises(ValueError, match="not a WeChat openid"):
+        privacy_cli._customer_key(parser().parse_args(["erase-customer", "--wechat", " "]), tmp_path, None)
 
 
 @pytest.mark.parametrize(("channel", "payload"), [

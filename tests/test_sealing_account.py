@@ -31,7 +31,8 @@ def test_an_openid_alone_is_sealed_as_the_account_and_opens_only_as_that_field()
     assert (sealed.sealed.name, sealed.sealed.phone, sealed.sealed.email) == (None, None, None)
     assert sealed.sealed.subject == "cust-wx" and sealed.sealed.account.kid == kid
     assert OPENID not in sealed.model_dump_json()
-    assert sealed.masked() == {} and sealed.reachable_by == "none" and not sealed.named
+    # (masked, it is only a marker that the customer is reachable by WeChat)
+    assert sealed.masked() == {"wechat": "wechat:***"} and sealed.reachable_by == "none" and not sealed.named
     # And it opens as the field "account" of that customer, not as another field or customer
     assert sealing.open_field(dek, "cust-wx", "account", sealed.sealed.account) == OPENID
     with pytest.raises(sealing.Unreadable):

@@ -8,6 +8,8 @@ import os
 import sys
 from typing import Any
 
+MAX_ACCOUNT = 200  # the longest account a channel message carries (ChannelMessage.account)
+
 
 def _customer_key(args: argparse.Namespace, data_dir: Any, policy_file: Any) -> str:
     if args.customer_key:
@@ -18,8 +20,23 @@ def _customer_key(args: argparse.Namespace, data_dir: Any, policy_file: Any) -> 
 
     env = os.environ.get("INTAKE_IDENTITY_KEY")
     secret = identity_key(None if env is None else _secret(env), data_dir)
+    if args.wechat is not None:
+        return _wechat_key(args.wechat, secret=secret)
     region = load_policy(policy_file).intake.default_region
     return customer_key_of(args.phone or args.email, region=region, secret=secret)
+
+
+def _wechat_key(openid: str, *, secret: bytes) -> str:
+    """The customer key intake gives a WeChat sender: its keyed hash of the sender's openid
+    (``FromUserName``; a WeChat message carries no phone or e-mail); ValueError when the text
+    cannot be an openid."""
+    from schemas.events import Contact
+    from services.intake.logic import customer_key
+
+    openid = openid.strip()
+    if not openid or len(openid) > MAX_ACCOUNT:  # empty would be the key of every anonymous complaint
+        raise ValueError(f"customer: not a WeChat openid (1 to {MAX_ACCOUNT} characters)")
+    return customer_key(Contact(), account=openid, secret=secret)
 
 
 def _secret(value: str) -> Any:
@@ -66,10 +83,13 @@ def _erase(args: argparse.Namespace) -> int:
 
 
 def add_privacy_commands(sub: Any) -> None:
-    e = sub.add_parser("erase-customer", help="delete a customer's data keys: their sealed name, phone "
-                                              "and e-mail become unreadable everywhere (docs/privacy.md)")
+    e = sub.add_parser("erase-customer", help="delete a customer's data keys: their sealed name, phone, "
+                                              "e-mail and WeChat openid become unreadable everywhere "
+                                              "(docs/privacy.md)")
     who = e.add_mutually_exclusive_group(required=True)
     who.add_argument("--customer-key", metavar="K", help="the customer key (as the archive and desk show it)")
     who.add_argument("--phone", metavar="P", help="the customer's phone number (keyed as intake does)")
     who.add_argument("--email", metavar="E", help="the customer's e-mail address")
+    who.add_argument("--wechat", metavar="OPENID", help="a WeChat customer's openid (the sender of "
+                                                        "their messages to the official account)")
     e.set_defaults(func=_erase)

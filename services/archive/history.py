@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, tzinfo
 from typing import Literal
 
-from services.archive.records import ArchivedEvent, JsonValue
+from services.archive.records import CONTACT_ORDER, ArchivedEvent, JsonValue
 
 Lang = Literal["zh", "en"]
 
@@ -52,7 +52,7 @@ def history_lines(events: Iterable[ArchivedEvent], *, lang: Lang, tz: tzinfo = U
 def _registered(e: ArchivedEvent, zh: bool) -> str:
     s = e.summary
     masked = s.get("contact_masked") or {}  # a JSONB object keeps no key order: name it
-    contact = ", ".join(str(masked[k]) for k in ("phone", "email") if k in masked) or "-"
+    contact = ", ".join(str(masked[k]) for k in CONTACT_ORDER if k in masked) or "-"
     if zh:
         return (f"登记：渠道 {s.get('channel')}，类型 {s.get('nature')}，首接 {s.get('first_contact')}，"
                 f"联系方式 {contact}")

@@ -14,7 +14,7 @@ from decimal import Decimal
 
 from schemas.events import CaseAction, DecisionKind, Level, SlaOutcome
 from services.archive.history import history_lines as history_lines
-from services.archive.records import ArchivedEvent, CaseRow, JsonValue, NotificationRow, SlaRow
+from services.archive.records import CONTACT_ORDER, ArchivedEvent, CaseRow, JsonValue, NotificationRow, SlaRow
 
 __all__ = ["fold", "fold_case", "fold_notifications", "fold_sla", "history_lines", "ordered",
            "retention_cutoff"]
@@ -85,7 +85,7 @@ def _registration(row: dict[str, JsonValue], e: ArchivedEvent) -> None:
         channel=s.get("channel"), nature=s.get("nature"), language=s.get("language"),
         received_at=_at(s.get("received_at")), registered_at=e.time,
         customer_key=s.get("customer_key"),
-        contact_masked=", ".join(contact[k] for k in ("phone", "email") if k in contact) or None,
+        contact_masked=", ".join(contact[k] for k in CONTACT_ORDER if k in contact) or None,
         demand=s.get("demand"), product=s.get("product"), store_id=s.get("store_id"))
     if row.get("first_contact_owner") is None:
         row["first_contact_owner"] = s.get("first_contact")

@@ -34,6 +34,8 @@ INPUTS: tuple[TopicSpec, ...] = (REGISTERED, ROUTED, LIFECYCLE, SLA, NOTIFICATIO
 """The topics the archive consumes, each carrying one event type."""
 TOPIC_OF_TYPE: dict[str, str] = {spec.value.EVENT_TYPE: spec.name for spec in INPUTS}
 CUSTOMER = "customer"
+CONTACT_ORDER = ("phone", "email", "wechat")
+"""The order of a masked contact's parts (``Contact.masked()``) where they are joined for reading."""
 
 Archivable = Annotated[
     ComplaintRegistered | ComplaintRouted | CaseEvent | SlaEvent | NotificationEvent,

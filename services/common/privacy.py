@@ -12,6 +12,10 @@ from pydantic import SecretStr
 
 from services.common.errors import ConfigError
 
+WECHAT_MASKED = "wechat:***"
+"""The masked form of a WeChat customer's openid: that they are reachable by WeChat, no character
+of the openid (it is sealed, and nobody reads a hint of it: a customer never sees their openid)."""
+
 
 def mask(address: str) -> str:
     """Hide most of an address: a***@example.com, +86*******8000."""
