@@ -26,10 +26,10 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import faust
 from faust.types import EventT
@@ -399,9 +399,9 @@ class Boundary:
     async def consume_batches(self, stream: faust.StreamT[bytes], batch: BatchHandler,
                               single: Handler, *, size: int, within: float) -> None:
         """Drive a faust stream through ``batch`` in batches; each offset acked after the effect."""
-        stream.add_processor(self.acks.entering(stream))  # before take_events' own processor
-        # take_events acks its batch when the loop resumes it or closes it (a raise, a cancel)
-        async for events in stream.take_events(size, within=within):  # type: ignore[attr-defined]
+        stream.add_processor(self.acks.entering(stream))  # before take_batches' own processor
+        # take_batches acks its batch when the loop resumes it or closes it (a raise, a cancel)
+        async for events in take_batches(cast(faust.Stream[Any], stream), size, within=within):
             records = [Record(e.message.topic, e.message.partition, e.message.offset,
                               e.message.key, e.message.value or b"") for e in events]
             try:
@@ -410,6 +410,72 @@ class Boundary:
                 self.acks.cut(events)
                 raise
             await self.acks.done(stream, events)
+
+
+async def take_batches(stream: faust.Stream[Any], max_: int, *, within: float,
+                       ) -> AsyncIterator[list[EventT[Any]]]:
+    """Batches of up to ``max_`` events of ``stream``: faust's ``Stream.take_events`` without its
+    idle cost.
+
+    ``take_events`` wakes every ``within`` seconds whether or not a record came (an idle service
+    with eight agents of a 20 ms window woke 400 times a second) and cuts batches on that fixed
+    tick. Here an idle stream waits for its first record, and a batch closes when it is full or
+    ``within`` seconds after its first record. As in ``take_events``, the stream's own acks are
+    off, a batch's events are acked when the caller resumes (or closes) the generator, and no
+    event enters the next batch while one is being handled.
+    """
+    events: list[EventT[Any]] = []
+    has_events, full, consumed = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    consuming: asyncio.Future[None] | None = None  # pending while a batch is being handled
+
+    async def add(value: Any) -> Any:
+        nonlocal consuming
+        try:
+            if consuming is not None:
+                try:
+                    await consuming
+                finally:
+                    consuming = None
+            event = stream.current_event
+            if event is None:
+                raise RuntimeError("take_batches found current_event is None")
+            events.append(event)
+            has_events.set()
+            if len(events) >= max_:  # strict: never more than max_ in a batch
+                full.set()
+                consumed.clear()
+                await stream.wait(consumed)  # type: ignore[arg-type]
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # as take_events: the stream crashes, the worker sees it
+            log.exception("error adding to a batch: %r", exc)
+            await stream.crash(exc)
+        return value
+
+    stream.enable_acks = False  # acked here, after the caller's effect
+    stream.add_processor(add)
+    stream._enable_passive(aiter(stream.channel))  # type: ignore[arg-type]  # as take_events
+    loop = asyncio.get_running_loop()
+    while not stream.should_stop:
+        if not events and await stream.wait_for_stopped(has_events):  # type: ignore[arg-type]
+            break  # idle until a record comes (or the stream stops)
+        if not full.is_set():
+            await stream.wait_for_stopped(full, timeout=within)  # type: ignore[arg-type]
+        if not events:
+            continue
+        consuming = loop.create_future()
+        try:
+            yield list(events)
+        finally:
+            batch = list(events)
+            events.clear()
+            has_events.clear()
+            for event in batch:
+                await stream.ack(event)
+            if not consuming.done():
+                consuming.set_result(None)
+            full.clear()
+            consumed.set()
 
 
 class AckOrder:
