@@ -1,4 +1,4 @@
-"""Notifier wiring: four agents, one dispatch timer per transport, the store check, /metrics, /healthz.
+"""Notifier wiring: four agents, one dispatch loop per transport, the store check, /metrics, /healthz.
 
 What each event owes whom is ``services.notifier.handlers.Notifier``; sending from the
 per-transport queues is ``services.notifier.dispatch.Dispatcher``.
@@ -6,6 +6,8 @@ per-transport queues is ``services.notifier.dispatch.Dispatcher``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -76,8 +78,15 @@ def build(settings: NotifierSettings, policy: Policy, *, publisher: Publisher | 
     def read(topic: str) -> list[dict[str, Any]]:
         return list(read_topic(bootstrap, topic))
 
+    wakes = {queue: asyncio.Event() for queue in transports}  # set when a queue has work due now
+
+    def wake(queue: str) -> None:
+        if queue in wakes:
+            wakes[queue].set()
+
     notifier = Notifier(settings=settings, policy=policy, publisher=publisher, customers=customers,
-                        outbox=outbox, queues=list(transports), clock=clock, metrics=metrics, read=read)
+                        outbox=outbox, queues=list(transports), clock=clock, metrics=metrics, read=read,
+                        wake=wake)
     dispatcher = Dispatcher(settings=settings, publisher=publisher, outbox=outbox, transports=transports,
                             clock=clock, metrics=metrics, limit=limit)
     boundary = Boundary(service=SERVICE, publisher=publisher, registry=registry,
@@ -90,8 +99,8 @@ def build(settings: NotifierSettings, policy: Policy, *, publisher: Publisher | 
     boundary.subscribe(app, "sla", notifier.on_sla, SLA, concurrency=n)
 
     for queue in transports:  # each transport drains its own queue: a slow one holds up no other
-        app.timer(interval=settings.dispatch_interval,
-                  name=f"notifier.dispatch.{queue}")(_drainer(boundary, dispatcher, queue))
+        app.task(_dispatcher(_drainer(boundary, dispatcher, queue), wakes[queue],
+                             interval=settings.dispatch_interval))
 
     @app.timer(interval=settings.store_check_interval)  # type: ignore[untyped-decorator]
     async def store() -> None:
@@ -116,8 +125,25 @@ def check_outbox(settings: NotifierSettings, policy: Policy, transports: dict[st
                 settings.outbox_dir, ", ".join(missing))
 
 
+def _dispatcher(drain: Callable[[], Awaitable[None]], woken: asyncio.Event, *,
+                interval: float) -> Callable[[], Awaitable[None]]:
+    """A queue's dispatch loop: it drains the queue as soon as this instance queued something due
+    now (``woken``), and every ``interval`` seconds whatever happened (what became due since: a
+    deferred message, a retry, one another instance queued or left behind). A task body (no
+    arguments: faust passes the app to a task that takes one)."""
+
+    async def loop() -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), timeout=interval)
+            woken.clear()  # before the drain: what is queued during it wakes the next one
+            await drain()
+
+    return loop
+
+
 def _drainer(boundary: Boundary, dispatcher: Dispatcher, queue: str) -> Callable[[], Awaitable[None]]:
-    """A timer body (no arguments: faust passes the app to a timer that takes one)."""
+    """One drain of a queue, guarded: an error is logged and the next drain tries again."""
 
     async def drain() -> None:
         while await dispatcher.dispatch(queue) >= dispatcher.settings.dispatch_batch:

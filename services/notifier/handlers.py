@@ -71,10 +71,12 @@ class Notifier:
 
     def __init__(self, *, settings: NotifierSettings, policy: Policy, publisher: Publisher,
                  customers: Customers, outbox: Outbox, queues: Collection[str], clock: Clock,
-                 metrics: NotifierMetrics, read: TopicReader | None = None) -> None:
+                 metrics: NotifierMetrics, read: TopicReader | None = None,
+                 wake: Callable[[str], None] | None = None) -> None:
         self.settings, self.policy, self.publisher = settings, policy, publisher
         self.customers, self.outbox, self.queues = customers, outbox, queues
         self.now, self.metrics, self.read = clock, metrics, read
+        self.wake = wake  # tells a queue's dispatcher that something is due now
         self.token = uuid.uuid4().hex[:12]  # this instance, in the rebuild lock
         self._ended: set[str] = set()  # during a rebuild: ids already sent, failed, cancelled or held
         self._callbacks: dict[str, CallbackWhy] = {}  # during a rebuild: ids turned into call-back tasks
@@ -158,6 +160,7 @@ class Notifier:
         """Put notifications in their transports' queues (once per id) and record it."""
         now = self.now()
         records: list[NotificationEvent] = []
+        due_now: set[str] = set()  # queues given something due at once: woken after the records
         work = list(notes)
         while work:
             note = work.pop(0)
@@ -182,11 +185,16 @@ class Notifier:
                 deferred = due > now
                 if deferred:
                     self.metrics.deferred.labels(note.kind.value, queue).inc()
+                else:
+                    due_now.add(queue)
                 records.append(record(note.notification_id, note.complaint_id, note.kind, queue,
                                       "deferred" if deferred else "queued", now=self.now(), cause=cause,
                                       note=note, due_at=due))
         if records:  # one batched send for the records of one input
             await self.publisher.publish_many(NOTIFICATIONS, records)
+        if self.wake is not None:  # after the records: a send is never recorded before its queueing
+            for queue in due_now:
+                self.wake(queue)
 
     # ---- rebuilding ---------------------------------------------------------------------
 

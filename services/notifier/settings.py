@@ -62,7 +62,10 @@ class NotifierSettings(CommonSettings):
     NOTIFIER_MISSING_CONTACT_RETRIES
                               times a customer notice waits for its complaint's registration to
                               arrive before it is dead-lettered (default 20, 0.5 s apart)
-    NOTIFIER_DISPATCH_INTERVAL  seconds between scans of each transport's queue (default 0.2)
+    NOTIFIER_DISPATCH_INTERVAL  seconds between scans of each transport's queue when nothing woke
+                              it (default 1): a message this instance queues due now is sent at
+                              once; the scan finds what became due since (quiet hours, a retry)
+                              and what another instance queued or left behind
     NOTIFIER_DISPATCH_BATCH   most notifications a scan takes per transport (default 200)
     NOTIFIER_TRANSPORT_CONCURRENCY  sends in flight per transport (default 8)
     NOTIFIER_SEND_LEASE       seconds a taken notification stays with one instance (default 60);
@@ -107,7 +110,7 @@ class NotifierSettings(CommonSettings):
                                   validation_alias="NOTIFIER_CONTACT_TTL_DAYS")
     missing_contact_retries: int = Field(default=20, ge=0, le=1000,
                                          validation_alias="NOTIFIER_MISSING_CONTACT_RETRIES")
-    dispatch_interval: float = Field(default=0.2, gt=0, le=60, validation_alias="NOTIFIER_DISPATCH_INTERVAL")
+    dispatch_interval: float = Field(default=1.0, gt=0, le=60, validation_alias="NOTIFIER_DISPATCH_INTERVAL")
     dispatch_batch: int = Field(default=200, ge=1, le=10_000, validation_alias="NOTIFIER_DISPATCH_BATCH")
     transport_concurrency: int = Field(default=8, ge=1, le=256,
                                        validation_alias="NOTIFIER_TRANSPORT_CONCURRENCY")
