@@ -6,6 +6,7 @@ a real Apache Kafka node; a machine without Java or Maven fails them with the in
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -97,12 +98,14 @@ def test_up_with_kafka_but_no_java_stops_with_the_hint(tmp_path: Path, monkeypat
 def test_idempotent_producers_are_a_setting_that_picks_faust_s_transport(monkeypatch: pytest.MonkeyPatch) -> None:
     import faust.transport.drivers as faust_transports
 
-    from services.common.runtime import IdempotentTransport, broker_urls
+    from services.common.runtime import IdempotentTransport, TunedTransport, broker_urls
     from services.common.settings import CommonSettings, load_settings
 
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092,127.0.0.1:9093")
     monkeypatch.delenv("KAFKA_IDEMPOTENT_PRODUCER", raising=False)
-    assert broker_urls(load_settings(CommonSettings)) == ["kafka://127.0.0.1:9092", "kafka://127.0.0.1:9093"]
+    urls = broker_urls(load_settings(CommonSettings))
+    assert urls == ["kafka-tuned://127.0.0.1:9092", "kafka-tuned://127.0.0.1:9093"]
+    assert faust_transports.by_url(urls[0]) is TunedTransport
     monkeypatch.setenv("KAFKA_IDEMPOTENT_PRODUCER", "true")
     urls = broker_urls(load_settings(CommonSettings))
     assert urls == ["kafka-idempotent://127.0.0.1:9092", "kafka-idempotent://127.0.0.1:9093"]
@@ -110,6 +113,32 @@ def test_idempotent_producers_are_a_setting_that_picks_faust_s_transport(monkeyp
     assert transport is IdempotentTransport
     settings = transport.Producer._settings_extra.__qualname__
     assert settings.startswith("IdempotentProducer")
+
+
+@pytest.mark.parametrize("idempotent", ["false", "true"])
+def test_the_fetch_wait_is_a_setting_that_reaches_the_consumer(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, idempotent: str) -> None:
+    """faust builds its aiokafka consumer with a fixed 1.5 s fetch wait; KAFKA_FETCH_MAX_WAIT
+    replaces it (on tansu that wait is the delay of every record at every hop)."""
+    from services.common.runtime import make_app
+    from services.common.settings import CommonSettings, load_settings
+
+    async def fetch_wait_ms(name: str) -> int:
+        app = make_app(name, load_settings(CommonSettings), web_port=free_port())
+        thread = app.consumer._thread
+        consumer = thread._create_worker_consumer(app.transport)
+        try:
+            return int(consumer._fetch_max_wait_ms)
+        finally:
+            await consumer.stop()  # never started: closes its client
+            thread.thread_loop.close()  # the consumer thread's loop, never run
+
+    monkeypatch.setenv("KAFKA_IDEMPOTENT_PRODUCER", idempotent)
+    monkeypatch.setenv("COMPLAINTS_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("KAFKA_FETCH_MAX_WAIT", "0.02")
+    assert asyncio.run(fetch_wait_ms("fetch-wait-set")) == 20
+    monkeypatch.delenv("KAFKA_FETCH_MAX_WAIT")
+    assert asyncio.run(fetch_wait_ms("fetch-wait-default")) == 500
 
 
 def test_the_tools_producers_follow_the_same_setting(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -26,6 +26,9 @@ from tools.bench.load import Record
 
 log = logging.getLogger(__name__)
 
+# how long the bench's watching consumer lets a fetch wait: on tansu, which answers a fetch when
+# the wait ends, the watcher adds up to this much to every hop it times (half on average)
+WATCH_FETCH_WAIT_MS = 10
 BASELINE = TopicSpec("complaints.bench-baseline", PARTITIONS, "none", InboundReceived,
                      "Raw broker baseline of `complaints bench`; bench records only.")
 

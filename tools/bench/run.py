@@ -66,6 +66,7 @@ from tools.bench import BenchError
 from tools.bench import report as rpt
 from tools.bench.kafka import (
     BASELINE,
+    WATCH_FETCH_WAIT_MS,
     aio_baseline,
     baseline,
     partitions,
@@ -246,7 +247,7 @@ def _run(bootstrap: list[str], count: int, timeout: float, stage: str, via: str,
     producer = KafkaProducer(bootstrap_servers=bootstrap, client_id="complaints-bench",
                              acks="all", linger_ms=5, **kafka_python_producer_kwargs(transport))
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="complaints-bench",
-                             group_id=None, enable_auto_commit=False, fetch_max_wait_ms=100,
+                             group_id=None, enable_auto_commit=False, fetch_max_wait_ms=WATCH_FETCH_WAIT_MS,
                              **kafka_python_kwargs(transport))
     try:
         watched = {"pipeline": (ROUTED.name, NOTIFICATIONS.name), "router": (ROUTED.name,),

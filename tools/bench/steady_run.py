@@ -38,7 +38,14 @@ from services.common.transport import (
 from tools.bench import BenchError, procs
 from tools.bench import report as rpt
 from tools.bench import steady as st
-from tools.bench.kafka import BASELINE, aio_baseline, baseline, partitions, start_at_end
+from tools.bench.kafka import (
+    BASELINE,
+    WATCH_FETCH_WAIT_MS,
+    aio_baseline,
+    baseline,
+    partitions,
+    start_at_end,
+)
 from tools.bench.load import Record, inbound_records, web_form_bodies
 from tools.bench.web import Poster, check_healthy
 
@@ -192,7 +199,7 @@ def steady_bench(*, bootstrap: list[str], rate: float, duration: float, via: str
     producer = KafkaProducer(bootstrap_servers=bootstrap, client_id="complaints-bench",
                              acks="all", linger_ms=5, **kafka_python_producer_kwargs(transport))
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="complaints-bench",
-                             group_id=None, enable_auto_commit=False, fetch_max_wait_ms=100,
+                             group_id=None, enable_auto_commit=False, fetch_max_wait_ms=WATCH_FETCH_WAIT_MS,
                              **kafka_python_kwargs(transport))
     watcher: SteadyWatcher | None = None
     try:

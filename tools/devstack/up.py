@@ -41,6 +41,7 @@ SERVICES = ("intake", "router", "sla-monitor", "notifier", "archive", "desk")
 BROKERS = ("tansu", "kafka")  # --broker: the embedded default (memory), Apache Kafka (durable)
 HEALTH_TIMEOUT = 90.0
 EMBEDDED_REBALANCE_TIMEOUT = "3"
+EMBEDDED_FETCH_MAX_WAIT = "0.05"  # seconds: tansu's answer to a fetch comes when this wait ends
 
 
 class UpSettings(CommonSettings):
@@ -75,7 +76,7 @@ class UpSettings(CommonSettings):
 
 
 def _service_env(settings: UpSettings, *, embedded_broker: bool, sla_scale: float,
-                 outbox: Path) -> dict[str, str]:
+                 outbox: Path, tansu: bool = True) -> dict[str, str]:
     env = dict(os.environ)
     env.update(KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers,
                REDIS_URL=settings.redis_url, COMPLAINTS_SLA_SCALE=str(sla_scale),
@@ -83,6 +84,10 @@ def _service_env(settings: UpSettings, *, embedded_broker: bool, sla_scale: floa
     env.setdefault("NOTIFIER_OUTBOX_ENABLED", "true")  # a development stack: see NotifierSettings
     if embedded_broker and "kafka_rebalance_timeout" not in settings.model_fields_set:
         env["KAFKA_REBALANCE_TIMEOUT"] = EMBEDDED_REBALANCE_TIMEOUT  # tansu waits this long
+    if embedded_broker and tansu and "KAFKA_FETCH_MAX_WAIT" not in env:
+        # tansu answers a fetch when its wait ends, not when a record arrives: the wait is the
+        # delay of every record at every hop (docs/performance.md)
+        env["KAFKA_FETCH_MAX_WAIT"] = EMBEDDED_FETCH_MAX_WAIT
     if sla_scale != 1 and "SLA_MONITOR_CALENDAR_FILE" not in env:
         # scaled-down limits would stop for the night on a working-hours calendar
         from services.sla_monitor.calendar import ALWAYS_OPEN
@@ -207,7 +212,8 @@ def _run(sup: Supervisor, settings: UpSettings, *, demo: bool, sla_scale: float,
     valkey = ensure_redis(sup, settings.redis_url, settings.data_dir)
     create_topics(sup, bootstrap)
     outbox = (settings.notifier_outbox_dir or settings.data_dir / "outbox").resolve()
-    env = _service_env(settings, embedded_broker=broker, sla_scale=sla_scale, outbox=outbox)
+    env = _service_env(settings, embedded_broker=broker, sla_scale=sla_scale, outbox=outbox,
+                       tansu=kind_of_broker == "tansu")
     if postgres:
         from tools.devstack.postgres import ensure_postgres
 
