@@ -137,7 +137,7 @@ class CommonSettings(TransportSettings):
                                 (0.001-10, default 0.5). Apache Kafka answers a waiting fetch as
                                 soon as a record arrives, so this only paces an idle consumer;
                                 tansu answers when the wait ends, so there it is the delay a record
-                                waits at each hop (`complaints up` with tansu sets 0.05)
+                                waits at each hop (`complaints up` with tansu sets 0.1)
     KAFKA_IDEMPOTENT_PRODUCER   true: the services' and the tools' producers are idempotent (no
                                 duplicate from a retried send; needs Apache Kafka, not tansu)
                                 (default false)

@@ -41,7 +41,7 @@ SERVICES = ("intake", "router", "sla-monitor", "notifier", "archive", "desk")
 BROKERS = ("tansu", "kafka")  # --broker: the embedded default (memory), Apache Kafka (durable)
 HEALTH_TIMEOUT = 90.0
 EMBEDDED_REBALANCE_TIMEOUT = "3"
-EMBEDDED_FETCH_MAX_WAIT = "0.05"  # seconds: tansu's answer to a fetch comes when this wait ends
+EMBEDDED_FETCH_MAX_WAIT = "0.1"  # seconds: tansu's answer to a fetch comes when this wait ends
 
 
 class UpSettings(CommonSettings):
