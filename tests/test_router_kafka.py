@@ -191,7 +191,7 @@ def decisions_counted(port: int) -> float:
 
 def test_two_router_instances_one_killed_lose_nothing_and_never_double_book(
         redis_url: str, redis_prefix: str, test_roster: Path, tmp_path: Path) -> None:
-    count, run = 300, uuid.uuid4().hex[:6]
+    count, run = 600, uuid.uuid4().hex[:6]
     prefix = f"{redis_prefix}scale-{run}:"
     with own_broker(tmp_path) as bootstrap:
         env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_REBALANCE_TIMEOUT": "3",
@@ -204,14 +204,22 @@ def test_two_router_instances_one_killed_lose_nothing_and_never_double_book(
         try:
             for r in routers:
                 wait_for(r.healthy, timeout=60, what="router healthy")
-            # Given a steady stream of registrations shared by two router instances
-            produce(producer, "complaints.registered", (scaled(run, i) for i in range(count // 2)))
-            wait_for(lambda: all(decisions_counted(p) > 0 for p in ports), timeout=60,
-                     what="both instances to route")
-            # When one is killed (SIGKILL) while the second half arrives
+            # Given a steady stream of registrations shared by two router instances: a trickle
+            # until both route (healthy is not yet in the group: the first to join may take every
+            # partition, and a burst, before the second has any)
+            sent = 0
+
+            def both_routing() -> bool:
+                nonlocal sent
+                if sent < count * 3 // 4:
+                    produce(producer, "complaints.registered", [scaled(run, sent)])
+                    sent += 1
+                return all(decisions_counted(p) > 0 for p in ports)
+
+            wait_for(both_routing, timeout=90, what="both instances to route")
+            # When one is killed (SIGKILL) while the rest arrives
             routers[0].stop(kill=True)
-            produce(producer, "complaints.registered",
-                    (scaled(run, i) for i in range(count // 2, count)))
+            produce(producer, "complaints.registered", (scaled(run, i) for i in range(sent, count)))
             # Then every complaint is routed, exactly one first decision each
             wait_for(lambda: len({e["subject"] for e in (reader.poll() or reader.events)}) >= count,
                      timeout=120, what=f"{count} complaints routed")
