@@ -494,3 +494,61 @@ def test_a_transport_raising_what_it_should_not_leaves_the_send_in_doubt(policy:
         assert len(letters) == (policy == "hold") and len(sms.sent) == (policy == "resend")
         assert all("13800138000" not in e.to_bytes().decode() for _, e in publisher.published)
     asyncio.run(scenario())
+
+
+class WakeLog:
+    """The notifier's ``wake``: which queue was woken, and what had been published by then."""
+
+    def __init__(self, publisher: RecordingPublisher) -> None:
+        self.publisher, self.woken = publisher, []  # type: list[tuple[str, list[str]]]
+
+    def __call__(self, queue: str) -> None:
+        statuses = [e.data.status for e in self.publisher.of_type("notification.recorded")]  # type: ignore[attr-defined]
+        self.woken.append((queue, statuses))
+
+
+@pytest.mark.parametrize(("now", "woken"), [(DAY, True), (NIGHT, False)])
+def test_a_message_queued_due_now_wakes_its_queue_after_its_record(now: datetime, woken: bool) -> None:
+    async def scenario() -> None:
+        # Given the notifier wired with a wake-up, by day and at night (quiet hours defer an SMS)
+        publisher, transports = RecordingPublisher(), {"sms-gateway": CountingTransport("sms-gateway")}
+        wake = WakeLog(publisher)
+        notifier = Notifier(settings=NotifierSettings(), policy=POLICY, publisher=publisher,
+                            customers=DictCustomers(), outbox=DictOutbox(), queues=list(transports),
+                            clock=FixedClock(now), metrics=NotifierMetrics.create(CollectorRegistry()),
+                            wake=wake)
+        # When a registration is acknowledged by SMS
+        await notifier.on_registered(None, registered().to_bytes())
+        # Then by day its queue is woken once, after the queued record went out; at night (deferred) not
+        assert wake.woken == ([("sms-gateway", ["queued"])] if woken else [])
+    asyncio.run(scenario())
+
+
+def test_a_woken_dispatch_loop_drains_at_once_and_otherwise_on_its_interval() -> None:
+    async def scenario() -> None:
+        drained = asyncio.Queue()  # type: asyncio.Queue[int]
+        count = 0
+
+        async def drain() -> None:
+            nonlocal count
+            count += 1
+            drained.put_nowait(count)
+
+        woken = asyncio.Event()
+        # Given a dispatch loop with an interval far longer than the test
+        loop = asyncio.ensure_future(notifier_app._dispatcher(drain, woken, interval=3600)())
+        try:
+            # When it is woken, Then it drains without waiting for the interval, each time
+            for expected in (1, 2):
+                woken.set()
+                assert await asyncio.wait_for(drained.get(), timeout=10) == expected
+            assert not woken.is_set()  # cleared before the drain: a wake during it is not lost
+        finally:
+            loop.cancel()
+        # And with a short interval it drains unwoken (what fell due since, another instance's)
+        loop = asyncio.ensure_future(notifier_app._dispatcher(drain, asyncio.Event(), interval=0.01)())
+        try:
+            assert await asyncio.wait_for(drained.get(), timeout=10) == 3
+        finally:
+            loop.cancel()
+    asyncio.run(scenario())
