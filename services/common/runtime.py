@@ -243,8 +243,8 @@ def run_worker(app: faust.App, *, log_level: str) -> None:
 
 def use_event_loop(name: str) -> None:
     """Make ``name`` (uvloop or asyncio) the event loop of the loops made from now on: the worker's
-    and faust's consumer thread's; before the app is built. uvloop falls back to asyncio, with a
-    warning, where it is not installed."""
+    and faust's consumer thread's; before the app is built. uvloop (opt-in, not a dependency)
+    falls back to asyncio, with a warning, where it is not installed."""
     if name != "uvloop":
         return
     try:

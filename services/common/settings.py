@@ -169,8 +169,10 @@ class CommonSettings(TransportSettings):
     HTTP_RETRY_AFTER            seconds a 503 answer (a dependency does not answer) asks the client
                                 to wait, in its Retry-After header (default 5)
     LOG_LEVEL                   debug | info | warning | error (default info)
-    EVENT_LOOP                  uvloop | asyncio: the service's event loop (default uvloop, which
-                                spends less CPU on every record; asyncio where uvloop is missing)
+    EVENT_LOOP                  asyncio | uvloop: the service's event loop (default asyncio). uvloop
+                                (`pip install uvloop`) is opt-in: with it, faust's consumer thread
+                                of two services once hung in an offset commit after the broker was
+                                killed (test_chaos_broker, 2026-12-04), see docs/performance.md
     """
 
     model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
@@ -202,7 +204,7 @@ class CommonSettings(TransportSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", validation_alias="LOG_LEVEL"
     )
-    event_loop: Literal["uvloop", "asyncio"] = Field(default="uvloop", validation_alias="EVENT_LOOP")
+    event_loop: Literal["uvloop", "asyncio"] = Field(default="asyncio", validation_alias="EVENT_LOOP")
     outage_pause_after: float = Field(default=30.0, ge=0, le=3600, validation_alias="OUTAGE_PAUSE_AFTER")
     outage_max_backoff: float = Field(default=10.0, gt=0, le=300, validation_alias="OUTAGE_MAX_BACKOFF")
     deadletter_max_bytes: int = Field(
