@@ -8,8 +8,6 @@ import os
 import sys
 from typing import Any
 
-MAX_ACCOUNT = 200  # the longest account a channel message carries (ChannelMessage.account)
-
 
 def _customer_key(args: argparse.Namespace, data_dir: Any, policy_file: Any) -> str:
     if args.customer_key:
@@ -31,11 +29,13 @@ def _wechat_key(openid: str, *, secret: bytes) -> str:
     (``FromUserName``; a WeChat message carries no phone or e-mail); ValueError when the text
     cannot be an openid."""
     from schemas.events import Contact
+    from services.intake.channels.base import ChannelMessage
     from services.intake.logic import customer_key
 
     openid = openid.strip()
-    if not openid or len(openid) > MAX_ACCOUNT:  # empty would be the key of every anonymous complaint
-        raise ValueError(f"customer: not a WeChat openid (1 to {MAX_ACCOUNT} characters)")
+    longest = ChannelMessage.model_fields["account"].metadata[0].max_length  # intake's own limit
+    if not openid or len(openid) > longest:  # empty would be the key of every anonymous complaint
+        raise ValueError(f"customer: not a WeChat openid (1 to {longest} characters)")
     return customer_key(Contact(), account=openid, secret=secret)
 
 
