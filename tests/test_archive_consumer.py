@@ -15,8 +15,8 @@ from prometheus_client import CollectorRegistry
 
 from schemas.envelope import Envelope
 from schemas.topics import LIFECYCLE, REGISTERED, TopicSpec
-from services.archive.consumer import BatchConsumer
 from services.common.boundary import Boundary, Record
+from services.common.consumer import BatchConsumer, batched
 from services.common.settings import CommonSettings
 from tests.conftest import own_broker
 
@@ -82,9 +82,9 @@ def settings(bootstrap: str) -> CommonSettings:
 def consumer(bootstrap: str, sink: Sink, letters: Letters, group: str, *, size: int = 100) -> BatchConsumer:
     boundary = Boundary(service="archive", publisher=letters, registry=CollectorRegistry(),
                         settings=settings(bootstrap))
-    return BatchConsumer(settings=settings(bootstrap), group_id=group, boundary=boundary,
-                         batch=sink.batch, single=sink.single, specs=SPECS, size=size, within=0.2,
-                         fetch_ahead=1000)
+    return BatchConsumer(settings=settings(bootstrap), group_id=group,
+                         handle=batched(boundary, sink.batch, sink.single), specs=SPECS, size=size,
+                         within=0.2, fetch_ahead=1000)
 
 
 def produce(bootstrap: str, n: int, *, bad: int | None = None, prefix: str = "k") -> None:

@@ -153,7 +153,7 @@ def test_build_with_an_archive_given_connects_to_no_database(monkeypatch: pytest
     # faust's agent and consumer (which would join the same group with another protocol)
     assert ArchiveSettings().consumer == "batch"
     assert not list(app.agents.values())
-    assert "events" in {t.__name__ for t in app._app_tasks}
+    assert "consume" in {t.__name__ for t in app._app_tasks}
     assert app.boot_strategy.enable_kafka_consumer is False
     assert not (tmp_path / "archive.sqlite3").exists()
     # and with ARCHIVE_CONSUMER=faust, one batched agent over the five topics

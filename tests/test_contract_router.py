@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
+from services.common.consumer import inputs
 from services.common.policy import load_policy
 from services.router import app as router_app
 from services.router.adapters import RedisCases, RedisFirstContacts
@@ -448,6 +449,6 @@ def test_build_makes_a_redis_client_only_for_the_ports_not_given(
     app = router_app.build(settings, load_policy(None), publisher=RecordingPublisher(),
                            clock=FixedClock(), registry=CollectorRegistry(),
                            **{k: fakes[k] for k in given})
-    # Then it is wired (three agents) and a client was made only if a port was missing
-    assert sorted(app.agents) == ["router.lifecycle", "router.registered", "router.sla"]
+    # Then it reads its three topics and a client was made only if a port was missing
+    assert inputs(app) == {"complaints.registered", "complaints.lifecycle", "complaints.sla"}
     assert len(made) == int(client_made)

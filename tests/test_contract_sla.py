@@ -10,7 +10,7 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import faust
 import pytest
@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
 from schemas.events import CaseAction
+from services.common.consumer import inputs
 from services.common.policy import load_policy
 from services.common.runtime import always_ready
 from services.sla_monitor import app as sla_app
@@ -340,9 +341,9 @@ def test_build_given_every_port_opens_no_redis_connection(monkeypatch: pytest.Mo
     add_web = sla_app.add_web
 
     def spy(app: faust.App, *, service: str, registry: CollectorRegistry,
-            check: Callable[[], Awaitable[object]]) -> None:
+            check: Callable[[], Awaitable[object]], **more: Any) -> None:
         checks.append(check)
-        add_web(app, service=service, registry=registry, check=check)
+        add_web(app, service=service, registry=registry, check=check, **more)
 
     monkeypatch.setattr(sla_app, "add_web", spy)
     monkeypatch.setenv("COMPLAINTS_DATA_DIR", str(tmp_path))
@@ -351,5 +352,5 @@ def test_build_given_every_port_opens_no_redis_connection(monkeypatch: pytest.Mo
                         store=DictFacts(), clock=FixedClock(), registry=CollectorRegistry(),
                         read=StaticTopics())
     # Then it is wired, and its /healthz has nothing to ping
-    assert set(app.agents) == {"sla-monitor.routed", "sla-monitor.lifecycle", "sla-monitor.notifications"}
+    assert inputs(app) == {"complaints.routed", "complaints.lifecycle", "complaints.notifications"}
     assert checks == [always_ready]

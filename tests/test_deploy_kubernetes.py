@@ -25,6 +25,7 @@ import yaml
 
 from schemas.topics import ALL_TOPICS
 from services.__main__ import SERVICES
+from services.common.consumer import inputs
 from services.common.policy import load_policy
 from services.common.settings import load_settings
 from services.intake.rebuild import TIMELINE_TOPICS
@@ -123,9 +124,8 @@ def code(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, set[s
         known = {f.validation_alias for f in cls.model_fields.values()}
         settings = cls(**{k: str(v) for k, v in dirs.items() if k in known})
         app = importlib.import_module(app_mod).build(settings, load_policy(None))
-        topics = {t for agent in app.agents.values() for t in agent.channel.topics}
-        # the archive reads with a consumer of its own (services/archive/consumer.py), same group
-        topics |= {s.name for s in getattr(getattr(app, "batch_consumer", None), "specs", ())}
+        # faust's agents or a batch consumer of the service's own (services/common/consumer.py)
+        topics = inputs(app)
         # faust's consumer group id is the app id
         out[name] = (app.conf.id, topics, cls.model_fields["http_port"].default, cls)
     return out

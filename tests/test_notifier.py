@@ -27,6 +27,7 @@ from schemas.events import (
     RoutingDecision,
     Severity,
 )
+from services.common.consumer import inputs
 from services.common.policy import QuietHours, SatisfactionPolicy, load_policy
 from services.notifier import app as notifier_app
 from services.notifier import logic
@@ -307,7 +308,7 @@ def test_build_with_every_port_given_opens_no_redis(monkeypatch: pytest.MonkeyPa
                              outbox=DictOutbox(), transports={"outbox": CountingTransport("outbox")},
                              clock=FixedClock(), registry=CollectorRegistry(),
                              limit=DictRecipientLimit(limit=10, window=86400))
-    assert set(app.agents) == {f"notifier.{n}" for n in ("registered", "lifecycle", "routed", "sla")}
+    assert inputs(app) == {f"complaints.{n}" for n in ("registered", "lifecycle", "routed", "sla")}
 
 
 # ---- the file outbox: allowed explicitly, and never taken for a delivery -------------------
@@ -340,13 +341,13 @@ def test_the_notifier_refuses_to_start_on_the_outbox_unless_it_is_enabled(
         build()
     assert all(name in str(refused.value) for name in missing), str(refused.value)
     # unless the outbox is enabled explicitly
-    assert build(NOTIFIER_OUTBOX_ENABLED="true").agents
+    assert inputs(build(NOTIFIER_OUTBOX_ENABLED="true"))
     # Given every channel configured, Then it starts without it
     complete = {"NOTIFIER_SMTP": SMTP, "NOTIFIER_SMS_GATEWAY": GATEWAY, "NOTIFIER_CHAT": EVERY_ROLE}
     settings = NotifierSettings(COMPLAINTS_DATA_DIR=str(tmp_path), **complete)
-    assert notifier_app.build(settings, POLICY, publisher=RecordingPublisher(), customers=DictCustomers(),
-                              outbox=DictOutbox(), clock=FixedClock(), registry=CollectorRegistry(),
-                              limit=DictRecipientLimit(limit=10, window=86400)).agents
+    assert inputs(notifier_app.build(settings, POLICY, publisher=RecordingPublisher(), customers=DictCustomers(),
+                                     outbox=DictOutbox(), clock=FixedClock(), registry=CollectorRegistry(),
+                                     limit=DictRecipientLimit(limit=10, window=86400)))
 
 
 def test_the_roles_a_notice_may_go_to_are_the_policys() -> None:

@@ -171,7 +171,7 @@ def test_a_wrong_password_no_client_certificate_or_an_untrusted_ca_is_refused(ka
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_the_archives_aiokafka_consumer_reads_over_the_secure_listener(kafka: SecureKafka,
                                                                        protocol: str) -> None:
-    from services.archive.consumer import BatchConsumer
+    from services.common.consumer import BatchConsumer
     from services.common.settings import CommonSettings
 
     settings = CommonSettings(**kafka.env(protocol))  # type: ignore[arg-type]
@@ -190,7 +190,7 @@ def test_the_archives_aiokafka_consumer_reads_over_the_secure_listener(kafka: Se
         finally:
             await producer.stop()
         batch = BatchConsumer(settings=settings, group_id=f"h4-{uuid.uuid4().hex[:6]}",
-                              boundary=None, batch=None, single=None,  # type: ignore[arg-type]
+                              handle=None,  # type: ignore[arg-type]
                               specs=(spec,), size=10, within=0.5, fetch_ahead=10)
         consumer = batch.make_consumer()  # what the archive runs
         consumer.subscribe([spec.name])

@@ -11,7 +11,6 @@ import faust
 from prometheus_client import CollectorRegistry
 
 from services.archive.adapters import SqlArchive, open_store
-from services.archive.consumer import BatchConsumer
 from services.archive.handlers import SERVICE, Archive
 from services.archive.metrics import ArchiveMetrics
 from services.archive.ports import CaseArchive, Clock, Publisher
@@ -19,6 +18,7 @@ from services.archive.records import INPUTS
 from services.archive.reports.http import add_report_api
 from services.archive.settings import ArchiveSettings
 from services.common.boundary import Boundary
+from services.common.consumer import BatchConsumer, attach, batched
 from services.common.policy import Policy
 from services.common.runtime import FaustPublisher, add_web, make_app
 from services.sla_monitor.calendar import load_calendar
@@ -53,20 +53,14 @@ def build(settings: ArchiveSettings, policy: Policy, *, publisher: Publisher | N
     boundary = Boundary(service=SERVICE, publisher=publisher, registry=registry, settings=settings)
 
     lag = None
-    if settings.consumer == "batch":  # aiokafka's getmany into one write per batch: consumer.py
-        consumer = BatchConsumer(settings=settings, group_id=app.conf.id, boundary=boundary,
-                                 batch=service.on_batch, single=service.on_record, specs=INPUTS,
-                                 size=settings.batch_size, within=settings.batch_within,
-                                 fetch_ahead=settings.stream_buffer, depth=settings.in_flight)
+    if settings.consumer == "batch":  # aiokafka's getmany into one write per batch
+        consumer = BatchConsumer(settings=settings, group_id=app.conf.id,
+                                 handle=batched(boundary, service.on_batch, service.on_record),
+                                 specs=INPUTS, size=settings.batch_size, within=settings.batch_within,
+                                 fetch_ahead=settings.stream_buffer, depth=settings.in_flight,
+                                 fetch_wait=min(settings.batch_within, settings.kafka_fetch_max_wait))
         lag = consumer.lag
-        app.batch_consumer = consumer  # type: ignore[attr-defined]  # what it reads (the deploy tests)
-        # faust's own consumer would join the same group with faust's protocol (and with no
-        # topic its conductor cannot subscribe): the producer, web and timers run without it
-        app.boot_strategy.enable_kafka_consumer = False
-
-        @app.task  # type: ignore[untyped-decorator]
-        async def events() -> None:
-            await consumer.run()
+        attach(app, consumer)
     else:  # faust's agent, one record at a time through its stream, batched by take_events
         boundary.subscribe_batches(app, "events", service.on_batch, service.on_record, *INPUTS,
                                    size=settings.batch_size, within=settings.batch_within,

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from schemas.topics import INBOUND, LIFECYCLE, NOTIFICATIONS, REGISTERED, ROUTED, SLA
 from services.common import sealing
 from services.common.boundary import Boundary
+from services.common.consumer import consume_batches
 from services.common.pii_keys import KeyStore, read_keys
 from services.common.policy import Policy
 from services.common.ports import Clock, Publisher
@@ -63,13 +64,12 @@ def build(
     boundary = Boundary(service=SERVICE, publisher=publisher, registry=registry, settings=settings,
                         seal=lambda original: sealing.seal_blob(masters, original))
 
-    n, size, within = settings.agent_concurrency, settings.batch_size, settings.batch_within
-    boundary.subscribe_batches(app, "inbound", intake.on_inbound_batch, intake.on_inbound, INBOUND,
-                               size=size, within=within, concurrency=n)
-    boundary.subscribe_batches(app, "timeline", intake.on_timeline_batch, intake.project, REGISTERED,
-                               ROUTED, LIFECYCLE, SLA, NOTIFICATIONS, size=size, within=within,
-                               concurrency=n)
+    lag = consume_batches(app, settings, boundary, [
+        ("inbound", (INBOUND,), intake.on_inbound_batch, intake.on_inbound),
+        ("timeline", (REGISTERED, ROUTED, LIFECYCLE, SLA, NOTIFICATIONS), intake.on_timeline_batch,
+         intake.project),
+    ], size=settings.batch_size, within=settings.batch_within)
 
-    add_web(app, service=SERVICE, registry=registry, check=check)
+    add_web(app, service=SERVICE, registry=registry, lag=lag, check=check)
     add_http_api(app, intake, settings)
     return app

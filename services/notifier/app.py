@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from schemas.topics import LIFECYCLE, REGISTERED, ROUTED, SLA
 from services.common import sealing
 from services.common.boundary import Boundary
+from services.common.consumer import consume
 from services.common.errors import ConfigError
 from services.common.kafka import read_topic
 from services.common.pii_keys import KeyStore, read_keys
@@ -92,11 +93,12 @@ def build(settings: NotifierSettings, policy: Policy, *, publisher: Publisher | 
     boundary = Boundary(service=SERVICE, publisher=publisher, registry=registry,
                         max_retries=settings.missing_contact_retries, settings=settings)
 
-    n = settings.agent_concurrency
-    boundary.subscribe(app, "registered", notifier.on_registered, REGISTERED, concurrency=n)
-    boundary.subscribe(app, "lifecycle", notifier.on_case_event, LIFECYCLE, concurrency=n)
-    boundary.subscribe(app, "routed", notifier.on_routed, ROUTED, concurrency=n)
-    boundary.subscribe(app, "sla", notifier.on_sla, SLA, concurrency=n)
+    lag = consume(app, settings, boundary, {
+        REGISTERED: notifier.on_registered,
+        ROUTED: notifier.on_routed,
+        LIFECYCLE: notifier.on_case_event,
+        SLA: notifier.on_sla,
+    })
 
     for queue in transports:  # each transport drains its own queue: a slow one holds up no other
         app.task(_dispatcher(_drainer(boundary, dispatcher, queue), wakes[queue],
@@ -106,7 +108,7 @@ def build(settings: NotifierSettings, policy: Policy, *, publisher: Publisher | 
     async def store() -> None:
         await boundary.guard("store check", notifier.check_store, timeout=settings.rebuild_timeout)
 
-    add_web(app, service=SERVICE, registry=registry, check=check)
+    add_web(app, service=SERVICE, registry=registry, lag=lag, check=check)
     return app
 
 

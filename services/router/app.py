@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from schemas.topics import LIFECYCLE, REGISTERED, SLA
 from services.common.boundary import Boundary
+from services.common.consumer import consume
 from services.common.errors import ConfigError
 from services.common.policy import DEFAULT_POLICY, Policy
 from services.common.runtime import FaustPublisher, add_web, always_ready, make_app, redis_client
@@ -64,10 +65,11 @@ def build(settings: RouterSettings, policy: Policy, *, publisher: Publisher | No
         model=model)
     boundary = Boundary(service=SERVICE, publisher=publisher, registry=registry, settings=settings)
 
-    n = settings.agent_concurrency
-    boundary.subscribe(app, "registered", router.on_registered, REGISTERED, concurrency=n)
-    boundary.subscribe(app, "lifecycle", router.on_case_event, LIFECYCLE, concurrency=n)
-    boundary.subscribe(app, "sla", router.on_sla, SLA, concurrency=n)
+    lag = consume(app, settings, boundary, {
+        REGISTERED: router.on_registered,
+        LIFECYCLE: router.on_case_event,
+        SLA: router.on_sla,
+    })
 
     @app.timer(interval=settings.load_interval)  # type: ignore[untyped-decorator]
     async def loads() -> None:
@@ -78,5 +80,5 @@ def build(settings: RouterSettings, policy: Policy, *, publisher: Publisher | No
         await boundary.guard("queues", router.queues.sweep)
         await boundary.guard("queue_gauges", router.queues.refresh)
 
-    add_web(app, service=SERVICE, registry=registry, check=check)
+    add_web(app, service=SERVICE, registry=registry, lag=lag, check=check)
     return app

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from schemas.topics import LIFECYCLE, NOTIFICATIONS, ROUTED
 from services.common.boundary import Boundary
+from services.common.consumer import consume
 from services.common.kafka import read_topic
 from services.common.policy import Policy
 from services.common.runtime import FaustPublisher, add_web, always_ready, make_app, redis_client
@@ -59,10 +60,11 @@ def build(settings: SlaMonitorSettings, policy: Policy, *, publisher: Publisher 
         calendars=clocks, read=read or topic_reader(settings.bootstrap_list()))
     boundary = Boundary(service=SERVICE, publisher=publisher, registry=registry, settings=settings)
 
-    n = settings.agent_concurrency
-    boundary.subscribe(app, "routed", monitor.on_routed, ROUTED, concurrency=n)
-    boundary.subscribe(app, "lifecycle", monitor.on_case_event, LIFECYCLE, concurrency=n)
-    boundary.subscribe(app, "notifications", monitor.on_notification, NOTIFICATIONS, concurrency=n)
+    lag = consume(app, settings, boundary, {
+        ROUTED: monitor.on_routed,
+        LIFECYCLE: monitor.on_case_event,
+        NOTIFICATIONS: monitor.on_notification,
+    })
 
     @app.timer(interval=settings.tick_interval)  # type: ignore[untyped-decorator]
     async def due() -> None:
@@ -71,6 +73,6 @@ def build(settings: SlaMonitorSettings, policy: Policy, *, publisher: Publisher 
         if monitor.whole:
             await boundary.guard("tick", monitor.scan, timeout=settings.tick_timeout)
 
-    add_web(app, service=SERVICE, registry=registry,
+    add_web(app, service=SERVICE, registry=registry, lag=lag,
             check=redis.ping if redis is not None else always_ready)
     return app
