@@ -392,6 +392,42 @@ def test_a_batch_that_outlives_its_claim_is_not_sent_twice(redis_url: str, redis
     run(redis_url, redis_prefix, scenario)
 
 
+class SlowAcknowledgements(RecordingPublisher):
+    """A broker slow to acknowledge the records of sends (``sent``, ``outboxed``) until opened."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open = asyncio.Event()
+        self.waiting = 0
+
+    async def publish(self, topic: Any, event: Envelope) -> None:
+        if event.type == "notification.recorded" and event.data.status in ("sent", "outboxed"):
+            self.waiting += 1
+            await self.open.wait()
+        await super().publish(topic, event)
+
+
+def test_a_slow_record_of_a_send_holds_no_send_slot(redis_url: str, redis_prefix: str) -> None:
+    async def scenario(world: World) -> None:
+        # Given one send at a time, and a broker slow to acknowledge what was sent
+        world.publisher = slow = SlowAcknowledgements()
+        outbox = CountingTransport("outbox")
+        a = world.notifier({"outbox": outbox}, NOTIFIER_TRANSPORT_CONCURRENCY=1)
+        for n in range(3):
+            await a.handlers.on_registered(None, registered(f"C-{n}").to_bytes())
+        # When the queue is dispatched
+        dispatching = asyncio.create_task(a.dispatcher.dispatch("outbox"))
+        # Then the next send begins once the outbox has the last one's answer, not once the
+        # broker has its record: all three go while the records wait
+        await wait_until(lambda: len(outbox.sent) == 3 and slow.waiting == 3, timeout=10,
+                         what="three sends while their records wait")
+        assert not world.records(status="outboxed") and not dispatching.done()
+        slow.open.set()
+        await asyncio.wait_for(dispatching, 10)
+        assert sorted(r.complaint_id for r in world.records(status="outboxed")) == ["C-0", "C-1", "C-2"]
+    run(redis_url, redis_prefix, scenario)
+
+
 class TakesItAndHangs:
     """A transport that accepts the message, then never answers: its sender is killed there."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -31,6 +32,26 @@ from services.notifier.transports import (
 
 log = logging.getLogger(__name__)
 RUNNABLE = ("queued", "sending")  # states a claimed notification is attempted in
+
+
+class _Slot:
+    """One of a transport's send slots, given back once (whichever comes first: the outbox took
+    the answer, or the attempt ended)."""
+
+    def __init__(self, gate: asyncio.Semaphore) -> None:
+        self.gate, self.held = gate, False
+
+    async def take(self) -> None:
+        await self.gate.acquire()
+        self.held = True
+
+    def give_back(self) -> None:
+        if self.held:
+            self.held = False
+            self.gate.release()
+
+
+_SLOT: contextvars.ContextVar[_Slot | None] = contextvars.ContextVar("notifier_send_slot", default=None)
 
 
 @dataclass
@@ -100,8 +121,16 @@ class Dispatcher:
         gate = asyncio.Semaphore(s.transport_concurrency)
 
         async def one(item: Queued) -> None:
-            async with gate:
+            # a slot from the send's lease (``begin``) until the outbox has its answer: at most
+            # NOTIFIER_TRANSPORT_CONCURRENCY per transport are ever in doubt; the records of the
+            # answer (a publish the broker acknowledges) are made after the slot is given back
+            slot = _Slot(gate)
+            await slot.take()
+            _SLOT.set(slot)  # this task's own context: _conclude gives the slot back
+            try:
                 await self._attempt(queue, transport, item)
+            finally:
+                slot.give_back()
 
         runnable = [item for item in taken
                     if item.state in RUNNABLE and item.note.notification_id not in self.unsettled]
@@ -136,6 +165,9 @@ class Dispatcher:
             if not kept.settled:
                 await self.outbox.settle(kept.queue, nid, kept.outcome, due=kept.due)
                 kept.settled = True
+            slot = _SLOT.get()
+            if slot is not None:  # the outbox has the answer: the next send may begin
+                slot.give_back()
             await kept.then()
         except Exception as exc:
             if kept.settled and not is_transient(exc):
