@@ -181,6 +181,7 @@ def test_the_batch_consumer_stands_in_for_fausts_and_faust_stays_a_choice(tmp_pa
     app = wired(tmp_path, "batch")
     assert not app.agents and not app.boot_strategy.enable_kafka_consumer
     assert app.batch_consumer.group_id == "complaints-wiring"  # type: ignore[attr-defined]
+    assert app.batch_consumer.depth == 8  # type: ignore[attr-defined]  # CONSUMER_BATCHES_IN_FLIGHT
     assert inputs(app) == {REGISTERED.name, ROUTED.name}
     # Given KAFKA_CONSUMER=faust: an agent per topic, named after it, as before
     app = wired(tmp_path, "faust")

@@ -327,7 +327,7 @@ def consume(app: faust.App, settings: CommonSettings, boundary: Boundary,
         settings=settings, group_id=app.conf.id,
         handle=Keyed(boundary, handlers, concurrency=n * len(handlers)), specs=tuple(handlers),
         size=settings.consumer_batch_size, within=settings.consumer_batch_within,
-        fetch_ahead=settings.consumer_batch_size)
+        fetch_ahead=settings.consumer_batch_size, depth=settings.consumer_in_flight)
     attach(app, consumer)
     return consumer.lag
 

@@ -158,6 +158,9 @@ class CommonSettings(TransportSettings):
                                 1 to 100000)
     CONSUMER_BATCH_WITHIN       KAFKA_CONSUMER=batch: seconds a batch waits after its first record
                                 for more (default 0.005, 0 to 10; a hop's added latency at most)
+    CONSUMER_BATCHES_IN_FLIGHT  KAFKA_CONSUMER=batch: batches the router, SLA monitor and notifier
+                                handle at once (default 8, 1 to 64): a record waits for no batch
+                                but the ones before it on its own complaint; offsets commit in order
     AGENT_CONCURRENCY           records each consumer handles at once per input topic (default
                                 8); safe because every effect is idempotent, a batch consumer
                                 keeps a complaint's records in order, and offsets commit only
@@ -216,6 +219,7 @@ class CommonSettings(TransportSettings):
     consumer_batch_size: int = Field(default=500, ge=1, le=100_000, validation_alias="CONSUMER_BATCH_SIZE")
     consumer_batch_within: float = Field(default=0.005, ge=0, le=10,
                                          validation_alias="CONSUMER_BATCH_WITHIN")
+    consumer_in_flight: int = Field(default=8, ge=1, le=64, validation_alias="CONSUMER_BATCHES_IN_FLIGHT")
     rebuild_lock_lease: float = Field(default=10.0, ge=1, le=600, validation_alias="REBUILD_LOCK_LEASE")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", validation_alias="LOG_LEVEL"
