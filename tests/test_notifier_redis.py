@@ -428,6 +428,43 @@ def test_a_slow_record_of_a_send_holds_no_send_slot(redis_url: str, redis_prefix
     run(redis_url, redis_prefix, scenario)
 
 
+class Overlapping:
+    """A transport that counts how many sends are in it at once, each waiting until opened."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.open = name, asyncio.Event()
+        self.inside = self.most = 0
+        self.sent: list[Notification] = []
+
+    async def send(self, notification: Notification) -> None:
+        self.inside += 1
+        self.most = max(self.most, self.inside)
+        try:
+            await self.open.wait()
+            self.sent.append(notification)
+        finally:
+            self.inside -= 1
+
+
+def test_the_file_outbox_takes_its_own_concurrency_other_transports_the_common_one(
+        redis_url: str, redis_prefix: str) -> None:
+    async def scenario(world: World) -> None:
+        # Given one send at a time per transport, but three to the file outbox
+        outbox = Overlapping("outbox")
+        a = world.notifier({"outbox": outbox}, NOTIFIER_TRANSPORT_CONCURRENCY=1,
+                           NOTIFIER_OUTBOX_CONCURRENCY=3)
+        for n in range(5):
+            await a.handlers.on_registered(None, registered(f"C-{n}").to_bytes())
+        # When the outbox's queue is dispatched, Then three sends are in it at once, no more
+        dispatching = asyncio.create_task(a.dispatcher.dispatch("outbox"))
+        await wait_until(lambda: outbox.inside == 3, timeout=10, what="three sends at once")
+        outbox.open.set()
+        await asyncio.wait_for(dispatching, 10)
+        assert outbox.most == 3 and len(outbox.sent) == 5
+
+    run(redis_url, redis_prefix, scenario)
+
+
 class TakesItAndHangs:
     """A transport that accepts the message, then never answers: its sender is killed there."""
 

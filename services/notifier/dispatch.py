@@ -118,7 +118,7 @@ class Dispatcher:
         s = self.settings
         taken = await self.outbox.claim(queue, now=self.now().timestamp(), limit=s.dispatch_batch,
                                         lease=s.send_lease)
-        gate = asyncio.Semaphore(s.transport_concurrency)
+        gate = asyncio.Semaphore(s.outbox_concurrency if queue == OUTBOX else s.transport_concurrency)
 
         async def one(item: Queued) -> None:
             # a slot from the send's lease (``begin``) until the outbox has its answer: at most

@@ -68,6 +68,8 @@ class NotifierSettings(CommonSettings):
                               and what another instance queued or left behind
     NOTIFIER_DISPATCH_BATCH   most notifications a scan takes per transport (default 200)
     NOTIFIER_TRANSPORT_CONCURRENCY  sends in flight per transport (default 8)
+    NOTIFIER_OUTBOX_CONCURRENCY  sends in flight to the file outbox (default 64, 1 to 1024): a local
+                              file, no server's limit, so not NOTIFIER_TRANSPORT_CONCURRENCY
     NOTIFIER_SEND_LEASE       seconds a taken notification stays with one instance (default 60);
                               must exceed every transport's timeout, or a slow send would be
                               taken for a dead one
@@ -114,6 +116,7 @@ class NotifierSettings(CommonSettings):
     dispatch_batch: int = Field(default=200, ge=1, le=10_000, validation_alias="NOTIFIER_DISPATCH_BATCH")
     transport_concurrency: int = Field(default=8, ge=1, le=256,
                                        validation_alias="NOTIFIER_TRANSPORT_CONCURRENCY")
+    outbox_concurrency: int = Field(default=64, ge=1, le=1024, validation_alias="NOTIFIER_OUTBOX_CONCURRENCY")
     send_lease: float = Field(default=60.0, ge=1, le=3600, validation_alias="NOTIFIER_SEND_LEASE")
     in_doubt: Literal["resend", "hold"] = Field(default="resend", validation_alias="NOTIFIER_IN_DOUBT")
     recipient_limit: int = Field(default=10, ge=1, le=10_000, validation_alias="NOTIFIER_RECIPIENT_LIMIT")
