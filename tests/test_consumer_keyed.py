@@ -46,6 +46,9 @@ class Log:
 
         return handle
 
+    async def until_started(self, value: bytes) -> None:
+        await asyncio.wait_for(self.started.setdefault(value, asyncio.Event()).wait(), 5)
+
 
 def keyed(log: Log, *, concurrency: int = 8) -> tuple[Keyed, RecordingPublisher]:
     letters = RecordingPublisher()
@@ -81,10 +84,9 @@ def test_other_complaints_go_on_while_one_waits_and_the_batch_ends_after_all() -
         batch = asyncio.create_task(handle([rec(REGISTERED.name, 0, "c1", "slow"),
                                             rec(REGISTERED.name, 1, "c2", "a"),
                                             rec(REGISTERED.name, 2, "c3", "b")]))
-        await asyncio.wait_for(log.started.setdefault(b"slow", asyncio.Event()).wait(), 5)
-        for _ in range(10):
-            await asyncio.sleep(0)
+        await log.until_started(b"slow")
         # Then the other complaints were handled meanwhile, and the batch is not done
+        await asyncio.wait_for(_until(lambda: len(log.ran) == 2), 5)
         assert sorted(v for _, v in log.ran) == [b"a", b"b"]
         assert not batch.done()
         log.gates[b"slow"].set()
@@ -101,7 +103,7 @@ def test_a_complaints_record_in_a_later_batch_waits_for_its_earlier_one() -> Non
         handle, _ = keyed(log)
         # Given two batches in flight, both with records of complaint c1
         one = asyncio.create_task(handle([rec(REGISTERED.name, 0, "c1", "first")]))
-        await asyncio.wait_for(log.started.setdefault(b"first", asyncio.Event()).wait(), 5)
+        await log.until_started(b"first")
         two = asyncio.create_task(handle([rec(ROUTED.name, 0, "c1", "second"),
                                           rec(ROUTED.name, 1, "c2", "other")]))
         await asyncio.wait_for(_until(lambda: (ROUTED.name, b"other") in log.ran), 5)
@@ -146,12 +148,11 @@ def test_a_batch_cut_short_cancels_its_records() -> None:
         log.gates[b"stuck"] = asyncio.Event()
         handle, _ = keyed(log)
         batch = asyncio.create_task(handle([rec(REGISTERED.name, 0, "c1", "stuck")]))
-        await asyncio.wait_for(log.started.setdefault(b"stuck", asyncio.Event()).wait(), 5)
+        await log.until_started(b"stuck")
         # When the batch is cancelled (a stop), Then its record's handler is cancelled too
         batch.cancel()
         await asyncio.gather(batch, return_exceptions=True)
-        for _ in range(5):
-            await asyncio.sleep(0)
+        # (the batch ends only once its handlers have)
         assert log.running == 0 and not handle.tails
 
     asyncio.run(scenario())

@@ -283,9 +283,10 @@ class Keyed:
             links.append(link)
         try:
             await asyncio.gather(*links)
-        except BaseException:  # cut short (a stop): the links go too; the batch is not committed
-            for link in links:
+        except BaseException:  # cut short (a stop): the links go too, and are done before this
+            for link in links:  # returns (no handler left running); the batch is not committed
                 link.cancel()
+            await asyncio.gather(*links, return_exceptions=True)
             raise
 
     async def _run(self, records: list[Record], before: asyncio.Future[None] | None) -> None:
