@@ -37,11 +37,12 @@ from schemas.events import (
 )
 from services.common.errors import Retry
 from services.common.policy import load_policy
-from services.notifier.adapters import RedisCustomers, RedisOutbox, RedisRecipientLimit
-from services.notifier.dispatch import Dispatcher
+from services.notifier.adapters import RedisCustomers, RedisOutbox, RedisRecipientLimit, transports_of
+from services.notifier.dispatch import Dispatcher, concurrency_of, idempotent
 from services.notifier.handlers import Notifier
 from services.notifier.messages import Notification
 from services.notifier.metrics import NotifierMetrics
+from services.notifier.opening import opening
 from services.notifier.settings import NotifierSettings
 from services.notifier.transports import InDoubtDelivery, PermanentDelivery, TransientDelivery
 from tests.fakes import CountingTransport, FixedClock, RecordingPublisher
@@ -431,8 +432,8 @@ def test_a_slow_record_of_a_send_holds_no_send_slot(redis_url: str, redis_prefix
 class Overlapping:
     """A transport that counts how many sends are in it at once, each waiting until opened."""
 
-    def __init__(self, name: str) -> None:
-        self.name, self.open = name, asyncio.Event()
+    def __init__(self, name: str, *, concurrency: int | None = None) -> None:
+        self.name, self.open, self.concurrency = name, asyncio.Event(), concurrency
         self.inside = self.most = 0
         self.sent: list[Notification] = []
 
@@ -446,23 +447,47 @@ class Overlapping:
             self.inside -= 1
 
 
-def test_the_file_outbox_takes_its_own_concurrency_other_transports_the_common_one(
+def test_a_transport_takes_its_declared_concurrency_others_the_common_one(
         redis_url: str, redis_prefix: str) -> None:
     async def scenario(world: World) -> None:
-        # Given one send at a time per transport, but three to the file outbox
-        outbox = Overlapping("outbox")
-        a = world.notifier({"outbox": outbox}, NOTIFIER_TRANSPORT_CONCURRENCY=1,
-                           NOTIFIER_OUTBOX_CONCURRENCY=3)
-        for n in range(5):
-            await a.handlers.on_registered(None, registered(f"C-{n}").to_bytes())
-        # When the outbox's queue is dispatched, Then three sends are in it at once, no more
-        dispatching = asyncio.create_task(a.dispatcher.dispatch("outbox"))
-        await wait_until(lambda: outbox.inside == 3, timeout=10, what="three sends at once")
-        outbox.open.set()
-        await asyncio.wait_for(dispatching, 10)
-        assert outbox.most == 3 and len(outbox.sent) == 5
+        # Given one send at a time per transport (NOTIFIER_TRANSPORT_CONCURRENCY=1)
+        async def most_at_once(transport: Overlapping, first: int) -> int:
+            a = world.notifier({"outbox": transport}, NOTIFIER_TRANSPORT_CONCURRENCY=1)
+            for n in range(first, first + 5):
+                await a.handlers.on_registered(None, registered(f"C-{n}").to_bytes())
+            dispatching = asyncio.create_task(a.dispatcher.dispatch("outbox"))
+            await wait_until(lambda: transport.inside == (transport.concurrency or 1), timeout=10,
+                             what="the sends it takes at once")
+            transport.open.set()
+            await asyncio.wait_for(dispatching, 10)
+            assert len(transport.sent) == 5
+            return transport.most
+
+        # When a transport that declares three is dispatched, Then three sends are in it at once
+        assert await most_at_once(Overlapping("outbox", concurrency=3), 0) == 3
+        # and one that declares none takes the common one
+        assert await most_at_once(Overlapping("outbox"), 5) == 1
 
     run(redis_url, redis_prefix, scenario)
+
+
+def test_the_file_outbox_declares_its_concurrency_and_a_repeat_that_reaches_nobody(tmp_path: Path) -> None:
+    # Given the settings of the file outbox (a file per id) and a server's common limit
+    settings = NotifierSettings(**{
+        "NOTIFIER_OUTBOX_DIR": str(tmp_path), "NOTIFIER_OUTBOX_CONCURRENCY": 40,
+        "NOTIFIER_TRANSPORT_CONCURRENCY": 5,
+        "NOTIFIER_SMS_GATEWAY": {"url": "http://127.0.0.1:9/sms"}})
+    # When the transports are made
+    transports = transports_of(settings)
+    # Then the outbox takes its own number of sends, the gateway the common one
+    assert concurrency_of(transports["outbox"], settings.transport_concurrency) == 40
+    assert concurrency_of(transports["sms-gateway"], settings.transport_concurrency) == 5
+    # and only the outbox and the call-back queue (which sends nothing) are always resent in doubt
+    assert {q for q, t in transports.items() if idempotent(t)} == {"outbox", "callback"}
+    # and so they are when the service wraps them to open sealed addresses
+    opened = opening(transports, keys=None)  # type: ignore[arg-type]
+    assert {q for q, t in opened.items() if idempotent(t)} == {"outbox", "callback"}
+    assert [concurrency_of(opened[q], 5) for q in ("outbox", "sms-gateway")] == [40, 5]
 
 
 class TakesItAndHangs:
@@ -508,6 +533,31 @@ def test_a_send_whose_sender_died_is_resent_or_held_by_policy(redis_url: str, re
             assert [r.status for r in world.records()] == ["queued", "in_doubt"]
             assert len(letters) == 1 and "in doubt" in letters[0].data.reason
             assert letters[0].data.error_type == "InDoubtDelivery"
+    run(redis_url, redis_prefix, scenario)
+
+
+def test_a_send_to_an_idempotent_transport_whose_sender_died_is_resent_even_under_hold(
+        redis_url: str, redis_prefix: str) -> None:
+    async def scenario(world: World) -> None:
+        # Given NOTIFIER_IN_DOUBT=hold and a sender that died after its transport took the message,
+        # a transport whose repeat under the same id reaches nobody twice (a file named by the id)
+        hangs, outbox = TakesItAndHangs(), CountingTransport("outbox")
+        outbox.idempotent = True  # type: ignore[attr-defined]
+        settings = {"NOTIFIER_SEND_LEASE": 5, "NOTIFIER_IN_DOUBT": "hold"}
+        a, b = world.notifier({"outbox": hangs}, **settings), world.notifier({"outbox": outbox}, **settings)
+        await a.handlers.on_registered(None, registered().to_bytes())
+        dying = asyncio.create_task(a.dispatcher.dispatch("outbox"))
+        await wait_until(lambda: len(hangs.sent) == 1, timeout=10, what="the transport took it")
+        dying.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await dying
+        # When another instance finds it after the dead sender's lease
+        world.clock.now = T0 + timedelta(seconds=6)
+        await b.dispatcher.dispatch("outbox")
+        # Then it is written again under the same id, not held nor dead-lettered
+        assert [n.notification_id for n in outbox.sent] == [hangs.sent[0].notification_id]
+        assert [r.status for r in world.records()] == ["queued", "outboxed"]
+        assert world.publisher.of_type("deadletter.recorded") == []
     run(redis_url, redis_prefix, scenario)
 
 

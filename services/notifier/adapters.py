@@ -48,13 +48,16 @@ class RedisCustomers:
 class FileOutbox:
     """The embedded default transport: one JSON file per notification, named by its id.
 
-    Writing the same id twice replaces the file, so a repeated send is harmless.
+    Writing the same id twice replaces the file, so a repeated send is harmless (``idempotent``:
+    one left in doubt is written again, never held). A local file is no server to spare: it takes
+    NOTIFIER_OUTBOX_CONCURRENCY sends at once.
     """
 
     name = "outbox"
+    idempotent = True
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
+    def __init__(self, directory: Path, *, concurrency: int | None = None) -> None:
+        self.directory, self.concurrency = directory, concurrency
         directory.mkdir(parents=True, exist_ok=True)
 
     async def send(self, notification: Notification) -> None:
@@ -70,7 +73,10 @@ class FileOutbox:
 
 def transports_of(settings: NotifierSettings) -> dict[str, Transport]:
     """The file outbox, the call-back queue, plus every configured transport, by queue name."""
-    out: dict[str, Transport] = {"outbox": FileOutbox(settings.outbox_dir), logic.CALLBACK: CallbackQueue()}
+    out: dict[str, Transport] = {
+        "outbox": FileOutbox(settings.outbox_dir, concurrency=settings.outbox_concurrency),
+        logic.CALLBACK: CallbackQueue(),
+    }
     if settings.smtp:
         out["smtp"] = SmtpTransport(settings.smtp)
     if settings.sms_gateway:

@@ -51,6 +51,18 @@ class _Slot:
             self.gate.release()
 
 
+def concurrency_of(transport: Transport, default: int) -> int:
+    """How many sends the transport takes at once: its own ``concurrency``, else ``default``
+    (NOTIFIER_TRANSPORT_CONCURRENCY)."""
+    declared = getattr(transport, "concurrency", None)
+    return declared if isinstance(declared, int) and declared >= 1 else default
+
+
+def idempotent(transport: Transport) -> bool:
+    """True when the transport declares that a repeat under the same id reaches nobody twice."""
+    return getattr(transport, "idempotent", False) is True
+
+
 _SLOT: contextvars.ContextVar[_Slot | None] = contextvars.ContextVar("notifier_send_slot", default=None)
 
 
@@ -70,7 +82,7 @@ class Dispatcher:
 
     ``dispatch(queue)`` claims up to NOTIFIER_DISPATCH_BATCH due notifications (leased to this
     instance for NOTIFIER_SEND_LEASE seconds) and sends up to NOTIFIER_TRANSPORT_CONCURRENCY at
-    once. Each send first ``begin``s (one sender at a time per notification), then settles:
+    once (below). Each send first ``begin``s (one sender at a time per notification), then settles:
     ``sent`` (``outboxed`` by the file outbox, which reaches nobody); ``retrying`` after a
     transient failure (back-off with jitter, up to NOTIFIER_MAX_ATTEMPTS); ``failed`` after a
     permanent one or the last attempt, dead-lettered.
@@ -78,7 +90,10 @@ class Dispatcher:
     a dead sender's lapsed lease, or the transport raised ``InDoubtDelivery`` (no answer after
     the request or the SMTP content went). In doubt, it is resent under the same id
     (NOTIFIER_IN_DOUBT=resend: a retry like a transient failure's) or recorded ``in_doubt``
-    and dead-lettered (hold), never both. A slow or failing transport holds up only its own queue.
+    and dead-lettered (hold), never both; a transport that declares itself ``idempotent`` (the
+    file outbox: a file named by the id) is always resent. A transport takes its declared
+    ``concurrency`` sends at once (the file outbox: NOTIFIER_OUTBOX_CONCURRENCY), others
+    NOTIFIER_TRANSPORT_CONCURRENCY. A slow or failing transport holds up only its own queue.
     With a ``limit``, a customer message whose recipient had NOTIFIER_RECIPIENT_LIMIT others in
     the window is not sent: recorded ``rate_limited`` (final, not dead-lettered) and counted.
     A customer message that no transport can take is no plain failure (``logic.falls_back``: a
@@ -118,11 +133,11 @@ class Dispatcher:
         s = self.settings
         taken = await self.outbox.claim(queue, now=self.now().timestamp(), limit=s.dispatch_batch,
                                         lease=s.send_lease)
-        gate = asyncio.Semaphore(s.outbox_concurrency if queue == OUTBOX else s.transport_concurrency)
+        gate = asyncio.Semaphore(concurrency_of(transport, s.transport_concurrency))
 
         async def one(item: Queued) -> None:
             # a slot from the send's lease (``begin``) until the outbox has its answer: at most
-            # NOTIFIER_TRANSPORT_CONCURRENCY per transport are ever in doubt; the records of the
+            # the transport's concurrency are ever in doubt; the records of the
             # answer (a publish the broker acknowledges) are made after the slot is given back
             slot = _Slot(gate)
             await slot.take()
@@ -182,14 +197,15 @@ class Dispatcher:
             return  # answered already: its settlement waits for Redis, it is never sent again
         go = await self.outbox.begin(queue, note.notification_id, token=self.token,
                                      now=self.now().timestamp(), lease=self.settings.send_lease,
-                                     in_doubt=self.settings.in_doubt)
+                                     in_doubt=self._in_doubt_policy(transport))
         if go == "doubt":
             await self._held(queue, item, attempt)
             return
         if go == "resend":  # its sender died mid-send: the transport may have it already
             self.metrics.in_doubt.labels(kind, queue, "resent").inc()
-            log.warning("resending in-doubt notification complaint=%s id=%s kind=%s queue=%s",
-                        note.complaint_id, note.notification_id, kind, queue)
+            log.log(logging.INFO if idempotent(transport) else logging.WARNING,
+                    "resending in-doubt notification complaint=%s id=%s kind=%s queue=%s",
+                    note.complaint_id, note.notification_id, kind, queue)
         elif go != "go":
             return  # sent or settled meanwhile, or another instance is sending it right now
         # a customer message counts against its recipient's limit (the callback queue sends nothing)
@@ -201,7 +217,7 @@ class Dispatcher:
         try:
             await transport.send(note)
         except InDoubtDelivery as exc:
-            await self._in_doubt(queue, item, attempt, str(exc))
+            await self._in_doubt(queue, transport, item, attempt, str(exc))
         except TransientDelivery as exc:
             await self._retry(queue, item, attempt, exc)
         except PermanentDelivery as exc:
@@ -215,7 +231,7 @@ class Dispatcher:
         except Exception as exc:  # not a transport's known answer: it may or may not have gone
             log.error("transport %s raised %s (its text may hold personal data: not logged) complaint=%s "
                       "id=%s", queue, type(exc).__name__, note.complaint_id, note.notification_id)
-            await self._in_doubt(queue, item, attempt, f"{type(exc).__name__} from the transport")
+            await self._in_doubt(queue, transport, item, attempt, f"{type(exc).__name__} from the transport")
         else:
             await self._sent(queue, item, attempt)
 
@@ -235,9 +251,14 @@ class Dispatcher:
 
         await self._settle(queue, item, "sent", then)
 
-    async def _in_doubt(self, queue: str, item: Queued, attempt: int, cause: str) -> None:
+    def _in_doubt_policy(self, transport: Transport) -> str:
+        """NOTIFIER_IN_DOUBT, or ``resend`` for a transport whose repeat reaches nobody twice."""
+        return "resend" if idempotent(transport) else self.settings.in_doubt
+
+    async def _in_doubt(self, queue: str, transport: Transport, item: Queued, attempt: int,
+                        cause: str) -> None:
         """The transport may have it: held in doubt, or retried under the same id, by the policy."""
-        if self.settings.in_doubt == "hold":
+        if self._in_doubt_policy(transport) == "hold":
             async def then() -> None:
                 await self._held(queue, item, attempt, reason=(
                     f"in doubt: {cause}, so the transport may or may not have it; not resent "

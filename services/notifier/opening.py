@@ -28,11 +28,14 @@ class DataKeys(Protocol):
 
 
 class OpeningTransport:
-    """A transport that opens a sealed customer address before ``inner`` sends."""
+    """A transport that opens a sealed customer address before ``inner`` sends; it declares what
+    ``inner`` declares (its concurrency, whether a repeat reaches anyone twice)."""
 
     def __init__(self, inner: Transport, keys: DataKeys) -> None:
         self.inner, self.keys = inner, keys
         self.name = inner.name
+        self.concurrency: int | None = getattr(inner, "concurrency", None)
+        self.idempotent: bool = getattr(inner, "idempotent", False)
 
     async def send(self, notification: Notification) -> None:
         sealed = notification.sealed_address

@@ -49,7 +49,13 @@ class RecipientLimit(Protocol):
 
 class Transport(Protocol):
     """Delivers a notification; raises TransientDelivery, InDoubtDelivery (it may have reached
-    the server: no answer came after it was handed over) or PermanentDelivery on failure."""
+    the server: no answer came after it was handed over) or PermanentDelivery on failure.
+
+    A transport may also declare (``dispatch.concurrency_of`` and ``dispatch.idempotent``
+    read them, with these defaults): ``concurrency``, how many of its sends may be in flight at
+    once (None: NOTIFIER_TRANSPORT_CONCURRENCY, a server's limit); ``idempotent``, True when a
+    repeat under the same notification id cannot reach anyone twice (a file named by the id), so
+    a send left in doubt is simply made again, whatever NOTIFIER_IN_DOUBT says (False)."""
 
     name: str
 

@@ -50,6 +50,7 @@ class CallbackQueue:
     due, and the dispatcher turns it into a call-back task for the first-contact owner."""
 
     name = "callback"
+    idempotent = True  # it sends nothing: one left in doubt is just tried again
 
     async def send(self, note: Notification) -> None:
         if note.transport == "none":
