@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, gen
 
 from schemas.envelope import Envelope
 from schemas.topics import PARTITIONS, TopicSpec
+from services.common.autopipe import AutoPipelineRedis
 from services.common.boundary import raw_topic
 from services.common.settings import CommonSettings
 from services.common.transport import faust_credentials, redis_kwargs
@@ -229,9 +230,10 @@ async def always_ready() -> bool:
 
 def redis_client(settings: CommonSettings) -> aioredis.Redis:
     """An asyncio Redis client (connections are made lazily, on first use); TLS and the ACL
-    user as the settings say."""
-    return aioredis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5,
-                             **redis_kwargs(settings))
+    user as the settings say; pipelining the commands of one loop turn (REDIS_AUTO_PIPELINE)."""
+    cls = AutoPipelineRedis if settings.redis_auto_pipeline else aioredis.Redis
+    return cls.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5,
+                        **redis_kwargs(settings))
 
 
 def run_worker(app: faust.App, *, log_level: str) -> None:

@@ -144,6 +144,10 @@ class CommonSettings(TransportSettings):
     REDIS_URL                   redis://host:port/db, rediss:// for TLS; a user and password in
                                 it are never printed (default redis://127.0.0.1:6379/0)
     REDIS_PREFIX                key prefix for every key this deployment writes (default complaints:)
+    REDIS_AUTO_PIPELINE         true: the commands a service issues in one turn of its event loop
+                                (a batch's records at once) go to Redis as one pipeline, each caller
+                                getting its own reply (services/common/autopipe.py); false: one
+                                round trip per command (default true)
     COMPLAINTS_POLICY_FILE      YAML policy file; the shipped default when unset
     COMPLAINTS_SLA_SCALE        divide every time limit by this, for demos and tests (default 1)
     COMPLAINTS_DATA_DIR         working directory for stream-processor files (default .complaints)
@@ -207,6 +211,7 @@ class CommonSettings(TransportSettings):
     kafka_fetch_max_wait: float = Field(
         default=0.5, ge=0.001, le=10, validation_alias="KAFKA_FETCH_MAX_WAIT"
     )
+    redis_auto_pipeline: bool = Field(default=True, validation_alias="REDIS_AUTO_PIPELINE")
     redis_prefix: str = Field(
         default="complaints:", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$",
         validation_alias="REDIS_PREFIX",
