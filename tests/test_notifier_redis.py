@@ -38,11 +38,12 @@ from schemas.events import (
 from services.common.errors import Retry
 from services.common.policy import load_policy
 from services.notifier.adapters import RedisCustomers, RedisOutbox, RedisRecipientLimit, transports_of
-from services.notifier.dispatch import Dispatcher, concurrency_of, idempotent
+from services.notifier.dispatch import Dispatcher
 from services.notifier.handlers import Notifier
 from services.notifier.messages import Notification
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.opening import opening
+from services.notifier.ports import concurrency_of, idempotent
 from services.notifier.settings import NotifierSettings
 from services.notifier.transports import InDoubtDelivery, PermanentDelivery, TransientDelivery
 from tests.fakes import CountingTransport, FixedClock, RecordingPublisher

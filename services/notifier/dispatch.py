@@ -20,7 +20,15 @@ from services.notifier.logic import OUTBOX, Queued
 from services.notifier.messages import CUSTOMER, SERVICE, CallbackWhy, Status, callback_task, record
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.opening import ErasedContact
-from services.notifier.ports import Clock, Outbox, Publisher, RecipientLimit, Transport
+from services.notifier.ports import (
+    Clock,
+    Outbox,
+    Publisher,
+    RecipientLimit,
+    Transport,
+    concurrency_of,
+    idempotent,
+)
 from services.notifier.settings import NotifierSettings
 from services.notifier.transports import (
     InDoubtDelivery,
@@ -49,18 +57,6 @@ class _Slot:
         if self.held:
             self.held = False
             self.gate.release()
-
-
-def concurrency_of(transport: Transport, default: int) -> int:
-    """How many sends the transport takes at once: its own ``concurrency``, else ``default``
-    (NOTIFIER_TRANSPORT_CONCURRENCY)."""
-    declared = getattr(transport, "concurrency", None)
-    return declared if isinstance(declared, int) and declared >= 1 else default
-
-
-def idempotent(transport: Transport) -> bool:
-    """True when the transport declares that a repeat under the same id reaches nobody twice."""
-    return getattr(transport, "idempotent", False) is True
 
 
 _SLOT: contextvars.ContextVar[_Slot | None] = contextvars.ContextVar("notifier_send_slot", default=None)

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from services.common import sealing
 from services.notifier.messages import Notification
-from services.notifier.ports import Transport
+from services.notifier.ports import Transport, idempotent
 from services.notifier.transports import PermanentDelivery
 
 ERASED = "erased"
@@ -35,7 +35,7 @@ class OpeningTransport:
         self.inner, self.keys = inner, keys
         self.name = inner.name
         self.concurrency: int | None = getattr(inner, "concurrency", None)
-        self.idempotent: bool = getattr(inner, "idempotent", False)
+        self.idempotent = idempotent(inner)
 
     async def send(self, notification: Notification) -> None:
         sealed = notification.sealed_address

@@ -8,7 +8,8 @@ from services.common.ports import Clock, Publisher, RebuildableStore
 from services.notifier.logic import Queued
 from services.notifier.messages import CustomerRecord, Notification
 
-__all__ = ["Clock", "Customers", "Outbox", "Publisher", "RecipientLimit", "Transport"]
+__all__ = ["Clock", "Customers", "Outbox", "Publisher", "RecipientLimit", "Transport", "concurrency_of",
+           "idempotent"]
 
 
 class Customers(Protocol):
@@ -51,8 +52,8 @@ class Transport(Protocol):
     """Delivers a notification; raises TransientDelivery, InDoubtDelivery (it may have reached
     the server: no answer came after it was handed over) or PermanentDelivery on failure.
 
-    A transport may also declare (``dispatch.concurrency_of`` and ``dispatch.idempotent``
-    read them, with these defaults): ``concurrency``, how many of its sends may be in flight at
+    A transport may also declare (``concurrency_of`` and ``idempotent`` below read them, with
+    these defaults): ``concurrency``, how many of its sends may be in flight at
     once (None: NOTIFIER_TRANSPORT_CONCURRENCY, a server's limit); ``idempotent``, True when a
     repeat under the same notification id cannot reach anyone twice (a file named by the id), so
     a send left in doubt is simply made again, whatever NOTIFIER_IN_DOUBT says (False)."""
@@ -60,3 +61,15 @@ class Transport(Protocol):
     name: str
 
     async def send(self, notification: Notification) -> None: ...
+
+
+def concurrency_of(transport: Transport, default: int) -> int:
+    """How many sends the transport takes at once: its own ``concurrency``, else ``default``
+    (NOTIFIER_TRANSPORT_CONCURRENCY)."""
+    declared = getattr(transport, "concurrency", None)
+    return declared if isinstance(declared, int) and declared >= 1 else default
+
+
+def idempotent(transport: Transport) -> bool:
+    """True when the transport declares that a repeat under the same id reaches nobody twice."""
+    return getattr(transport, "idempotent", False) is True
