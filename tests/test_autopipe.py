@@ -117,10 +117,11 @@ def test_a_caller_cancelled_before_the_send_sends_nothing(redis_url: str, redis_
 
     async def scenario(auto: AutoPipelineRedis, plain: aioredis.Redis) -> None:
         # Given two increments issued in one turn, When one caller is cancelled before the send
+        # (the loop runs its callbacks in order: both callers queue, the cancel, then the send the
+        # first caller scheduled)
         cancelled = asyncio.ensure_future(auto.incr(f"{p}gone"))
         kept = asyncio.ensure_future(auto.incr(f"{p}kept"))
-        await asyncio.sleep(0)  # both tasks have queued their command; the send is the next turn's
-        cancelled.cancel()
+        asyncio.get_running_loop().call_soon(cancelled.cancel)
         assert await kept == 1
         with pytest.raises(asyncio.CancelledError):
             await cancelled

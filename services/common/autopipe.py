@@ -67,40 +67,32 @@ class AutoPipelineRedis(aioredis.Redis):
         batch = [q for q in batch if not q[2].done()]  # a caller cancelled meanwhile: not sent
         if not batch:
             return
-        if len(batch) == 1:  # alone: as the plain client sends it
-            args, options, future = batch[0]
-            try:
-                result = await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
-            except BaseException as exc:  # its caller's error, whatever it is
-                _fail(future, exc)
-            else:
-                if not future.done():
-                    future.set_result(result)
-            return
-        pipe = self.pipeline(transaction=False)
-        for args, options, _ in batch:
-            pipe.execute_command(*args, **options)
+        replies: list[Any]
         try:
-            replies = await pipe.execute(raise_on_error=False)  # (it gives its connection back)
-        except BaseException as exc:  # the connection's error: every caller's
-            for _, _, future in batch:
-                _fail(future, exc)
-            return
-        self.pipelines += 1
-        self.pipelined += len(batch)
-        for (_, _, future), reply in zip(batch, replies, strict=True):
-            if future.done():
-                continue
-            if isinstance(reply, Exception):
-                future.set_exception(reply)
+            if len(batch) == 1:  # alone: as the plain client sends it
+                args, options, _ = batch[0]
+                replies = [await super().execute_command(*args, **options)]  # type: ignore[no-untyped-call]
             else:
-                future.set_result(reply)
+                pipe = self.pipeline(transaction=False)
+                for args, options, _ in batch:
+                    pipe.execute_command(*args, **options)
+                replies = await pipe.execute(raise_on_error=False)  # (it gives its connection back)
+                self.pipelines += 1
+                self.pipelined += len(batch)
+        except BaseException as exc:  # the connection's error (or the caller's own, alone): every caller's
+            replies = [exc] * len(batch)
+        for (_, _, future), reply in zip(batch, replies, strict=True):
+            _resolve(future, reply)
 
 
-def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
+def _resolve(future: asyncio.Future[Any], reply: Any) -> None:
+    """Hand a caller its reply: a result, an error (a command's, or the connection's), a
+    cancellation; nothing when the caller is gone."""
     if future.done():
         return
-    if isinstance(exc, asyncio.CancelledError):
+    if isinstance(reply, asyncio.CancelledError):
         future.cancel()
+    elif isinstance(reply, BaseException):
+        future.set_exception(reply)
     else:
-        future.set_exception(exc)
+        future.set_result(reply)
