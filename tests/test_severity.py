@@ -174,14 +174,16 @@ def test_words_that_only_look_like_a_negation_do_not_cancel(text: str) -> None:
     assert assess(complaint(text), RULES, repeat=False)[0] is Severity.major
 
 
-# Floors on the share right (overall, each language). heldout.jsonl was written before the rules
-# were changed; its authors then wrote the rules, so it flatters them (98.6 %). heldout-5.jsonl was
-# written after the last change and measured once: the honest figure for text the rules have not
-# seen (85.4 %). The tuning sets (heldout-2..4 measured once each, then retired into tuning) guard
-# against a change that undoes what they taught. See tests/data/severity/README.md.
+# Floors on the share right of the rules alone (overall, each language). heldout.jsonl was written
+# before the rules were changed; its authors then wrote the rules, so it flatters them (98.6 %).
+# heldout-6.jsonl was written by another hand and measured once (86.6 %; with the severity model,
+# 92.2 %: tests/test_severity_model.py). The tuning sets (heldout-2..5 measured once each, then
+# retired into tuning) guard against a change that undoes what they taught. See
+# tests/data/severity/README.md.
 @pytest.mark.parametrize(("name", "floor", "lang_floor"), [
     ("heldout.jsonl", HELD_OUT_FLOOR, 0.93),
-    ("heldout-5.jsonl", 0.83, 0.80),
+    ("heldout-6.jsonl", 0.85, 0.84),
+    ("tuning-5.jsonl", 0.83, 0.80),
     ("tuning.jsonl", 0.97, 0.95),
     ("tuning-2.jsonl", 0.97, 0.95),
     ("tuning-3.jsonl", 0.97, 0.95),

@@ -10,28 +10,35 @@ issue, the very values the truth is derived from, so that figure flatters the ru
 
     python -m tools.measure tests/data/cfpb/*.csv [--narrative-only]
 
-``severity FILE...`` measures the severity rules instead (``measure_severity``): each line of a
-JSONL file is a hand-labelled case ``{"id", "lang", "text", "expected", "note", "details"?}``
-and the figure is the share whose assessed severity is the expected one, per language.
+``severity FILE...`` measures the severity assessment instead (``measure_severity``): each line
+of a JSONL file is a hand-labelled case ``{"id", "lang", "text", "expected", "note", "details"?}``
+and the figure is the share whose assessed severity is the expected one, per language. It
+assesses as the router does, the rules with the shipped severity model beside them
+(``--rules-only``: the rules alone).
 
-    python -m tools.measure severity tests/data/severity/heldout.jsonl [--misses]
+    python -m tools.measure severity tests/data/severity/heldout-6.jsonl [--misses] [--rules-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from schemas.events import Channel, Complaint, Contact
 from services.common.policy import load_policy
 from services.intake import channels
 from services.intake.logic import normalise
-from services.router.classify import classify
+from services.router.classify import assess, classify
 from services.router.taxonomy import Taxonomy, load_taxonomy
+from services.router.textmodel import SeverityModel, load_severity_model
 from tools.replay.cfpb import cfpb_rows, cfpb_truth, read_records, received_at
 
 
@@ -154,14 +161,17 @@ class SeverityFigures(_Frozen):
         return _ratio(self.right, self.cases)
 
 
-def measure_severity(paths: Iterable[Path | str]) -> SeverityFigures:
-    """Assess every case of the JSONL files with the default policy's severity rules."""
-    import json
-    from datetime import UTC, datetime
+def case_complaint(case: dict[str, Any]) -> Complaint:
+    """A labelled case as the router sees it: a web form with the text as its description."""
+    return Complaint(
+        complaint_id=case["id"], channel=Channel.web_form, received_at=datetime(2026, 12, 1, tzinfo=UTC),
+        source_message_id=case["id"], customer=Contact(), customer_key="k", first_contact="web-desk",
+        subject="", description=case["text"], details=case.get("details", {}))
 
-    from schemas.events import Channel, Complaint, Contact
-    from services.router.classify import assess
 
+def measure_severity(paths: Iterable[Path | str], *, model: SeverityModel | None = None) -> SeverityFigures:
+    """Assess every case of the JSONL files with the default policy's severity rules, and
+    ``model`` beside them when given."""
     rules = load_policy().router.severity
     by_lang: dict[str, list[int]] = {}
     misses: list[tuple[str, str, str, str]] = []
@@ -170,12 +180,7 @@ def measure_severity(paths: Iterable[Path | str]) -> SeverityFigures:
             if not line.strip():
                 continue
             case = json.loads(line)
-            complaint = Complaint(
-                complaint_id=case["id"], channel=Channel.web_form,
-                received_at=datetime(2026, 12, 1, tzinfo=UTC), source_message_id=case["id"],
-                customer=Contact(), customer_key="k", first_contact="web-desk", subject="",
-                description=case["text"], details=case.get("details", {}))
-            found, reasons = assess(complaint, rules, repeat=False)
+            found, reasons = assess(case_complaint(case), rules, repeat=False, model=model)
             tally = by_lang.setdefault(case.get("lang", "?"), [0, 0])
             tally[1] += 1
             if found.value == case["expected"]:
@@ -203,8 +208,11 @@ def severity_main(argv: Sequence[str]) -> int:
                                      description="Share of hand-labelled cases assessed right.")
     parser.add_argument("paths", nargs="+", type=Path, help="JSONL files of labelled cases")
     parser.add_argument("--misses", action="store_true", help="list the cases assessed wrong")
+    parser.add_argument("--rules-only", action="store_true",
+                        help="the rules alone, without the shipped severity model")
     args = parser.parse_args(argv)
-    print(format_severity(measure_severity(args.paths), misses=args.misses))
+    model = None if args.rules_only else load_severity_model()
+    print(format_severity(measure_severity(args.paths, model=model), misses=args.misses))
     return 0
 
 

@@ -22,7 +22,7 @@ from services.router.ports import Cases, Clock, FirstContacts, Publisher
 from services.router.roster import Roster, load_roster
 from services.router.settings import RouterSettings
 from services.router.taxonomy import Taxonomy, load_taxonomy
-from services.router.textmodel import load_model
+from services.router.textmodel import load_model, load_severity_model
 
 
 def load_rules(settings: RouterSettings, policy: Policy) -> tuple[Taxonomy, Roster]:
@@ -48,6 +48,8 @@ def build(settings: RouterSettings, policy: Policy, *, publisher: Publisher | No
     taxonomy, roster = load_rules(settings, policy)
     model = (load_model(settings.text_model_file, codes={t.code for t in taxonomy.types})
              if settings.text_model else None)
+    severity_model = (load_severity_model(settings.severity_model_file)
+                      if settings.severity_model else None)
     app = make_app(SERVICE, settings, web_port=settings.http_port)
     registry = registry or CollectorRegistry()
     publisher = publisher or FaustPublisher(app)
@@ -62,7 +64,7 @@ def build(settings: RouterSettings, policy: Policy, *, publisher: Publisher | No
         policy=policy, taxonomy=taxonomy, roster=roster, publisher=publisher,
         first_contacts=first_contacts, cases=cases,
         clock=clock or (lambda: datetime.now(UTC)), metrics=RouterMetrics.create(registry),
-        model=model)
+        model=model, severity_model=severity_model)
     boundary = Boundary(service=SERVICE, publisher=publisher, registry=registry, settings=settings)
 
     lag = consume(app, settings, boundary, {

@@ -10,7 +10,9 @@ Pure and deterministic: no I/O, no clock; ties go to the code listed first in th
 ``assess`` reads the severity signals of REQUIREMENTS §5 from the text and the channel's
 details (keywords, audience, customers affected, amounts, VIP tier, a repeat); the phrase
 families, negations, and the audiences, counts and amounts written in words are read by
-``services.router.severity`` (numbers by ``services.router.numerals``).
+``services.router.severity`` (numbers by ``services.router.numerals``). Beside the rules, a
+learned severity model (``textmodel.SeverityModel``) may raise the level when it reads a
+paraphrase the phrase families miss; it never lowers what a rule found.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from schemas.events import Complaint, Severity
 from services.common.policy import SeverityPolicy
 from services.router.severity import phrase_findings, stated_figures, word_amounts
 from services.router.taxonomy import Taxonomy
-from services.router.textmodel import Prediction, TextModel, softmax
+from services.router.textmodel import Prediction, SeverityModel, TextModel, softmax
 
 ALTERNATIVES = 3
 _WORD = r"[a-z0-9_]"  # Latin word characters: "app" matches in "app闪退", not in "happy"
@@ -282,11 +284,21 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def assess(complaint: Complaint, rules: SeverityPolicy, *, repeat: bool) -> tuple[Severity, list[str]]:
-    """Severity from every signal found (REQUIREMENTS §5), with one reason per signal."""
-    text = fold(f"{complaint.subject}\n{complaint.description}")
+def assess(complaint: Complaint, rules: SeverityPolicy, *, repeat: bool,
+           model: SeverityModel | None = None) -> tuple[Severity, list[str]]:
+    """Severity from every signal found (REQUIREMENTS §5), with one reason per signal.
+
+    ``model``: the learned severity model, one more signal when it reads the text as urgent or
+    major with enough probability (its reason names the terms that weighed most).
+    """
+    raw = f"{complaint.subject}\n{complaint.description}"
+    text = fold(raw)
     signals: list[tuple[Severity, str]] = [
         (finding.severity, finding.reason()) for finding in phrase_findings(text, rules)]
+    if model is not None and (reading := model.read(raw)) is not None:
+        weighed = ", ".join(reading.weighed) or "no single term"
+        signals.append((Severity(reading.level), f"model {model.version} read it as {reading.level} "
+                        f"({reading.probability:.0%}; weighed {weighed})"))
     for figure in stated_figures(text, rules.stated):  # "几十万粉丝", "dozens of residents"
         limit = rules.public_audience if figure.kind == "audience" else rules.affected_customers
         if sev := limit.severity(figure.value):

@@ -26,7 +26,7 @@ from services.router.ports import Cases, Clock, Commit, FirstContacts, PriorComp
 from services.router.queueing import Queues, epoch_ms
 from services.router.roster import Roster
 from services.router.taxonomy import Taxonomy
-from services.router.textmodel import TextModel
+from services.router.textmodel import SeverityModel, TextModel
 
 log = logging.getLogger(__name__)
 SERVICE = "router"
@@ -82,8 +82,10 @@ class Router:
 
     def __init__(self, *, policy: Policy, taxonomy: Taxonomy, roster: Roster, publisher: Publisher,
                  first_contacts: FirstContacts, cases: Cases, clock: Clock,
-                 metrics: RouterMetrics, model: TextModel | None = None) -> None:
+                 metrics: RouterMetrics, model: TextModel | None = None,
+                 severity_model: SeverityModel | None = None) -> None:
         self.policy, self.taxonomy, self.roster, self.model = policy, taxonomy, roster, model
+        self.severity_model = severity_model
         self.publisher, self.first_contacts, self.cases = publisher, first_contacts, cases
         self.clock, self.metrics = clock, metrics
         self._locks = KeyedLocks()
@@ -109,7 +111,7 @@ class Router:
                     PriorComplaint(complaint_id=complaint.complaint_id, owner=complaint.first_contact),
                     window_seconds=int(rules.repeat_window.total_seconds()))
             return logic.first_route(complaint, rules=rules, taxonomy=self.taxonomy, prior=prior,
-                                     model=self.model)
+                                     model=self.model, severity_model=self.severity_model)
 
         await self._decide(complaint.complaint_id, [registered.id], propose, cause=registered)
 

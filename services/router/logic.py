@@ -30,7 +30,7 @@ from services.common.errors import Rejected
 from services.common.policy import RouterPolicy, SatisfactionPolicy
 from services.router.classify import assess, classify, code_reasons
 from services.router.taxonomy import Taxonomy
-from services.router.textmodel import TextModel
+from services.router.textmodel import SeverityModel, TextModel
 
 if TYPE_CHECKING:  # ports import BookingMode from here
     from services.router.ports import PriorComplaint
@@ -62,7 +62,8 @@ class Proposal:
 
 
 def first_route(complaint: Complaint, *, rules: RouterPolicy, taxonomy: Taxonomy,
-                prior: PriorComplaint | None = None, model: TextModel | None = None) -> Proposal:
+                prior: PriorComplaint | None = None, model: TextModel | None = None,
+                severity_model: SeverityModel | None = None) -> Proposal:
     """The first decision for a registered complaint.
 
     ``prior`` is the customer's anchor complaint within the repeat window: its owner
@@ -74,7 +75,7 @@ def first_route(complaint: Complaint, *, rules: RouterPolicy, taxonomy: Taxonomy
     ctype = taxonomy.get(result.code)
     review = result.needs_review(taxonomy.review_threshold)
     department = rules.review_department if review else ctype.department
-    severity, reasons = assess(complaint, rules.severity, repeat=repeat)
+    severity, reasons = assess(complaint, rules.severity, repeat=repeat, model=severity_model)
     reasons += code_reasons(result, taxonomy, review=review, review_department=rules.review_department)
     level = rules.levels[severity]
     reasons.append(f"level {level.value}: by severity {severity.value}")

@@ -19,6 +19,10 @@ class RouterSettings(CommonSettings):
                            true; false: keywords only)
     ROUTER_TEXT_MODEL_FILE the text model (default: the shipped model/classifier-v1.json.gz);
                            missing or corrupt, the router does not start
+    ROUTER_SEVERITY_MODEL  read severity with the learned severity model beside the rules (default
+                           true; it only raises a level; false: the rules alone)
+    ROUTER_SEVERITY_MODEL_FILE the severity model (default: the shipped
+                           model/severity-v1.json.gz); missing or corrupt, the router does not start
     ROUTER_CASE_TTL_DAYS   how long a case's routing state stays in Redis after its last
                            decision (default 400 days; it can be rebuilt from the topics)
     ROUTER_LOAD_INTERVAL   seconds between refreshes of the handler-load gauge (default 10)
@@ -31,6 +35,8 @@ class RouterSettings(CommonSettings):
     roster_file: Path | None = Field(default=None, validation_alias="ROUTER_ROSTER_FILE")
     text_model: bool = Field(default=True, validation_alias="ROUTER_TEXT_MODEL")
     text_model_file: Path | None = Field(default=None, validation_alias="ROUTER_TEXT_MODEL_FILE")
+    severity_model: bool = Field(default=True, validation_alias="ROUTER_SEVERITY_MODEL")
+    severity_model_file: Path | None = Field(default=None, validation_alias="ROUTER_SEVERITY_MODEL_FILE")
     case_ttl_days: int = Field(default=400, ge=1, le=3650, validation_alias="ROUTER_CASE_TTL_DAYS")
     load_interval: float = Field(default=10.0, gt=0, le=3600, validation_alias="ROUTER_LOAD_INTERVAL")
     queue_interval: float = Field(default=30.0, gt=0, le=3600, validation_alias="ROUTER_QUEUE_INTERVAL")

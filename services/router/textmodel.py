@@ -1,6 +1,6 @@
 """The learned text model beside the taxonomy's keywords: a pruned multinomial logistic
-regression over words, characters and character bigrams (Chinese segmented with jieba) and Latin
-words, stored as a versioned gzipped JSON file.
+regression over words, characters, character pairs and triples (Chinese segmented with jieba) and
+Latin words and word pairs, stored as a versioned gzipped JSON file.
 
 Every weight is per (feature, code) and centred over the codes, so a code's logit is its prior
 plus the sum of the weights of the text's known features, scaled by the file's temperature;
@@ -32,7 +32,7 @@ MAX_CHARS = 2000  # the model reads the first 2,000 characters: bounded time on 
 EXPLAIN = 5
 
 _CJK_RUN = re.compile(r"[\u3400-\u9fff]+")
-_LATIN = re.compile(r"[a-z][a-z0-9']+")
+_WORDS = re.compile(r"[a-z][a-z0-9']*")  # every Latin word, for the pairs (stop words included)
 _STOP_EN = frozenset(
     "the a an and or of to in on for is was were be been i my me we our you your it this that "
     "with at by as from have has had not no but they them their he she his her are am do did "
@@ -62,15 +62,20 @@ def _jieba() -> Any:
 
 
 def features(text: str) -> set[str]:
-    """The text's features: jieba words, characters and character bigrams of Chinese, Latin words."""
+    """The text's features: jieba words, characters, character pairs and triples of Chinese; Latin
+    words and pairs of adjacent Latin words ("not_sue", "credit_report": a pair says what neither
+    word does)."""
     folded = unicodedata.normalize("NFKC", text[:MAX_CHARS]).lower()
     found: set[str] = set()
     cut = _jieba().lcut
     for run in _CJK_RUN.findall(folded):
         found.update("w:" + w for w in cut(run, HMM=False) if len(w) > 1)
         found.update("c:" + run[i:i + 2] for i in range(len(run) - 1))
+        found.update("t:" + run[i:i + 3] for i in range(len(run) - 2))
         found.update("u:" + ch for ch in run)
-    found.update("e:" + w for w in _LATIN.findall(folded) if w not in _STOP_EN)
+    words = _WORDS.findall(folded)
+    found.update("e:" + w for w in words if w not in _STOP_EN and len(w) > 1)
+    found.update(f"b:{a}_{b}" for a, b in zip(words, words[1:], strict=False))
     return found
 
 
@@ -204,3 +209,69 @@ def load_model(path: Path | None = None, *, codes: set[str] | None = None) -> Te
                      meta=dict(doc.get("meta") or {}), min_known=min_known)
     model.predict("")  # load jieba's dictionary and build the matrix now, not on a complaint
     return model
+
+
+SEVERITY_MODEL = Path(__file__).with_name("model") / "severity-v1.json.gz"
+SEVERITY_LEVELS = ("general", "urgent", "major")
+
+
+@dataclass(frozen=True)
+class SeverityReading:
+    """What the severity model read: the level it raises to, its probability, the terms that
+    weighed most for it."""
+
+    level: str
+    probability: float
+    weighed: list[str]
+
+
+@dataclass(frozen=True)
+class SeverityModel:
+    """A text model over the three severities, read beside the severity rules.
+
+    It only raises: ``read`` names ``major`` when the model's probability of major is at least
+    ``major_at``, ``urgent`` when that of urgent or major together is at least ``urgent_at``,
+    and nothing otherwise (nor when it abstains). The thresholds are chosen at training time on
+    the training cases alone and stored in the file (``meta.raise_at``).
+    """
+
+    text: TextModel
+    urgent_at: float
+    major_at: float
+
+    @property
+    def version(self) -> str:
+        return self.text.version
+
+    def read(self, text: str) -> SeverityReading | None:
+        """The level the text reads as, when it is above general and the model is sure enough."""
+        prediction = self.text.predict(text)
+        if prediction.abstains:
+            return None
+        p = softmax(prediction.logits)
+        if p["major"] >= self.major_at:
+            level, probability = "major", p["major"]
+        elif p["major"] + p["urgent"] >= self.urgent_at:
+            level, probability = "urgent", p["major"] + p["urgent"]
+        else:
+            return None
+        return SeverityReading(level, probability, self.text.weighed(prediction, level))
+
+
+def load_severity_model(path: Path | None = None) -> SeverityModel:
+    """Read a severity model file; any problem is a ``ModelError`` naming the file."""
+    path = path or SEVERITY_MODEL
+    text = load_model(path, codes=set(SEVERITY_LEVELS))
+    if set(text.codes) != set(SEVERITY_LEVELS):
+        raise ModelError(f"{path}: a severity model predicts exactly {list(SEVERITY_LEVELS)}, "
+                         f"not {list(text.codes)}")
+    raise_at = text.meta.get("raise_at")
+    try:
+        if not isinstance(raise_at, dict):
+            raise TypeError("meta.raise_at is missing")
+        urgent_at, major_at = float(raise_at["urgent"]), float(raise_at["major"])
+        if not (0.0 < urgent_at <= 1.0 and 0.0 < major_at <= 1.0):
+            raise ValueError("meta.raise_at.urgent and .major must be probabilities in (0, 1]")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{path}: not a valid severity model: {exc}") from None
+    return SeverityModel(text, urgent_at, major_at)
