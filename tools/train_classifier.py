@@ -130,13 +130,15 @@ def silver(lines: list[str], taxonomy: Taxonomy, *, exclude: set[int]) -> list[E
 
 def logistic(examples: list[tuple[set[str], str, float]], *, l2: float, max_features: int,
              min_count: float) -> tuple[tuple[str, ...], tuple[float, ...], dict[str, dict[int, float]]]:
-    """Multinomial logistic regression over feature presence (L-BFGS, zero start: deterministic).
+    """Multinomial logistic regression over feature presence (L-BFGS, zero start: deterministic;
+    the examples as a sparse matrix, so tens of thousands of narratives fit in memory).
 
     Weights are centred over the codes (softmax does not change) and pruned: entries under 0.05
     dropped, then the ``max_features`` features with the widest spread of weights kept.
     """
     import numpy as np
     from scipy.optimize import minimize
+    from scipy.sparse import csr_matrix
 
     df: Counter[str] = Counter()
     for feats, _, weight in examples:
@@ -144,14 +146,17 @@ def logistic(examples: list[tuple[set[str], str, float]], *, l2: float, max_feat
     vocab = sorted(f for f, n in df.items() if n >= min_count)
     index = {f: i for i, f in enumerate(vocab)}
     codes = tuple(sorted({code for _, code, _ in examples}))
-    x = np.zeros((len(examples), len(vocab)), dtype=np.float64)
+    rows_i: list[int] = []
+    cols_i: list[int] = []
     y = np.zeros((len(examples), len(codes)))
     w_row = np.array([weight for _, _, weight in examples])
     for row, (feats, code, _) in enumerate(examples):
-        for f in feats:
+        for f in sorted(feats):
             if (col := index.get(f)) is not None:
-                x[row, col] = 1.0
+                rows_i.append(row)
+                cols_i.append(col)
         y[row, codes.index(code)] = 1.0
+    x = csr_matrix((np.ones(len(rows_i)), (rows_i, cols_i)), shape=(len(examples), len(vocab)))
     total = w_row.sum()
     n_v, n_c = len(vocab), len(codes)
 
