@@ -38,10 +38,10 @@ def accuracy(model: TextModel | None) -> float:
 def test_the_shipped_model_loads_and_names_only_taxonomy_codes(model: TextModel) -> None:
     # Given the shipped model file, When it is loaded against the taxonomy
     # Then it is the versioned model, small, and every code it predicts is a taxonomy code
-    assert model.version == "classifier-v1"
+    assert model.version == "classifier-v2"
     assert DEFAULT_MODEL.stat().st_size < 200_000
     assert set(model.codes) <= CODES and len(model.codes) > 5
-    assert 0 < len(model.weights) <= 6000
+    assert 0 < len(model.weights) <= 12000
 
 
 def test_the_explanation_names_the_terms_that_weighed_most(model: TextModel) -> None:
@@ -51,9 +51,9 @@ def test_the_explanation_names_the_terms_that_weighed_most(model: TextModel) -> 
     result = classify(text, taxonomy=TAXONOMY, model=model)
     reasons = code_reasons(result, TAXONOMY, review=False, review_department="triage")
     # Then the model took part, the weighed terms come from the text, and the reason names them
-    assert result.model == "classifier-v1"
+    assert result.model == "classifier-v2"
     assert result.weighed and all(term in text for term in result.weighed)
-    assert f"model classifier-v1 weighed {', '.join(result.weighed)}" in reasons[0]
+    assert f"model classifier-v2 weighed {', '.join(result.weighed)}" in reasons[0]
     assert result.code == "PQ-01"
 
 
@@ -67,12 +67,19 @@ def test_the_held_out_mini_set_reaches_its_floor(model: TextModel) -> None:
     assert with_model >= keywords_only + 0.2, (with_model, keywords_only)
 
 
+# A model that knows three features, all Chinese: an English text shows it none, or one.
+CHINESE_ONLY = TextModel(version="zh-only", codes=("PQ-01", "PB-01"), prior=(0.0, 0.0),
+                         weights={"w:质量": {0: 1.0}, "w:扣费": {1: 1.0}, "e:out": {0: 0.5}},
+                         temperature=1.0, keyword_weight=1.0, meta={}, min_known=2)
+
+
 @pytest.mark.parametrize("text", [
     "I was charged twice and the bank refused a refund",  # no feature the model knows
     "I was charged twice and the bank refused a refund, out of office",  # one stray one ("out")
 ])
-def test_the_keywords_decide_when_the_model_abstains(model: TextModel, text: str) -> None:
-    # Given an English text: the model, trained on Chinese, knows fewer than min_known features
+def test_the_keywords_decide_when_the_model_abstains(text: str) -> None:
+    # Given a text of which the model knows fewer than min_known features
+    model = CHINESE_ONLY
     assert len(set(features(text)) & set(model.weights)) < model.min_known
     assert model.predict(text).abstains
     # When it is classified with the model
@@ -80,6 +87,16 @@ def test_the_keywords_decide_when_the_model_abstains(model: TextModel, text: str
     # Then the decision is the keyword classifier's, unchanged and without model terms
     assert result == classify(text, taxonomy=TAXONOMY)
     assert result.model is None and result.weighed == [] and result.matched
+
+
+def test_the_shipped_model_reads_english_narratives(model: TextModel) -> None:
+    # Given an English complaint narrative (the model learned from CFPB narratives too)
+    text = ("I have disputed this account with the credit bureau three times. The collection "
+            "account is not mine and it still shows on my credit report, lowering my score.")
+    # When it is classified with the model, Then the model speaks and reads a credit-record problem
+    result = classify(text, taxonomy=TAXONOMY, model=model)
+    assert not model.predict(text).abstains
+    assert result.model == model.version and result.code == "IN-03"
 
 
 def test_a_keyword_hit_still_counts_beside_the_model() -> None:
@@ -168,3 +185,62 @@ def test_training_is_deterministic(tmp_path: Path) -> None:
     assert files[0] == files[1]
     trained = load_model(tmp_path / "1.json.gz")
     assert classify("送货太慢了", taxonomy=TAXONOMY, model=trained).code == "LG-01"
+
+
+def test_the_cfpb_corpus_codes_every_narrative_by_its_issue() -> None:
+    # Given the committed CFPB narratives, When they are read as training examples
+    from tools.train_classifier import cfpb_examples
+
+    examples = cfpb_examples(TAXONOMY)
+    # Then nearly all are kept, each coded by the taxonomy's issue map with a taxonomy code
+    assert len(examples) >= 6000
+    assert {e.code for e in examples} <= CODES - {TAXONOMY.fallback}
+    assert all(e.corpus == "cfpb" and len(e.text) >= 40 for e in examples)
+
+
+def test_car_complaints_are_coded_by_group_and_problem(tmp_path: Path) -> None:
+    # Given a 车质网 export (UTF-8 with a byte-order mark) with mapped, unmapped, short and repeated rows
+    from tools.train_classifier import car_examples
+
+    header = "投诉编号,投诉品牌,投诉车系,投诉车型,投诉简述,投诉问题,问题类型,投诉日期\n"
+    rows = [("发动机怠速时抖动得厉害，4S店说正常", "发动机", "抖动"),
+            ("刚提车一周就降价两万，销售当时保证不降价", "销售欺诈", "变更价格"),
+            ("车辆存在安全隐患但厂家一直不召回处理", "其他原因", "厂家不召回"),
+            ("厂家没处理", "服务态度", "不解决问题"),
+            ("发动机怠速时抖动得厉害，4S店说正常", "发动机", "抖动")]
+    body = "".join(f"{n},b,s,m,{text},{group},{problem},2024-04-29\n"
+                   for n, (text, group, problem) in enumerate(rows))
+    path = tmp_path / "car.csv"
+    path.write_text("\ufeff" + header + body, encoding="utf-8")
+    # When it is read as training examples
+    examples = car_examples(path)
+    # Then a component fault is PQ-01 (the group's *), a price change PB-02; the label that says
+    # no complaint type, the short follow-up and the repeated text are left out
+    assert [(e.text[:6], e.code) for e in examples] == [("发动机怠速时", "PQ-01"), ("刚提车一周就", "PB-02")]
+
+
+def test_a_car_corpus_copy_with_another_digest_is_refused(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a file that is not the 车质网 export
+    from tools.train_classifier import fetch_car
+
+    monkeypatch.setenv("COMPLAINTS_CORPORA", str(tmp_path / "cache"))
+    copy = tmp_path / "other.csv"
+    copy.write_text("not the export", encoding="utf-8")
+    # When it is offered as the copy, Then fetching stops naming the digest and nothing is cached
+    with pytest.raises(SystemExit, match="sha256"):
+        fetch_car(copy=copy, quiet=True)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_the_cap_keeps_at_most_so_many_of_a_code_from_a_corpus() -> None:
+    # Given 10 lines of one code from one corpus and 3 of another
+    from tools.train_classifier import Example, capped
+
+    lines = ([Example(f"a{n}", "PQ-01", n, "car") for n in range(10)]
+             + [Example(f"b{n}", "PB-02", n, "car") for n in range(3)])
+    # When they are capped at 4, twice with the same seed
+    first, again = capped(lines, cap=4, seed=17), capped(lines, cap=4, seed=17)
+    # Then 4 of the first code and all 3 of the other are kept, the same ones each time
+    assert sum(e.code == "PQ-01" for e in first) == 4 and sum(e.code == "PB-02" for e in first) == 3
+    assert first == again

