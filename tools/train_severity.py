@@ -37,6 +37,7 @@ from services.router.textmodel import (
     TextModel,
     features,
     load_severity_model,
+    raised_level,
     softmax,
 )
 from tools.measure import case_complaint, measure_severity
@@ -99,14 +100,9 @@ def fit(items: list[dict[str, Any]], *, l2: float, version: str = "probe",
 
 
 def combined(rule: str, probs: dict[str, float] | None, urgent_at: float, major_at: float) -> str:
-    """The rules' level, raised by the model's reading (``SeverityModel.read``)."""
-    if probs is None:
-        return rule
-    if probs["major"] >= major_at:
-        return max(rule, "major", key=_ORDER.__getitem__)
-    if probs["major"] + probs["urgent"] >= urgent_at:
-        return max(rule, "urgent", key=_ORDER.__getitem__)
-    return rule
+    """The rules' level, raised by the model's reading (as ``SeverityModel.read`` raises it)."""
+    raised = None if probs is None else raised_level(probs, urgent_at=urgent_at, major_at=major_at)
+    return rule if raised is None else max(rule, raised[0], key=_ORDER.__getitem__)
 
 
 def choose(items: list[dict[str, Any]], rules: SeverityPolicy, *,

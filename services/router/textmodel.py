@@ -248,14 +248,22 @@ class SeverityModel:
         prediction = self.text.predict(text)
         if prediction.abstains:
             return None
-        p = softmax(prediction.logits)
-        if p["major"] >= self.major_at:
-            level, probability = "major", p["major"]
-        elif p["major"] + p["urgent"] >= self.urgent_at:
-            level, probability = "urgent", p["major"] + p["urgent"]
-        else:
+        raised = raised_level(softmax(prediction.logits), urgent_at=self.urgent_at, major_at=self.major_at)
+        if raised is None:
             return None
+        level, probability = raised
         return SeverityReading(level, probability, self.text.weighed(prediction, level))
+
+
+def raised_level(probs: dict[str, float], *, urgent_at: float,
+                 major_at: float) -> tuple[str, float] | None:
+    """The level probabilities over the three severities raise to, with its probability: major at
+    ``major_at``, else urgent when urgent and major together reach ``urgent_at``, else none."""
+    if probs["major"] >= major_at:
+        return "major", probs["major"]
+    if probs["major"] + probs["urgent"] >= urgent_at:
+        return "urgent", probs["major"] + probs["urgent"]
+    return None
 
 
 def load_severity_model(path: Path | None = None) -> SeverityModel:
