@@ -263,7 +263,7 @@ def silver(lines: list[str], taxonomy: Taxonomy, *, exclude: set[int]) -> list[E
     return out
 
 
-def logistic(examples: list[tuple[set[str], str, float]], *, l2: float, max_features: int,
+def logistic(examples: list[tuple[frozenset[str], str, float]], *, l2: float, max_features: int,
              min_count: float) -> tuple[tuple[str, ...], tuple[float, ...], dict[str, dict[int, float]]]:
     """Multinomial logistic regression over feature presence (L-BFGS, zero start: deterministic;
     the examples as a sparse matrix, so tens of thousands of narratives fit in memory).

@@ -61,10 +61,15 @@ def _jieba() -> Any:
     return jieba
 
 
-def features(text: str) -> set[str]:
+@lru_cache(maxsize=16)
+def features(text: str) -> frozenset[str]:
     """The text's features: jieba words, characters, character pairs and triples of Chinese; Latin
     words and pairs of adjacent Latin words ("not_sue", "credit_report": a pair says what neither
-    word does)."""
+    word does).
+
+    The last few texts' features are kept: the router reads one complaint's text with the
+    classifier and then with the severity model, and segments it once.
+    """
     folded = unicodedata.normalize("NFKC", text[:MAX_CHARS]).lower()
     found: set[str] = set()
     cut = _jieba().lcut
@@ -76,7 +81,7 @@ def features(text: str) -> set[str]:
     words = _WORDS.findall(folded)
     found.update("e:" + w for w in words if w not in _STOP_EN and len(w) > 1)
     found.update(f"b:{a}_{b}" for a, b in zip(words, words[1:], strict=False))
-    return found
+    return frozenset(found)
 
 
 def term(feature: str) -> str:
