@@ -140,7 +140,7 @@ def test_the_router_does_not_start_with_a_bad_severity_model(tmp_path: Path) -> 
         build(settings, load_policy())
 
 
-def test_training_chooses_on_fresh_cases_and_is_deterministic(tmp_path: Path) -> None:
+def test_training_is_deterministic_and_gives_the_shipped_model(tmp_path: Path) -> None:
     # Given the training command, run twice into two files
     import argparse
 

@@ -32,7 +32,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from schemas.events import Channel, Complaint, Contact
+from schemas.events import Channel, Complaint, Contact, Severity
 from services.common.policy import load_policy
 from services.intake import channels
 from services.intake.logic import normalise
@@ -169,24 +169,35 @@ def case_complaint(case: dict[str, Any]) -> Complaint:
         subject="", description=case["text"], details=case.get("details", {}))
 
 
+def severity_cases(paths: Iterable[Path | str]) -> list[dict[str, Any]]:
+    """The labelled cases of the JSONL files, in order, each tagged with its file's name; a case
+    whose ``expected`` is not a severity stops the command naming the file and line."""
+    levels = [s.value for s in Severity]
+    out = []
+    for path in map(Path, paths):
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                case = json.loads(line)
+                if case.get("expected") not in levels:
+                    raise SystemExit(f"{path}:{n}: expected must be one of {levels}")
+                out.append({**case, "file": path.name})
+    return out
+
+
 def measure_severity(paths: Iterable[Path | str], *, model: SeverityModel | None = None) -> SeverityFigures:
     """Assess every case of the JSONL files with the default policy's severity rules, and
     ``model`` beside them when given."""
     rules = load_policy().router.severity
     by_lang: dict[str, list[int]] = {}
     misses: list[tuple[str, str, str, str]] = []
-    for path in map(Path, paths):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if not line.strip():
-                continue
-            case = json.loads(line)
-            found, reasons = assess(case_complaint(case), rules, repeat=False, model=model)
-            tally = by_lang.setdefault(case.get("lang", "?"), [0, 0])
-            tally[1] += 1
-            if found.value == case["expected"]:
-                tally[0] += 1
-            else:
-                misses.append((case["id"], case["expected"], found.value, reasons[0]))
+    for case in severity_cases(paths):
+        found, reasons = assess(case_complaint(case), rules, repeat=False, model=model)
+        tally = by_lang.setdefault(case.get("lang", "?"), [0, 0])
+        tally[1] += 1
+        if found.value == case["expected"]:
+            tally[0] += 1
+        else:
+            misses.append((case["id"], case["expected"], found.value, reasons[0]))
     return SeverityFigures(
         cases=sum(t[1] for t in by_lang.values()), right=sum(t[0] for t in by_lang.values()),
         by_lang={lang: (t[0], t[1]) for lang, t in sorted(by_lang.items())}, misses=misses)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import random
 import time
 from collections import defaultdict
@@ -40,7 +39,7 @@ from services.router.textmodel import (
     raised_level,
     softmax,
 )
-from tools.measure import case_complaint, measure_severity
+from tools.measure import case_complaint, measure_severity, severity_cases
 from tools.train_classifier import logistic
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,19 +53,6 @@ FRESH = ("tuning-5.jsonl", "training-a.jsonl", "training-b.jsonl")
 L2 = (1e-3, 3e-3, 1e-2, 3e-2)
 RAISE_AT = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 _ORDER = {level: n for n, level in enumerate(SEVERITY_LEVELS)}
-
-
-def cases(paths: list[Path]) -> list[dict[str, Any]]:
-    """The labelled cases of the JSONL files, in order (each tagged with its file's name)."""
-    out = []
-    for path in paths:
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                case = json.loads(line)
-                if case.get("expected") not in _ORDER:
-                    raise SystemExit(f"{path}:{n}: expected must be one of {list(SEVERITY_LEVELS)}")
-                out.append({**case, "file": path.name})
-    return out
 
 
 def rules_level(case: dict[str, Any], rules: SeverityPolicy) -> str:
@@ -91,11 +77,18 @@ def folds(items: list[dict[str, Any]], *, k: int, seed: int) -> list[list[int]]:
     return out
 
 
-def fit(items: list[dict[str, Any]], *, l2: float, version: str = "probe",
+Row = tuple[frozenset[str], str, float]
+
+
+def rows_of(items: list[dict[str, Any]]) -> list[Row]:
+    """Each case as the trainer reads it: its text's features, its level, weight 1."""
+    return [(features(c["text"]), c["expected"], 1.0) for c in items]
+
+
+def fit(rows: list[Row], *, l2: float, version: str = "probe",
         meta: dict[str, Any] | None = None) -> TextModel:
     """The logistic model over the three levels."""
-    codes, prior, weights = logistic([(features(c["text"]), c["expected"], 1.0) for c in items],
-                                     l2=l2, max_features=6000, min_count=2.0)
+    codes, prior, weights = logistic(rows, l2=l2, max_features=6000, min_count=2.0)
     return TextModel(version, codes, prior, weights, 1.0, 0.0, meta or {})
 
 
@@ -105,14 +98,15 @@ def combined(rule: str, probs: dict[str, float] | None, urgent_at: float, major_
     return rule if raised is None else max(rule, raised[0], key=_ORDER.__getitem__)
 
 
-def choose(items: list[dict[str, Any]], rules: SeverityPolicy, *,
+def choose(items: list[dict[str, Any]], rule: list[str], *,
            seed: int) -> tuple[float, float, float, float]:
-    """(share right, l2, urgent_at, major_at) best over five folds of the training cases.
+    """(share right, l2, urgent_at, major_at) best over five folds of the training cases, whose
+    levels by the rules alone are ``rule``.
 
     Every fold's model learns from the other four; the share right is counted on the ``FRESH``
     cases of the held-out fold.
     """
-    rule = [rules_level(c, rules) for c in items]
+    rows = rows_of(items)
     scored = [c["file"] in FRESH for c in items]
     if not any(scored):
         raise SystemExit(f"no training case comes from {', '.join(FRESH)}")
@@ -122,7 +116,7 @@ def choose(items: list[dict[str, Any]], rules: SeverityPolicy, *,
         probs: list[dict[str, float] | None] = [None] * len(items)
         for held in parts:
             out = set(held)
-            model = fit([c for i, c in enumerate(items) if i not in out], l2=l2)
+            model = fit([row for i, row in enumerate(rows) if i not in out], l2=l2)
             for i in held:
                 prediction = model.predict(items[i]["text"])
                 probs[i] = None if prediction.abstains else softmax(prediction.logits)
@@ -133,8 +127,9 @@ def choose(items: list[dict[str, Any]], rules: SeverityPolicy, *,
             # ties: the higher thresholds (fewer raises), then the stronger L2
             if best is None or (right, urgent_at, major_at, l2) > (best[0], best[2], best[3], best[1]):
                 best = candidate
+        assert best is not None
         print(f"  l2 {l2}: best so far {best[0]:.3f} (l2 {best[1]}, urgent_at {best[2]}, "
-              f"major_at {best[3]})" if best else "")
+              f"major_at {best[3]})")
     assert best is not None
     return best
 
@@ -143,18 +138,19 @@ def train(args: argparse.Namespace) -> None:
     """Choose by cross-validation, train on every training case, write the model, measure it."""
     rules = load_policy().router.severity
     paths = [DATA / name for name in TRAINING]
-    items = cases(paths)
+    items = severity_cases(paths)
     print(f"training cases: {len(items)} from {', '.join(p.name for p in paths)}")
-    right, l2, urgent_at, major_at = choose(items, rules, seed=args.seed)
-    fresh = [c for c in items if c["file"] in FRESH]
-    rules_right = sum(rules_level(c, rules) == c["expected"] for c in fresh) / len(fresh)
+    rule = [rules_level(c, rules) for c in items]
+    right, l2, urgent_at, major_at = choose(items, rule, seed=args.seed)
+    fresh = [(r, c) for r, c in zip(rule, items, strict=True) if c["file"] in FRESH]
+    rules_right = sum(r == c["expected"] for r, c in fresh) / len(fresh)
     print(f"five-fold cross-validation on the {len(fresh)} cases of {', '.join(FRESH)}: "
           f"rules alone {rules_right:.1%}, rules + model {right:.1%} "
           f"(l2 {l2}, raise to urgent at {urgent_at}, to major at {major_at})")
     meta = {"training": list(TRAINING), "cases": len(items), "seed": args.seed, "l2": l2,
             "raise_at": {"urgent": urgent_at, "major": major_at}, "fresh": list(FRESH),
             "cv_share_right": round(right, 4), "cv_rules_alone": round(rules_right, 4)}
-    model = fit(items, l2=l2, version=args.version, meta=meta)
+    model = fit(rows_of(items), l2=l2, version=args.version, meta=meta)
     model.save(args.output)
     print(f"wrote {args.output} ({args.output.stat().st_size:,} bytes): {len(model.weights)} features")
 
@@ -173,7 +169,7 @@ def evaluate(paths: list[Path], model: SeverityModel, *, misses: bool) -> None:
 def bench(model: SeverityModel, *, rounds: int) -> None:
     """Milliseconds per assessment, rules alone and with the model, over the training texts."""
     rules = load_policy().router.severity
-    items = [case_complaint(c) for c in cases([DATA / name for name in TRAINING])]
+    items = [case_complaint(c) for c in severity_cases([DATA / name for name in TRAINING])]
     for name, m in (("rules alone", None), (f"rules + {model.version}", model)):
         assess(items[0], rules, repeat=False, model=m)
         start = time.perf_counter()
