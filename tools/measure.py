@@ -16,7 +16,7 @@ and the figure is the share whose assessed severity is the expected one, per lan
 assesses as the router does, the rules with the shipped severity model beside them
 (``--rules-only``: the rules alone).
 
-    python -m tools.measure severity tests/data/severity/heldout-6.jsonl [--misses] [--rules-only]
+    python -m tools.measure severity tests/data/severity/heldout-7.jsonl [--misses] [--rules-only]
 """
 
 from __future__ import annotations
