@@ -176,13 +176,14 @@ def test_words_that_only_look_like_a_negation_do_not_cancel(text: str) -> None:
 
 # Floors on the share right of the rules alone (overall, each language). heldout.jsonl was written
 # before the rules were changed; its authors then wrote the rules, so it flatters them (98.6 %).
-# heldout-7.jsonl was written by an AI assistant that saw neither the rules nor the other sets, and
-# measured once (81.2 %; with the severity model, 89.4 %: tests/test_severity_model.py). The tuning
-# sets (heldout-2..6 measured once each, then retired into tuning) guard against a change that
+# heldout-8.jsonl was written by an AI assistant that saw neither the rules nor the other sets, and
+# measured once (83.4 %; with the severity model, 93.4 %: tests/test_severity_model.py). The tuning
+# sets (heldout-2..7 measured once each, then retired into tuning) guard against a change that
 # undoes what they taught. See tests/data/severity/README.md.
 @pytest.mark.parametrize(("name", "floor", "lang_floor"), [
     ("heldout.jsonl", HELD_OUT_FLOOR, 0.93),
-    ("heldout-7.jsonl", 0.81, 0.80),
+    ("heldout-8.jsonl", 0.83, 0.83),
+    ("tuning-7.jsonl", 0.81, 0.80),
     ("tuning-6.jsonl", 0.85, 0.84),
     ("tuning-5.jsonl", 0.83, 0.80),
     ("tuning.jsonl", 0.97, 0.95),
