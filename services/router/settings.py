@@ -17,7 +17,7 @@ class RouterSettings(CommonSettings):
     ROUTER_ROSTER_FILE     handler roster (default: the shipped roster.yaml)
     ROUTER_TEXT_MODEL      classify with the learned text model beside the keywords (default
                            true; false: keywords only)
-    ROUTER_TEXT_MODEL_FILE the text model (default: the shipped model/classifier-v4.json.gz);
+    ROUTER_TEXT_MODEL_FILE the text model (default: the shipped model/classifier-v5.json.gz);
                            missing or corrupt, the router does not start
     ROUTER_SEVERITY_MODEL  read severity with the learned severity model beside the rules (default
                            true; it only raises a level; false: the rules alone)

@@ -26,7 +26,8 @@ from typing import Any
 
 from services.common.errors import ConfigError
 
-DEFAULT_MODEL = Path(__file__).with_name("model") / "classifier-v4.json.gz"
+DEFAULT_MODEL = Path(__file__).with_name("model") / "classifier-v5.json.gz"
+NORMS = ("none", "l2")  # how a text's features count (TextModel.norm)
 FORMAT = "complaints-text-model/1"
 MAX_CHARS = 2000  # the model reads the first 2,000 characters: bounded time on hostile input
 EXPLAIN = 5
@@ -102,7 +103,9 @@ class Prediction:
 @dataclass(frozen=True)
 class TextModel:
     """A trained model: codes, priors, per-feature weights, temperature, keyword weight, and
-    ``min_known``, the fewest known features on which it speaks (a stray word is not enough)."""
+    ``min_known``, the fewest known features on which it speaks (a stray word is not enough), and
+    ``norm``: "l2" when each feature of a text counts 1/sqrt(the text's number of features), so a
+    long narrative's many words do not outweigh a short complaint's few ("none": each counts 1)."""
 
     version: str
     codes: tuple[str, ...]
@@ -112,6 +115,7 @@ class TextModel:
     keyword_weight: float
     meta: dict[str, Any]
     min_known: int = 3
+    norm: str = "none"
 
     @cached_property
     def _dense(self) -> tuple[dict[str, int], Any]:
@@ -128,8 +132,11 @@ class TextModel:
     def predict(self, text: str) -> Prediction:
         """Logits per code for ``text``; abstains on fewer than ``min_known`` known features."""
         index, matrix = self._dense
-        known = sorted(f for f in features(text) if f in index)
+        every = features(text)
+        known = sorted(f for f in every if f in index)
         sums = matrix[[index[f] for f in known]].sum(axis=0)
+        if self.norm == "l2" and every:
+            sums = sums / math.sqrt(len(every))
         t = self.temperature
         logits = {c: (p + float(s)) * t for c, p, s in zip(self.codes, self.prior, sums, strict=True)}
         return Prediction(logits, tuple(known), abstains=len(known) < self.min_known)
@@ -153,11 +160,14 @@ class TextModel:
 
     def to_json(self) -> dict[str, Any]:
         """The file's content (``load_model`` reads it back)."""
-        return {"format": FORMAT, "version": self.version, "codes": list(self.codes),
-                "prior": [round(p, 4) for p in self.prior], "temperature": self.temperature,
-                "keyword_weight": self.keyword_weight, "min_known": self.min_known, "meta": self.meta,
-                "weights": {f: [[i, round(w, 3)] for i, w in sorted(row.items())]
-                            for f, row in sorted(self.weights.items())}}
+        doc = {"format": FORMAT, "version": self.version, "codes": list(self.codes),
+               "prior": [round(p, 4) for p in self.prior], "temperature": self.temperature,
+               "keyword_weight": self.keyword_weight, "min_known": self.min_known, "meta": self.meta,
+               "weights": {f: [[i, round(w, 3)] for i, w in sorted(row.items())]
+                           for f, row in sorted(self.weights.items())}}
+        if self.norm != "none":  # absent in files trained without it
+            doc["norm"] = self.norm
+        return doc
 
     def save(self, path: Path) -> None:
         """Write the model as gzipped JSON, byte-for-byte reproducible (no timestamp)."""
@@ -201,17 +211,20 @@ def load_model(path: Path | None = None, *, codes: set[str] | None = None) -> Te
             raise ValueError("a weight names a code index out of range")
         temperature, keyword_weight = float(doc["temperature"]), float(doc["keyword_weight"])
         min_known = int(doc.get("min_known", 3))
+        norm = str(doc.get("norm", "none"))
         if not (temperature > 0 and keyword_weight >= 0 and min_known >= 1
                 and all(map(math.isfinite, prior))):
             raise ValueError("temperature must be > 0, keyword_weight >= 0, min_known >= 1, "
                              "priors finite")
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {', '.join(NORMS)}, not {norm!r}")
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"{path}: not a valid classifier model: {exc}") from None
     if codes is not None and (unknown := sorted(set(model_codes) - codes)):
         raise ModelError(f"{path}: predicts codes the taxonomy does not have: {unknown}")
     model = TextModel(version=str(doc["version"]), codes=model_codes, prior=prior, weights=weights,
                      temperature=temperature, keyword_weight=keyword_weight,
-                     meta=dict(doc.get("meta") or {}), min_known=min_known)
+                     meta=dict(doc.get("meta") or {}), min_known=min_known, norm=norm)
     model.predict("")  # load jieba's dictionary and build the matrix now, not on a complaint
     return model
 
