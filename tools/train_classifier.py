@@ -178,13 +178,18 @@ def gold(lines: list[str]) -> list[Example]:
 
 def car_examples(path: Path) -> list[Example]:
     """The 车质网 complaints whose problem label maps to a code; a text seen twice counts once."""
+    return _car_mapped(car_rows(path))
+
+
+def _car_mapped(rows: list[tuple[int, str, str, str]]) -> list[Example]:
+    """The ``car_rows`` whose problem label ``CAR_MAP`` maps to a code, a text seen twice once."""
     mapping: dict[tuple[str, str], str] = {}
     for line in CAR_MAP.read_text(encoding="utf-8").splitlines():
         if line.strip() and not line.startswith("#"):
             group, problem, code = line.split("\t")
             mapping[(group, problem)] = code
     out, seen = [], set()
-    for n, text, group, problem in car_rows(path):
+    for n, text, group, problem in rows:
         mapped = mapping.get((group, problem)) or mapping.get((group, "*"))
         if mapped and text not in seen:
             seen.add(text)
@@ -203,9 +208,10 @@ def car_rows(path: Path) -> list[tuple[int, str, str, str]]:
 def car_spare(path: Path) -> list[Example]:
     """The 车质网 complaints ``car_examples`` leaves out (a label that says no one complaint type),
     uncoded: never in a train or test part, so annotators' codes for them are train lines."""
-    seen = {e.text for e in car_examples(path)}
+    rows = car_rows(path)  # the export is read once
+    seen = {e.text for e in _car_mapped(rows)}
     out = []
-    for n, text, _, _ in car_rows(path):
+    for n, text, _, _ in rows:
         if text not in seen:
             seen.add(text)
             out.append(Example(text, "", n, "car"))
