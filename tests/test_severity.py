@@ -174,6 +174,59 @@ def test_words_that_only_look_like_a_negation_do_not_cancel(text: str) -> None:
     assert assess(complaint(text), RULES, repeat=False)[0] is Severity.major
 
 
+@pytest.mark.parametrize(("text", "kind", "value"), [
+    # a group's or a channel's head count is an audience, judged by the audience's thresholds
+    ("我是户外群的群主，群里三百人，我会提醒大家", "audience", 300),
+    ("My Instagram is small, like 900 people, but they trust me", "audience", 900),
+    ("I moderate a subreddit with 85k members and I'm posting this", "audience", 85_000),
+    ("14k people follow me", "audience", 14_000),
+    ("我在一个三万多人的钓鱼论坛当版主", "audience", 30_000),
+    # ... unless its clause says what befell them, or the words before it name victims
+    ("业主群里三十多户都漏水了", "affected", 30),
+    ("At least 15 people in our Facebook group got the same bogus fee", "affected", 15),
+    ("All 18 of us in the tour group were left standing at the hotel", "affected", 18),
+    ("健身房突然关门跑路，我们会员群里二百多人，卡里都还有钱", "affected", 200),
+    ("The airline stranded our whole charter group, 140 people, in Cancun", "affected", 140),
+])
+def test_a_count_of_people_beside_a_group_or_a_channel(text: str, kind: str, value: float) -> None:
+    [figure] = stated_figures(fold(text), RULES.stated, RULES.qualifiers)
+    assert (figure.kind, figure.value) == (kind, value)
+
+
+@pytest.mark.parametrize("text", [
+    # counterfactuals: what did not and will not happen
+    "说实话这事换别人可能早就去告你们了，我只想退钱", "我要是有几十万粉丝，你们早就慌了",
+    "If this was a bigger purchase I'd probably be calling a lawyer",
+    "Hypothetically, if your oven had burned my roast I'd be annoyed",
+    "If this power bank ever swells up or catches fire I'm done with your brand",
+    # figures of speech and words that only look like a signal
+    "I'm sick of waiting for the refund", "Your website is a total dumpster fire",
+    "Your app says I burned 40,000 calories on a walk", "This bank is bleeding me dry with fees",
+    "Your hold music is going to be the death of me", "Booked a non-smoking room, it was dirty",
+    "The smoke detector chirps all night", "The couch arrived with a broken leg",
+    "气得我脑袋都要炸了，退个款要填五张表", "这种操作太恶心人了", "外卖放了香菜，我真的是吐了",
+    "客服让我拍视频证明，我拍了也不给退", "你们直播间说这个锅不粘", "早餐难吃到我想报警",
+    "你们App上的爆炸红包活动一分钱没到账", "This is ridiculous, I want a refund",
+    # 万一 is "in case", 千万 "by all means", and points are not money
+    "万一孩子摔了算谁的？", "千万别买他们家的东西", "花一万两千积分换的保温杯是坏的",
+])
+def test_counterfactuals_and_figures_of_speech_are_no_signal(text: str) -> None:
+    found, reasons = assess(complaint(text), RULES, repeat=False)
+    assert (found, reasons) == (Severity.general, ["severity general: no severity signal"])
+
+
+@pytest.mark.parametrize(("text", "severity"), [
+    # the same words, meant: a conditional threat still counts, harm that happened still counts
+    ("如果再不处理我就去告你们", Severity.major), ("If you don't fix this I'm calling a lawyer", Severity.major),
+    ("The charger caught fire on my desk", Severity.major), ("I felt sick after eating it", Severity.urgent),
+    ("Your staff blocked the fire exit with boxes", Severity.urgent),
+    ("Just about burned my hand on the handle", Severity.urgent),
+    ("近万人的信息被泄露了", Severity.major),
+])
+def test_the_same_words_meant_still_count(text: str, severity: Severity) -> None:
+    assert assess(complaint(text), RULES, repeat=False)[0] is severity
+
+
 # Floors on the share right of the rules alone (overall, each language). heldout.jsonl was written
 # before the rules were changed; its authors then wrote the rules, so it flatters them (98.6 %).
 # heldout-8.jsonl was written by an AI assistant that saw neither the rules nor the other sets, and

@@ -174,10 +174,18 @@ class KeywordSignal(_Frozen):
 
 
 class Qualifiers(_Frozen):
-    """Words that cancel a signal in their clause ("没有人受伤", "not looking to sue") or make a
-    major one a near miss ("差点起火", "almost caught fire"), read before the match."""
+    """Words that cancel a signal in their clause ("没有人受伤", "not looking to sue"; a
+    counterfactual: "换别人早就告你们了") or make a major one a near miss ("差点起火", "almost
+    caught fire"), read before the match; and phrases that only look like a signal."""
 
     negation: Regexes = Field(default_factory=list)
+    counterfactual: Regexes = Field(
+        default_factory=list, description="Cues of what did not and will not happen (换别人早就..., "
+                                          "if this were bigger I'd...): cancel a signal or a stated "
+                                          "figure in their clause, like a negation.")
+    figurative: Regexes = Field(
+        default_factory=list, description="Phrases that only look like a signal (sick of waiting, a "
+                                          "dumpster fire, 气得脑袋都炸了): no signal is read in them.")
     near_miss: Regexes = Field(default_factory=list)
     near_miss_severity: Severity = Field(default=Severity.urgent,
                                          description="Severity of a major signal in a near miss.")
@@ -195,6 +203,16 @@ class StatedFigures(_Frozen):
     audience_context: Regexes = Field(
         default_factory=list, description="Channel words just before a count of people that make "
                                           "it an audience (my channel has 20k subscribers).")
+    audience_after: Regexes = Field(
+        default_factory=list, description="Words just after a count of people that make it an "
+                                          "audience (14k people follow me, 三万多人的论坛).")
+    affected_after: Regexes = Field(
+        default_factory=list, description="Words after a count of people in an audience's "
+                                          "context, in its clause, that make it people affected "
+                                          "after all (业主群里三十户都漏水).")
+    affected_context: Regexes = Field(
+        default_factory=list, description="Words just before such a count that make it people "
+                                          "affected after all (维权群里五百多人, booked for 112 people).")
     affected: Regexes = Field(default_factory=list, description="People nouns (regex).")
 
 

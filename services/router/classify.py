@@ -299,7 +299,7 @@ def assess(complaint: Complaint, rules: SeverityPolicy, *, repeat: bool,
         weighed = ", ".join(reading.weighed) or "no single term"
         signals.append((Severity(reading.level), f"model {model.version} read it as {reading.level} "
                         f"({reading.probability:.0%}; weighed {weighed})"))
-    for figure in stated_figures(text, rules.stated):  # "几十万粉丝", "dozens of residents"
+    for figure in stated_figures(text, rules.stated, rules.qualifiers):  # "几十万粉丝", "dozens of residents"
         limit = rules.public_audience if figure.kind == "audience" else rules.affected_customers
         if sev := limit.severity(figure.value):
             what = "public exposure" if figure.kind == "audience" else "many customers affected"

@@ -19,9 +19,12 @@ _ZH_SMALL = "十百千"
 
 # A Chinese numeral: a figure (3.5, 120) or a numeral character, then numeral characters:
 # 3.5万, 120万, 一万两千, 十几, 上百, 数百, 几十万, 五六十, 两百. It never starts inside a run of
-# figures, and a run of more than twelve figures is none (the amount reader reads those).
+# figures, and a run of more than twelve figures is none (the amount reader reads those). A bare
+# 万 or 亿 starts none (万一 is "in case", 万分 "extremely") unless 近/逾/超/约/过 comes before
+# it (近万人), nor does 千万 "by all means" (千万别买).
 ZH_NUMERAL = (r"(?<![0-9.])(?:[上数](?=[十百千万亿])|[0-9]{1,12}(?:\.[0-9]{1,4})?(?![0-9])"
-              r"|[零〇一二两俩三四五六七八九几十百千万亿])(?:[零〇一二两俩三四五六七八九几十百千万亿]|[多余来](?=[千万亿])){0,11}")
+              r"|[零〇一二两俩三四五六七八九几十百]|千(?!万(?:别|不|要|记|小心|注意|得|可))|(?<=[近逾超约过])[万亿])"
+              r"(?:[零〇一二两俩三四五六七八九几十百千万亿]|[多余来](?=[千万亿])){0,11}")
 
 
 def zh_number(numeral: str) -> float | None:

@@ -22,6 +22,7 @@ from services.router.numerals import EN_NUMERAL, ZH_NUMERAL, en_number, zh_numbe
 
 _WINDOW = 60  # characters before a match read for a negation or a near miss
 _CJK = re.compile(r"[\u3400-\u9fff]")
+_PUNCTUATION = re.compile(r"[,，。.;；!！?？:：\n]")
 _GAP_TOKENS = re.compile(r"[a-z0-9']+|[\u3400-\u9fff]")
 _MAX_GAP_CJK, _MAX_GAP_WORDS = 6, 9  # how far a cue reaches: Chinese characters, Latin words
 _PHRASE = 32  # longest matched phrase quoted in a reason
@@ -63,27 +64,57 @@ def _keyword(term: str) -> tuple[str, re.Pattern[str]]:
     return fold(term).rstrip("*"), pattern(term)
 
 
-def _qualified(text: str, start: int, rules: Qualifiers) -> str | None:
-    """'negated' or 'near' when a cue of ``rules`` governs the match at ``start``, else None."""
+def _reaches(clause: str, cues: tuple[str, ...]) -> bool:
+    """Whether the nearest cue of ``cues`` in ``clause`` is close enough to its end to govern it."""
+    cue_pattern = _alternation(cues)
+    if cue_pattern is None:
+        return False
+    last = None
+    for last in cue_pattern.finditer(clause):  # noqa: B007 - the last cue is the nearest
+        pass
+    if last is None:
+        return False
+    gap = _GAP_TOKENS.findall(clause[last.end():])
+    return len(gap) <= (_MAX_GAP_CJK if _CJK.search(last.group(0)) else _MAX_GAP_WORDS)
+
+
+def _clause(text: str, start: int, rules: Qualifiers) -> str:
+    """The clause before ``start``: at most ``_WINDOW`` characters, cut at the last clause break."""
     clause = text[max(0, start - _WINDOW):start]
     breaks = _alternation(tuple(rules.clause_breaks))
     if breaks is not None:
         ends = [cut.end() for cut in breaks.finditer(clause)]
         clause = clause[ends[-1]:] if ends else clause
-    for kind, cues in (("negated", rules.negation), ("near", rules.near_miss)):
-        cue_pattern = _alternation(tuple(cues))
-        if cue_pattern is None:
-            continue
-        last = None
-        for last in cue_pattern.finditer(clause):  # noqa: B007 - the last cue is the nearest
-            pass
-        if last is None:
-            continue
-        gap = _GAP_TOKENS.findall(clause[last.end():])
-        reach = _MAX_GAP_CJK if _CJK.search(last.group(0)) else _MAX_GAP_WORDS
-        if len(gap) <= reach:
-            return kind
+    return clause
+
+
+def _counterfactual(text: str, start: int, rules: Qualifiers) -> bool:
+    """Whether a counterfactual cue governs ``start``: read back to the last punctuation mark, not
+    to the last clause word, for the cue opens the sentence ("换别人可能早就去告你们了")."""
+    if not rules.counterfactual:
+        return False
+    window = text[max(0, start - _WINDOW):start]
+    cuts = [cut.end() for cut in _PUNCTUATION.finditer(window)]
+    return _reaches(window[cuts[-1]:] if cuts else window, tuple(rules.counterfactual))
+
+
+def _qualified(text: str, start: int, rules: Qualifiers) -> str | None:
+    """'negated' or 'near' when a cue of ``rules`` governs the match at ``start``, else None.
+
+    A counterfactual ("换别人早就告你们了") cancels a signal as a negation does."""
+    clause = _clause(text, start, rules)
+    if _reaches(clause, tuple(rules.negation)) or _counterfactual(text, start, rules):
+        return "negated"
+    if _reaches(clause, tuple(rules.near_miss)):
+        return "near"
     return None
+
+
+def unfigurative(text: str, rules: Qualifiers) -> str:
+    """``text`` with each phrase that only looks like a signal ("sick of", "dumpster fire",
+    气得脑袋都炸了) made a clause break, so that no signal is read in it."""
+    figurative = _alternation(tuple(rules.figurative))
+    return text if figurative is None else figurative.sub(",", text)
 
 
 def _matches(text: str, signal: KeywordSignal) -> Iterator[re.Match[str]]:
@@ -99,8 +130,9 @@ def phrase_findings(text: str, rules: SeverityPolicy) -> list[Finding]:
     """Each keyword signal of ``rules`` found in ``text``, with the phrases that matched.
 
     A match in a negated clause does not count; a major signal matched only in near-miss clauses
-    counts at the qualifiers' near-miss severity.
+    counts at the qualifiers' near-miss severity. Figurative phrases are read as no signal.
     """
+    text = unfigurative(text, rules.qualifiers)
     findings = []
     for signal in rules.keywords:
         plain: list[str] = []
@@ -133,6 +165,7 @@ _EN_AFTER = (r"(?:\+|-?(?:odd|some|plus)|\s+or\s+so|\s+plus)?\s*(?:of\s+)?"  # t
              r"unique|total|real|active)\s+){0,2}")
 _BEFORE = 12  # characters before a numeral read for a noun written first (粉丝有几十万)
 _CONTEXT = 30  # characters before a count of people read for a channel (an audience then)
+_VICTIMS = 45  # characters before such a count read for victims (people affected after all)
 
 
 @dataclass(frozen=True)
@@ -175,23 +208,54 @@ def _numerals(text: str) -> tuple[tuple[int, int, float], ...]:
     return tuple(found)
 
 
-def stated_figures(text: str, stated: StatedFigures) -> list[Figure]:
+def stated_figures(text: str, stated: StatedFigures,
+                   qualifiers: Qualifiers | None = None) -> list[Figure]:
     """Audiences and counts of people affected written in ``text`` ("几十万粉丝", "dozens of
-    residents", "粉丝3.5万"); a number is an audience before it is a count of people."""
+    residents", "粉丝3.5万"); a number is an audience before it is a count of people.
+
+    A count of people is an audience where the words before it name a channel or a group ("群里
+    三百人", "my Instagram is small, like 900 people") or the words after it follow or read ("14k
+    people follow me"), unless the rest of its clause says what befell them ("业主群里三十户都
+    漏水") or the words before it name victims ("维权群里五百多人"). A number in a counterfactual
+    sentence of ``qualifiers`` ("我要是有几十万粉丝") is none.
+    """
     audience, affected, before = _noun_patterns(
         tuple(stated.audience), tuple(stated.affected), tuple(stated.audience_before))
     context = _alternation(tuple(stated.audience_context))
+    after = _anchored(tuple(stated.audience_after))
+    befell = _alternation(tuple(stated.affected_after))
+    victims = _alternation(tuple(stated.affected_context))
+    breaks = _alternation(tuple(qualifiers.clause_breaks)) if qualifiers is not None else None
     figures = []
     for start, end, value in _numerals(text):
+        if qualifiers is not None and _counterfactual(text, start, qualifiers):
+            continue
         if audience is not None and (m := audience.match(text, end)):
             figures.append(Figure("audience", value, text[start:m.end()]))
         elif before is not None and (b := before.search(text[max(0, start - _BEFORE):start])):
             figures.append(Figure("audience", value, b.group(0) + text[start:end]))
         elif affected is not None and (m := affected.match(text, end)):
-            kind = "audience" if context is not None and context.search(
-                text[max(0, start - _CONTEXT):start]) else "affected"
+            kind, preceding = "affected", text[max(0, start - _CONTEXT):start]
+            if ((context is not None and context.search(preceding))
+                    or (after is not None and after.match(text, m.end()))):
+                following = text[m.end():m.end() + _CONTEXT]
+                if breaks is not None and (cut := breaks.search(following)):
+                    following = following[:cut.start()]
+                befallen = ((befell is not None and befell.search(following))
+                            or (victims is not None
+                                and victims.search(text[max(0, start - _VICTIMS):start])))
+                kind = "affected" if befallen else "audience"
             figures.append(Figure(kind, value, text[start:m.end()]))
     return figures
+
+
+@lru_cache(maxsize=16)
+def _anchored(sources: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One pattern for any of ``sources``, matched a few characters after a count (spaces, 的,
+    a closing bracket and "of them" may come between)."""
+    if not sources:
+        return None
+    return re.compile(r"[\s)）」』的]{0,3}(?:" + "|".join(f"(?:{s})" for s in sources) + ")")
 
 
 _ZH_MONEY_UNIT = re.compile(r"(?:多|余|来)?(?:块钱|块|元|圆|人民币)")
@@ -199,7 +263,7 @@ _ZH_MONEY_VERB = re.compile(r"(?:花|亏|损失|赔|扣|骗|转走|卷走|骗走
                             r"(?:我|我们)?(?:一笔)?"
                             r"(?:前后|总共|一共|共|足足|整整|将近|近|快)?$")
 _ZH_NOT_MONEY = re.compile(r"(?:多|余|来)?(?:次|个|天|年|月|日|号|小时|分钟|件|台|单|人|户|家|遍|回|趟|"
-                           r"周|星期|分|条|张|斤|公斤|米|元)")
+                           r"周|星期|分|条|张|斤|公斤|米|元|积分|金币|里程|点数|步)")
 _EN_MONEY = re.compile(r"[\s-]*(?:(dollars?|bucks|usd)|(euros?|eur)|(yuan|rmb|cny))(?![a-z])")
 _ZH_MONEY_NOUN = re.compile(r"(?:多|余)?(?:块)?的?[\u3400-\u9fff]{0,3}"
                             r"(?:款|费|钱|资金|定金|押金|货款|房款|年费|学费)")
