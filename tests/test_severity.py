@@ -20,6 +20,7 @@ from tools.measure import measure_severity
 RULES = load_policy().router.severity
 DATA = Path(__file__).parent / "data" / "severity"
 HELD_OUT_FLOOR = 0.95  # share right on heldout.jsonl, overall; each language at least 0.93
+HELDOUT_9_RULES = 0.82  # the rules alone on heldout-9.jsonl, measured once: 83.4 % (zh 84.4, en 82.5)
 
 
 def complaint(text: str, **details: str | int | float | bool) -> Complaint:
@@ -229,16 +230,18 @@ def test_the_same_words_meant_still_count(text: str, severity: Severity) -> None
 
 # Floors on the share right of the rules alone (overall, each language). heldout.jsonl was written
 # before the rules were changed; its authors then wrote the rules, so it flatters them (98.6 %).
-# heldout-8.jsonl was written by an AI assistant that saw neither the rules nor the other sets, and
-# measured once (83.4 %; with the severity model, 93.4 %: tests/test_severity_model.py). The tuning
-# sets (heldout-2..7 measured once each, then retired into tuning) guard against a change that
-# undoes what they taught. See tests/data/severity/README.md.
+# heldout-9.jsonl was written by an AI assistant that saw neither the rules nor the other sets, and
+# measured once (see tests/test_severity_model.py for it with the severity model). The tuning sets
+# (heldout-2..8 measured once each, then retired into tuning) guard against a change that undoes
+# what they taught; round 5 of the rules mended false alarms read in tuning-5..8 (84-87 % now). See
+# tests/data/severity/README.md.
 @pytest.mark.parametrize(("name", "floor", "lang_floor"), [
     ("heldout.jsonl", HELD_OUT_FLOOR, 0.93),
-    ("heldout-8.jsonl", 0.83, 0.83),
-    ("tuning-7.jsonl", 0.81, 0.80),
-    ("tuning-6.jsonl", 0.85, 0.84),
-    ("tuning-5.jsonl", 0.83, 0.80),
+    ("heldout-9.jsonl", HELDOUT_9_RULES, HELDOUT_9_RULES),
+    ("tuning-8.jsonl", 0.84, 0.84),
+    ("tuning-7.jsonl", 0.84, 0.81),
+    ("tuning-6.jsonl", 0.86, 0.86),
+    ("tuning-5.jsonl", 0.85, 0.83),
     ("tuning.jsonl", 0.97, 0.95),
     ("tuning-2.jsonl", 0.97, 0.95),
     ("tuning-3.jsonl", 0.97, 0.95),

