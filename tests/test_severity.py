@@ -20,7 +20,7 @@ from tools.measure import measure_severity
 RULES = load_policy().router.severity
 DATA = Path(__file__).parent / "data" / "severity"
 HELD_OUT_FLOOR = 0.95  # share right on heldout.jsonl, overall; each language at least 0.93
-HELDOUT_9_RULES = 0.82  # the rules alone on heldout-9.jsonl, measured once: 83.4 % (zh 84.4, en 82.5)
+HELDOUT_10_RULES = 0.83  # the rules alone on heldout-10.jsonl, measured once: 84.7 % (zh 85.6, en 83.8)
 
 
 def complaint(text: str, **details: str | int | float | bool) -> Complaint:
@@ -86,6 +86,10 @@ def test_counts_of_other_things_are_no_figure(text: str) -> None:
     ("Dozens of residents got the wrong bill", Severity.urgent,
      "many customers affected (stated: 'dozens of residents' = 24)"),
     ("同事三个人都遇到了", Severity.general, "no severity signal"),
+    ("我微博五十多万粉，做美食测评的", Severity.major, "public exposure (stated: '五十多万粉' = 500,000)"),
+    ("I've got 150k on TikTok and I just posted part 1", Severity.major,
+     "public exposure (stated: '150k on tiktok' = 150,000)"),
+    ("整架飞机两百多号人在机场滞留到凌晨", Severity.major, "many customers affected (stated: '两百多号人' = 200)"),
 ])
 def test_stated_figures_are_judged_by_the_channel_thresholds(text: str, severity: Severity,
                                                              reason: str) -> None:
@@ -104,6 +108,10 @@ def test_stated_figures_are_judged_by_the_channel_thresholds(text: str, severity
     ("the fees added up to $3k", {"USD": 3000}),
     ("i'm out five grand", {"USD": 5000}),
     ("fifty euros", {"EUR": 50}),
+    # a sum named before the number, or paid after it
+    ("合同总价八万六，装好半年", {"CNY": 86_000}), ("物业费加车位费一共九千六", {"CNY": 9600}),
+    ("机票全额退款七千二，还没到账", {"CNY": 7200}), ("笔记本九千九买的", {"CNY": 9900}),
+    ("一共三千多次", {}), ("总共一千多人受影响", {}),
 ])
 def test_amounts_written_in_words(text: str, amounts: dict[str, float]) -> None:
     assert word_amounts(fold(text)) == amounts
@@ -141,6 +149,17 @@ def test_amounts_written_in_words(text: str, amounts: dict[str, float]) -> None:
     # fraud
     ("有人用我的账号在你们平台贷了款", Severity.urgent, "fraud"),
     ("I see transactions I didn't authorize", Severity.urgent, "fraud"),
+    ("合同上的签名也不是我签的", Severity.urgent, "fraud"),
+    ("Your agent forged my signature to add a rider", Severity.urgent, "fraud"),
+    ("Your tenant portal shows my SSN in plain text to other tenants", Severity.urgent, "data_leak"),
+    ("银行客服把我的余额和流水告诉了我前夫", Severity.urgent, "data_leak"),
+    ("Prepare to be served.", Severity.major, "legal_action"),
+    ("请准备好应诉。", Severity.major, "legal_action"),
+    ("I have blistering burns on both thighs", Severity.major, "safety"),
+    ("My dad passed away after the nursing home missed his medication", Severity.major, "safety"),
+    ("Fix it or it all goes on Reddit with screenshots", Severity.urgent, "media"),
+    ("燃气表附近老有一股臭鸡蛋味", Severity.urgent, "hazard"),
+    ("奶茶喝完半小时我就开始吐", Severity.urgent, "health"),
 ])
 def test_each_concept_is_found_in_other_words(text: str, severity: Severity, signal: str) -> None:
     # Given a paraphrase of a concept; when assessed; then its signal, naming the matched phrase
@@ -208,6 +227,9 @@ def test_a_count_of_people_beside_a_group_or_a_channel(text: str, kind: str, val
     "气得我脑袋都要炸了，退个款要填五张表", "这种操作太恶心人了", "外卖放了香菜，我真的是吐了",
     "客服让我拍视频证明，我拍了也不给退", "你们直播间说这个锅不粘", "早餐难吃到我想报警",
     "你们App上的爆炸红包活动一分钱没到账", "This is ridiculous, I want a refund",
+    "Even if I wanted to sue over a $40 charge it wouldn't be worth it", "页面写电池健康90%，到手78%",
+    "This whole thing has given me a headache", "I posted a review on your Facebook page and it got deleted",
+    "My phone died after the update", "燃气没有泄漏，就是阀门老化", "这酒店的隔音简直炸裂",
     # 万一 is "in case", 千万 "by all means", and points are not money
     "万一孩子摔了算谁的？", "千万别买他们家的东西", "花一万两千积分换的保温杯是坏的",
 ])
@@ -230,18 +252,19 @@ def test_the_same_words_meant_still_count(text: str, severity: Severity) -> None
 
 # Floors on the share right of the rules alone (overall, each language). heldout.jsonl was written
 # before the rules were changed; its authors then wrote the rules, so it flatters them (98.6 %).
-# heldout-9.jsonl was written by an AI assistant that saw neither the rules nor the other sets, and
+# heldout-10.jsonl was written by an AI assistant that saw neither the rules nor the other sets, and
 # measured once (see tests/test_severity_model.py for it with the severity model). The tuning sets
-# (heldout-2..8 measured once each, then retired into tuning) guard against a change that undoes
-# what they taught; round 5 of the rules mended false alarms read in tuning-5..8 (84-87 % now). See
-# tests/data/severity/README.md.
+# (heldout-2..9 measured once each, then retired into tuning) guard against a change that undoes
+# what they taught; rounds 5 and 6 of the rules mended misses read in tuning-5..9 and the training
+# sets (85-90 % now). See tests/data/severity/README.md.
 @pytest.mark.parametrize(("name", "floor", "lang_floor"), [
     ("heldout.jsonl", HELD_OUT_FLOOR, 0.93),
-    ("heldout-9.jsonl", HELDOUT_9_RULES, HELDOUT_9_RULES),
-    ("tuning-8.jsonl", 0.84, 0.84),
-    ("tuning-7.jsonl", 0.84, 0.81),
-    ("tuning-6.jsonl", 0.86, 0.86),
-    ("tuning-5.jsonl", 0.85, 0.83),
+    ("heldout-10.jsonl", HELDOUT_10_RULES, HELDOUT_10_RULES),
+    ("tuning-9.jsonl", 0.88, 0.87),
+    ("tuning-8.jsonl", 0.85, 0.84),
+    ("tuning-7.jsonl", 0.85, 0.84),
+    ("tuning-6.jsonl", 0.89, 0.88),
+    ("tuning-5.jsonl", 0.87, 0.85),
     ("tuning.jsonl", 0.97, 0.95),
     ("tuning-2.jsonl", 0.97, 0.95),
     ("tuning-3.jsonl", 0.97, 0.95),

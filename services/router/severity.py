@@ -159,7 +159,7 @@ def phrase_findings(text: str, rules: SeverityPolicy) -> list[Finding]:
 
 _ZH = re.compile(ZH_NUMERAL)
 _EN = re.compile(EN_NUMERAL)
-_ZH_AFTER = r"(?:多|余|来|几|\+)?(?:个|位|名|口|条|家|户)?(?:的)?"
+_ZH_AFTER = r"(?:多|余|来|几|\+)?(?:个|位|名|口|条|家|户|号)?(?:的)?"
 _EN_AFTER = (r"(?:\+|-?(?:odd|some|plus)|\s+or\s+so|\s+plus)?\s*(?:of\s+)?"  # thirty-odd, 20 or so
              r"(?:(?:the|our|my|your|their|these|those|other|fellow|small|local|elderly|affected|different|more|angry|loyal|existing|new|paying|regular|monthly|"
              r"unique|total|real|active)\s+){0,2}")
@@ -262,6 +262,11 @@ _ZH_MONEY_UNIT = re.compile(r"(?:多|余|来)?(?:块钱|块|元|圆|人民币)")
 _ZH_MONEY_VERB = re.compile(r"(?:花|亏|损失|赔|扣|骗|转走|卷走|骗走|拿走|吞|盗刷|交|付|充值?|罚|欠|借|收)了?"
                             r"(?:我|我们)?(?:一笔)?"
                             r"(?:前后|总共|一共|共|足足|整整|将近|近|快)?$")
+# a sum named before the number: 合同总价八万六, 物业费一共九千六, 报价五千八, 账户里少了五千二
+_ZH_MONEY_BEFORE = re.compile(r"(?:款|费|价|钱|资金|金额|余额|工资|薪水|利息|罚金|赔偿|定金|押金|首付|贷款|"
+                              r"总价|报价|售价|价格|一共|总共|合计|共计|少了|多扣了?|多收了?|亏了?|损失了?)"
+                              r"(?:是|为|共|有|要|才|就|都|了|高达|足足|整整|总共|一共)?$")
+_ZH_PAID_AFTER = re.compile(r"(?:多|余)?(?:块)?(?:买|入手|拿下|付|交|花|充|订)(?:的|了)")  # 九千九买的
 _ZH_NOT_MONEY = re.compile(r"(?:多|余|来)?(?:次|个|天|年|月|日|号|小时|分钟|件|台|单|人|户|家|遍|回|趟|"
                            r"周|星期|分|条|张|斤|公斤|米|元|积分|金币|里程|点数|步)")
 _EN_MONEY = re.compile(r"[\s-]*(?:(dollars?|bucks|usd)|(euros?|eur)|(yuan|rmb|cny))(?![a-z])")
@@ -291,9 +296,11 @@ def word_amounts(text: str, *, default_currency: str = "CNY") -> dict[str, float
                 keep("CNY", value)
             elif value >= 1000 and _ZH_MONEY_NOUN.match(text, end) and not _ZH_NOT_MONEY.match(text, end):
                 keep("CNY", value)  # 十五万的装修款, 一万二的年费
-            elif (_ZH_MONEY_VERB.search(text[max(0, start - 8):start]) and value >= 1000
-                  and not _ZH_NOT_MONEY.match(text, end)):
-                keep("CNY", value)
+            elif ((_ZH_MONEY_VERB.search(text[max(0, start - 8):start])
+                   or _ZH_MONEY_BEFORE.search(text[max(0, start - 8):start])
+                   or _ZH_PAID_AFTER.match(text, end))
+                  and value >= 1000 and not _ZH_NOT_MONEY.match(text, end)):
+                keep("CNY", value)  # 花了五万多, 合同总价八万六, 全额退款七千二
             continue
         sign = text[start - 1:start] if start else ""
         if sign in _SIGN_BEFORE:
