@@ -20,7 +20,7 @@ from tools.measure import measure_severity
 RULES = load_policy().router.severity
 DATA = Path(__file__).parent / "data" / "severity"
 HELD_OUT_FLOOR = 0.95  # share right on heldout.jsonl, overall; each language at least 0.93
-HELDOUT_10_RULES = 0.83  # the rules alone on heldout-10.jsonl, measured once: 84.7 % (zh 85.6, en 83.8)
+HELDOUT_11_RULES = 0.83  # the rules alone on heldout-11.jsonl, measured once: 84.7 % (zh 86.2, en 83.1)
 
 
 def complaint(text: str, **details: str | int | float | bool) -> Complaint:
@@ -160,6 +160,17 @@ def test_amounts_written_in_words(text: str, amounts: dict[str, float]) -> None:
     ("Fix it or it all goes on Reddit with screenshots", Severity.urgent, "media"),
     ("燃气表附近老有一股臭鸡蛋味", Severity.urgent, "hazard"),
     ("奶茶喝完半小时我就开始吐", Severity.urgent, "health"),
+    ("My son got zapped plugging in your phone charger", Severity.major, "safety"),
+    ("I'm still picking shards out of my arms", Severity.major, "safety"),
+    ("The handle got hot enough to burn my palm", Severity.major, "safety"),
+    ("酸奶里吃出一小块碎玻璃，还好没吞下去", Severity.urgent, "hazard"),
+    ("阳台玻璃护栏松了，一推就晃", Severity.urgent, "hazard"),
+    ("Airbag warning light has been on since delivery", Severity.urgent, "hazard"),
+    ("在医院APP上居然能看到另一个病人的检查结果", Severity.urgent, "data_leak"),
+    ("Your tracking page shows any customer's full name and address", Severity.urgent, "data_leak"),
+    ("刚下完单就接到骗子电话，是不是你们泄露的？", Severity.urgent, "data_leak"),
+    ("主板好好的，这不就是骗钱吗？", Severity.urgent, "fraud"),
+    ("Somebody initialed it for me", Severity.urgent, "fraud"),
 ])
 def test_each_concept_is_found_in_other_words(text: str, severity: Severity, signal: str) -> None:
     # Given a paraphrase of a concept; when assessed; then its signal, naming the matched phrase
@@ -230,6 +241,7 @@ def test_a_count_of_people_beside_a_group_or_a_channel(text: str, kind: str, val
     "Even if I wanted to sue over a $40 charge it wouldn't be worth it", "页面写电池健康90%，到手78%",
     "This whole thing has given me a headache", "I posted a review on your Facebook page and it got deleted",
     "My phone died after the update", "燃气没有泄漏，就是阀门老化", "这酒店的隔音简直炸裂",
+    "My friend says take you to small claims, lol, over a $30 toaster? No thanks.", "车里多了好几个烟头，太恶心了",
     # 万一 is "in case", 千万 "by all means", and points are not money
     "万一孩子摔了算谁的？", "千万别买他们家的东西", "花一万两千积分换的保温杯是坏的",
 ])
@@ -252,14 +264,15 @@ def test_the_same_words_meant_still_count(text: str, severity: Severity) -> None
 
 # Floors on the share right of the rules alone (overall, each language). heldout.jsonl was written
 # before the rules were changed; its authors then wrote the rules, so it flatters them (98.6 %).
-# heldout-10.jsonl was written by an AI assistant that saw neither the rules nor the other sets, and
+# heldout-11.jsonl was written by an AI assistant that saw neither the rules nor the other sets, and
 # measured once (see tests/test_severity_model.py for it with the severity model). The tuning sets
-# (heldout-2..9 measured once each, then retired into tuning) guard against a change that undoes
-# what they taught; rounds 5 and 6 of the rules mended misses read in tuning-5..9 and the training
+# (heldout-2..10 measured once each, then retired into tuning) guard against a change that undoes
+# what they taught; rounds 5 to 7 of the rules mended misses read in tuning-5..10 and the training
 # sets (85-90 % now). See tests/data/severity/README.md.
 @pytest.mark.parametrize(("name", "floor", "lang_floor"), [
     ("heldout.jsonl", HELD_OUT_FLOOR, 0.93),
-    ("heldout-10.jsonl", HELDOUT_10_RULES, HELDOUT_10_RULES),
+    ("heldout-11.jsonl", HELDOUT_11_RULES, HELDOUT_11_RULES),
+    ("tuning-10.jsonl", 0.89, 0.89),
     ("tuning-9.jsonl", 0.88, 0.87),
     ("tuning-8.jsonl", 0.85, 0.84),
     ("tuning-7.jsonl", 0.85, 0.84),
