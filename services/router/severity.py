@@ -214,7 +214,7 @@ def stated_figures(text: str, stated: StatedFigures,
     residents", "粉丝3.5万"); a number is an audience before it is a count of people.
 
     A count of people is an audience where the words before it name a channel or a group ("群里
-    三百人", "my Instagram is small, like 900 people") or the words after it follow or read ("14k
+    三百人", "my Instagram is small, like 900 people") or the words after it follow or watch ("14k
     people follow me"), unless the rest of its clause says what befell them ("业主群里三十户都
     漏水") or the words before it name victims ("维权群里五百多人"). A number in a counterfactual
     sentence of ``qualifiers`` ("我要是有几十万粉丝") is none.
@@ -251,8 +251,8 @@ def stated_figures(text: str, stated: StatedFigures,
 
 @lru_cache(maxsize=16)
 def _anchored(sources: tuple[str, ...]) -> re.Pattern[str] | None:
-    """One pattern for any of ``sources``, matched a few characters after a count (spaces, 的,
-    a closing bracket and "of them" may come between)."""
+    """One pattern for any of ``sources``, matched just after a count (up to three spaces,
+    closing brackets or 的 may come between: "三万多人的论坛", "(八百多户)")."""
     if not sources:
         return None
     return re.compile(r"[\s)）」』的]{0,3}(?:" + "|".join(f"(?:{s})" for s in sources) + ")")
