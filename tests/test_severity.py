@@ -20,7 +20,7 @@ from tools.measure import measure_severity
 RULES = load_policy().router.severity
 DATA = Path(__file__).parent / "data" / "severity"
 HELD_OUT_FLOOR = 0.95  # share right on heldout.jsonl, overall; each language at least 0.93
-HELDOUT_11_RULES = 0.83  # the rules alone on heldout-11.jsonl, measured once: 84.7 % (zh 86.2, en 83.1)
+HELDOUT_12_RULES = 0.86  # the rules alone on heldout-12.jsonl, measured once: 86.9 % (zh 86.9, en 86.9)
 
 
 def complaint(text: str, **details: str | int | float | bool) -> Complaint:
@@ -111,7 +111,8 @@ def test_stated_figures_are_judged_by_the_channel_thresholds(text: str, severity
     # a sum named before the number, or paid after it
     ("合同总价八万六，装好半年", {"CNY": 86_000}), ("物业费加车位费一共九千六", {"CNY": 9600}),
     ("机票全额退款七千二，还没到账", {"CNY": 7200}), ("笔记本九千九买的", {"CNY": 9900}),
-    ("一共三千多次", {}), ("总共一千多人受影响", {}),
+    ("一共三千多次", {}), ("总共一千多人受影响", {}), ("旧车抵了五万二", {"CNY": 52_000}),
+    ("储值卡里还有八千多余额", {"CNY": 8000}), ("车款可是二十六万八", {"CNY": 268_000}),
 ])
 def test_amounts_written_in_words(text: str, amounts: dict[str, float]) -> None:
     assert word_amounts(fold(text)) == amounts
@@ -171,6 +172,21 @@ def test_amounts_written_in_words(text: str, amounts: dict[str, float]) -> None:
     ("刚下完单就接到骗子电话，是不是你们泄露的？", Severity.urgent, "data_leak"),
     ("主板好好的，这不就是骗钱吗？", Severity.urgent, "fraud"),
     ("Somebody initialed it for me", Severity.urgent, "fraud"),
+    ("快递柜的门突然弹开，正好磕到我闺女眼角，血流了一脸", Severity.major, "safety"),
+    ("电动车刹车失灵撞上了货车，人没抢救过来", Severity.major, "safety"),
+    ("The lid blew off and my wife has blisters up her whole forearm", Severity.major, "safety"),
+    ("上周有辆车差点撞到推婴儿车的邻居", Severity.urgent, "hazard"),
+    ("Steering locked up on me in a parking lot", Severity.urgent, "hazard"),
+    ("My e-scooter battery hisses and smells like nail polish remover", Severity.urgent, "hazard"),
+    ("我妈吃了以后一直心慌失眠", Severity.urgent, "health"),
+    ("Twenty minutes later my lips and tongue were tingling and going numb", Severity.urgent, "health"),
+    ("我给市长信箱写了信", Severity.urgent, "regulator"),
+    ("账号显示在外地登录，还用我的余额买了点卡", Severity.urgent, "fraud"),
+    ("我从来没有在你们这里办过卡，却被催收还款", Severity.urgent, "fraud"),
+    ("Unknown $78 charge on my card", Severity.urgent, "fraud"),
+    ("用这个App才一周，通讯录好像被全部上传了", Severity.urgent, "data_leak"),
+    ("包裹里夹着另一个顾客的快递单", Severity.urgent, "data_leak"),
+    ("Your rep read my full card number back to me on speaker", Severity.urgent, "data_leak"),
 ])
 def test_each_concept_is_found_in_other_words(text: str, severity: Severity, signal: str) -> None:
     # Given a paraphrase of a concept; when assessed; then its signal, naming the matched phrase
@@ -242,6 +258,7 @@ def test_a_count_of_people_beside_a_group_or_a_channel(text: str, kind: str, val
     "This whole thing has given me a headache", "I posted a review on your Facebook page and it got deleted",
     "My phone died after the update", "燃气没有泄漏，就是阀门老化", "这酒店的隔音简直炸裂",
     "My friend says take you to small claims, lol, over a $30 toaster? No thanks.", "车里多了好几个烟头，太恶心了",
+    "扫地机器人撞到桌腿就卡着不动", "差点就信了你们的广告",
     # 万一 is "in case", 千万 "by all means", and points are not money
     "万一孩子摔了算谁的？", "千万别买他们家的东西", "花一万两千积分换的保温杯是坏的",
 ])
@@ -264,14 +281,15 @@ def test_the_same_words_meant_still_count(text: str, severity: Severity) -> None
 
 # Floors on the share right of the rules alone (overall, each language). heldout.jsonl was written
 # before the rules were changed; its authors then wrote the rules, so it flatters them (98.6 %).
-# heldout-11.jsonl was written by an AI assistant that saw neither the rules nor the other sets, and
+# heldout-12.jsonl was written by an AI assistant that saw neither the rules nor the other sets, and
 # measured once (see tests/test_severity_model.py for it with the severity model). The tuning sets
-# (heldout-2..10 measured once each, then retired into tuning) guard against a change that undoes
-# what they taught; rounds 5 to 7 of the rules mended misses read in tuning-5..10 and the training
+# (heldout-2..11 measured once each, then retired into tuning) guard against a change that undoes
+# what they taught; rounds 5 to 8 of the rules mended misses read in tuning-5..11 and the training
 # sets (85-90 % now). See tests/data/severity/README.md.
 @pytest.mark.parametrize(("name", "floor", "lang_floor"), [
     ("heldout.jsonl", HELD_OUT_FLOOR, 0.93),
-    ("heldout-11.jsonl", HELDOUT_11_RULES, HELDOUT_11_RULES),
+    ("heldout-12.jsonl", HELDOUT_12_RULES, HELDOUT_12_RULES),
+    ("tuning-11.jsonl", 0.85, 0.83),
     ("tuning-10.jsonl", 0.89, 0.89),
     ("tuning-9.jsonl", 0.88, 0.87),
     ("tuning-8.jsonl", 0.85, 0.84),

@@ -39,7 +39,7 @@ def case(text: str) -> dict[str, str]:
 def test_the_shipped_model_loads_with_its_thresholds(model: SeverityModel) -> None:
     # Given the shipped severity model, When it is loaded
     # Then it is versioned, small, names the three levels, and its thresholds are probabilities
-    assert model.version == "severity-v6"
+    assert model.version == "severity-v7"
     assert SEVERITY_MODEL.stat().st_size < 200_000
     assert set(model.text.codes) == {"general", "urgent", "major"}
     assert 0.5 <= model.urgent_at <= 1 and 0.5 <= model.major_at <= 1
@@ -56,12 +56,12 @@ def test_a_paraphrase_the_rules_miss_is_raised_with_the_terms_that_weighed(model
     reading = model.read(text)
     assert reading is not None and reading.level == "major" and reading.weighed
     assert all(term in text for term in reading.weighed)
-    assert f"model severity-v6 read it as major ({reading.probability:.0%}; weighed " in reasons[0]
+    assert f"model severity-v7 read it as major ({reading.probability:.0%}; weighed " in reasons[0]
 
 
 def test_the_model_never_lowers_what_the_rules_found(model: SeverityModel) -> None:
     # Given every hand-labelled case of the held-out sets
-    for name in ("heldout.jsonl", "heldout-11.jsonl"):
+    for name in ("heldout.jsonl", "heldout-12.jsonl"):
         for line in (DATA / name).read_text(encoding="utf-8").splitlines():
             complaint = case_complaint(json.loads(line))
             # When each is assessed with and without the model
@@ -82,12 +82,12 @@ def test_a_model_that_is_not_sure_enough_adds_nothing() -> None:
 
 
 # The held-out sets: heldout.jsonl (written before the rules; its writers then wrote them: rules
-# 98.6 %, with the model 97.7 %, two cases raised too far) and heldout-11.jsonl (320 cases by a
-# hand that saw neither the rules nor any other set, written after round 7 of the rules and
-# measured once: rules 84.7 %, rules + severity-v6 93.4 %).
+# 98.6 %, with the model 98.2 %, a case raised too far) and heldout-12.jsonl (320 cases by a hand
+# that saw neither the rules nor any other set, written after round 8 of the rules and measured
+# once: rules 86.9 %, rules + severity-v7 95.0 %).
 @pytest.mark.parametrize(("name", "floor", "rules_floor", "gain"), [
-    ("heldout.jsonl", 0.97, 0.97, -0.01),
-    ("heldout-11.jsonl", 0.93, 0.84, 0.08),
+    ("heldout.jsonl", 0.98, 0.97, -0.01),
+    ("heldout-12.jsonl", 0.95, 0.86, 0.08),
 ])
 def test_rules_and_model_together_stay_above_the_floor(model: SeverityModel, name: str, floor: float,
                                                        rules_floor: float, gain: float) -> None:
@@ -146,6 +146,6 @@ def test_training_is_deterministic_and_gives_the_shipped_model(tmp_path: Path) -
 
     from tools.train_severity import train
 
-    train(argparse.Namespace(seed=17, version="severity-v6", output=tmp_path / "model.json.gz"))
+    train(argparse.Namespace(seed=17, version="severity-v7", output=tmp_path / "model.json.gz"))
     # Then the file is byte for byte the shipped model
     assert (tmp_path / "model.json.gz").read_bytes() == SEVERITY_MODEL.read_bytes()

@@ -259,19 +259,20 @@ def _anchored(sources: tuple[str, ...]) -> re.Pattern[str] | None:
 
 
 _ZH_MONEY_UNIT = re.compile(r"(?:多|余|来)?(?:块钱|块|元|圆|人民币)")
-_ZH_MONEY_VERB = re.compile(r"(?:花|亏|损失|赔|扣|骗|转走|卷走|骗走|拿走|吞|盗刷|交|付|充值?|罚|欠|借|收)了?"
+_ZH_MONEY_VERB = re.compile(r"(?:花|亏|损失|赔|扣|骗|转走|卷走|骗走|拿走|吞|盗刷|交|付|充值?|罚|欠|借|收|"
+                            r"抵|修要|要价|开价)了?"
                             r"(?:我|我们)?(?:一笔)?"
                             r"(?:前后|总共|一共|共|足足|整整|将近|近|快)?$")
 # a sum named before the number: 合同总价八万六, 物业费一共九千六, 报价五千八, 账户里少了五千二
 _ZH_MONEY_BEFORE = re.compile(r"(?:款|费|价|钱|资金|金额|余额|工资|薪水|利息|罚金|赔偿|定金|押金|首付|贷款|"
-                              r"总价|报价|售价|价格|一共|总共|合计|共计|少了|多扣了?|多收了?|亏了?|损失了?)"
-                              r"(?:是|为|共|有|要|才|就|都|了|高达|足足|整整|总共|一共)?$")
+                              r"总价|报价|售价|价格|一共|总共|合计|共计|少了|多扣了?|多收了?|亏了?|损失了?|车款|保费|积蓄|存款)"
+                              r"[\u3400-\u9fff]{0,3}$")
 _ZH_PAID_AFTER = re.compile(r"(?:多|余)?(?:块)?(?:买|入手|拿下|付|交|花|充|订)(?:的|了)")  # 九千九买的
 _ZH_NOT_MONEY = re.compile(r"(?:多|余|来)?(?:次|个|天|年|月|日|号|小时|分钟|件|台|单|人|户|家|遍|回|趟|"
                            r"周|星期|分|条|张|斤|公斤|米|元|积分|金币|里程|点数|步)")
 _EN_MONEY = re.compile(r"[\s-]*(?:(dollars?|bucks|usd)|(euros?|eur)|(yuan|rmb|cny))(?![a-z])")
 _ZH_MONEY_NOUN = re.compile(r"(?:多|余)?(?:块)?的?[\u3400-\u9fff]{0,3}"
-                            r"(?:款|费|钱|资金|定金|押金|货款|房款|年费|学费)")
+                            r"(?:款|费|钱|资金|定金|押金|货款|房款|年费|学费|余额|积蓄|存款|工资)")
 _EN_MONEY_CODES = {1: "USD", 2: "EUR", 3: "CNY"}
 _SIGN_BEFORE = {"$": "USD", "€": "EUR", "¥": "CNY", "￥": "CNY"}
 # "i'm out about a hundred thousand", "it cost me twelve thousand": an amount naming no currency
