@@ -21,6 +21,7 @@ RULES = load_policy().router.severity
 DATA = Path(__file__).parent / "data" / "severity"
 HELD_OUT_FLOOR = 0.95  # share right on heldout.jsonl, overall; each language at least 0.93
 HELDOUT_12_RULES = 0.86  # the rules alone on heldout-12.jsonl, measured once: 86.9 % (zh 86.9, en 86.9)
+HELDOUT_13_RULES = 0.81  # ... and on heldout-13.jsonl, written after it: 82.5 % (zh 83.1, en 81.9)
 
 
 def complaint(text: str, **details: str | int | float | bool) -> Complaint:
@@ -281,7 +282,7 @@ def test_the_same_words_meant_still_count(text: str, severity: Severity) -> None
 
 # Floors on the share right of the rules alone (overall, each language). heldout.jsonl was written
 # before the rules were changed; its authors then wrote the rules, so it flatters them (98.6 %).
-# heldout-12.jsonl was written by an AI assistant that saw neither the rules nor the other sets, and
+# heldout-12.jsonl and heldout-13.jsonl were each written by an AI assistant that saw neither the rules nor the other sets, and
 # measured once (see tests/test_severity_model.py for it with the severity model). The tuning sets
 # (heldout-2..11 measured once each, then retired into tuning) guard against a change that undoes
 # what they taught; rounds 5 to 8 of the rules mended misses read in tuning-5..11 and the training
@@ -289,6 +290,7 @@ def test_the_same_words_meant_still_count(text: str, severity: Severity) -> None
 @pytest.mark.parametrize(("name", "floor", "lang_floor"), [
     ("heldout.jsonl", HELD_OUT_FLOOR, 0.93),
     ("heldout-12.jsonl", HELDOUT_12_RULES, HELDOUT_12_RULES),
+    ("heldout-13.jsonl", HELDOUT_13_RULES, HELDOUT_13_RULES),
     ("tuning-11.jsonl", 0.85, 0.83),
     ("tuning-10.jsonl", 0.89, 0.89),
     ("tuning-9.jsonl", 0.88, 0.87),
