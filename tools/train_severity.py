@@ -13,8 +13,9 @@ rules and the model together.
 Its L2 strength and the two probabilities at which it raises a level are chosen by five-fold
 cross-validation on the training cases alone: for each candidate, the share right of rules +
 model on the held-out fold, summed over the folds. The held-out sets (``heldout.jsonl``, written
-before the rules; ``heldout-12.jsonl``, written by another hand after this model) are never read
-by ``train``. Deterministic: the same files and seed give the same model file, byte for byte.
+before the rules; ``heldout-12.jsonl`` and ``heldout-13.jsonl``, written by other hands after this
+model) are never read by ``train``. Deterministic: the same files and seed give the same model
+file, byte for byte.
 """
 
 from __future__ import annotations
