@@ -159,6 +159,11 @@ def _regexes(patterns: list[str]) -> list[str]:
 Regexes = Annotated[list[str], AfterValidator(_regexes)]
 
 
+def _patterns(description: str = "") -> Any:
+    """A list of regular expressions, empty unless the policy gives some."""
+    return Field(default_factory=list, description=description or None)
+
+
 class KeywordSignal(_Frozen):
     """A named severity signal found by keywords, or phrase patterns, in the subject or description.
 
@@ -170,7 +175,7 @@ class KeywordSignal(_Frozen):
     signal: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Name shown in the reasons.")
     severity: Severity
     keywords: list[str] = Field(min_length=1)
-    patterns: Regexes = Field(default_factory=list, description="Phrase patterns (regex).")
+    patterns: Regexes = _patterns("Phrase patterns (regex).")
 
 
 class Qualifiers(_Frozen):
@@ -178,42 +183,38 @@ class Qualifiers(_Frozen):
     counterfactual: "换别人早就告你们了") or make a major one a near miss ("差点起火", "almost
     caught fire"), read before the match; and phrases that only look like a signal."""
 
-    negation: Regexes = Field(default_factory=list)
-    counterfactual: Regexes = Field(
-        default_factory=list, description="Cues of what did not and will not happen (换别人早就..., "
-                                          "if this were bigger I'd...): cancel a signal or a stated "
-                                          "figure in their clause, like a negation.")
-    figurative: Regexes = Field(
-        default_factory=list, description="Phrases that only look like a signal (sick of waiting, a "
-                                          "dumpster fire, 气得脑袋都炸了): no signal is read in them.")
-    near_miss: Regexes = Field(default_factory=list)
+    negation: Regexes = _patterns()
+    counterfactual: Regexes = _patterns(
+        "Cues of what did not and will not happen (换别人早就..., if this were bigger I'd...): cancel "
+        "a signal or a stated figure in their clause, like a negation.")
+    figurative: Regexes = _patterns(
+        "Phrases that only look like a signal (sick of waiting, a dumpster fire, 气得脑袋都炸了): no "
+        "signal is read in them.")
+    near_miss: Regexes = _patterns()
     near_miss_severity: Severity = Field(default=Severity.urgent,
                                          description="Severity of a major signal in a near miss.")
-    clause_breaks: Regexes = Field(default_factory=list,
-                                   description="Where a clause ends: a cue before one is not read.")
+    clause_breaks: Regexes = _patterns("Where a clause ends: a cue before one is not read.")
 
 
 class StatedFigures(_Frozen):
     """Nouns after a number that make it an audience ("几十万粉丝", "200k followers") or a count
     of people affected ("上百户", "dozens of residents"), judged by the channel's thresholds."""
 
-    audience: Regexes = Field(default_factory=list, description="Audience nouns (regex).")
-    audience_before: Regexes = Field(default_factory=list,
-                                     description="Audience nouns written before the number (粉丝有).")
-    audience_context: Regexes = Field(
-        default_factory=list, description="Channel words just before a count of people that make "
-                                          "it an audience (my channel has 20k subscribers).")
-    audience_after: Regexes = Field(
-        default_factory=list, description="Words just after a count of people that make it an "
-                                          "audience (14k people follow me, 三万多人的论坛).")
-    affected_after: Regexes = Field(
-        default_factory=list, description="Words after a count of people in an audience's "
-                                          "context, in its clause, that make it people affected "
-                                          "after all (业主群里三十户都漏水).")
-    affected_context: Regexes = Field(
-        default_factory=list, description="Words just before such a count that make it people "
-                                          "affected after all (维权群里五百多人, booked for 112 people).")
-    affected: Regexes = Field(default_factory=list, description="People nouns (regex).")
+    audience: Regexes = _patterns("Audience nouns (regex).")
+    audience_before: Regexes = _patterns("Audience nouns written before the number (粉丝有).")
+    audience_context: Regexes = _patterns(
+        "Channel or group words just before a count of people that make it an audience (my "
+        "channel has 20k subscribers, 群里三百人).")
+    audience_after: Regexes = _patterns(
+        "Words just after a count of people that make it an audience (14k people follow me, "
+        "三万多人的论坛).")
+    affected_after: Regexes = _patterns(
+        "Words after a count of people in an audience's context, in its clause, that make it "
+        "people affected after all (业主群里三十户都漏水).")
+    affected_context: Regexes = _patterns(
+        "Words just before such a count that make it people affected after all (维权群里五百多人, "
+        "booked for 112 people).")
+    affected: Regexes = _patterns("People nouns (regex).")
 
 
 class Threshold(_Frozen):
