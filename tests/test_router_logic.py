@@ -94,7 +94,8 @@ def complaint(text: str, first_contact: str = "web-desk", *, nature: Nature = Na
     ("Bad service", {"amount": 7000}, Severity.urgent, "amount 7,000 CNY"),
     ("Bad service", {"amount": 2000, "currency": "usd"}, Severity.urgent, "amount 2,000 USD"),
     ("The app is slow", {}, Severity.general, "no severity signal"),
-    ("The fire alarm app is happy", {}, Severity.major, "safety (fire)"),  # fire is a word here
+    ("There was a fire and the app is happy", {}, Severity.major, "safety (fire)"),  # a whole word
+    ("The fire alarm app is happy", {}, Severity.general, "no severity signal"),  # a fire alarm is no fire
     ("I feel fired up about the suedes", {}, Severity.general, "no severity signal"),  # no whole word
 ])
 def test_severity_signals(text: str, details: dict[str, str | int | bool], severity: Severity,
