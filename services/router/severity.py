@@ -226,14 +226,12 @@ def stated_figures(text: str, stated: StatedFigures,
     befell = _alternation(tuple(stated.affected_after))
     victims = _alternation(tuple(stated.affected_context))
     breaks = _alternation(tuple(qualifiers.clause_breaks)) if qualifiers is not None else None
-    figures = []
+    found: list[tuple[int, Figure]] = []
     for start, end, value in _numerals(text):
-        if qualifiers is not None and _counterfactual(text, start, qualifiers):
-            continue
         if audience is not None and (m := audience.match(text, end)):
-            figures.append(Figure("audience", value, text[start:m.end()]))
+            found.append((start, Figure("audience", value, text[start:m.end()])))
         elif before is not None and (b := before.search(text[max(0, start - _BEFORE):start])):
-            figures.append(Figure("audience", value, b.group(0) + text[start:end]))
+            found.append((start, Figure("audience", value, b.group(0) + text[start:end])))
         elif affected is not None and (m := affected.match(text, end)):
             kind, preceding = "affected", text[max(0, start - _CONTEXT):start]
             if ((context is not None and context.search(preceding))
@@ -245,8 +243,10 @@ def stated_figures(text: str, stated: StatedFigures,
                             or (victims is not None
                                 and victims.search(text[max(0, start - _VICTIMS):start])))
                 kind = "affected" if befallen else "audience"
-            figures.append(Figure(kind, value, text[start:m.end()]))
-    return figures
+            found.append((start, Figure(kind, value, text[start:m.end()])))
+    # a counterfactual is read only for the numbers that count something, not for every numeral
+    return [figure for start, figure in found
+            if qualifiers is None or not _counterfactual(text, start, qualifiers)]
 
 
 @lru_cache(maxsize=16)
