@@ -20,8 +20,10 @@ from tools.measure import measure_severity
 RULES = load_policy().router.severity
 DATA = Path(__file__).parent / "data" / "severity"
 HELD_OUT_FLOOR = 0.95  # share right on heldout.jsonl, overall; each language at least 0.93
-HELDOUT_12_RULES = 0.86  # the rules alone on heldout-12.jsonl, measured once: 86.9 % (zh 86.9, en 86.9)
-HELDOUT_13_RULES = 0.81  # ... and on heldout-13.jsonl, written after it: 82.5 % (zh 83.1, en 81.9)
+HELDOUT_14_RULES = 0.92  # the rules alone on heldout-14.jsonl, measured once: 92.5 % (zh 91.2, en 93.8)
+HELDOUT_15_RULES = 0.90  # ... and on heldout-15.jsonl, written beside it: 90.0 % (zh 91.2, en 88.8)
+HELDOUT_16_RULES = 0.88  # ... heldout-16.jsonl and heldout-17.jsonl, written after round 9 and measured
+HELDOUT_17_RULES = 0.89  # once with nothing changed: 88.4 % (zh 89.4, en 87.5) and 89.7 % (zh 91.9, en 87.5)
 
 
 def complaint(text: str, **details: str | int | float | bool) -> Complaint:
@@ -78,6 +80,13 @@ def test_what_is_no_numeral_reads_as_none(numeral: str) -> None:
     ("All 18 of us in the tour group were left standing at the hotel", "affected", 18),
     ("健身房突然关门跑路，我们会员群里二百多人，卡里都还有钱", "affected", 200),
     ("The airline stranded our whole charter group, 140 people, in Cancun", "affected", 140),
+    # round 9: a count joined by a hyphen, or after "a team of", more audience and people nouns
+    ("Our 220-unit complex has had no heat since Friday", "affected", 220),
+    ("We're a team of 14 and lost a full day of work", "affected", 14),
+    ("My show has about 250,000 weekly listeners", "audience", 250_000),
+    ("我快手上有四十来万老铁", "audience", 400_000),
+    ("业主群里统计了，受影响的少说也有三百多户", "affected", 300),
+    ("300 attendees were turned away at the door", "affected", 300),
 ])
 def test_an_audience_or_a_count_of_people_stated_in_the_text(text: str, kind: str, value: float) -> None:
     # Given a number followed (or preceded) by what it counts; when read; then one figure
@@ -86,7 +95,8 @@ def test_an_audience_or_a_count_of_people_stated_in_the_text(text: str, kind: st
 
 
 @pytest.mark.parametrize("text", ["打了十几次电话", "等了四十多分钟", "买了十几年", "100人民币", "I called 20 times",
-                                  "customer for 15 years", "order 4482913 is missing"])
+                                  "customer for 15 years", "order 4482913 is missing",
+                                  "a 300-room hotel", "a 12-month contract", "the class of 2019"])
 def test_counts_of_other_things_are_no_figure(text: str) -> None:
     assert stated_figures(fold(text), RULES.stated) == []
 
@@ -126,9 +136,37 @@ def test_stated_figures_are_judged_by_the_channel_thresholds(text: str, severity
     ("机票全额退款七千二，还没到账", {"CNY": 7200}), ("笔记本九千九买的", {"CNY": 9900}),
     ("一共三千多次", {}), ("总共一千多人受影响", {}), ("旧车抵了五万二", {"CNY": 52_000}),
     ("储值卡里还有八千多余额", {"CNY": 8000}), ("车款可是二十六万八", {"CNY": 268_000}),
+    # round 9: a price told by 的, dollars in Chinese, sums told by what they are or by a verb
+    ("买的五千三的按摩椅坏了", {"CNY": 5300}), ("十八万的车开了一个月", {"CNY": 180_000}),
+    ("一万多的粉丝都看到了", {}), ("三千多的步数没同步", {}), ("付了一万一千美元", {"USD": 11_000}),
+    ("车险定损明明是八千七", {"CNY": 8700}), ("卡被人刷了三万二", {"CNY": 32_000}),
+    ("that's thousands of dollars", {"USD": 2000}), ("fifteen thousand in medical bills", {"CNY": 15_000}),
+    ("someone withdrew twelve thousand from my account", {"CNY": 12_000}),
 ])
 def test_amounts_written_in_words(text: str, amounts: dict[str, float]) -> None:
     assert word_amounts(fold(text)) == amounts
+
+
+@pytest.mark.parametrize(("text", "amounts"), [
+    ("five figures in lost sales", {"USD": 10_000}), ("a four-figure charge for an MRI", {"USD": 1000}),
+    ("fifteen thousand in bills", {"USD": 15_000}), ("a column with six-figure circulation", {}),
+    ("丢了 five figures 的货", {"CNY": 10_000}),  # a text with Chinese: the default currency
+])
+def test_an_amount_naming_no_currency_in_a_latin_text_is_in_the_latin_currency(
+        text: str, amounts: dict[str, float]) -> None:
+    # Given the policy's currencies (CNY by default, USD for a text without Chinese)
+    assert (RULES.default_currency, RULES.latin_currency) == ("CNY", "USD")
+    # When the amounts are read, Then "five figures" is dollars in English and yuan beside Chinese
+    assert word_amounts(fold(text), default_currency="CNY", latin_currency="USD") == amounts
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("前前后后被骗了RMB 53,000", "amount 53,000 CNY"), ("I was charged £12,500 for nothing", "amount 12,500 GBP"),
+    ("Your outage cost my shop five figures in lost sales", "amount 10,000 USD"),
+])
+def test_amounts_after_a_chinese_word_in_pounds_or_in_figures_are_read(text: str, reason: str) -> None:
+    found, reasons = assess(complaint(text), RULES, repeat=False)
+    assert found is Severity.major and reason in reasons[0]
 
 
 @pytest.mark.parametrize(("text", "severity", "signal"), [
@@ -200,6 +238,37 @@ def test_amounts_written_in_words(text: str, amounts: dict[str, float]) -> None:
     ("用这个App才一周，通讯录好像被全部上传了", Severity.urgent, "data_leak"),
     ("包裹里夹着另一个顾客的快递单", Severity.urgent, "data_leak"),
     ("Your rep read my full card number back to me on speaker", Severity.urgent, "data_leak"),
+    # round 9: harm told plainly in other words
+    ("工地的塔吊倒下来砸死了一个工人", Severity.major, "safety"),
+    ("我爸摔了一跤，在医院住了半个月的院", Severity.major, "safety"),
+    ("刹车失灵撞上护栏，断了两根肋骨", Severity.major, "safety"),
+    ("热水器喷出的水把孩子烫得脱了一层皮", Severity.major, "safety"),
+    ("电暖器倒了，窗帘一下就着了", Severity.major, "safety"),
+    ("Three broken toes from the pallet your driver dropped", Severity.major, "safety"),
+    ("My son's wrist is broken after the slide gave way", Severity.major, "safety"),
+    ("She was admitted overnight for observation", Severity.major, "safety"),
+    ("The space heater tipped and the rug caught", Severity.major, "safety"),
+    ("A pedestrian died when your bus mounted the kerb", Severity.major, "safety"),
+    ("This is about the salmonella in your chicken wraps", Severity.major, "safety"),
+    ("司机一脚急刹，我差点从座位上飞出去", Severity.urgent, "hazard"),
+    ("下坡的时候刹车一点反应都没有", Severity.urgent, "hazard"),
+    ("The accelerator got stuck on the highway", Severity.urgent, "hazard"),
+    ("The outlet sparked when I plugged the kettle in", Severity.urgent, "hazard"),
+    ("That loose handrail means someone is going to fall", Severity.urgent, "hazard"),
+    ("Your van nearly ran over my daughter in the car park", Severity.urgent, "hazard"),
+    ("这事我已经委托律所处理了", Severity.major, "legal_action"),
+    ("说不通就让法官来评评理", Severity.major, "legal_action"),
+    ("My cousin is a litigator and she's drafting a demand letter", Severity.major, "legal_action"),
+    ("You were served this morning", Severity.major, "legal_action"),
+    ("I don't want to have to sue, but I will if this drags on", Severity.major, "legal_action"),
+    ("没经过我同意就给我开通了会员，每月扣三十", Severity.urgent, "fraud"),
+    ("我根本没申请过这张信用卡", Severity.urgent, "fraud"),
+    ("You keep billing me for a second line I never ordered", Severity.urgent, "fraud"),
+    ("另一个用户登录后，看到的是我的订单和地址", Severity.urgent, "data_leak"),
+    ("The portal showed me another patient's records", Severity.urgent, "data_leak"),
+    ("I'm reporting this to the FAA", Severity.urgent, "regulator"),
+    ("你们真以为我不敢找媒体？", Severity.urgent, "media"),
+    ("吃完肚子绞痛，一晚上跑了五趟厕所", Severity.urgent, "health"),
 ])
 def test_each_concept_is_found_in_other_words(text: str, severity: Severity, signal: str) -> None:
     # Given a paraphrase of a concept; when assessed; then its signal, naming the matched phrase
@@ -223,6 +292,9 @@ def test_each_concept_is_found_in_other_words(text: str, severity: Severity, sig
     "I didn't make the payment on time", "I received an item I never ordered",
     "Please update my personal information", "This is a breach of contract", "The paint is blistering",
     "My battery drained overnight", "The room got hot because the AC broke", "I owe money to the hospital",
+    "快递员没经同意就把包裹放在门口", "You changed my statement date without telling me",
+    "I was a paralegal for years, so I read the contract", "我跟前台打了一个月的嘴皮子官司",
+    "My phone died at the airport", "Luckily nobody got hurt, but the chair is badly made",
 ])
 def test_negated_and_ordinary_wording_is_no_signal(text: str) -> None:
     found, reasons = assess(complaint(text), RULES, repeat=False)
@@ -255,6 +327,13 @@ def test_words_that_only_look_like_a_negation_do_not_cancel(text: str) -> None:
     "扫地机器人撞到桌腿就卡着不动", "差点就信了你们的广告",
     # 万一 is "in case", 千万 "by all means", and points are not money
     "万一孩子摔了算谁的？", "千万别买他们家的东西", "花一万两千积分换的保温杯是坏的",
+    # round 9: what a friend says, what was once meant, and more figures of speech
+    "我朋友说这种情况可以起诉，但我觉得没必要", "本来打算找律师的，后来一想算了",
+    "If I wanted to sue I would have already", "I suppose I could take you to small claims, but it's $30",
+    "My phone blew up with 200 promo texts", "Seven of the bulbs burned out in a month",
+    "The menu promised an explosion of flavor", "The food court tables were filthy",
+    "My daughter Sue ordered the wrong colour", "That hot sauce had my mouth on fire",
+    "Your fire-grilled burger was dry", "这个APP更新之后我心态直接炸了", "家长群都炸了，大家都在问退费",
 ])
 def test_counterfactuals_and_figures_of_speech_are_no_signal(text: str) -> None:
     found, reasons = assess(complaint(text), RULES, repeat=False)
@@ -275,22 +354,26 @@ def test_the_same_words_meant_still_count(text: str, severity: Severity) -> None
 
 # Floors on the share right of the rules alone (overall, each language). heldout.jsonl was written
 # before the rules were changed; its authors then wrote the rules, so it flatters them (98.6 %).
-# heldout-12.jsonl and heldout-13.jsonl were each written by an AI assistant that saw neither the rules nor the other sets, and
-# measured once (see tests/test_severity_model.py for it with the severity model). The tuning sets
-# (heldout-2..11 measured once each, then retired into tuning) guard against a change that undoes
-# what they taught; rounds 5 to 8 of the rules mended misses read in tuning-5..11 and the training
-# sets (85-90 % now). See tests/data/severity/README.md.
+# heldout-14.jsonl to heldout-17.jsonl were each written by an AI assistant that saw neither the
+# rules nor the other sets, and measured once (see tests/test_severity_model.py for them with the
+# severity model). The tuning sets (heldout-2..13 measured once each, then retired into tuning)
+# guard against a change that undoes what they taught; rounds 5 to 9 of the rules mended misses
+# read in tuning-5..13 and the training sets (89-94 % now). See tests/data/severity/README.md.
 @pytest.mark.parametrize(("name", "floor", "lang_floor"), [
     ("heldout.jsonl", HELD_OUT_FLOOR, 0.93),
-    ("heldout-12.jsonl", HELDOUT_12_RULES, HELDOUT_12_RULES),
-    ("heldout-13.jsonl", HELDOUT_13_RULES, HELDOUT_13_RULES),
-    ("tuning-11.jsonl", 0.85, 0.83),
-    ("tuning-10.jsonl", 0.89, 0.89),
-    ("tuning-9.jsonl", 0.88, 0.87),
-    ("tuning-8.jsonl", 0.85, 0.84),
-    ("tuning-7.jsonl", 0.85, 0.84),
-    ("tuning-6.jsonl", 0.89, 0.88),
-    ("tuning-5.jsonl", 0.87, 0.85),
+    ("heldout-14.jsonl", HELDOUT_14_RULES, 0.91),
+    ("heldout-15.jsonl", HELDOUT_15_RULES, 0.88),
+    ("heldout-16.jsonl", HELDOUT_16_RULES, 0.87),
+    ("heldout-17.jsonl", HELDOUT_17_RULES, 0.87),
+    ("tuning-13.jsonl", 0.89, 0.88),
+    ("tuning-12.jsonl", 0.89, 0.89),
+    ("tuning-11.jsonl", 0.91, 0.88),
+    ("tuning-10.jsonl", 0.92, 0.91),
+    ("tuning-9.jsonl", 0.93, 0.91),
+    ("tuning-8.jsonl", 0.90, 0.90),
+    ("tuning-7.jsonl", 0.91, 0.90),
+    ("tuning-6.jsonl", 0.94, 0.93),
+    ("tuning-5.jsonl", 0.91, 0.89),
     ("tuning.jsonl", 0.97, 0.95),
     ("tuning-2.jsonl", 0.97, 0.95),
     ("tuning-3.jsonl", 0.97, 0.95),

@@ -215,6 +215,11 @@ class StatedFigures(_Frozen):
         "Words just before such a count that make it people affected after all (维权群里五百多人, "
         "booked for 112 people).")
     affected: Regexes = _patterns("People nouns (regex).")
+    affected_before: Regexes = _patterns(
+        "Words just before a number that make it a count of people (a team of 14, 一行二十).")
+    affected_joined: Regexes = _patterns(
+        "Singular nouns joined to a number by a hyphen that make it a count of people (our "
+        "220-unit complex, a 30-member club).")
 
 
 class Threshold(_Frozen):
@@ -249,6 +254,10 @@ class SeverityPolicy(_Frozen):
         description="Amount at stake per ISO currency (details: amount, currency; or in the text).")
     default_currency: str = Field(pattern=r"^[A-Z]{3}$",
                                   description="Currency of an amount that names none.")
+    latin_currency: str | None = Field(
+        default=None, pattern=r"^[A-Z]{3}$",
+        description="Currency of an amount that names none in a text written without Chinese "
+                    "(\"five figures\", \"I'm out twelve thousand\"); default_currency when unset.")
     vip_tiers: list[str] = Field(description="Customer tiers (details: tier) counted as VIP.")
     vip_severity: Severity
     repeat_severity: Severity = Field(description="The least severity of a repeat complaint.")
@@ -263,6 +272,8 @@ class SeverityPolicy(_Frozen):
             raise ValueError(f"amounts: currencies must be ISO codes like CNY: {bad}")
         if self.default_currency not in self.amounts:
             raise ValueError(f"default_currency {self.default_currency} has no amounts threshold")
+        if self.latin_currency is not None and self.latin_currency not in self.amounts:
+            raise ValueError(f"latin_currency {self.latin_currency} has no amounts threshold")
         return self
 
 

@@ -200,9 +200,9 @@ _ORDER = {Severity.general: 0, Severity.urgent: 1, Severity.major: 2}
 # (10,000 digits took 32 s). What is read is what those patterns read: after a sign, the
 # leftmost number; before a unit, the longest tail of the numeral (a run of digit groups joined
 # by single "," or ".") that is one number ("1,2345元" reads 2345, "85.1,000元" 1000).
-_SIGN = re.compile(r"[¥￥$€]|\b(?:rmb|cny|usd|eur)")
+_SIGN = re.compile(r"[¥￥$€£]|(?<![a-z])(?:rmb|cny|usd|eur|gbp)")  # 被骗了rmb 53,000
 _SIGNS = {"¥": "CNY", "￥": "CNY", "rmb": "CNY", "cny": "CNY", "$": "USD", "usd": "USD", "€": "EUR",
-          "eur": "EUR"}
+          "eur": "EUR", "£": "GBP", "gbp": "GBP"}
 _LEADING = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?")
 _UNIT = re.compile(r"(万\s*(?:元|块|人民币))|(元|块钱|人民币|(?:rmb|cny|yuan)\b)|((?:usd|dollars)\b)"
                    r"|((?:eur|euros?)\b)")
@@ -313,7 +313,8 @@ def assess(complaint: Complaint, rules: SeverityPolicy, *, repeat: bool,
     if affected is not None and (sev := rules.affected_customers.severity(affected)):
         signals.append((sev, f"many customers affected ({int(affected)})"))
     amounts = amounts_in(text)
-    for currency, value in word_amounts(text, default_currency=rules.default_currency).items():
+    for currency, value in word_amounts(text, default_currency=rules.default_currency,
+                                            latin_currency=rules.latin_currency).items():
         amounts[currency] = max(amounts.get(currency, 0.0), value)
     if (amount := _number(details.get("amount"))) is not None:
         currency = str(details.get("currency") or rules.default_currency).upper()

@@ -162,7 +162,7 @@ _EN = re.compile(EN_NUMERAL)
 _ZH_AFTER = r"(?:多|余|来|几|\+)?(?:个|位|名|口|条|家|户|号)?(?:的)?"
 _EN_AFTER = (r"(?:\+|-?(?:odd|some|plus)|\s+or\s+so|\s+plus)?\s*(?:of\s+)?"  # thirty-odd, 20 or so
              r"(?:(?:the|our|my|your|their|these|those|other|fellow|small|local|elderly|affected|different|more|angry|loyal|existing|new|paying|regular|monthly|"
-             r"unique|total|real|active)\s+){0,2}")
+             r"unique|total|real|active|weekly|daily|wedding|conference|event|school|senior|first|second|third|fourth|fifth|sixth)\s+){0,2}")
 _BEFORE = 12  # characters before a numeral read for a noun written first (粉丝有几十万)
 _CONTEXT = 30  # characters before a count of people read for a channel (an audience then)
 _VICTIMS = 45  # characters before such a count read for victims (people affected after all)
@@ -227,8 +227,12 @@ def stated_figures(text: str, stated: StatedFigures,
     victims = _alternation(tuple(stated.affected_context))
     breaks = _alternation(tuple(qualifiers.clause_breaks)) if qualifiers is not None else None
     found: list[tuple[int, Figure]] = []
+    group_of = _ending(tuple(stated.affected_before))
+    joined = _joined(tuple(stated.affected_joined))
     for start, end, value in _numerals(text):
-        if audience is not None and (m := audience.match(text, end)):
+        if joined is not None and (m := joined.match(text, end)):  # our 220-unit complex
+            found.append((start, Figure("affected", value, text[start:m.end()])))
+        elif audience is not None and (m := audience.match(text, end)):
             found.append((start, Figure("audience", value, text[start:m.end()])))
         elif before is not None and (b := before.search(text[max(0, start - _BEFORE):start])):
             found.append((start, Figure("audience", value, b.group(0) + text[start:end])))
@@ -244,9 +248,27 @@ def stated_figures(text: str, stated: StatedFigures,
                                 and victims.search(text[max(0, start - _VICTIMS):start])))
                 kind = "affected" if befallen else "audience"
             found.append((start, Figure(kind, value, text[start:m.end()])))
+        elif group_of is not None and (g := group_of.search(text[max(0, start - _BEFORE - 12):start])):
+            found.append((start, Figure("affected", value, g.group(0) + text[start:end])))  # a team of 14
     # a counterfactual is read only for the numbers that count something, not for every numeral
     return [figure for start, figure in found
             if qualifiers is None or not _counterfactual(text, start, qualifiers)]
+
+
+@lru_cache(maxsize=16)
+def _ending(sources: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One pattern for any of ``sources`` that ends just before a number ("a team of 14")."""
+    if not sources:
+        return None
+    return re.compile("(?:" + "|".join(f"(?:{s})" for s in sources) + r")\s*$")
+
+
+@lru_cache(maxsize=16)
+def _joined(sources: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One pattern for any of ``sources`` joined to a number by a hyphen ("220-unit")."""
+    if not sources:
+        return None
+    return re.compile("-(?:" + "|".join(f"(?:{s})" for s in sources) + r")(?![a-z])")
 
 
 @lru_cache(maxsize=16)
@@ -259,33 +281,54 @@ def _anchored(sources: tuple[str, ...]) -> re.Pattern[str] | None:
 
 
 _ZH_MONEY_UNIT = re.compile(r"(?:多|余|来)?(?:块钱|块|元|圆|人民币)")
-_ZH_MONEY_VERB = re.compile(r"(?:花|亏|损失|赔|扣|骗|转走|卷走|骗走|拿走|吞|盗刷|交|付|充值?|罚|欠|借|收|"
-                            r"抵|修要|要价|开价)了?"
+_ZH_USD_UNIT = re.compile(r"(?:多|余|来)?(?:美元|美金)")
+# a price told by 的 before what it bought: 五千三的按摩椅, 十八万的车 (not 一万多的粉丝, 三千的步数)
+_ZH_PRICE_OF = re.compile(r"(?:多|余|来)?的(?!人|户|家|粉|关注|阅读|播放|浏览|用户|客户|网友|业主|居民|老铁|"
+                          r"观众|订阅|读者|听众|距离|路|公里|里程|步|字|积分|分|时间|年|天|小时|次|个)")
+_ZH_MONEY_VERB = re.compile(r"(?:花|亏|损失|赔|扣|骗|转走|卷走|骗走|拿走|吞|盗刷|刷|划走|扣走|交|付|充值?|"
+                            r"罚|欠|借|收|抵|修要|要价|开价)了?"
                             r"(?:我|我们)?(?:一笔)?"
                             r"(?:前后|总共|一共|共|足足|整整|将近|近|快)?$")
 # a sum named before the number: 合同总价八万六, 物业费一共九千六, 报价五千八, 账户里少了五千二
 _ZH_MONEY_BEFORE = re.compile(r"(?:款|费|价|钱|资金|金额|余额|工资|薪水|利息|罚金|赔偿|定金|押金|首付|贷款|"
-                              r"总价|报价|售价|价格|一共|总共|合计|共计|少了|多扣了?|多收了?|亏了?|损失了?|车款|保费|积蓄|存款)"
+                              r"总价|报价|售价|价格|一共|总共|合计|共计|少了|多扣了?|多收了?|亏了?|损失了?|车款|保费|积蓄|存款|"
+                              r"本金|定损|理赔|赔付|套餐|全款|尾款|房租|租金|月供|车贷|房贷|就要|得要|开口要)"
                               r"[\u3400-\u9fff]{0,3}$")
 _ZH_PAID_AFTER = re.compile(r"(?:多|余)?(?:块)?(?:买|入手|拿下|付|交|花|充|订)(?:的|了)")  # 九千九买的
 _ZH_NOT_MONEY = re.compile(r"(?:多|余|来)?(?:次|个|天|年|月|日|号|小时|分钟|件|台|单|人|户|家|遍|回|趟|"
                            r"周|星期|分|条|张|斤|公斤|米|元|积分|金币|里程|点数|步)")
-_EN_MONEY = re.compile(r"[\s-]*(?:(dollars?|bucks|usd)|(euros?|eur)|(yuan|rmb|cny))(?![a-z])")
+_EN_MONEY = re.compile(r"[\s-]*(?:of\s+)?(?:(dollars?|bucks|usd)|(euros?|eur)|(yuan|rmb|cny))(?![a-z])")
 _ZH_MONEY_NOUN = re.compile(r"(?:多|余)?(?:块)?的?[\u3400-\u9fff]{0,3}"
                             r"(?:款|费|钱|资金|定金|押金|货款|房款|年费|学费|余额|积蓄|存款|工资)")
 _EN_MONEY_CODES = {1: "USD", 2: "EUR", 3: "CNY"}
 _SIGN_BEFORE = {"$": "USD", "€": "EUR", "¥": "CNY", "￥": "CNY"}
 # "i'm out about a hundred thousand", "it cost me twelve thousand": an amount naming no currency
 _EN_MONEY_VERB = re.compile(r"(?:\bi\W?m out|\bwe\W?re out|\blost|\bcost (?:me|us)|\bpaid|\bspent|"
-                            r"\bowe[sd]?|\bcharged (?:me|us))\s+"
+                            r"\bowe[sd]?|\bcharged (?:me|us)|\bstole|\bwithdrew|\bdrained|\bdrawn down by|"
+                            r"\bovercharged (?:me |us )?by|\bshort(?:changed)? (?:me |us )?by)\s+"
                             r"(?:about|around|nearly|over|almost|roughly|more than)?\s*$")
-_EN_AMOUNT_END = re.compile(r"\s*(?:[.,;!?]|$|(?:on|in|because|for|over|and|so|by)\b)")
+# "fifteen thousand in bills", "five figures in lost sales"
+_EN_MONEY_AFTER = re.compile(r"\s+in\s+(?:\w+\s+)?(?:bills|charges|fees|damages?|debt|losses|repairs|costs|"
+                             r"payments|premiums|interest|penalties|overcharges|refunds?|sales|revenue|wages|"
+                             r"income|savings)\b")
+# "a five-figure loss", "low six figures": 10,000 and 100,000 at least (not "six-figure circulation")
+_EN_FIGURES = re.compile(r"\b(four|five|six|seven)[- ]figures?\b(?!\s+(?:circulation|audience|following|"
+                         r"readership|followers|subscribers|salary|income|job))")
+_FIGURES = {"four": 1e3, "five": 1e4, "six": 1e5, "seven": 1e6}
+_EN_AMOUNT_END = re.compile(r"\s*(?:[.,;!?]|$|(?:on|in|because|for|over|and|so|by|from|out)\b)")
 
 
-def word_amounts(text: str, *, default_currency: str = "CNY") -> dict[str, float]:
+def word_amounts(text: str, *, default_currency: str = "CNY",
+                 latin_currency: str | None = None) -> dict[str, float]:
     """Amounts written with number words or scale words: 两万块, 花了五万多, "twelve hundred dollars",
-    "$3k", "five grand" (the digits-and-unit forms are ``classify.amounts_in``'s)."""
+    "$3k", "five grand", "five figures" (the digits-and-unit forms are ``classify.amounts_in``'s).
+
+    An amount that names no currency is in ``latin_currency`` when the text has no Chinese (and
+    that is set), else in ``default_currency``.
+    """
     best: dict[str, float] = {}
+    if latin_currency is not None and not _CJK.search(text):
+        default_currency = latin_currency
 
     def keep(currency: str, value: float) -> None:
         best[currency] = max(best.get(currency, 0.0), value)
@@ -293,8 +336,13 @@ def word_amounts(text: str, *, default_currency: str = "CNY") -> dict[str, float
     for start, end, value in _numerals(text):
         numeral = text[start:end]
         if _CJK.search(text[max(0, start - 1):end + 1]):  # a numeral in Chinese text
-            if _ZH_MONEY_UNIT.match(text, end):
+            if _ZH_USD_UNIT.match(text, end):
+                keep("USD", value)
+            elif _ZH_MONEY_UNIT.match(text, end):
                 keep("CNY", value)
+            elif (value >= 1000 and _CJK.search(numeral) and _ZH_PRICE_OF.match(text, end)
+                  and not _ZH_NOT_MONEY.match(text, end)):
+                keep("CNY", value)  # 五千三的按摩椅, 十八万的车
             elif value >= 1000 and _ZH_MONEY_NOUN.match(text, end) and not _ZH_NOT_MONEY.match(text, end):
                 keep("CNY", value)  # 十五万的装修款, 一万二的年费
             elif ((_ZH_MONEY_VERB.search(text[max(0, start - 8):start])
@@ -310,7 +358,11 @@ def word_amounts(text: str, *, default_currency: str = "CNY") -> dict[str, float
             keep("USD", value)
         elif m := _EN_MONEY.match(text, end):
             keep(_EN_MONEY_CODES[m.lastindex or 1], value)
-        elif (value >= 1000 and _EN_MONEY_VERB.search(text[max(0, start - 24):start])
-              and _EN_AMOUNT_END.match(text, end)):
+        elif value >= 1000 and ((_EN_MONEY_VERB.search(text[max(0, start - 24):start])
+                                 and _EN_AMOUNT_END.match(text, end))
+                                or _EN_MONEY_AFTER.match(text, end)):
             keep(default_currency, value)
+    if "figure" in text:
+        for m in islice(_EN_FIGURES.finditer(text), MAX_NUMERALS):
+            keep(default_currency, _FIGURES[m.group(1)])
     return best
