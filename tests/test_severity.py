@@ -24,6 +24,8 @@ HELDOUT_14_RULES = 0.92  # the rules alone on heldout-14.jsonl, measured once: 9
 HELDOUT_15_RULES = 0.90  # ... and on heldout-15.jsonl, written beside it: 90.0 % (zh 91.2, en 88.8)
 HELDOUT_16_RULES = 0.88  # ... heldout-16.jsonl and heldout-17.jsonl, written after round 9 and measured
 HELDOUT_17_RULES = 0.89  # once with nothing changed: 88.4 % (zh 89.4, en 87.5) and 89.7 % (zh 91.9, en 87.5)
+HELDOUT_18_RULES = 0.92  # ... heldout-18.jsonl and heldout-19.jsonl, two more, likewise: 92.2 % (zh 92.5, en
+HELDOUT_19_RULES = 0.88  # 91.9) and 88.4 % (zh 88.1, en 88.8)
 
 
 def complaint(text: str, **details: str | int | float | bool) -> Complaint:
@@ -354,7 +356,7 @@ def test_the_same_words_meant_still_count(text: str, severity: Severity) -> None
 
 # Floors on the share right of the rules alone (overall, each language). heldout.jsonl was written
 # before the rules were changed; its authors then wrote the rules, so it flatters them (98.6 %).
-# heldout-14.jsonl to heldout-17.jsonl were each written by an AI assistant that saw neither the
+# heldout-14.jsonl to heldout-19.jsonl were each written by an AI assistant that saw neither the
 # rules nor the other sets, and measured once (see tests/test_severity_model.py for them with the
 # severity model). The tuning sets (heldout-2..13 measured once each, then retired into tuning)
 # guard against a change that undoes what they taught; rounds 5 to 9 of the rules mended misses
@@ -365,6 +367,8 @@ def test_the_same_words_meant_still_count(text: str, severity: Severity) -> None
     ("heldout-15.jsonl", HELDOUT_15_RULES, 0.88),
     ("heldout-16.jsonl", HELDOUT_16_RULES, 0.87),
     ("heldout-17.jsonl", HELDOUT_17_RULES, 0.87),
+    ("heldout-18.jsonl", HELDOUT_18_RULES, 0.91),
+    ("heldout-19.jsonl", HELDOUT_19_RULES, 0.88),
     ("tuning-13.jsonl", 0.89, 0.88),
     ("tuning-12.jsonl", 0.89, 0.89),
     ("tuning-11.jsonl", 0.91, 0.88),
