@@ -162,7 +162,8 @@ _EN = re.compile(EN_NUMERAL)
 _ZH_AFTER = r"(?:多|余|来|几|\+)?(?:个|位|名|口|条|家|户|号)?(?:的)?"
 _EN_AFTER = (r"(?:\+|-?(?:odd|some|plus)|\s+or\s+so|\s+plus)?\s*(?:of\s+)?"  # thirty-odd, 20 or so
              r"(?:(?:the|our|my|your|their|these|those|other|fellow|small|local|elderly|affected|different|more|angry|loyal|existing|new|paying|regular|monthly|"
-             r"unique|total|real|active|weekly|daily|wedding|conference|event|school|senior|first|second|third|fourth|fifth|sixth)\s+){0,2}")
+             r"unique|total|real|active|weekly|daily|wedding|conference|event|school|senior|"
+             r"first|second|third|fourth|fifth|sixth)\s+){0,2}")
 _BEFORE = 12  # characters before a numeral read for a noun written first (粉丝有几十万)
 _CONTEXT = 30  # characters before a count of people read for a channel (an audience then)
 _VICTIMS = 45  # characters before such a count read for victims (people affected after all)
@@ -216,8 +217,10 @@ def stated_figures(text: str, stated: StatedFigures,
     A count of people is an audience where the words before it name a channel or a group ("群里
     三百人", "my Instagram is small, like 900 people") or the words after it follow or watch ("14k
     people follow me"), unless the rest of its clause says what befell them ("业主群里三十户都
-    漏水") or the words before it name victims ("维权群里五百多人"). A number in a counterfactual
-    sentence of ``qualifiers`` ("我要是有几十万粉丝") is none.
+    漏水") or the words before it name victims ("维权群里五百多人"). A number joined by a hyphen to a
+    singular noun of ``stated.affected_joined`` ("our 220-unit complex"), or after words of
+    ``stated.affected_before`` ("a team of 14"), counts people affected. A number in a
+    counterfactual sentence of ``qualifiers`` ("我要是有几十万粉丝") is none.
     """
     audience, affected, before = _noun_patterns(
         tuple(stated.audience), tuple(stated.affected), tuple(stated.audience_before))
