@@ -4,6 +4,7 @@ right on the held-out set (tests/data/severity/heldout.jsonl, never tuned on).""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,9 +13,10 @@ import pytest
 from schemas.events import Channel, Complaint, Contact, Severity
 from services.common.errors import ConfigError
 from services.common.policy import load_policy
+from services.router import severity
 from services.router.classify import assess, fold
 from services.router.numerals import read_number
-from services.router.severity import stated_figures, word_amounts
+from services.router.severity import phrase_findings, stated_figures, word_amounts
 from tools.measure import measure_severity
 
 RULES = load_policy().router.severity
@@ -415,3 +417,26 @@ def test_a_bad_phrase_pattern_is_a_config_error_naming_the_field(tmp_path: Path,
         load_policy(path)
     assert str(path) in str(caught.value)
     assert "router.severity.keywords" in str(caught.value) and problem in str(caught.value)
+
+
+@pytest.mark.parametrize(("pattern", "needs"), [
+    ("差点|险些", (True, False)), (r"\bsparks?\b", (False, True)), ("spark|差点", (False, False)),
+    ("(?:差)?x", (False, True)), ("[\u3400-\u9fff]{2}", (True, False)), ("[^a-z]差", (True, False)),
+    ("(?!差)x", (False, True)), (r"\d+", (False, False)), ("(?:火|fire){1,2}", (False, False)),
+    ("a{0,2}差", (True, False)), ("(?:差|点)+", (True, False)), ("(unclosed", (False, False)),
+])
+def test_what_a_pattern_needs_of_the_text_is_read_from_the_pattern(pattern: str, needs: tuple[bool, bool]) -> None:
+    # Given a phrase pattern; when read; then (needs a Chinese character, needs a Latin letter)
+    assert severity._needs(pattern) == needs
+
+
+def test_skipping_the_patterns_of_the_other_script_finds_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given every hand-labelled case, Chinese, English and mixed, as the router folds it
+    texts = [fold(case["text"]) for path in sorted(DATA.glob("*.jsonl"))
+             for case in map(json.loads, path.read_text(encoding="utf-8").splitlines())]
+    texts += [fold("我的iPhone充电时起火了, the charger caught fire"), fold("12345"), fold("")]
+    found = [phrase_findings(text, RULES) for text in texts]
+    # When every pattern is searched in every text, as if none needed a script
+    monkeypatch.setattr(severity, "_needs", lambda source: (False, False))
+    # Then the findings are the same, text for text
+    assert [phrase_findings(text, RULES) for text in texts] == found

@@ -11,10 +11,11 @@ found by one scan each and their context is read in a fixed window around them.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import islice
+from typing import Any
 
 from schemas.events import Severity
 from services.common.policy import KeywordSignal, Qualifiers, SeverityPolicy, StatedFigures
@@ -113,8 +114,61 @@ def _qualified(text: str, start: int, rules: Qualifiers) -> str | None:
 def unfigurative(text: str, rules: Qualifiers) -> str:
     """``text`` with each phrase that only looks like a signal ("sick of", "dumpster fire",
     气得脑袋都炸了) made a clause break, so that no signal is read in it."""
-    figurative = _alternation(tuple(rules.figurative))
+    has_cjk, has_latin = _scripts(text)
+    figurative = _alternation(tuple(  # only the phrases of the text's scripts can be in it
+        source for source in rules.figurative
+        if not ((_needs(source)[0] and not has_cjk) or (_needs(source)[1] and not has_latin))))
     return text if figurative is None else figurative.sub(",", text)
+
+
+def _is_cjk(char: int) -> bool:
+    return 0x3400 <= char <= 0x9FFF
+
+
+def _is_latin(char: int) -> bool:
+    return 0x61 <= char <= 0x7A  # a-z: the text is folded to lower case
+
+
+_REPEATS = {"MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"}
+
+
+def _must(items: Any, script: Callable[[int], bool]) -> bool:
+    """Whether every match of the parsed sequence ``items`` (``re._parser``'s) holds a character
+    of ``script``: a literal of it outside any optional part, lookaround or negated class."""
+    for op, arg in items:
+        name = str(op)
+        if name == "LITERAL" and script(arg):
+            return True
+        if name == "IN" and arg and all(  # a class of nothing but such characters: [\u3400-\u9fff]
+                (str(o) == "LITERAL" and script(v)) or (str(o) == "RANGE" and script(v[0]) and script(v[1]))
+                for o, v in arg):
+            return True
+        if name == "SUBPATTERN" and _must(arg[3], script):
+            return True
+        if name == "ATOMIC_GROUP" and _must(arg, script):
+            return True
+        if name in _REPEATS and arg[0] >= 1 and _must(arg[2], script):
+            return True
+        if name == "BRANCH" and all(_must(branch, script) for branch in arg[1]):
+            return True
+    return False
+
+
+@lru_cache(maxsize=1024)
+def _needs(source: str) -> tuple[bool, bool]:
+    """(Chinese, Latin): whether every match of the pattern ``source`` holds a Chinese character,
+    and whether a Latin letter; a text without one is not searched for it. (False, False) when
+    the pattern cannot be read (the parser is Python's own, ``re._parser``)."""
+    try:
+        from re import _parser  # type: ignore[attr-defined]
+
+        parsed = _parser.parse(source)
+        return _must(parsed, _is_cjk), _must(parsed, _is_latin)
+    except Exception:  # noqa: BLE001 - an unreadable pattern is simply always searched
+        return False, False
+
+
+_LATIN = re.compile("[a-z]")
 
 
 def _matches(text: str, signal: KeywordSignal) -> Iterator[re.Match[str]]:
@@ -122,8 +176,18 @@ def _matches(text: str, signal: KeywordSignal) -> Iterator[re.Match[str]]:
         literal, keyword = _keyword(term)
         if literal in text:
             yield from keyword.finditer(text)
+    has_cjk, has_latin = _scripts(text)
     for source in signal.patterns:  # one by one: re finds a pattern's literal prefix faster
+        cjk, latin = _needs(source)
+        if (cjk and not has_cjk) or (latin and not has_latin):
+            continue  # it cannot match: a Chinese family in an English text, and the reverse
         yield from _regex(source).finditer(text)
+
+
+@lru_cache(maxsize=4)
+def _scripts(text: str) -> tuple[bool, bool]:
+    """Whether ``text`` holds a Chinese character, and a Latin letter."""
+    return _CJK.search(text) is not None, _LATIN.search(text) is not None
 
 
 def phrase_findings(text: str, rules: SeverityPolicy) -> list[Finding]:
