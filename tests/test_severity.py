@@ -22,12 +22,12 @@ from tools.measure import measure_severity
 RULES = load_policy().router.severity
 DATA = Path(__file__).parent / "data" / "severity"
 HELD_OUT_FLOOR = 0.95  # share right on heldout.jsonl, overall; each language at least 0.93
-HELDOUT_14_RULES = 0.92  # the rules alone on heldout-14.jsonl, measured once: 92.5 % (zh 91.2, en 93.8)
-HELDOUT_15_RULES = 0.90  # ... and on heldout-15.jsonl, written beside it: 90.0 % (zh 91.2, en 88.8)
-HELDOUT_16_RULES = 0.88  # ... heldout-16.jsonl and heldout-17.jsonl, written after round 9 and measured
-HELDOUT_17_RULES = 0.89  # once with nothing changed: 88.4 % (zh 89.4, en 87.5) and 89.7 % (zh 91.9, en 87.5)
-HELDOUT_18_RULES = 0.92  # ... heldout-18.jsonl and heldout-19.jsonl, two more, likewise: 92.2 % (zh 92.5, en
-HELDOUT_19_RULES = 0.88  # 91.9) and 88.4 % (zh 88.1, en 88.8)
+# The rules alone on the held-out sets, rounded down. heldout-14 to -19 were each measured once on
+# round 9 (92.5, 90.0, 88.4, 89.7, 92.2, 88.4 %) and again on round 10, which was written from the
+# training sets without reading them (heldout-17's misses had been read): 93.4, 90.9, 89.7, 91.6,
+# 93.8, 89.1 %. heldout-20 and -21, written after round 10, measured once: 90.3 % and 90.0 %.
+HELDOUT_RULES = {14: (0.93, 0.91), 15: (0.90, 0.90), 16: (0.89, 0.88), 17: (0.91, 0.90),
+                 18: (0.93, 0.93), 19: (0.89, 0.88), 20: (0.90, 0.89), 21: (0.90, 0.89)}
 
 
 def complaint(text: str, **details: str | int | float | bool) -> Complaint:
@@ -91,6 +91,10 @@ def test_what_is_no_numeral_reads_as_none(numeral: str) -> None:
     ("我快手上有四十来万老铁", "audience", 400_000),
     ("业主群里统计了，受影响的少说也有三百多户", "affected", 300),
     ("300 attendees were turned away at the door", "affected", 300),
+    # round 10
+    ("180-something students got their attempts voided", "affected", 180),
+    ("我的公众号文章十万加阅读是常态", "audience", 100_000),
+    ("报了课没上完的学生有六十七个", "affected", 67),
 ])
 def test_an_audience_or_a_count_of_people_stated_in_the_text(text: str, kind: str, value: float) -> None:
     # Given a number followed (or preceded) by what it counts; when read; then one figure
@@ -100,7 +104,11 @@ def test_an_audience_or_a_count_of_people_stated_in_the_text(text: str, kind: st
 
 @pytest.mark.parametrize("text", ["打了十几次电话", "等了四十多分钟", "买了十几年", "100人民币", "I called 20 times",
                                   "customer for 15 years", "order 4482913 is missing",
-                                  "a 300-room hotel", "a 12-month contract", "the class of 2019"])
+                                  "a 300-room hotel", "a 12-month contract", "the class of 2019",
+                                  # bystanders: the count is of people who were not affected
+                                  "航班上坐了一百八十多人，就我一个人的行李找不到了",
+                                  "The flight had 180 people and I seem to be the only one without a bag",
+                                  "You'd think a company with 10,000 employees could answer one email"])
 def test_counts_of_other_things_are_no_figure(text: str) -> None:
     assert stated_figures(fold(text), RULES.stated) == []
 
@@ -146,6 +154,7 @@ def test_stated_figures_are_judged_by_the_channel_thresholds(text: str, severity
     ("车险定损明明是八千七", {"CNY": 8700}), ("卡被人刷了三万二", {"CNY": 32_000}),
     ("that's thousands of dollars", {"USD": 2000}), ("fifteen thousand in medical bills", {"CNY": 15_000}),
     ("someone withdrew twelve thousand from my account", {"CNY": 12_000}),
+    ("重疾险保额三十万，说不赔就不赔", {"CNY": 300_000}), ("变速箱坏了，修一下要六万多", {"CNY": 60_000}),
 ])
 def test_amounts_written_in_words(text: str, amounts: dict[str, float]) -> None:
     assert word_amounts(fold(text)) == amounts
@@ -273,6 +282,21 @@ def test_amounts_after_a_chinese_word_in_pounds_or_in_figures_are_read(text: str
     ("I'm reporting this to the FAA", Severity.urgent, "regulator"),
     ("你们真以为我不敢找媒体？", Severity.urgent, "media"),
     ("吃完肚子绞痛，一晚上跑了五趟厕所", Severity.urgent, "health"),
+    # round 10
+    ("儿子从滑梯上摔下来，小臂打了石膏", Severity.major, "safety"),
+    ("孩子误喝了清洁剂，洗了胃", Severity.major, "safety"),
+    ("My brother died in that crash, and the recall notice came three weeks later", Severity.major, "safety"),
+    ("A ceiling tile fell and my son's head wound needed staples", Severity.major, "safety"),
+    ("插座里滋滋作响，还有股焦味", Severity.urgent, "hazard"),
+    ("Burning smell from the dryer every time it runs", Severity.urgent, "hazard"),
+    ("I nearly got T-boned because the app sent me the wrong way", Severity.urgent, "hazard"),
+    ("If this isn't resolved by Friday my attorney will file", Severity.major, "legal_action"),
+    ("You'll be hearing from Hartley & Moss LLP", Severity.major, "legal_action"),
+    ("这件事不给我满意的答复，我们就只能诉诸法律了", Severity.major, "legal_action"),
+    ("If I don't hear back by Monday this goes on Facebook", Severity.urgent, "media"),
+    ("My card was used to buy $600 of gift cards on your site. Wasn't me.", Severity.urgent, "fraud"),
+    ("收银员趁我不注意多刷了我一次卡", Severity.urgent, "fraud"),
+    ("快递箱子上印着我完整的身份证号", Severity.urgent, "data_leak"),
 ])
 def test_each_concept_is_found_in_other_words(text: str, severity: Severity, signal: str) -> None:
     # Given a paraphrase of a concept; when assessed; then its signal, naming the matched phrase
@@ -338,6 +362,10 @@ def test_words_that_only_look_like_a_negation_do_not_cancel(text: str) -> None:
     "The menu promised an explosion of flavor", "The food court tables were filthy",
     "My daughter Sue ordered the wrong colour", "That hot sauce had my mouth on fire",
     "Your fire-grilled burger was dry", "这个APP更新之后我心态直接炸了", "家长群都炸了，大家都在问退费",
+    # round 10
+    "我朋友说这种情况可以去起诉，我觉得犯不上", "My buddy's a lawyer but honestly I don't want trouble",
+    "I burned through my data by the 12th", "The trash truck keeps skipping our house on Maple Court",
+    "太阳能热水器管子半夜爆了，喷了一屋子水", "健康险是不是有15天犹豫期？", "商家说要拍开箱视频才能赔",
 ])
 def test_counterfactuals_and_figures_of_speech_are_no_signal(text: str) -> None:
     found, reasons = assess(complaint(text), RULES, repeat=False)
@@ -358,19 +386,14 @@ def test_the_same_words_meant_still_count(text: str, severity: Severity) -> None
 
 # Floors on the share right of the rules alone (overall, each language). heldout.jsonl was written
 # before the rules were changed; its authors then wrote the rules, so it flatters them (98.6 %).
-# heldout-14.jsonl to heldout-19.jsonl were each written by an AI assistant that saw neither the
+# heldout-14.jsonl to heldout-21.jsonl were each written by an AI assistant that saw neither the
 # rules nor the other sets, and measured once (see tests/test_severity_model.py for them with the
 # severity model). The tuning sets (heldout-2..13 measured once each, then retired into tuning)
-# guard against a change that undoes what they taught; rounds 5 to 9 of the rules mended misses
+# guard against a change that undoes what they taught; rounds 5 to 10 of the rules mended misses
 # read in tuning-5..13 and the training sets (89-94 % now). See tests/data/severity/README.md.
 @pytest.mark.parametrize(("name", "floor", "lang_floor"), [
     ("heldout.jsonl", HELD_OUT_FLOOR, 0.93),
-    ("heldout-14.jsonl", HELDOUT_14_RULES, 0.91),
-    ("heldout-15.jsonl", HELDOUT_15_RULES, 0.88),
-    ("heldout-16.jsonl", HELDOUT_16_RULES, 0.87),
-    ("heldout-17.jsonl", HELDOUT_17_RULES, 0.87),
-    ("heldout-18.jsonl", HELDOUT_18_RULES, 0.91),
-    ("heldout-19.jsonl", HELDOUT_19_RULES, 0.88),
+    *((f"heldout-{n}.jsonl", *floors) for n, floors in HELDOUT_RULES.items()),
     ("tuning-13.jsonl", 0.89, 0.88),
     ("tuning-12.jsonl", 0.89, 0.89),
     ("tuning-11.jsonl", 0.91, 0.88),

@@ -39,7 +39,7 @@ def case(text: str) -> dict[str, str]:
 def test_the_shipped_model_loads_with_its_thresholds(model: SeverityModel) -> None:
     # Given the shipped severity model, When it is loaded
     # Then it is versioned, small, names the three levels, and its thresholds are probabilities
-    assert model.version == "severity-v8"
+    assert model.version == "severity-v9"
     assert SEVERITY_MODEL.stat().st_size < 200_000
     assert set(model.text.codes) == {"general", "urgent", "major"}
     assert 0.5 <= model.urgent_at <= 1 and 0.5 <= model.major_at <= 1
@@ -56,13 +56,12 @@ def test_a_paraphrase_the_rules_miss_is_raised_with_the_terms_that_weighed(model
     reading = model.read(text)
     assert reading is not None and reading.level == "major" and reading.weighed
     assert all(term in text for term in reading.weighed)
-    assert f"model severity-v8 read it as major ({reading.probability:.0%}; weighed " in reasons[0]
+    assert f"model severity-v9 read it as major ({reading.probability:.0%}; weighed " in reasons[0]
 
 
 def test_the_model_never_lowers_what_the_rules_found(model: SeverityModel) -> None:
     # Given every hand-labelled case of the held-out sets
-    for name in ("heldout.jsonl", "heldout-14.jsonl", "heldout-15.jsonl", "heldout-16.jsonl",
-                 "heldout-17.jsonl", "heldout-18.jsonl", "heldout-19.jsonl"):
+    for name in ("heldout.jsonl", *(f"heldout-{n}.jsonl" for n in range(14, 22))):
         for line in (DATA / name).read_text(encoding="utf-8").splitlines():
             complaint = case_complaint(json.loads(line))
             # When each is assessed with and without the model
@@ -83,19 +82,23 @@ def test_a_model_that_is_not_sure_enough_adds_nothing() -> None:
 
 
 # The held-out sets: heldout.jsonl (written before the rules; its writers then wrote them: rules
-# 98.6 %, with the model 98.6 %), and heldout-14.jsonl to heldout-19.jsonl (320 cases each, each by
-# a hand that saw neither the rules nor any other set; 14 and 15 written after round 8 of the rules
-# and never read while round 9 was written, 16 to 19 written after round 9 and severity-v8 as
-# replications; each measured once, on round 9 and severity-v8: rules 92.5, 90.0, 88.4, 89.7, 92.2
-# and 88.4 %, rules + severity-v8 96.9, 95.0, 95.3, 95.0, 95.9 and 91.9 %: 95.0 % of the 1,920).
+# 98.6 %, with the model 98.6 %), and heldout-14.jsonl to heldout-21.jsonl (320 cases each, each by
+# a hand that saw neither the rules nor any other set). 14 and 15 were written after round 8 and
+# never read while round 9 was written; 16 to 19 after round 9 and severity-v8; each was measured
+# once on round 9 + v8 (96.9, 95.0, 95.3, 95.0, 95.9, 91.9 %), then again on round 10 + v9, which
+# was written from the training sets alone (97.2, 95.3, 95.6, 95.9 (its misses had been read), 96.6,
+# 92.2 %). 20 and 21 were written after round 10 + v9 and measured once: 96.6 % and 94.4 %.
+# Floors: rules + model, rules alone, and the least the model adds.
 @pytest.mark.parametrize(("name", "floor", "rules_floor", "gain"), [
     ("heldout.jsonl", 0.98, 0.97, -0.01),
-    ("heldout-14.jsonl", 0.96, 0.92, 0.04),
+    ("heldout-14.jsonl", 0.97, 0.93, 0.03),
     ("heldout-15.jsonl", 0.95, 0.90, 0.04),
-    ("heldout-16.jsonl", 0.95, 0.88, 0.06),
-    ("heldout-17.jsonl", 0.95, 0.89, 0.05),
-    ("heldout-18.jsonl", 0.95, 0.92, 0.03),
-    ("heldout-19.jsonl", 0.91, 0.88, 0.03),
+    ("heldout-16.jsonl", 0.95, 0.89, 0.05),
+    ("heldout-17.jsonl", 0.95, 0.91, 0.04),
+    ("heldout-18.jsonl", 0.96, 0.93, 0.02),
+    ("heldout-19.jsonl", 0.92, 0.89, 0.03),
+    ("heldout-20.jsonl", 0.96, 0.90, 0.06),
+    ("heldout-21.jsonl", 0.94, 0.90, 0.04),
 ])
 def test_rules_and_model_together_stay_above_the_floor(model: SeverityModel, name: str, floor: float,
                                                        rules_floor: float, gain: float) -> None:
@@ -154,6 +157,6 @@ def test_training_is_deterministic_and_gives_the_shipped_model(tmp_path: Path) -
 
     from tools.train_severity import train
 
-    train(argparse.Namespace(seed=17, version="severity-v8", output=tmp_path / "model.json.gz"))
+    train(argparse.Namespace(seed=17, version="severity-v9", output=tmp_path / "model.json.gz"))
     # Then the file is byte for byte the shipped model
     assert (tmp_path / "model.json.gz").read_bytes() == SEVERITY_MODEL.read_bytes()

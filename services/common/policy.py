@@ -217,6 +217,10 @@ class StatedFigures(_Frozen):
     affected: Regexes = _patterns("People nouns (regex).")
     affected_before: Regexes = _patterns(
         "Words just before a number that make it a count of people (a team of 14, 一行二十).")
+    bystanders: Regexes = _patterns(
+        "Words in the sentence of a count of people that make it no count of people affected: "
+        "they are bystanders (就我一个人的行李丢了, I seem to be the only one, a company with 10,000 "
+        "employees).")
     affected_joined: Regexes = _patterns(
         "Singular nouns joined to a number by a hyphen that make it a count of people (our "
         "220-unit complex, a 30-member club).")

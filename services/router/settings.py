@@ -22,7 +22,7 @@ class RouterSettings(CommonSettings):
     ROUTER_SEVERITY_MODEL  read severity with the learned severity model beside the rules (default
                            true; it only raises a level; false: the rules alone)
     ROUTER_SEVERITY_MODEL_FILE the severity model (default: the shipped
-                           model/severity-v8.json.gz); missing or corrupt, the router does not start
+                           model/severity-v9.json.gz); missing or corrupt, the router does not start
     ROUTER_CASE_TTL_DAYS   how long a case's routing state stays in Redis after its last
                            decision (default 400 days; it can be rebuilt from the topics)
     ROUTER_LOAD_INTERVAL   seconds between refreshes of the handler-load gauge (default 10)

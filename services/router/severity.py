@@ -223,8 +223,8 @@ def phrase_findings(text: str, rules: SeverityPolicy) -> list[Finding]:
 
 _ZH = re.compile(ZH_NUMERAL)
 _EN = re.compile(EN_NUMERAL)
-_ZH_AFTER = r"(?:多|余|来|几|\+)?(?:个|位|名|口|条|家|户|号)?(?:的)?"
-_EN_AFTER = (r"(?:\+|-?(?:odd|some|plus)|\s+or\s+so|\s+plus)?\s*(?:of\s+)?"  # thirty-odd, 20 or so
+_ZH_AFTER = r"(?:多|余|来|几|\+|加)?(?:个|位|名|口|条|家|户|号)?(?:的)?"
+_EN_AFTER = (r"(?:\+|-?(?:odd|something|some|plus)|\s+or\s+so|\s+plus)?\s*(?:of\s+)?"  # thirty-odd, 20 or so
              r"(?:(?:the|our|my|your|their|these|those|other|fellow|small|local|elderly|affected|different|more|angry|loyal|existing|new|paying|regular|monthly|"
              r"unique|total|real|active|weekly|daily|wedding|conference|event|school|senior|"
              r"first|second|third|fourth|fifth|sixth)\s+){0,2}")
@@ -295,6 +295,7 @@ def stated_figures(text: str, stated: StatedFigures,
     breaks = _alternation(tuple(qualifiers.clause_breaks)) if qualifiers is not None else None
     found: list[tuple[int, Figure]] = []
     group_of = _ending(tuple(stated.affected_before))
+    bystanders = _alternation(tuple(stated.bystanders))
     joined = _joined(tuple(stated.affected_joined))
     for start, end, value in _numerals(text):
         if joined is not None and (m := joined.match(text, end)):  # our 220-unit complex
@@ -317,9 +318,24 @@ def stated_figures(text: str, stated: StatedFigures,
             found.append((start, Figure(kind, value, text[start:m.end()])))
         elif group_of is not None and (g := group_of.search(text[max(0, start - _BEFORE - 12):start])):
             found.append((start, Figure("affected", value, g.group(0) + text[start:end])))  # a team of 14
+    if bystanders is not None:  # 航班上一百八十多人，就我一个人的行李丢了: no one else was affected
+        found = [(start, figure) for start, figure in found
+                 if figure.kind != "affected" or not bystanders.search(_sentence(text, start))]
     # a counterfactual is read only for the numbers that count something, not for every numeral
     return [figure for start, figure in found
             if qualifiers is None or not _counterfactual(text, start, qualifiers)]
+
+
+_SENTENCE_END = re.compile(r"[。.!！?？\n]")
+
+
+def _sentence(text: str, at: int) -> str:
+    """The sentence of ``text`` around ``at``: at most ``_CONTEXT`` * 3 characters each side."""
+    before = text[max(0, at - 3 * _CONTEXT):at]
+    cuts = [m.end() for m in _SENTENCE_END.finditer(before)]
+    after = text[at:at + 3 * _CONTEXT]
+    end = _SENTENCE_END.search(after)
+    return (before[cuts[-1]:] if cuts else before) + (after[:end.start()] if end else after)
 
 
 @lru_cache(maxsize=16)
@@ -359,7 +375,8 @@ _ZH_MONEY_VERB = re.compile(r"(?:花|亏|损失|赔|扣|骗|转走|卷走|骗走
 # a sum named before the number: 合同总价八万六, 物业费一共九千六, 报价五千八, 账户里少了五千二
 _ZH_MONEY_BEFORE = re.compile(r"(?:款|费|价|钱|资金|金额|余额|工资|薪水|利息|罚金|赔偿|定金|押金|首付|贷款|"
                               r"总价|报价|售价|价格|一共|总共|合计|共计|少了|多扣了?|多收了?|亏了?|损失了?|车款|保费|积蓄|存款|"
-                              r"本金|定损|理赔|赔付|套餐|全款|尾款|房租|租金|月供|车贷|房贷|就要|得要|开口要)"
+                              r"本金|定损|理赔|赔付|套餐|全款|尾款|房租|租金|月供|车贷|房贷|就要|得要|开口要|保额|多了|"
+                              r"存的|存了|修一下要|换一下要|修要|还要)"
                               r"[\u3400-\u9fff]{0,3}$")
 _ZH_PAID_AFTER = re.compile(r"(?:多|余)?(?:块)?(?:买|入手|拿下|付|交|花|充|订)(?:的|了)")  # 九千九买的
 _ZH_NOT_MONEY = re.compile(r"(?:多|余|来)?(?:次|个|天|年|月|日|号|小时|分钟|件|台|单|人|户|家|遍|回|趟|"

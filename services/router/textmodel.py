@@ -229,7 +229,7 @@ def load_model(path: Path | None = None, *, codes: set[str] | None = None) -> Te
     return model
 
 
-SEVERITY_MODEL = Path(__file__).with_name("model") / "severity-v8.json.gz"
+SEVERITY_MODEL = Path(__file__).with_name("model") / "severity-v9.json.gz"
 SEVERITY_LEVELS = ("general", "urgent", "major")
 
 
