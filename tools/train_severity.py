@@ -3,7 +3,7 @@
     python -m tools.train_severity train      # train on the training sets, write the model
     python -m tools.train_severity evaluate FILE...   # share right: rules alone, rules + model
 
-The model (``services/router/model/severity-v8.json.gz``) is the text model's multinomial logistic
+The model (``services/router/model/severity-v9.json.gz``) is the text model's multinomial logistic
 regression (``tools.train_classifier.logistic``, the same features) over three classes, general,
 urgent and major, learned from the hand-labelled training cases of ``tests/data/severity``
 (``TRAINING``). It is read beside the severity rules and only raises a level (see
