@@ -460,6 +460,6 @@ def test_skipping_the_patterns_of_the_other_script_finds_the_same(monkeypatch: p
     texts += [fold("我的iPhone充电时起火了, the charger caught fire"), fold("12345"), fold("")]
     found = [phrase_findings(text, RULES) for text in texts]
     # When every pattern is searched in every text, as if none needed a script
-    monkeypatch.setattr(severity, "_needs", lambda source: (False, False))
+    monkeypatch.setattr(severity, "_for_scripts", lambda sources, has_cjk, has_latin: sources)
     # Then the findings are the same, text for text
     assert [phrase_findings(text, RULES) for text in texts] == found

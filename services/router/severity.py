@@ -47,9 +47,12 @@ class Finding:
 
 
 @lru_cache(maxsize=256)
-def _alternation(sources: tuple[str, ...]) -> re.Pattern[str] | None:
-    """One pattern matching any of ``sources`` (each a regex), or None when there is none."""
-    return re.compile("|".join(f"(?:{s})" for s in sources)) if sources else None
+def _alternation(sources: tuple[str, ...], before: str = "", after: str = "") -> re.Pattern[str] | None:
+    """One pattern matching any of ``sources`` (each a regex), between ``before`` and ``after``;
+    None when there is none."""
+    if not sources:
+        return None
+    return re.compile(before + "(?:" + "|".join(f"(?:{s})" for s in sources) + ")" + after)
 
 
 @lru_cache(maxsize=1024)
@@ -114,10 +117,7 @@ def _qualified(text: str, start: int, rules: Qualifiers) -> str | None:
 def unfigurative(text: str, rules: Qualifiers) -> str:
     """``text`` with each phrase that only looks like a signal ("sick of", "dumpster fire",
     气得脑袋都炸了) made a clause break, so that no signal is read in it."""
-    has_cjk, has_latin = _scripts(text)
-    figurative = _alternation(tuple(  # only the phrases of the text's scripts can be in it
-        source for source in rules.figurative
-        if not ((_needs(source)[0] and not has_cjk) or (_needs(source)[1] and not has_latin))))
+    figurative = _alternation(_for_scripts(tuple(rules.figurative), *_scripts(text)))
     return text if figurative is None else figurative.sub(",", text)
 
 
@@ -176,12 +176,20 @@ def _matches(text: str, signal: KeywordSignal) -> Iterator[re.Match[str]]:
         literal, keyword = _keyword(term)
         if literal in text:
             yield from keyword.finditer(text)
-    has_cjk, has_latin = _scripts(text)
-    for source in signal.patterns:  # one by one: re finds a pattern's literal prefix faster
+    for source in _for_scripts(tuple(signal.patterns), *_scripts(text)):
+        yield from _regex(source).finditer(text)  # one by one: re finds a literal prefix faster
+
+
+@lru_cache(maxsize=256)
+def _for_scripts(sources: tuple[str, ...], has_cjk: bool, has_latin: bool) -> tuple[str, ...]:
+    """The patterns of ``sources`` that can match a text with (or without) a Chinese character
+    and a Latin letter: a Chinese family is not searched in an English text, nor the reverse."""
+    searched = []
+    for source in sources:
         cjk, latin = _needs(source)
-        if (cjk and not has_cjk) or (latin and not has_latin):
-            continue  # it cannot match: a Chinese family in an English text, and the reverse
-        yield from _regex(source).finditer(text)
+        if (has_cjk or not cjk) and (has_latin or not latin):
+            searched.append(source)
+    return tuple(searched)
 
 
 @lru_cache(maxsize=4)
@@ -231,6 +239,7 @@ _EN_AFTER = (r"(?:\+|-?(?:odd|something|some|plus)|\s+or\s+so|\s+plus)?\s*(?:of\
 _BEFORE = 12  # characters before a numeral read for a noun written first (粉丝有几十万)
 _CONTEXT = 30  # characters before a count of people read for a channel (an audience then)
 _VICTIMS = 45  # characters before such a count read for victims (people affected after all)
+_GROUP_OF = 24  # characters before a numeral read for words that make it people ("a team of")
 
 
 @dataclass(frozen=True)
@@ -289,16 +298,17 @@ def stated_figures(text: str, stated: StatedFigures,
     audience, affected, before = _noun_patterns(
         tuple(stated.audience), tuple(stated.affected), tuple(stated.audience_before))
     context = _alternation(tuple(stated.audience_context))
-    after = _anchored(tuple(stated.audience_after))
+    # up to three spaces, closing brackets or 的 may come between: "三万多人的论坛", "(八百多户)"
+    after = _alternation(tuple(stated.audience_after), before=r"[\s)）」』的]{0,3}")
     befell = _alternation(tuple(stated.affected_after))
     victims = _alternation(tuple(stated.affected_context))
     breaks = _alternation(tuple(qualifiers.clause_breaks)) if qualifiers is not None else None
-    found: list[tuple[int, Figure]] = []
-    group_of = _ending(tuple(stated.affected_before))
+    group_of = _alternation(tuple(stated.affected_before), after=r"\s*$")  # a team of 14
+    joined = _alternation(tuple(stated.affected_joined), before="-", after="(?![a-z])")  # 220-unit
     bystanders = _alternation(tuple(stated.bystanders))
-    joined = _joined(tuple(stated.affected_joined))
+    found: list[tuple[int, Figure]] = []
     for start, end, value in _numerals(text):
-        if joined is not None and (m := joined.match(text, end)):  # our 220-unit complex
+        if joined is not None and (m := joined.match(text, end)):
             found.append((start, Figure("affected", value, text[start:m.end()])))
         elif audience is not None and (m := audience.match(text, end)):
             found.append((start, Figure("audience", value, text[start:m.end()])))
@@ -316,14 +326,14 @@ def stated_figures(text: str, stated: StatedFigures,
                                 and victims.search(text[max(0, start - _VICTIMS):start])))
                 kind = "affected" if befallen else "audience"
             found.append((start, Figure(kind, value, text[start:m.end()])))
-        elif group_of is not None and (g := group_of.search(text[max(0, start - _BEFORE - 12):start])):
-            found.append((start, Figure("affected", value, g.group(0) + text[start:end])))  # a team of 14
-    if bystanders is not None:  # 航班上一百八十多人，就我一个人的行李丢了: no one else was affected
-        found = [(start, figure) for start, figure in found
-                 if figure.kind != "affected" or not bystanders.search(_sentence(text, start))]
-    # a counterfactual is read only for the numbers that count something, not for every numeral
+        elif group_of is not None and (g := group_of.search(text[max(0, start - _GROUP_OF):start])):
+            found.append((start, Figure("affected", value, g.group(0) + text[start:end])))
+    # read only for the numbers that count something, not for every numeral: people in a sentence
+    # that says they were bystanders (就我一个人的行李丢了) are none, and so is a counterfactual
     return [figure for start, figure in found
-            if qualifiers is None or not _counterfactual(text, start, qualifiers)]
+            if not (figure.kind == "affected" and bystanders is not None
+                    and bystanders.search(_sentence(text, start)))
+            and (qualifiers is None or not _counterfactual(text, start, qualifiers))]
 
 
 _SENTENCE_END = re.compile(r"[。.!！?？\n]")
@@ -336,31 +346,6 @@ def _sentence(text: str, at: int) -> str:
     after = text[at:at + 3 * _CONTEXT]
     end = _SENTENCE_END.search(after)
     return (before[cuts[-1]:] if cuts else before) + (after[:end.start()] if end else after)
-
-
-@lru_cache(maxsize=16)
-def _ending(sources: tuple[str, ...]) -> re.Pattern[str] | None:
-    """One pattern for any of ``sources`` that ends just before a number ("a team of 14")."""
-    if not sources:
-        return None
-    return re.compile("(?:" + "|".join(f"(?:{s})" for s in sources) + r")\s*$")
-
-
-@lru_cache(maxsize=16)
-def _joined(sources: tuple[str, ...]) -> re.Pattern[str] | None:
-    """One pattern for any of ``sources`` joined to a number by a hyphen ("220-unit")."""
-    if not sources:
-        return None
-    return re.compile("-(?:" + "|".join(f"(?:{s})" for s in sources) + r")(?![a-z])")
-
-
-@lru_cache(maxsize=16)
-def _anchored(sources: tuple[str, ...]) -> re.Pattern[str] | None:
-    """One pattern for any of ``sources``, matched just after a count (up to three spaces,
-    closing brackets or 的 may come between: "三万多人的论坛", "(八百多户)")."""
-    if not sources:
-        return None
-    return re.compile(r"[\s)）」』的]{0,3}(?:" + "|".join(f"(?:{s})" for s in sources) + ")")
 
 
 _ZH_MONEY_UNIT = re.compile(r"(?:多|余|来)?(?:块钱|块|元|圆|人民币)")
@@ -411,7 +396,7 @@ def word_amounts(text: str, *, default_currency: str = "CNY",
     that is set), else in ``default_currency``.
     """
     best: dict[str, float] = {}
-    if latin_currency is not None and not _CJK.search(text):
+    if latin_currency is not None and not _scripts(text)[0]:
         default_currency = latin_currency
 
     def keep(currency: str, value: float) -> None:
