@@ -25,9 +25,11 @@ HELD_OUT_FLOOR = 0.95  # share right on heldout.jsonl, overall; each language at
 # The rules alone on the held-out sets, rounded down. heldout-14 to -19 were each measured once on
 # round 9 (92.5, 90.0, 88.4, 89.7, 92.2, 88.4 %) and again on round 10, which was written from the
 # training sets without reading them (heldout-17's misses had been read): 93.4, 90.9, 89.7, 91.6,
-# 93.8, 89.1 %. heldout-20 and -21, written after round 10, measured once: 90.3 % and 90.0 %.
+# 93.8, 89.1 %. heldout-20 and -21, written after round 10, measured once: 90.3 % and 90.0 %;
+# heldout-22 and -23, written after those with nothing changed, measured once: 91.9 % and 92.8 %.
 HELDOUT_RULES = {14: (0.93, 0.91), 15: (0.90, 0.90), 16: (0.89, 0.88), 17: (0.91, 0.90),
-                 18: (0.93, 0.93), 19: (0.89, 0.88), 20: (0.90, 0.89), 21: (0.90, 0.89)}
+                 18: (0.93, 0.93), 19: (0.89, 0.88), 20: (0.90, 0.89), 21: (0.90, 0.89),
+                 22: (0.91, 0.89), 23: (0.92, 0.92)}
 
 
 def complaint(text: str, **details: str | int | float | bool) -> Complaint:
@@ -386,7 +388,7 @@ def test_the_same_words_meant_still_count(text: str, severity: Severity) -> None
 
 # Floors on the share right of the rules alone (overall, each language). heldout.jsonl was written
 # before the rules were changed; its authors then wrote the rules, so it flatters them (98.6 %).
-# heldout-14.jsonl to heldout-21.jsonl were each written by an AI assistant that saw neither the
+# heldout-14.jsonl to heldout-23.jsonl were each written by an AI assistant that saw neither the
 # rules nor the other sets, and measured once (see tests/test_severity_model.py for them with the
 # severity model). The tuning sets (heldout-2..13 measured once each, then retired into tuning)
 # guard against a change that undoes what they taught; rounds 5 to 10 of the rules mended misses

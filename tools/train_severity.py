@@ -13,7 +13,7 @@ rules and the model together.
 Its L2 strength and the two probabilities at which it raises a level are chosen by five-fold
 cross-validation on the training cases alone: for each candidate, the share right of rules +
 model on the held-out fold, summed over the folds. The held-out sets (``heldout.jsonl``, written
-before the rules; ``heldout-14.jsonl`` to ``heldout-21.jsonl``, written by other hands) are never
+before the rules; ``heldout-14.jsonl`` to ``heldout-23.jsonl``, written by other hands) are never
 read by ``train``. Deterministic: the same files and seed give the same model file, byte for
 byte.
 """
