@@ -76,6 +76,20 @@ def test_the_command_line_reports_a_bad_learn_file_without_a_traceback(
     assert not (tmp_path / "m.json.gz").exists()
 
 
+def test_learning_a_deployments_lines_never_overwrites_the_shipped_model(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given a valid file of reviewed lines, and the shipped model as it is
+    from services.router.textmodel import DEFAULT_MODEL
+
+    before = DEFAULT_MODEL.read_bytes()
+    path = _write(tmp_path / "own.jsonl", json.dumps({"code": "PB-05", "text": "fine"}))
+    # When training with --learn names no --output, Then it refuses before any work
+    with pytest.raises(SystemExit) as done:
+        tc.main(["train", "--learn", str(path)])
+    assert done.value.code == 2 and "--learn needs --output" in capsys.readouterr().err
+    assert DEFAULT_MODEL.read_bytes() == before
+
+
 def test_what_reviewed_prints_is_what_train_learns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     # Given the topics hold two reclassified complaints, and a third whose registration is gone

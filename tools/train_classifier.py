@@ -604,6 +604,9 @@ def learned(paths: list[Path], taxonomy: Taxonomy) -> list[Example]:
 def train(args: argparse.Namespace) -> None:
     """Fetch, train, calibrate, write the model, measure it."""
     taxonomy = load_taxonomy()
+    if args.learn and args.output.resolve() == DEFAULT_MODEL.resolve():
+        raise ConfigError(f"--learn needs --output: {DEFAULT_MODEL} is the model of the public corpora "
+                          "alone, shipped with the code; write a deployment's model beside it")
     own = learned(args.learn, taxonomy)  # first: a bad file stops training before minutes of work
     split_parts = parts(taxonomy, seed=args.seed, test_share=args.test_share)
     train_part = capped(train_lines(split_parts, labels=args.labels, extra=args.extra), cap=args.cap,
