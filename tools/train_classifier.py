@@ -552,21 +552,24 @@ def reviewed(bootstrap: list[str], *, registered: str = REGISTERED.name, routed:
     """
     codes: dict[str, tuple[int, str]] = {}
     for event in read_topic(bootstrap, routed, security=security):
+        if event["data"].get("decision") != DecisionKind.reclassified:
+            continue  # most decisions are no reviewer's: not parsed at all
         try:
             decision = ComplaintRouted.model_validate(event).data
         except ValidationError:
             continue
         held = codes.get(decision.complaint_id)
-        if decision.decision is DecisionKind.reclassified and (held is None or decision.revision > held[0]):
+        if held is None or decision.revision > held[0]:
             codes[decision.complaint_id] = (decision.revision, decision.code)
     texts: dict[str, str] = {}
     for event in read_topic(bootstrap, registered, security=security):
+        if event["data"].get("complaint_id") not in codes:
+            continue  # only the few reclassified complaints' registrations are parsed
         try:
             complaint = ComplaintRegistered.model_validate(event).data
         except ValidationError:
             continue
-        if complaint.complaint_id in codes:
-            texts[complaint.complaint_id] = scrub(classified_text(complaint)) or ""
+        texts[complaint.complaint_id] = scrub(classified_text(complaint)) or ""
     lines = [{"complaint_id": cid, "code": code, "text": texts[cid]}
              for cid, (_, code) in sorted(codes.items()) if cid in texts]
     return lines, len(codes) - len(lines)
