@@ -77,10 +77,15 @@ def test_the_command_line_reports_a_bad_learn_file_without_a_traceback(
 
 
 def test_learning_a_deployments_lines_never_overwrites_the_shipped_model(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # Given a valid file of reviewed lines, and the shipped model as it is
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a valid file of reviewed lines, the shipped model as it is, and training that would
+    # fail this test at once if it ever started (rather than retrain the shipped file for minutes)
     from services.router.textmodel import DEFAULT_MODEL
 
+    def started(*_: object, **__: object) -> None:
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(tc, "parts", started)
     before = DEFAULT_MODEL.read_bytes()
     path = _write(tmp_path / "own.jsonl", json.dumps({"code": "PB-05", "text": "fine"}))
     # When training with --learn names no --output, Then it refuses before any work
