@@ -147,12 +147,15 @@ class TextModel:
             return []
         index, matrix = self._dense
         column = matrix[:, self.codes.index(code)]
-        raised = [(float(column[index[f]]), f) for f in prediction.known if column[index[f]] > 0]
+        values = column[[index[f] for f in prediction.known]].tolist() if prediction.known else []
+        raised = [(v, f) for v, f in zip(values, prediction.known, strict=True) if v > 0]
         terms: list[str] = []
         for _, f in sorted(raised, key=lambda p: (len(term(p[1])) == 1, -p[0], p[1])):
-            if term(f) not in terms:
-                terms.append(term(f))
-        return terms[:limit]
+            if (t := term(f)) not in terms:
+                terms.append(t)
+                if len(terms) == limit:
+                    break
+        return terms
 
     def to_json(self) -> dict[str, Any]:
         """The file's content (``load_model`` reads it back)."""
