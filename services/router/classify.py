@@ -88,11 +88,6 @@ def fold(text: str) -> str:
     return " ".join(normalise(text).split())
 
 
-def found(term: str, folded: str) -> bool:
-    """Whether ``term`` occurs in ``folded`` (from ``fold``): substring test, then the regex."""
-    return _literal(term) in folded and pattern(term).search(folded) is not None
-
-
 def confidence(best: float, second: float, *, prior: float) -> float:
     """best / (best + second + prior); 0.0 when best is 0."""
     return 0.0 if best <= 0 else round(best / (best + second + prior), 4)
@@ -134,14 +129,33 @@ def _by_keywords(scored: list[tuple[float, int, str, list[str]]], taxonomy: Taxo
     )
 
 
+_Needles = tuple[tuple[int, str, tuple[tuple[str, str, float], ...]], ...]
+_NEEDLES: dict[int, tuple[Taxonomy, _Needles]] = {}
+
+
+def _needles(taxonomy: Taxonomy) -> _Needles:
+    """(order, code, (literal, term, weight) of each keyword) of each type, built once per
+    taxonomy: the literal test runs 600 times per complaint, without a cache lookup each time."""
+    entry = _NEEDLES.get(id(taxonomy))
+    if entry is None or entry[0] is not taxonomy:  # a new taxonomy, or one at a reused address
+        needles = tuple((order, ctype.code, tuple((_literal(t), t, w) for t, w in ctype.weighted_terms))
+                        for order, ctype in enumerate(taxonomy.types))
+        if len(_NEEDLES) >= 8:
+            del _NEEDLES[next(iter(_NEEDLES))]
+        _NEEDLES[id(taxonomy)] = entry = (taxonomy, needles)
+    return entry[1]
+
+
 def keyword_scores(text: str, *, taxonomy: Taxonomy) -> list[tuple[float, int, str, list[str]]]:
-    """(score, order in the taxonomy, code, matched keywords) of each code with a keyword hit."""
+    """(score, order in the taxonomy, code, matched keywords) of each code with a keyword hit: a
+    term occurs in the folded text when its literal does (a cheap test) and then its pattern."""
     folded = fold(text)
     scored: list[tuple[float, int, str, list[str]]] = []
-    for order, ctype in enumerate(taxonomy.types):
-        hits = [(term, weight) for term, weight in ctype.weighted_terms if found(term, folded)]
+    for order, code, needles in _needles(taxonomy):
+        hits = [(term, weight) for literal, term, weight in needles
+                if literal in folded and pattern(term).search(folded) is not None]
         if hits:
-            scored.append((sum(w for _, w in hits), order, ctype.code, [t for t, _ in hits]))
+            scored.append((sum(w for _, w in hits), order, code, [t for t, _ in hits]))
     return scored
 
 
