@@ -407,3 +407,26 @@ def test_every_annotation_shipped_is_a_taxonomy_code() -> None:
                 if line.strip() and not line.startswith("#")]
         assert len(rows) >= 150
         assert {row[i] for row in rows for i in columns} <= CODES
+
+
+@pytest.mark.parametrize("text_model", [True, False])
+def test_the_router_says_on_metrics_which_models_it_classifies_with(tmp_path: Path, text_model: bool) -> None:
+    # Given a site's own text model file (as `train --learn` writes one), or the text model off
+    from prometheus_client import CollectorRegistry
+
+    from services.common.policy import load_policy
+    from services.router.app import build
+    from services.router.settings import RouterSettings
+    from services.router.textmodel import SEVERITY_MODEL, load_severity_model
+
+    TextModel("classifier-v5-site", ("PQ-01", "LG-01"), (0.0, 0.0), {"w:快递": {1: 0.5}}, 1.0, 1.0,
+              {}).save(tmp_path / "site.json.gz")
+    settings = RouterSettings.model_validate({"COMPLAINTS_DATA_DIR": tmp_path, "ROUTER_TEXT_MODEL": text_model,
+                                              "ROUTER_TEXT_MODEL_FILE": tmp_path / "site.json.gz"})
+    registry = CollectorRegistry()
+    # When the router is built
+    build(settings, load_policy(), registry=registry)
+    # Then its metrics name the text model's, the severity model's and the taxonomy's versions
+    labels = {"text_model": "classifier-v5-site" if text_model else "off",
+              "severity_model": load_severity_model(SEVERITY_MODEL).version, "taxonomy": TAXONOMY.version}
+    assert registry.get_sample_value("complaints_router_models_info", labels) == 1.0

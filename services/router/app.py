@@ -60,10 +60,14 @@ def build(settings: RouterSettings, policy: Policy, *, publisher: Publisher | No
         first_contacts = first_contacts or RedisFirstContacts(redis, prefix=settings.redis_prefix)
         cases = cases or RedisCases(redis, prefix=settings.redis_prefix,
                                     ttl_seconds=settings.case_ttl_days * 86400)
+    metrics = RouterMetrics.create(registry)
+    metrics.models.info({"text_model": model.version if model else "off",
+                         "severity_model": severity_model.version if severity_model else "off",
+                         "taxonomy": taxonomy.version})
     router = Router(
         policy=policy, taxonomy=taxonomy, roster=roster, publisher=publisher,
         first_contacts=first_contacts, cases=cases,
-        clock=clock or (lambda: datetime.now(UTC)), metrics=RouterMetrics.create(registry),
+        clock=clock or (lambda: datetime.now(UTC)), metrics=metrics,
         model=model, severity_model=severity_model)
     boundary = Boundary(service=SERVICE, publisher=publisher, registry=registry, settings=settings)
 

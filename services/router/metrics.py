@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class RouterMetrics:
     queue_waiting: Gauge
     queue_oldest: Gauge
     queue_limit: Gauge
+    models: Info
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> RouterMetrics:
@@ -82,4 +83,9 @@ class RouterMetrics:
                 "complaints_router_queue_wait_limit_seconds",
                 "The policy's waiting limit of the department's queue (queue.alert_after).",
                 ["department"], registry=registry),
+            models=Info(
+                "complaints_router_models",
+                "What this router classifies with: the text model's, the severity model's and the "
+                "taxonomy's versions (\"off\" for a model switched off), so a site model's rollout "
+                "can be watched pod by pod.", registry=registry),
         )
