@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import re
-import unicodedata
 from functools import lru_cache
 from typing import Any
 
@@ -28,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from schemas.events import Complaint, Severity
 from services.common.policy import SeverityPolicy
 from services.router.severity import phrase_findings, stated_figures, word_amounts
-from services.router.taxonomy import Taxonomy
+from services.router.taxonomy import Taxonomy, normalise
 from services.router.textmodel import Prediction, SeverityModel, TextModel, softmax
 
 ALTERNATIVES = 3
@@ -70,17 +69,6 @@ def pattern(term: str) -> re.Pattern[str]:
     stem, open_end = folded.rstrip("*"), folded.endswith("*")
     words = r"\s+".join(re.escape(w) for w in stem.split())
     return re.compile(rf"(?<!{_WORD}){words}" + (rf"{_WORD}*" if open_end else rf"(?!{_WORD})"))
-
-
-@lru_cache(maxsize=8192)
-def _literal(term: str) -> str:
-    """What a text must contain for ``term`` to match: a cheap test before the regex."""
-    return " ".join(normalise(term).rstrip("*").split())
-
-
-def normalise(text: str) -> str:
-    """Fold full-width forms (ＡＰＰ -> app), case and curly apostrophes, for matching."""
-    return unicodedata.normalize("NFKC", text).replace("\u2019", "'").lower()
 
 
 def fold(text: str) -> str:
@@ -129,33 +117,16 @@ def _by_keywords(scored: list[tuple[float, int, str, list[str]]], taxonomy: Taxo
     )
 
 
-_Needles = tuple[tuple[int, str, tuple[tuple[str, str, float], ...]], ...]
-_NEEDLES: dict[int, tuple[Taxonomy, _Needles]] = {}
-
-
-def _needles(taxonomy: Taxonomy) -> _Needles:
-    """(order, code, (literal, term, weight) of each keyword) of each type, built once per
-    taxonomy: the literal test runs 600 times per complaint, without a cache lookup each time."""
-    entry = _NEEDLES.get(id(taxonomy))
-    if entry is None or entry[0] is not taxonomy:  # a new taxonomy, or one at a reused address
-        needles = tuple((order, ctype.code, tuple((_literal(t), t, w) for t, w in ctype.weighted_terms))
-                        for order, ctype in enumerate(taxonomy.types))
-        if len(_NEEDLES) >= 8:
-            del _NEEDLES[next(iter(_NEEDLES))]
-        _NEEDLES[id(taxonomy)] = entry = (taxonomy, needles)
-    return entry[1]
-
-
 def keyword_scores(text: str, *, taxonomy: Taxonomy) -> list[tuple[float, int, str, list[str]]]:
     """(score, order in the taxonomy, code, matched keywords) of each code with a keyword hit: a
     term occurs in the folded text when its literal does (a cheap test) and then its pattern."""
     folded = fold(text)
     scored: list[tuple[float, int, str, list[str]]] = []
-    for order, code, needles in _needles(taxonomy):
-        hits = [(term, weight) for literal, term, weight in needles
+    for order, ctype in enumerate(taxonomy.types):
+        hits = [(term, weight) for literal, term, weight in ctype.weighted_terms
                 if literal in folded and pattern(term).search(folded) is not None]
         if hits:
-            scored.append((sum(w for _, w in hits), order, code, [t for t, _ in hits]))
+            scored.append((sum(w for _, w in hits), order, ctype.code, [t for t, _ in hits]))
     return scored
 
 

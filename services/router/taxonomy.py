@@ -7,6 +7,7 @@ matching rules and the confidence formula used by ``services.router.classify``.
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import cached_property
 from pathlib import Path
 
@@ -17,6 +18,16 @@ from services.common.policy import load_yaml_model
 DEFAULT_TAXONOMY = Path(__file__).with_name("taxonomy.yaml")
 CODE = r"^[A-Z]{2}-\d{2}$"
 _CJK = re.compile(r"[\u3400-\u9fff]")
+
+
+def normalise(text: str) -> str:
+    """Fold full-width forms (ＡＰＰ -> app), case and curly apostrophes, for matching."""
+    return unicodedata.normalize("NFKC", text).replace("\u2019", "'").lower()
+
+
+def literal(term: str) -> str:
+    """What a (folded) text must contain for ``term`` to match: a cheap test before its pattern."""
+    return " ".join(normalise(term).rstrip("*").split())
 
 
 class _Frozen(BaseModel):
@@ -79,9 +90,10 @@ class ComplaintType(_Frozen):
         return [(t, self.weights.get(t, 1.0)) for t in [*self.keywords.zh, *self.keywords.en]]
 
     @cached_property
-    def weighted_terms(self) -> tuple[tuple[str, float], ...]:
-        """``terms()``, computed once (the classifier reads it for every complaint)."""
-        return tuple(self.terms())
+    def weighted_terms(self) -> tuple[tuple[str, str, float], ...]:
+        """(literal, term, weight) of ``terms()``, computed once: the classifier tests every
+        keyword's literal against every complaint."""
+        return tuple((literal(t), t, w) for t, w in self.terms())
 
 
 class CfpbMap(_Frozen):
