@@ -73,7 +73,7 @@ import urllib.parse
 import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -659,15 +659,13 @@ def train(args: argparse.Namespace) -> None:
             "cfpb": CFPB_CORPUS.name, "seed": args.seed, "test_share": args.test_share, "cap": args.cap,
             "silver_weight": args.silver_weight, "l2": best[1], "norm": args.norm, "silver": len(silver_part),
             "train": len(train_part), "taxonomy": taxonomy.version}
-    held_out: dict[str, Any] = {}
-    if own_test:
-        assert baseline is not None
-        probe = TextModel(args.version, codes, prior, weights, 1.0, best[2], {}, norm=args.norm)
-        held_out = measure_held_out(own_test, taxonomy, new=probe, baseline=baseline)
-    if own:
-        meta["learned"] = {"files": [p.name for p in args.learn], "lines": len(own_train),
-                           "held_out": len(own_test), **held_out}
     model = TextModel(args.version, codes, prior, weights, 1.0, best[2], meta, norm=args.norm)
+    if own:
+        figures = (measure_held_out(own_test, taxonomy, new=model, baseline=baseline)
+                   if baseline is not None else {})  # a baseline is loaded when lines are held out
+        model = replace(model, meta={**meta, "learned": {
+            "files": [p.name for p in args.learn], "lines": len(own_train), "held_out": len(own_test),
+            **figures}})
     model.save(args.output)
     print(f"wrote {args.output} ({args.output.stat().st_size:,} bytes): {len(weights)} features, "
           f"{len(codes)} codes, l2 {best[1]}, keyword weight {best[2]}")
@@ -682,16 +680,14 @@ def measure_held_out(test: list[Example], taxonomy: Taxonomy, *, new: TextModel,
     codes = len({e.code for e in test})
     print(f"{DEPLOYMENT}'s held-out lines: {len(test)} in {codes} codes, never learned")
     _print("keywords only", measure(test, taxonomy, None))
-    figures = {}
-    for role, model in (("baseline", baseline), ("new", new)):
-        fig = measure(test, taxonomy, model)
-        _print(f"{model.version} + keywords", fig)
-        figures[role] = {"version": model.version, "accuracy": round(fig.accuracy, 4),
-                         "review_or_other": round(fig.review_or_other, 4)}
-    accuracy = fig.accuracy  # the new model's
+    before, after = measure(test, taxonomy, baseline), measure(test, taxonomy, new)
+    _print(f"{baseline.version} + keywords", before)
+    _print(f"{new.version} + keywords", after)
     print(f"  on {len(test)} lines one line moves a figure {1 / len(test):.1%}; chance, about "
-          f"±{math.sqrt(accuracy * (1 - accuracy) / len(test)):.1%}")
-    return figures
+          f"±{math.sqrt(after.accuracy * (1 - after.accuracy) / len(test)):.1%}")
+    return {role: {"version": model.version, "accuracy": round(fig.accuracy, 4),
+                   "review_or_other": round(fig.review_or_other, 4)}
+            for role, model, fig in (("baseline", baseline, before), ("new", new, after))}
 
 
 def _logits(model: TextModel, prediction: Prediction, scored: list[tuple[float, int, str, list[str]]],
