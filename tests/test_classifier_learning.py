@@ -82,10 +82,7 @@ def test_learning_a_deployments_lines_never_overwrites_the_shipped_model(
     # fail this test at once if it ever started (rather than retrain the shipped file for minutes)
     from services.router.textmodel import DEFAULT_MODEL
 
-    def started(*_: object, **__: object) -> None:
-        raise AssertionError("training started")
-
-    monkeypatch.setattr(tc, "parts", started)
+    _training_must_not_start(monkeypatch)
     before = DEFAULT_MODEL.read_bytes()
     path = _write(tmp_path / "own.jsonl", json.dumps({"code": "PB-05", "text": "fine"}))
     # When training with --learn names no --output, Then it refuses before any work
@@ -173,15 +170,27 @@ def test_held_out_lines_of_the_deployment_measure_the_new_model_against_the_curr
     # and kept in the file: the current model reads none of them right, the new one all
     assert "deployment: 12 lines its reviewers coded (reviewed.jsonl); learns from 9, holds out 3" in out
     assert "deployment's held-out lines: 3 in 1 codes, never learned" in out
-    learned = load_model(tmp_path / "site.json.gz").meta["learned"]
+    meta = load_model(tmp_path / "site.json.gz").meta
+    assert meta["train"] == 18 + 9  # the public lines and the nine learned: not the three held out
+    learned = meta["learned"]
     assert learned == {"files": ["reviewed.jsonl"], "lines": 9, "held_out": 3,
                        "baseline": {"version": "classifier-test", "accuracy": 0.0,
                                     "review_or_other": learned["baseline"]["review_or_other"]},
                        "new": {"version": "classifier-test", "accuracy": 1.0, "review_or_other": 0.0}}
 
 
+def _training_must_not_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the test fail at once if training starts (rather than train on the corpora for minutes)."""
+    def started(*_: object, **__: object) -> None:
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(tc, "parts", started)
+
+
 @pytest.mark.parametrize("share", ["1", "-0.1", "a quarter"])
-def test_a_held_out_share_outside_0_to_1_is_refused(share: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_held_out_share_outside_0_to_1_is_refused(share: str, capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    _training_must_not_start(monkeypatch)
     with pytest.raises(SystemExit) as done:
         tc.main(["train", "--learn-test-share", share])
     assert done.value.code == 2 and "--learn-test-share" in capsys.readouterr().err
@@ -189,10 +198,7 @@ def test_a_held_out_share_outside_0_to_1_is_refused(share: str, capsys: pytest.C
 
 def test_a_missing_baseline_stops_training_naming_it_before_any_work(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    def started(*_: object, **__: object) -> None:
-        raise AssertionError("training started")
-
-    monkeypatch.setattr(tc, "parts", started)
+    _training_must_not_start(monkeypatch)
     own = _write(tmp_path / "own.jsonl", *(json.dumps({"code": "PB-05", "text": f"fine {i}"}) for i in range(8)))
     with pytest.raises(SystemExit) as done:
         tc.main(["train", "--learn", str(own), "--output", str(tmp_path / "m.json.gz"),
